@@ -62,6 +62,25 @@ cv_rc cv_buf_append(cv_buf_t *b, const void *p, size_t n)
 	return CV_OK;
 }
 
+cv_rc cv_buf_extend(cv_buf_t *b, size_t n, void **p)
+{
+	cv_rc rc = buf_reserve(b, n);
+	if (rc)
+		return rc;
+	*p = b->data + b->len;
+	b->len += n;
+	b->data[b->len] = '\0';
+	return CV_OK;
+}
+
+void cv_buf_truncate(cv_buf_t *b, size_t len)
+{
+	if (len < b->len) {
+		b->len = len;
+		b->data[len] = '\0';
+	}
+}
+
 cv_rc cv_buf_puts(cv_buf_t *b, const char *s)
 {
 	return cv_buf_append(b, s, strlen(s));

@@ -31,6 +31,13 @@ void cv_buf_reset(cv_buf_t *b);
 /* Appends n bytes; CV_E_LIMIT over cap, CV_E_NOMEM if allocation fails. */
 cv_rc cv_buf_append(cv_buf_t *b, const void *p, size_t n);
 
+/* Extends the buffer by n uninitialised bytes and points *p at them (to be
+ * written by the caller). CV_E_LIMIT over cap; the buffer is unchanged on failure. */
+cv_rc cv_buf_extend(cv_buf_t *b, size_t n, void **p);
+
+/* Cuts the buffer back to len bytes (len <= b->len). */
+void cv_buf_truncate(cv_buf_t *b, size_t len);
+
 /* Appends a NUL-terminated string. */
 cv_rc cv_buf_puts(cv_buf_t *b, const char *s);
 

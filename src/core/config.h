@@ -1,0 +1,64 @@
+/*
+ * config.h - the server configuration: defaults, then a config file, then
+ * environment variables (CAREVAULT_*), then command-line flags; later ones win.
+ *
+ * A cv_config_t is filled once at start-up and frozen: threads read it only.
+ * The config file holds `key = value` lines (# comments), with the keys of
+ * the table in config.c (the same names as the long flags without "--").
+ */
+#ifndef CV_CORE_CONFIG_H
+#define CV_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/rc.h"
+
+#define CV_PATH_MAX 1024
+
+typedef struct cv_config {
+	char data_dir[CV_PATH_MAX];   /* data directory (key, store, TLS, tokens) */
+	char config_file[CV_PATH_MAX];/* config file read, or "" */
+	char listen_addr[64];         /* address to bind, "127.0.0.1" */
+	uint16_t listen_port;         /* port, 8443 */
+	char cert_file[CV_PATH_MAX];  /* TLS certificate (PEM); default DATA/tls/cert.pem */
+	char key_file[CV_PATH_MAX];   /* TLS private key (PEM); default DATA/tls/key.pem */
+	char store_url[CV_PATH_MAX];  /* "" = embedded SQLite in the data dir */
+	unsigned threads;             /* HTTP worker threads; 0 = one per core */
+	size_t max_body;              /* request body bytes, 16 MiB */
+	size_t max_header;            /* total request header bytes, 16 KiB */
+	size_t max_url;               /* request target bytes, 8 KiB */
+	unsigned max_connections;     /* open connections, 4096 */
+	unsigned max_conn_per_ip;     /* open connections from one address, 0 = no limit */
+	unsigned idle_timeout;        /* seconds a connection may stay silent, 30 */
+	unsigned request_timeout;     /* seconds a request body may take to arrive, 60 */
+	unsigned max_json_depth;      /* JSON nesting, 64 */
+	unsigned history_max_count;   /* largest _count on history, 1000 */
+	int log_level;                /* cv_log_level */
+	int access_log;               /* 1: one JSON line per request */
+} cv_config_t;
+
+/* Fills cfg with the defaults. */
+void cv_config_defaults(cv_config_t *cfg);
+
+/* Sets one option by name ("listen", "max-body", ...). CV_E_INVALID with a
+ * message in err for an unknown name or a bad value. */
+cv_rc cv_config_set(cv_config_t *cfg, const char *name, const char *value, char *err, size_t errlen);
+
+/* Reads a config file of `name = value` lines. CV_E_IO if it cannot be read. */
+cv_rc cv_config_load_file(cv_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Applies CAREVAULT_<NAME> environment variables (dashes as underscores). */
+cv_rc cv_config_load_env(cv_config_t *cfg, char *err, size_t errlen);
+
+/* Fills derived defaults (cert/key paths under the data dir, threads). */
+void cv_config_finish(cv_config_t *cfg);
+
+/* Prints the option table (name, env variable, default, meaning) for --help. */
+void cv_config_print_help(FILE *out);
+
+/* Parses a decimal unsigned number with optional K/M/G suffix; CV_E_INVALID if not one. */
+cv_rc cv_parse_size(const char *s, uint64_t max, uint64_t *out);
+
+#endif

@@ -1,0 +1,285 @@
+/* crypto.c - master key file, wrapped keys, AES-256-GCM sealing, blind indexes. */
+#include "crypto/crypto.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define SEAL_MAGIC0 'C'
+#define SEAL_MAGIC1 'V'
+#define SEAL_VERSION 1
+#define SEAL_HEADER (3 + 4)
+#define NONCE_BYTES crypto_aead_aes256gcm_NPUBBYTES
+
+struct cv_key {
+	crypto_aead_aes256gcm_state st; /* expanded AES key (must stay first: alignment) */
+	uint8_t raw[CV_KEY_BYTES];      /* the key bytes, for HMAC */
+	uint32_t id;                    /* key id written into blobs */
+};
+
+cv_rc cv_crypto_init(char *err, size_t errlen)
+{
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium failed to initialise");
+		return CV_E_CRYPTO;
+	}
+	if (!crypto_aead_aes256gcm_is_available()) {
+		snprintf(err, errlen, "this CPU lacks AES-NI/PCLMUL: AES-256-GCM is not available");
+		return CV_E_CRYPTO;
+	}
+	return CV_OK;
+}
+
+static cv_rc write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return CV_E_IO;
+		b += w;
+		n -= (size_t)w;
+	}
+	return CV_OK;
+}
+
+cv_rc cv_crypto_master_create(const char *path, char *err, size_t errlen)
+{
+	uint8_t k[CV_KEY_BYTES];
+	cv_rc rc = CV_OK;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create master key %s: %s", path, strerror(errno));
+		return CV_E_IO;
+	}
+	randombytes_buf(k, sizeof k);
+	if (write_all(fd, k, sizeof k) || fsync(fd)) {
+		snprintf(err, errlen, "cannot write master key %s: %s", path, strerror(errno));
+		rc = CV_E_IO;
+	}
+	sodium_memzero(k, sizeof k);
+	close(fd);
+	return rc;
+}
+
+static cv_rc key_new(uint32_t id, cv_key_t **out)
+{
+	cv_key_t *k = sodium_malloc(sizeof *k);
+	if (!k)
+		return CV_E_NOMEM;
+	k->id = id;
+	*out = k;
+	return CV_OK;
+}
+
+cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out)
+{
+	cv_key_t *k = NULL;
+	cv_rc rc = key_new(id, &k);
+	if (rc)
+		return rc;
+	memcpy(k->raw, bytes, CV_KEY_BYTES);
+	crypto_aead_aes256gcm_beforenm(&k->st, k->raw);
+	sodium_mprotect_readonly(k);
+	*out = k;
+	return CV_OK;
+}
+
+cv_rc cv_crypto_master_load(const char *path, cv_key_t **out, char *err, size_t errlen)
+{
+	uint8_t k[CV_KEY_BYTES + 1];
+	struct stat st;
+	cv_rc rc = CV_OK;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open master key %s: %s (run 'carevault init' first)", path,
+			 strerror(errno));
+		return CV_E_IO;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "master key %s is not a regular file", path);
+		rc = CV_E_IO;
+		goto out;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen, "master key %s is accessible by group or others (mode %03o): "
+			 "run 'chmod 600 %s'", path, (unsigned)(st.st_mode & 0777), path);
+		rc = CV_E_DENIED;
+		goto out;
+	}
+	ssize_t n = read(fd, k, sizeof k);
+	if (n != CV_KEY_BYTES) {
+		snprintf(err, errlen, "master key %s must hold exactly %d bytes", path, CV_KEY_BYTES);
+		rc = CV_E_CRYPTO;
+		goto out;
+	}
+	rc = cv_crypto_key_from_bytes(k, 0, out);
+out:
+	sodium_memzero(k, sizeof k);
+	close(fd);
+	return rc;
+}
+
+void cv_key_free(cv_key_t *k)
+{
+	if (k)
+		sodium_free(k); /* sodium_free wipes the memory */
+}
+
+uint32_t cv_key_id(const cv_key_t *k)
+{
+	return k->id;
+}
+
+cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void *pt, size_t ptlen,
+		     cv_buf_t *out)
+{
+	if (ptlen > SIZE_MAX - CV_SEAL_OVERHEAD)
+		return CV_E_LIMIT;
+	uint8_t *blob = NULL;
+	cv_rc rc = cv_buf_extend(out, ptlen + CV_SEAL_OVERHEAD, (void **)&blob);
+	if (rc)
+		return rc;
+	blob[0] = SEAL_MAGIC0;
+	blob[1] = SEAL_MAGIC1;
+	blob[2] = SEAL_VERSION;
+	blob[3] = (uint8_t)(k->id >> 24);
+	blob[4] = (uint8_t)(k->id >> 16);
+	blob[5] = (uint8_t)(k->id >> 8);
+	blob[6] = (uint8_t)k->id;
+	uint8_t *nonce = blob + SEAL_HEADER;
+	randombytes_buf(nonce, NONCE_BYTES);
+	unsigned long long clen = 0;
+	crypto_aead_aes256gcm_encrypt_afternm(nonce + NONCE_BYTES, &clen, pt, ptlen, ad, adlen, NULL,
+					      nonce, &k->st);
+	return CV_OK;
+}
+
+cv_rc cv_crypto_blob_key_id(const uint8_t *blob, size_t len, uint32_t *id)
+{
+	if (len < CV_SEAL_OVERHEAD || blob[0] != SEAL_MAGIC0 || blob[1] != SEAL_MAGIC1 ||
+	    blob[2] != SEAL_VERSION)
+		return CV_E_CRYPTO;
+	*id = (uint32_t)blob[3] << 24 | (uint32_t)blob[4] << 16 | (uint32_t)blob[5] << 8 | blob[6];
+	return CV_OK;
+}
+
+cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint8_t *blob, size_t len,
+		     cv_buf_t *out)
+{
+	uint32_t id;
+	if (cv_crypto_blob_key_id(blob, len, &id) || id != k->id)
+		return CV_E_CRYPTO;
+	const uint8_t *nonce = blob + SEAL_HEADER;
+	const uint8_t *ct = nonce + NONCE_BYTES;
+	size_t ctlen = len - SEAL_HEADER - NONCE_BYTES;
+	size_t start = out->len;
+	uint8_t *pt = NULL;
+	cv_rc rc = cv_buf_extend(out, ctlen - crypto_aead_aes256gcm_ABYTES, (void **)&pt);
+	if (rc)
+		return rc;
+	unsigned long long mlen = 0;
+	if (crypto_aead_aes256gcm_decrypt_afternm(pt, &mlen, NULL, ct, ctlen, ad, adlen, nonce,
+						  &k->st) != 0) {
+		sodium_memzero(pt, ctlen - crypto_aead_aes256gcm_ABYTES);
+		cv_buf_truncate(out, start);
+		return CV_E_CRYPTO;
+	}
+	return CV_OK;
+}
+
+cv_rc cv_crypto_key_wrap_new(const cv_key_t *wrapping, const char *purpose, uint32_t id, cv_buf_t *out)
+{
+	uint8_t raw[CV_KEY_BYTES + 4];
+	randombytes_buf(raw, CV_KEY_BYTES);
+	raw[CV_KEY_BYTES] = (uint8_t)(id >> 24);
+	raw[CV_KEY_BYTES + 1] = (uint8_t)(id >> 16);
+	raw[CV_KEY_BYTES + 2] = (uint8_t)(id >> 8);
+	raw[CV_KEY_BYTES + 3] = (uint8_t)id;
+	cv_rc rc = cv_crypto_seal(wrapping, purpose, strlen(purpose), raw, sizeof raw, out);
+	sodium_memzero(raw, sizeof raw);
+	return rc;
+}
+
+cv_rc cv_crypto_key_unwrap(const cv_key_t *wrapping, const char *purpose, const uint8_t *blob,
+			   size_t len, cv_key_t **out)
+{
+	cv_buf_t pt;
+	cv_buf_init(&pt, 256);
+	cv_rc rc = cv_crypto_open(wrapping, purpose, strlen(purpose), blob, len, &pt);
+	if (!rc && pt.len != CV_KEY_BYTES + 4)
+		rc = CV_E_CRYPTO;
+	if (!rc) {
+		const uint8_t *p = (const uint8_t *)pt.data;
+		uint32_t id = (uint32_t)p[32] << 24 | (uint32_t)p[33] << 16 | (uint32_t)p[34] << 8 | p[35];
+		rc = cv_crypto_key_from_bytes(p, id, out);
+	}
+	if (pt.data)
+		sodium_memzero(pt.data, pt.alloc);
+	cv_buf_release(&pt);
+	return rc;
+}
+
+void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out[CV_BLIND_BYTES])
+{
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, k->raw, CV_KEY_BYTES);
+	crypto_auth_hmacsha256_update(&st, msg, len);
+	crypto_auth_hmacsha256_final(&st, out);
+	sodium_memzero(&st, sizeof st);
+}
+
+void cv_crypto_hex(const uint8_t *in, size_t n, char *out)
+{
+	sodium_bin2hex(out, n * 2 + 1, in, n);
+}
+
+void cv_crypto_random(void *buf, size_t n)
+{
+	randombytes_buf(buf, n);
+}
+
+void cv_crypto_token(const char *prefix, char *out, size_t outlen)
+{
+	uint8_t r[32];
+	char b64[64];
+	randombytes_buf(r, sizeof r);
+	sodium_bin2base64(b64, sizeof b64, r, sizeof r, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(out, outlen, "%s%s", prefix, b64);
+	sodium_memzero(r, sizeof r);
+	sodium_memzero(b64, sizeof b64);
+}
+
+void cv_crypto_sha256(const void *data, size_t len, uint8_t out[32])
+{
+	crypto_hash_sha256(out, data, len);
+}
+
+int cv_crypto_equal(const void *a, const void *b, size_t n)
+{
+	return sodium_memcmp(a, b, n) == 0;
+}
+
+void cv_crypto_wipe(void *p, size_t n)
+{
+	sodium_memzero(p, n);
+}
+
+void cv_crypto_uuid(char out[37])
+{
+	uint8_t u[16];
+	randombytes_buf(u, sizeof u);
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}

@@ -1,0 +1,94 @@
+/*
+ * crypto.h - keys, sealing and blind indexes (libsodium).
+ *
+ * Key hierarchy: a master key (32 random bytes in a 0600 file, never in the
+ * store) wraps data keys; data keys are stored wrapped, unwrapped into guarded
+ * memory (sodium_malloc: locked, guard pages, read-only, wiped on free).
+ *
+ * Sealed blob format (version 1):
+ *   "CV" | 0x01 | key id (u32, big-endian) | nonce (12) | ciphertext | tag (16)
+ * AES-256-GCM with a random 96-bit nonce; the caller's additional data binds
+ * the blob to its place (for resources: type, row id, version), so a blob
+ * copied to another row fails to open.
+ */
+#ifndef CV_CRYPTO_CRYPTO_H
+#define CV_CRYPTO_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/rc.h"
+
+#define CV_KEY_BYTES 32
+#define CV_SEAL_OVERHEAD (3 + 4 + 12 + 16)
+#define CV_BLIND_BYTES 32
+
+typedef struct cv_key cv_key_t;
+
+/* Initialises libsodium and checks that AES-256-GCM is available in hardware.
+ * CV_E_CRYPTO with a message in err otherwise. Call once at start. */
+cv_rc cv_crypto_init(char *err, size_t errlen);
+
+/* Creates a new master key file at path (O_EXCL, mode 0600, fsynced). */
+cv_rc cv_crypto_master_create(const char *path, char *err, size_t errlen);
+
+/* Loads the master key file. Refuses (CV_E_DENIED) a file that group or
+ * others may read or write, or that is not a regular file of 32 bytes. */
+cv_rc cv_crypto_master_load(const char *path, cv_key_t **out, char *err, size_t errlen);
+
+/* Makes a key of the given id from 32 bytes (copied into guarded memory). */
+cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out);
+
+/* Wipes and frees a key (NULL is fine). */
+void cv_key_free(cv_key_t *k);
+
+/* The id a key was made with. */
+uint32_t cv_key_id(const cv_key_t *k);
+
+/* Generates a random data key of the given id and appends it, sealed under
+ * `wrapping` with additional data `purpose`, to out. */
+cv_rc cv_crypto_key_wrap_new(const cv_key_t *wrapping, const char *purpose, uint32_t id,
+			     cv_buf_t *out);
+
+/* Opens a wrapped key made by cv_crypto_key_wrap_new with the same purpose. */
+cv_rc cv_crypto_key_unwrap(const cv_key_t *wrapping, const char *purpose, const uint8_t *blob,
+			   size_t len, cv_key_t **out);
+
+/* Seals pt under k with additional data ad; appends the blob to out. */
+cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void *pt, size_t ptlen,
+		     cv_buf_t *out);
+
+/* Key id a blob was sealed with; CV_E_CRYPTO if it is not a sealed blob. */
+cv_rc cv_crypto_blob_key_id(const uint8_t *blob, size_t len, uint32_t *id);
+
+/* Opens a blob sealed by cv_crypto_seal; appends the plaintext to out.
+ * CV_E_CRYPTO if the blob was altered, moved (other ad) or sealed under another key. */
+cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint8_t *blob, size_t len,
+		     cv_buf_t *out) __attribute__((warn_unused_result));
+
+/* HMAC-SHA-256 of msg under k: the blind-index value of msg. */
+void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out[CV_BLIND_BYTES]);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void cv_crypto_hex(const uint8_t *in, size_t n, char *out);
+
+/* Fills buf with n random bytes. */
+void cv_crypto_random(void *buf, size_t n);
+
+/* A random token: `prefix` + base64url(32 random bytes), into out (outlen ≥ 64). */
+void cv_crypto_token(const char *prefix, char *out, size_t outlen);
+
+/* SHA-256 of data. */
+void cv_crypto_sha256(const void *data, size_t len, uint8_t out[32]);
+
+/* Constant-time equality of two n-byte buffers. */
+int cv_crypto_equal(const void *a, const void *b, size_t n) __attribute__((warn_unused_result));
+
+/* Wipes n bytes at p. */
+void cv_crypto_wipe(void *p, size_t n);
+
+/* A random version-4 UUID as text (37 bytes with the NUL). */
+void cv_crypto_uuid(char out[37]);
+
+#endif

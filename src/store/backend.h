@@ -1,0 +1,37 @@
+/*
+ * backend.h - what a storage back end provides to store.c (private to store/).
+ *
+ * store.c owns the committer thread and the write queue; a back end provides
+ * connections, reads, and the application of one batch of writes as one
+ * durable transaction. Only the back end's own file includes its library.
+ */
+#ifndef CV_STORE_BACKEND_H
+#define CV_STORE_BACKEND_H
+
+#include "store/store.h"
+
+typedef struct cv_backend cv_backend_t;
+
+typedef struct cv_backend_ops {
+	/* Applies writes (linked by ->next) in one transaction; sets each
+	 * ->result and ->seq. A write that fails alone (conflict) does not
+	 * undo the others. On a failed commit every write gets CV_E_STORAGE. */
+	void (*apply)(cv_backend_t *b, cv_store_write_t *batch);
+	cv_rc (*ping)(cv_backend_t *b);
+	cv_rc (*meta_get)(cv_backend_t *b, const char *name, cv_buf_t *out);
+	cv_rc (*read)(cv_backend_t *b, const char *type, const char *rid, int64_t version, cv_pool_t *pool,
+		      cv_store_version_t *out);
+	cv_rc (*history)(cv_backend_t *b, const cv_store_history_query_t *q, const char *rid,
+			 cv_pool_t *pool, cv_store_version_fn fn, void *arg);
+	void (*close)(cv_backend_t *b);
+} cv_backend_ops_t;
+
+/* Back ends see only row ids and sealed bodies: a write's rid and sealed
+ * fields, a query's rid (in place of the id), and they return sealed bodies
+ * that store.c opens. */
+
+/* Opens the SQLite back end on DATA/store.db (store/sqlite.c). */
+cv_rc cv_sqlite_open(const char *data_dir, unsigned read_conns, cv_backend_t **out,
+		     const cv_backend_ops_t **ops, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,452 @@
+/*
+ * sqlite.c - the embedded back end: SQLite in WAL mode, DATA/store.db.
+ *
+ * One writer connection, used only by the committer thread, with
+ * synchronous=FULL so a commit is on disk before writes are acknowledged.
+ * A bounded pool of read connections (query_only) serves reads from any
+ * thread; WAL lets them run while the committer writes.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "core/log.h"
+#include "store/backend.h"
+
+#define READ_CONNS_MAX 64
+
+typedef struct rconn {
+	sqlite3 *db;
+	sqlite3_stmt *read_cur;  /* current version of a row */
+	sqlite3_stmt *read_ver;  /* one version of a row */
+	sqlite3_stmt *meta_get;  /* a meta value */
+	int busy;                /* taken by a thread */
+} rconn_t;
+
+struct cv_backend {
+	sqlite3 *wdb;                 /* the writer (committer thread only) */
+	sqlite3_stmt *w_cur;          /* current version, inside the write transaction */
+	sqlite3_stmt *w_ins;          /* insert a version */
+	sqlite3_stmt *w_meta;         /* upsert a meta value */
+	rconn_t readers[READ_CONNS_MAX];
+	unsigned nreaders;
+	pthread_mutex_t mu;           /* guards readers[].busy */
+	pthread_cond_t cond;          /* a reader was returned */
+};
+
+/* Schema migrations, applied in order; PRAGMA user_version records how many ran. */
+static const char *const migrations[] = {
+	/* 1: meta values and resource versions */
+	"CREATE TABLE cv_meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE cv_version("
+	"  seq INTEGER PRIMARY KEY,"
+	"  type TEXT NOT NULL,"
+	"  rid TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  updated_us INTEGER NOT NULL,"
+	"  deleted INTEGER NOT NULL,"
+	"  body BLOB NOT NULL,"
+	"  UNIQUE(type, rid, version));"
+	"CREATE INDEX cv_version_type_seq ON cv_version(type, seq);",
+};
+
+#define SQL_CUR "SELECT seq, version, updated_us, deleted, body FROM cv_version " \
+		"WHERE type = ?1 AND rid = ?2 ORDER BY version DESC LIMIT 1"
+#define SQL_VER "SELECT seq, version, updated_us, deleted, body FROM cv_version " \
+		"WHERE type = ?1 AND rid = ?2 AND version = ?3"
+
+static cv_rc db_error(sqlite3 *db, const char *what)
+{
+	cv_log_field_t f[2] = { CV_LS("op", what), CV_LS("error", sqlite3_errmsg(db)) };
+	cv_log(CV_LOG_ERROR, "store.sqlite", f, 2);
+	return CV_E_STORAGE;
+}
+
+static cv_rc exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		cv_log_field_t f[1] = { CV_LS("error", msg ? msg : "?") };
+		cv_log(CV_LOG_ERROR, "store.sqlite", f, 1);
+		sqlite3_free(msg);
+		return CV_E_STORAGE;
+	}
+	return CV_OK;
+}
+
+static cv_rc open_conn(const char *path, int create, sqlite3 **out, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open store %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+		sqlite3_close(db);
+		return CV_E_STORAGE;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	sqlite3_extended_result_codes(db, 1);
+	*out = db;
+	return CV_OK;
+}
+
+static cv_rc migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int have = 0;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		have = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	int want = (int)(sizeof migrations / sizeof migrations[0]);
+	if (have > want) {
+		snprintf(err, errlen, "the store has schema %d, newer than this carevault (%d): upgrade carevault",
+			 have, want);
+		return CV_E_STORAGE;
+	}
+	for (int v = have; v < want; v++) {
+		char pragma[64];
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
+		if (exec(db, "BEGIN IMMEDIATE") || exec(db, migrations[v]) || exec(db, pragma) ||
+		    exec(db, "COMMIT")) {
+			exec(db, "ROLLBACK");
+			snprintf(err, errlen, "schema migration %d failed", v + 1);
+			return CV_E_STORAGE;
+		}
+		cv_log_field_t f[1] = { CV_LI("schema", v + 1) };
+		cv_log(CV_LOG_INFO, "store.migrated", f, 1);
+	}
+	return CV_OK;
+}
+
+static cv_rc prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+		return db_error(db, "prepare");
+	return CV_OK;
+}
+
+static cv_rc open_reader(const char *path, rconn_t *r, char *err, size_t errlen)
+{
+	cv_rc rc = open_conn(path, 0, &r->db, err, errlen);
+	if (!rc)
+		rc = exec(r->db, "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY");
+	if (!rc)
+		rc = prepare(r->db, SQL_CUR, &r->read_cur);
+	if (!rc)
+		rc = prepare(r->db, SQL_VER, &r->read_ver);
+	if (!rc)
+		rc = prepare(r->db, "SELECT value FROM cv_meta WHERE name = ?1", &r->meta_get);
+	if (rc && !err[0])
+		snprintf(err, errlen, "cannot prepare store queries");
+	return rc;
+}
+
+static void close_reader(rconn_t *r)
+{
+	sqlite3_finalize(r->read_cur);
+	sqlite3_finalize(r->read_ver);
+	sqlite3_finalize(r->meta_get);
+	sqlite3_close(r->db);
+}
+
+static void sqlite_close(cv_backend_t *b)
+{
+	if (!b)
+		return;
+	for (unsigned i = 0; i < b->nreaders; i++)
+		close_reader(&b->readers[i]);
+	sqlite3_finalize(b->w_cur);
+	sqlite3_finalize(b->w_ins);
+	sqlite3_finalize(b->w_meta);
+	if (b->wdb) {
+		/* leave a checkpointed database behind */
+		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+		sqlite3_close(b->wdb);
+	}
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cond);
+	free(b);
+}
+
+static rconn_t *reader_take(cv_backend_t *b)
+{
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		for (unsigned i = 0; i < b->nreaders; i++) {
+			if (!b->readers[i].busy) {
+				b->readers[i].busy = 1;
+				pthread_mutex_unlock(&b->mu);
+				return &b->readers[i];
+			}
+		}
+		pthread_cond_wait(&b->cond, &b->mu);
+	}
+}
+
+static void reader_give(cv_backend_t *b, rconn_t *r)
+{
+	pthread_mutex_lock(&b->mu);
+	r->busy = 0;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static cv_rc row_to_version(sqlite3_stmt *st, const char *type, const char *rid, cv_pool_t *pool,
+			    cv_store_version_t *out)
+{
+	out->seq = sqlite3_column_int64(st, 0);
+	out->version = sqlite3_column_int64(st, 1);
+	out->updated_us = sqlite3_column_int64(st, 2);
+	out->deleted = sqlite3_column_int(st, 3) != 0;
+	const void *body = sqlite3_column_blob(st, 4);
+	size_t len = (size_t)sqlite3_column_bytes(st, 4);
+	uint8_t *copy = cv_pool_alloc(pool, len ? len : 1);
+	out->type = cv_pool_strdup(pool, type);
+	out->rid = cv_pool_strdup(pool, rid);
+	if (!copy || !out->type || !out->rid)
+		return CV_E_NOMEM;
+	if (len)
+		memcpy(copy, body, len);
+	out->body = copy;
+	out->body_len = len;
+	return CV_OK;
+}
+
+static cv_rc sqlite_read(cv_backend_t *b, const char *type, const char *rid, int64_t version,
+			 cv_pool_t *pool, cv_store_version_t *out)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = version ? r->read_ver : r->read_cur;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rid, -1, SQLITE_STATIC);
+	if (version)
+		sqlite3_bind_int64(st, 3, version);
+	cv_rc rc;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		rc = row_to_version(st, type, rid, pool, out);
+	else if (s == SQLITE_DONE)
+		rc = CV_E_NOTFOUND;
+	else
+		rc = db_error(r->db, "read");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_meta_get(cv_backend_t *b, const char *name, cv_buf_t *out)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = r->meta_get;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	cv_rc rc;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		rc = cv_buf_append(out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+	else if (s == SQLITE_DONE)
+		rc = CV_E_NOTFOUND;
+	else
+		rc = db_error(r->db, "meta_get");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_ping(cv_backend_t *b)
+{
+	rconn_t *r = reader_take(b);
+	cv_rc rc = exec(r->db, "SELECT 1 FROM cv_meta LIMIT 1");
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc history_sql(const cv_store_history_query_t *q, const char *rid, cv_buf_t *sql)
+{
+	cv_rc rc = cv_buf_puts(sql, "SELECT seq, version, updated_us, deleted, body, type, rid "
+				    "FROM cv_version WHERE 1");
+	if (!rc && q->type)
+		rc = cv_buf_puts(sql, " AND type = ?1");
+	if (!rc && rid)
+		rc = cv_buf_puts(sql, " AND rid = ?2");
+	if (!rc && q->since_us > 0)
+		rc = cv_buf_puts(sql, " AND updated_us >= ?3");
+	if (!rc && q->before_seq > 0)
+		rc = cv_buf_puts(sql, " AND seq < ?4");
+	if (!rc)
+		rc = cv_buf_puts(sql, " ORDER BY seq DESC LIMIT ?5");
+	return rc;
+}
+
+static cv_rc sqlite_history(cv_backend_t *b, const cv_store_history_query_t *q, const char *rid,
+			    cv_pool_t *pool, cv_store_version_fn fn, void *arg)
+{
+	cv_buf_t sql;
+	cv_buf_init(&sql, 1024);
+	cv_rc rc = history_sql(q, rid, &sql);
+	if (rc)
+		return rc;
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(r->db, sql.data, -1, &st, NULL) != SQLITE_OK) {
+		rc = db_error(r->db, "history");
+		goto out;
+	}
+	if (q->type)
+		sqlite3_bind_text(st, 1, q->type, -1, SQLITE_STATIC);
+	if (rid)
+		sqlite3_bind_text(st, 2, rid, -1, SQLITE_STATIC);
+	if (q->since_us > 0)
+		sqlite3_bind_int64(st, 3, q->since_us);
+	if (q->before_seq > 0)
+		sqlite3_bind_int64(st, 4, q->before_seq);
+	sqlite3_bind_int64(st, 5, q->limit);
+	int s;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_version_t v;
+		rc = row_to_version(st, (const char *)sqlite3_column_text(st, 5),
+				    (const char *)sqlite3_column_text(st, 6), pool, &v);
+		if (!rc)
+			rc = fn(arg, &v);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "history");
+out:
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	cv_buf_release(&sql);
+	return rc;
+}
+
+static cv_rc apply_version(cv_backend_t *b, cv_store_write_t *w)
+{
+	sqlite3_stmt *st = b->w_cur;
+	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
+	int64_t cur = 0;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		cur = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		return db_error(b->wdb, "current");
+	if (cur != w->expect_version)
+		return CV_E_CONFLICT;
+	st = b->w_ins;
+	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, cur + 1);
+	sqlite3_bind_int64(st, 4, w->updated_us);
+	sqlite3_bind_int(st, 5, w->deleted ? 1 : 0);
+	sqlite3_bind_blob(st, 6, w->sealed.data, (int)w->sealed.len, SQLITE_STATIC);
+	s = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (s != SQLITE_DONE)
+		return db_error(b->wdb, "insert");
+	w->seq = sqlite3_last_insert_rowid(b->wdb);
+	return CV_OK;
+}
+
+static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w)
+{
+	sqlite3_stmt *st = b->w_meta;
+	sqlite3_bind_text(st, 1, w->name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, w->body_len ? (const void *)w->body : "", (int)w->body_len, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return s == SQLITE_DONE ? CV_OK : db_error(b->wdb, "meta_put");
+}
+
+static void fail_all(cv_store_write_t *batch, cv_rc rc)
+{
+	for (cv_store_write_t *w = batch; w; w = w->next)
+		if (w->result == CV_OK)
+			w->result = rc;
+}
+
+static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
+{
+	for (cv_store_write_t *w = batch; w; w = w->next)
+		w->result = CV_E_STORAGE;
+	if (exec(b->wdb, "BEGIN IMMEDIATE"))
+		return;
+	for (cv_store_write_t *w = batch; w; w = w->next) {
+		w->result = w->op == CV_STORE_PUT_META ? apply_meta(b, w) : apply_version(b, w);
+		if (sqlite3_get_autocommit(b->wdb)) {
+			/* SQLite rolled the whole transaction back (I/O error, disk full) */
+			fail_all(batch, CV_E_STORAGE);
+			return;
+		}
+	}
+	if (exec(b->wdb, "COMMIT")) {
+		exec(b->wdb, "ROLLBACK");
+		fail_all(batch, CV_E_STORAGE);
+	}
+}
+
+static const cv_backend_ops_t sqlite_ops = {
+	.apply = sqlite_apply,
+	.ping = sqlite_ping,
+	.meta_get = sqlite_meta_get,
+	.read = sqlite_read,
+	.history = sqlite_history,
+	.close = sqlite_close,
+};
+
+static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)
+{
+	cv_rc rc = open_conn(path, 1, &b->wdb, err, errlen);
+	if (!rc)
+		rc = exec(b->wdb, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
+				  "PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON");
+	if (!rc)
+		rc = migrate(b->wdb, err, errlen);
+	if (!rc)
+		rc = prepare(b->wdb, SQL_CUR, &b->w_cur);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_version(type, rid, version, updated_us, deleted, body) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &b->w_ins);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_meta(name, value) VALUES (?1, ?2) "
+				     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", &b->w_meta);
+	if (rc && !err[0])
+		snprintf(err, errlen, "cannot open the store for writing");
+	return rc;
+}
+
+cv_rc cv_sqlite_open(const char *data_dir, unsigned read_conns, cv_backend_t **out,
+		     const cv_backend_ops_t **ops, char *err, size_t errlen)
+{
+	char path[1100];
+	snprintf(path, sizeof path, "%s/store.db", data_dir);
+	if (!sqlite3_threadsafe()) {
+		snprintf(err, errlen, "the SQLite library was built without thread support");
+		return CV_E_STORAGE;
+	}
+	cv_backend_t *b = calloc(1, sizeof *b);
+	if (!b)
+		return CV_E_NOMEM;
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cond, NULL);
+	err[0] = '\0';
+	cv_rc rc = open_writer(b, path, err, errlen);
+	unsigned n = read_conns < 1 ? 1 : read_conns > READ_CONNS_MAX ? READ_CONNS_MAX : read_conns;
+	for (unsigned i = 0; !rc && i < n; i++) {
+		rc = open_reader(path, &b->readers[i], err, errlen);
+		b->nreaders = i + 1;
+	}
+	if (rc) {
+		sqlite_close(b);
+		return rc;
+	}
+	*out = b;
+	*ops = &sqlite_ops;
+	return CV_OK;
+}

@@ -1,0 +1,123 @@
+/*
+ * store.h - the one storage interface, whatever the back end.
+ *
+ * Callers hand the store plaintext resource JSON; the store seals it
+ * (crypto/, AES-256-GCM under a data key wrapped by the master key) before a
+ * back end sees it, and opens it on read, so no back end, file, WAL or backup
+ * ever holds plaintext. The additional data of each seal binds type, row id
+ * and version: a sealed body copied onto another row does not open.
+ * Resources are kept as versions (every version stays; a delete is a
+ * tombstone version) under (type, rid), where rid is a blind index
+ * (HMAC-SHA-256 under the index key) of "type/id": logical ids are not stored
+ * in plaintext either. Small named values (wrapped keys, token hashes,
+ * settings) live in `meta`, unsealed (callers store only hashes or wrapped keys there).
+ *
+ * Writes are durable before they are acknowledged. They go through a
+ * committer thread that groups concurrent writes into one transaction (one
+ * fsync for many requests); each write still succeeds or fails on its own.
+ * Reads run on a bounded pool of connections and may be called from any thread.
+ *
+ * Back ends: SQLite (embedded, the default; file DATA/store.db in WAL mode).
+ * No back-end type or idiom appears in this header.
+ */
+#ifndef CV_STORE_STORE_H
+#define CV_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/pool.h"
+#include "core/rc.h"
+#include "crypto/crypto.h"
+
+typedef struct cv_store cv_store_t;
+
+/* One version of a resource as stored. Pointers are valid until the pool
+ * given to the read call is released. */
+typedef struct cv_store_version {
+	const char *type;      /* resource type, "Patient" */
+	const char *rid;       /* row id (blind index, hex) */
+	int64_t version;       /* 1, 2, ... */
+	int64_t updated_us;    /* when it was written, microseconds since the epoch */
+	int64_t seq;           /* global write order, increasing */
+	bool deleted;          /* a tombstone */
+	const uint8_t *body;   /* the resource JSON (opened), NUL-terminated */
+	size_t body_len;       /* its length */
+} cv_store_version_t;
+
+typedef enum { CV_STORE_PUT_VERSION, CV_STORE_PUT_META } cv_store_op;
+
+/* A write. The caller owns it and keeps it (and what it points to) alive
+ * until `done` is called. */
+typedef struct cv_store_write {
+	cv_store_op op;          /* what to write */
+	const char *type;        /* PUT_VERSION: resource type */
+	const char *id;          /* PUT_VERSION: logical id */
+	int64_t expect_version;  /* PUT_VERSION: the current version the caller saw (0: none);
+	                            the write stores expect_version + 1 or fails with CV_E_CONFLICT */
+	int64_t updated_us;      /* PUT_VERSION: timestamp to record */
+	bool deleted;            /* PUT_VERSION: write a tombstone */
+	const char *name;        /* PUT_META: the name */
+	const uint8_t *body;     /* resource JSON (a tombstone's may be minimal), or meta value */
+	size_t body_len;         /* its length */
+	cv_rc result;            /* set before done: CV_OK, CV_E_CONFLICT, CV_E_STORAGE, CV_E_BUSY */
+	int64_t seq;             /* set before done on success: the write's sequence number */
+	void (*done)(struct cv_store_write *w); /* called once, from the committer thread, after the
+	                                           commit is durable (or failed) */
+	void *arg;               /* the caller's */
+	/* private to the store: */
+	struct cv_store_write *next;
+	char rid[2 * CV_BLIND_BYTES + 1];
+	cv_buf_t sealed;
+} cv_store_write_t;
+
+/* Opens the store. url "" (or NULL) means the embedded SQLite store in
+ * data_dir. Runs schema migrations; on first open generates the data and index
+ * keys and stores them wrapped by `master` (which the store does not keep).
+ * err gets a message on failure. */
+cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, const cv_key_t *master,
+		    cv_store_t **out, char *err, size_t errlen);
+
+/* Finishes queued writes, stops the committer and closes (NULL is fine). */
+void cv_store_close(cv_store_t *s);
+
+/* CV_OK when the store answers queries (readiness). */
+cv_rc cv_store_ping(cv_store_t *s);
+
+/* Seals the write (in the caller's thread) and queues it; w->done is called
+ * when it is durable or has failed. CV_E_BUSY, CV_E_NOMEM or CV_E_CRYPTO (and
+ * no call of done) if it cannot be queued. */
+cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w);
+
+/* Submits w and waits for it; returns w->result. w->done must be NULL. */
+cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w);
+
+/* Reads a meta value into out. CV_E_NOTFOUND if absent. */
+cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out);
+
+/* Reads a version of type/id: `version` 0 means the current (latest) one.
+ * CV_E_NOTFOUND if there is no such row or version. A tombstone is returned
+ * with deleted = true. Strings and body are allocated in pool. */
+cv_rc cv_store_read(cv_store_t *s, const char *type, const char *id, int64_t version, cv_pool_t *pool,
+		    cv_store_version_t *out);
+
+/* History query: newest first. type NULL = all types; id NULL = all
+ * resources of the type. since_us > 0 keeps versions written at or after it; before_seq > 0
+ * keeps versions with seq < before_seq (the paging cursor). */
+typedef struct cv_store_history_query {
+	const char *type;
+	const char *id;
+	int64_t since_us;
+	int64_t before_seq;
+	unsigned limit;
+} cv_store_history_query_t;
+
+/* Calls fn for each version found, newest first, at most q->limit times.
+ * fn returning non-zero stops early with that code. */
+typedef cv_rc (*cv_store_version_fn)(void *arg, const cv_store_version_t *v);
+cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool_t *pool,
+		       cv_store_version_fn fn, void *arg);
+
+#endif
