@@ -225,14 +225,20 @@ cv_rc cv_config_load_file(cv_config_t *cfg, const char *path, char *err, size_t 
 	return rc;
 }
 
+/* The environment variable of an option: "max-body" → "CAREVAULT_MAX_BODY". */
+static void env_name(const char *opt, char *var, size_t cap)
+{
+	size_t n = (size_t)snprintf(var, cap, "CAREVAULT_");
+	for (const char *p = opt; *p && n < cap - 1; p++)
+		var[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+	var[n] = '\0';
+}
+
 cv_rc cv_config_load_env(cv_config_t *cfg, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-		char var[64] = "CAREVAULT_";
-		size_t n = strlen(var);
-		for (const char *p = options[i].name; *p && n < sizeof var - 1; p++)
-			var[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-		var[n] = '\0';
+		char var[64];
+		env_name(options[i].name, var, sizeof var);
 		const char *v = getenv(var);
 		if (!v)
 			continue;
@@ -261,11 +267,8 @@ void cv_config_print_help(FILE *out)
 {
 	fprintf(out, "Options (flag --NAME VALUE, environment CAREVAULT_NAME, or 'NAME = VALUE' in the config file):\n");
 	for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
-		char var[64] = "CAREVAULT_";
-		size_t n = strlen(var);
-		for (const char *p = options[i].name; *p && n < sizeof var - 1; p++)
-			var[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-		var[n] = '\0';
+		char var[64];
+		env_name(options[i].name, var, sizeof var);
 		fprintf(out, "  --%-18s %-28s %s (default %s)\n", options[i].name, var, options[i].help, options[i].def);
 	}
 	fprintf(out, "  --config FILE        CAREVAULT_CONFIG             config file (default DATA/carevault.conf if present)\n");

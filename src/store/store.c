@@ -30,7 +30,12 @@ struct cv_store {
 	size_t queued;               /* length of the queue */
 	int closing;                 /* no new writes; drain and stop */
 	pthread_t committer;         /* the committer thread */
+	cv_key_t *data_key;          /* seals resource bodies */
+	cv_key_t *index_key;         /* computes row ids (blind indexes) */
 };
+
+#define KEY_DATA_ID 1
+#define KEY_INDEX_ID 2
 
 static cv_store_write_t *take_batch(cv_store_t *s)
 {
@@ -63,6 +68,7 @@ static void *committer_main(void *arg)
 		while (batch) {
 			cv_store_write_t *next = batch->next;
 			batch->next = NULL;
+			cv_buf_release(&batch->sealed);
 			batch->done(batch);
 			batch = next;
 		}
@@ -72,12 +78,37 @@ static void *committer_main(void *arg)
 	return NULL;
 }
 
-cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, cv_store_t **out,
-		    char *err, size_t errlen)
+/* Loads the wrapped key `name` from meta, creating and storing it on first open. */
+static cv_rc load_key(cv_store_t *s, const cv_key_t *master, const char *name, uint32_t id,
+		      cv_key_t **out, char *err, size_t errlen)
+{
+	cv_buf_t blob;
+	cv_buf_init(&blob, 4096);
+	cv_rc rc = s->ops->meta_get(s->be, name, &blob);
+	if (rc == CV_E_NOTFOUND) {
+		rc = cv_crypto_key_wrap_new(master, name, id, &blob);
+		cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = name,
+				       .body = (const uint8_t *)blob.data, .body_len = blob.len };
+		if (!rc)
+			rc = cv_store_write_sync(s, &w);
+	}
+	if (!rc)
+		rc = cv_crypto_key_unwrap(master, name, (const uint8_t *)blob.data, blob.len, out);
+	if (rc == CV_E_CRYPTO)
+		snprintf(err, errlen, "the master key does not open this store's %s key: "
+			 "wrong master.key for this data directory", name);
+	else if (rc)
+		snprintf(err, errlen, "cannot load the store's %s key: %s", name, cv_rc_str(rc));
+	cv_buf_release(&blob);
+	return rc;
+}
+
+cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, const cv_key_t *master,
+		    cv_store_t **out, char *err, size_t errlen)
 {
 	if (url && url[0]) {
-		snprintf(err, errlen, "unsupported store '%s': only the embedded store is available "
-			 "(leave --store empty)", strncmp(url, "postgres", 8) == 0 ? "postgresql" : "?");
+		snprintf(err, errlen, "unsupported store url: only the embedded store is available "
+			 "in this version (leave the store setting empty)");
 		return CV_E_UNSUPPORTED;
 	}
 	cv_store_t *s = calloc(1, sizeof *s);
@@ -96,6 +127,13 @@ cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, 
 		snprintf(err, errlen, "cannot start the committer thread");
 		return CV_E_INTERNAL;
 	}
+	rc = load_key(s, master, "key.data", KEY_DATA_ID, &s->data_key, err, errlen);
+	if (!rc)
+		rc = load_key(s, master, "key.index", KEY_INDEX_ID, &s->index_key, err, errlen);
+	if (rc) {
+		cv_store_close(s);
+		return rc;
+	}
 	*out = s;
 	return CV_OK;
 }
@@ -110,6 +148,8 @@ void cv_store_close(cv_store_t *s)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->committer, NULL);
 	s->ops->close(s->be);
+	cv_key_free(s->data_key);
+	cv_key_free(s->index_key);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
 	free(s);
@@ -120,8 +160,44 @@ cv_rc cv_store_ping(cv_store_t *s)
 	return s->ops->ping(s->be);
 }
 
+/* Row id of type/id: hex HMAC under the index key. */
+static void row_id(const cv_store_t *s, const char *type, const char *id, char rid[2 * CV_BLIND_BYTES + 1])
+{
+	uint8_t mac[CV_BLIND_BYTES];
+	char msg[256];
+	int n = snprintf(msg, sizeof msg, "%s/%s", type, id);
+	size_t len = n < 0 ? 0 : (size_t)n >= sizeof msg ? sizeof msg - 1 : (size_t)n;
+	cv_crypto_blind(s->index_key, msg, len, mac);
+	cv_crypto_hex(mac, sizeof mac, rid);
+}
+
+/* Additional data of a sealed version: where it belongs. */
+static size_t version_ad(char *ad, size_t cap, const char *type, const char *rid, int64_t version)
+{
+	int n = snprintf(ad, cap, "%s|%s|%lld", type, rid, (long long)version);
+	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+static cv_rc seal_version(cv_store_t *s, cv_store_write_t *w)
+{
+	char ad[256];
+	if (!w->type || !w->id || strlen(w->type) > 64 || strlen(w->id) > 64)
+		return CV_E_INVALID;
+	row_id(s, w->type, w->id, w->rid);
+	size_t adlen = version_ad(ad, sizeof ad, w->type, w->rid, w->expect_version + 1);
+	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD + 16);
+	return cv_crypto_seal(s->data_key, ad, adlen, w->body, w->body_len, &w->sealed);
+}
+
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 {
+	if (w->op == CV_STORE_PUT_VERSION) {
+		cv_rc rc = seal_version(s, w);
+		if (rc) {
+			cv_buf_release(&w->sealed);
+			return rc;
+		}
+	}
 	w->next = NULL;
 	w->result = CV_E_INTERNAL;
 	pthread_mutex_lock(&s->mu);
@@ -181,14 +257,70 @@ cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out)
 	return s->ops->meta_get(s->be, name, out);
 }
 
-cv_rc cv_store_read(cv_store_t *s, const char *type, const char *rid, int64_t version, cv_pool_t *pool,
+/* Opens v's sealed body in place (the plaintext replaces it, in pool). */
+static cv_rc open_version(cv_store_t *s, cv_pool_t *pool, cv_store_version_t *v)
+{
+	char ad[256];
+	size_t adlen = version_ad(ad, sizeof ad, v->type, v->rid, v->version);
+	cv_buf_t pt;
+	cv_buf_init(&pt, v->body_len + 1);
+	cv_rc rc = cv_crypto_open(s->data_key, ad, adlen, v->body, v->body_len, &pt);
+	if (!rc && pt.len == 0)
+		rc = CV_E_CRYPTO;
+	char *copy = rc ? NULL : cv_pool_strndup(pool, pt.data, pt.len);
+	if (!rc && !copy)
+		rc = CV_E_NOMEM;
+	if (!rc) {
+		v->body = (const uint8_t *)copy;
+		v->body_len = pt.len;
+	}
+	if (rc == CV_E_CRYPTO)
+		cv_log(CV_LOG_ERROR, "store.open_failed",
+		       (cv_log_field_t[]){ CV_LS("type", v->type), CV_LI("seq", v->seq) }, 2);
+	cv_crypto_wipe(pt.data, pt.len);
+	cv_buf_release(&pt);
+	return rc;
+}
+
+cv_rc cv_store_read(cv_store_t *s, const char *type, const char *id, int64_t version, cv_pool_t *pool,
 		    cv_store_version_t *out)
 {
-	return s->ops->read(s->be, type, rid, version, pool, out);
+	char rid[2 * CV_BLIND_BYTES + 1];
+	if (strlen(type) > 64 || strlen(id) > 64)
+		return CV_E_NOTFOUND;
+	row_id(s, type, id, rid);
+	cv_rc rc = s->ops->read(s->be, type, rid, version, pool, out);
+	if (!rc)
+		rc = open_version(s, pool, out);
+	return rc;
+}
+
+typedef struct history_ctx {
+	cv_store_t *s;
+	cv_pool_t *pool;
+	cv_store_version_fn fn;
+	void *arg;
+} history_ctx_t;
+
+static cv_rc history_one(void *arg, const cv_store_version_t *v)
+{
+	history_ctx_t *h = arg;
+	cv_store_version_t copy = *v;
+	cv_rc rc = open_version(h->s, h->pool, &copy);
+	return rc ? rc : h->fn(h->arg, &copy);
 }
 
 cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool_t *pool,
 		       cv_store_version_fn fn, void *arg)
 {
-	return s->ops->history(s->be, q, pool, fn, arg);
+	char rid[2 * CV_BLIND_BYTES + 1];
+	const char *prid = NULL;
+	if (q->id) {
+		if (!q->type || strlen(q->type) > 64 || strlen(q->id) > 64)
+			return CV_E_NOTFOUND;
+		row_id(s, q->type, q->id, rid);
+		prid = rid;
+	}
+	history_ctx_t h = { .s = s, .pool = pool, .fn = fn, .arg = arg };
+	return s->ops->history(s->be, q, prid, pool, history_one, &h);
 }

@@ -1,0 +1,44 @@
+# carevault - top-level entry points. CMake + CTest do the building and unit
+# testing; scripts/ hold the steps around them.
+#   make run    install what is missing, build, init ./data on first run, serve https://localhost:8443
+#   make test   install what is missing, build with ASan+UBSan, run unit, end-to-end and fuzz smoke tests
+#   make bench  benchmarks against nginx, results in docs/BENCHMARKS.md
+#   make fuzz   run every fuzz target for a long time (FUZZ_SECONDS each, default 600)
+
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+DATA       ?= data
+LISTEN     ?= 127.0.0.1:8443
+
+.PHONY: all deps build run test bench fuzz model clean
+
+all: build
+
+deps:
+	@scripts/deps all
+
+build:
+	@scripts/deps build
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@if [ ! -f $(DATA)/master.key ]; then $(BUILD)/carevault init --data $(DATA); fi
+	@echo "serving https://localhost:8443/fhir  (token: $(DATA)/bootstrap-token; stop with Ctrl-C)"
+	@echo "try: curl --cacert $(DATA)/tls/cert.pem -H \"Authorization: Bearer \$$(cat $(DATA)/bootstrap-token)\" https://localhost:8443/fhir/Patient/_history"
+	@exec $(BUILD)/carevault serve --data $(DATA) --listen $(LISTEN)
+
+test: deps
+	@scripts/test
+
+bench: deps build
+	@bench/run.sh
+
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz
+
+model:
+	python3 tools/gen-model.py
+
+clean:
+	rm -rf build build-san build-fuzz

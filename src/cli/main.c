@@ -1,0 +1,383 @@
+/*
+ * main.c - the carevault command: init, serve, version.
+ *
+ * `init` makes a data directory (0700) with the master key, a development TLS
+ * certificate, the store and the bootstrap administrator token; `serve` runs
+ * the HTTPS server on it until SIGTERM/SIGINT, then drains and exits 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "crypto/crypto.h"
+#include "fhir/fhir.h"
+#include "model/model.h"
+#include "net/health.h"
+#include "net/server.h"
+#include "net/tls.h"
+#include "store/store.h"
+
+#define ERRLEN 512
+#define DRAIN_GRACE_S 30
+
+static const cv_route_t routes[] = {
+	{ "GET", "/healthz", CV_ACT_PUBLIC_HEALTH, cv_health_live },
+	{ "GET", "/readyz", CV_ACT_PUBLIC_HEALTH, cv_health_ready },
+	{ "GET", "/fhir/metadata", CV_ACT_PUBLIC_META, cv_fhir_metadata },
+	{ "GET", "/fhir/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_system },
+	{ "GET", "/fhir/{type}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_type },
+	{ "POST", "/fhir/{type}", CV_ACT_FHIR_CREATE, cv_fhir_create },
+	{ "GET", "/fhir/{type}/{id}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_instance },
+	{ "GET", "/fhir/{type}/{id}/_history/{vid}", CV_ACT_FHIR_READ, cv_fhir_vread },
+	{ "GET", "/fhir/{type}/{id}", CV_ACT_FHIR_READ, cv_fhir_read },
+	{ "PUT", "/fhir/{type}/{id}", CV_ACT_FHIR_UPDATE, cv_fhir_update },
+	{ "DELETE", "/fhir/{type}/{id}", CV_ACT_FHIR_DELETE, cv_fhir_delete },
+};
+
+static int fail(const char *what, const char *err)
+{
+	fprintf(stderr, "carevault: %s%s%s\n", what, err && err[0] ? ": " : "", err ? err : "");
+	return 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault <command> [options]\n\n"
+		"commands:\n"
+		"  init     create a data directory: master key, TLS certificate, store, bootstrap token\n"
+		"  serve    serve the FHIR R4 API over HTTPS\n"
+		"  version  print the version\n\n"
+		"Run 'carevault <command> --help' for a command's options.\n");
+}
+
+static int is_help(const char *a)
+{
+	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+static void init_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault init --data DIR [--cert FILE --key FILE]\n\n"
+		"Creates DIR (mode 0700, must not exist or be empty) with:\n"
+		"  master.key        32 random bytes (0600): wraps the store's data keys. Back it up apart from the data.\n"
+		"  tls/cert.pem      a self-signed ECDSA P-256 certificate for localhost, unless --cert/--key\n"
+		"  tls/key.pem       its private key (0600); with --cert/--key, copies of the given files\n"
+		"  store.db          the encrypted embedded store\n"
+		"  bootstrap-token   the first administrator's bearer token (0600; the server keeps only its hash)\n");
+}
+
+static int dir_empty_or_absent(const char *dir, char *err, size_t errlen)
+{
+	if (mkdir(dir, 0700) == 0)
+		return 1;
+	if (errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return 0;
+	}
+	char probe[CV_PATH_MAX + 32];
+	snprintf(probe, sizeof probe, "%s/master.key", dir);
+	if (access(probe, F_OK) == 0) {
+		snprintf(err, errlen, "%s is already initialised (it has a master.key)", dir);
+		return 0;
+	}
+	return chmod(dir, 0700) == 0;
+}
+
+static cv_rc copy_file(const char *from, const char *to, mode_t mode, char *err, size_t errlen)
+{
+	char *pem = NULL;
+	cv_rc rc = cv_tls_read_pem(from, 0, &pem, err, errlen);
+	if (rc)
+		return rc;
+	int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	size_t len = strlen(pem);
+	if (fd < 0 || write(fd, pem, len) != (ssize_t)len || fsync(fd) != 0) {
+		snprintf(err, errlen, "cannot write %s", to);
+		rc = CV_E_IO;
+	}
+	if (fd >= 0)
+		close(fd);
+	cv_crypto_wipe(pem, len);
+	free(pem);
+	return rc;
+}
+
+static cv_rc init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen)
+{
+	char tls[CV_PATH_MAX + 8], cpath[CV_PATH_MAX + 32], kpath[CV_PATH_MAX + 32];
+	snprintf(tls, sizeof tls, "%s/tls", dir);
+	snprintf(cpath, sizeof cpath, "%s/cert.pem", tls);
+	snprintf(kpath, sizeof kpath, "%s/key.pem", tls);
+	if (mkdir(tls, 0700) != 0) {
+		snprintf(err, errlen, "cannot create %s: %s", tls, strerror(errno));
+		return CV_E_IO;
+	}
+	if (!cert)
+		return cv_tls_generate_dev_cert(cpath, kpath, err, errlen);
+	cv_rc rc = copy_file(cert, cpath, 0644, err, errlen);
+	return rc ? rc : copy_file(key, kpath, 0600, err, errlen);
+}
+
+static cv_rc write_token(const char *dir, const char *token, char *err, size_t errlen)
+{
+	char path[CV_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/bootstrap-token", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t len = strlen(token);
+	int ok = fd >= 0 && write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok) {
+		snprintf(err, errlen, "cannot write %s", path);
+		return CV_E_IO;
+	}
+	return CV_OK;
+}
+
+static cv_rc init_store(const char *dir, char *err, size_t errlen)
+{
+	char kpath[CV_PATH_MAX + 32], token[CV_TOKEN_MAX];
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	snprintf(kpath, sizeof kpath, "%s/master.key", dir);
+	cv_rc rc = cv_crypto_master_create(kpath, err, errlen);
+	if (!rc)
+		rc = cv_crypto_master_load(kpath, &master, err, errlen);
+	if (!rc)
+		rc = cv_store_open(dir, NULL, 1, master, &s, err, errlen);
+	if (!rc) {
+		rc = cv_auth_bootstrap_create(s, token, sizeof token);
+		if (rc)
+			snprintf(err, errlen, "cannot store the bootstrap credential: %s", cv_rc_str(rc));
+	}
+	if (!rc)
+		rc = write_token(dir, token, err, errlen);
+	cv_crypto_wipe(token, sizeof token);
+	cv_store_close(s);
+	cv_key_free(master);
+	return rc;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	const char *dir = NULL, *cert = NULL, *key = NULL;
+	char err[ERRLEN] = "";
+	for (int i = 1; i < argc; i++) {
+		if (is_help(argv[i])) {
+			init_usage(stdout);
+			return 0;
+		}
+		const char **slot = strcmp(argv[i], "--data") == 0 ? &dir : strcmp(argv[i], "--cert") == 0 ? &cert
+				  : strcmp(argv[i], "--key") == 0 ? &key : NULL;
+		if (!slot || i + 1 >= argc) {
+			init_usage(stderr);
+			return 2;
+		}
+		*slot = argv[++i];
+	}
+	if (!dir || !!cert != !!key) {
+		init_usage(stderr);
+		return 2;
+	}
+	if (strlen(dir) > CV_PATH_MAX - 64)
+		return fail("init", "the data directory path is too long");
+	cv_rc rc = cv_crypto_init(err, sizeof err);
+	if (!rc && !dir_empty_or_absent(dir, err, sizeof err))
+		rc = CV_E_INVALID;
+	if (!rc)
+		rc = init_tls(dir, cert, key, err, sizeof err);
+	if (!rc)
+		rc = init_store(dir, err, sizeof err);
+	if (rc)
+		return fail("init failed", err);
+	printf("initialised %s\n"
+	       "  the first administrator's bearer token is in %s/bootstrap-token (keep it secret)\n"
+	       "  serve with: carevault serve --data %s\n", dir, dir, dir);
+	return 0;
+}
+
+/* ---- serve --------------------------------------------------------------- */
+
+static void serve_usage(FILE *out)
+{
+	fprintf(out, "usage: carevault serve [--data DIR] [--listen ADDR:PORT] [--config FILE] [--OPTION VALUE]...\n\n"
+		     "Serves the FHIR R4 API at https://ADDR:PORT/fhir until SIGTERM or SIGINT, then lets\n"
+		     "requests in flight finish and exits 0. Later sources win: defaults, the config file,\n"
+		     "the environment, flags.\n\n");
+	cv_config_print_help(out);
+}
+
+/* Config file path: --config, CAREVAULT_CONFIG, or DATA/carevault.conf when present. */
+static cv_rc load_config_file(cv_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+	const char *path = getenv("CAREVAULT_CONFIG");
+	char def[CV_PATH_MAX + 32];
+	for (int i = 1; i + 1 < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0)
+			path = argv[i + 1];
+		if (strcmp(argv[i], "--data") == 0)
+			cv_config_set(cfg, "data", argv[i + 1], err, errlen);
+	}
+	if (!path) {
+		snprintf(def, sizeof def, "%s/carevault.conf", cfg->data_dir);
+		if (access(def, F_OK) != 0)
+			return CV_OK;
+		path = def;
+	}
+	return cv_config_load_file(cfg, path, err, errlen);
+}
+
+static cv_rc load_config(cv_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+	cv_config_defaults(cfg);
+	cv_rc rc = load_config_file(cfg, argc, argv, err, errlen);
+	if (!rc)
+		rc = cv_config_load_env(cfg, err, errlen);
+	for (int i = 1; !rc && i < argc; i += 2) {
+		if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc) {
+			snprintf(err, errlen, "expected --OPTION VALUE at '%s' (see carevault serve --help)", argv[i]);
+			return CV_E_INVALID;
+		}
+		if (strcmp(argv[i], "--config") != 0)
+			rc = cv_config_set(cfg, argv[i] + 2, argv[i + 1], err, errlen);
+	}
+	if (!rc)
+		cv_config_finish(cfg);
+	return rc;
+}
+
+static cv_rc check_data_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "data directory %s: %s (create it with carevault init --data %s)", dir,
+			 strerror(errno), dir);
+		return CV_E_IO;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a directory", dir);
+		return CV_E_INVALID;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen, "data directory %s is open to group or others: run chmod 700 %s", dir, dir);
+		return CV_E_DENIED;
+	}
+	return CV_OK;
+}
+
+typedef struct app {
+	cv_key_t *master;
+	cv_model_t *model;
+	cv_store_t *store;
+	cv_auth_t *auth;
+	cv_fhir_t fhir;
+	int fhir_ready;
+	cv_server_t *srv;
+} app_t;
+
+static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen)
+{
+	char kpath[CV_PATH_MAX + 32];
+	snprintf(kpath, sizeof kpath, "%s/master.key", cfg->data_dir);
+	cv_rc rc = check_data_dir(cfg->data_dir, err, errlen);
+	if (!rc)
+		rc = cv_crypto_init(err, errlen);
+	if (!rc)
+		rc = cv_crypto_master_load(kpath, &a->master, err, errlen);
+	if (!rc && (rc = cv_model_new(&a->model)))
+		snprintf(err, errlen, "cannot load the FHIR model: %s", cv_rc_str(rc));
+	if (!rc)
+		rc = cv_store_open(cfg->data_dir, cfg->store_url, cfg->threads * 2, a->master, &a->store, err, errlen);
+	if (!rc && (rc = cv_auth_new(a->store, &a->auth)))
+		snprintf(err, errlen, "cannot load credentials: %s", cv_rc_str(rc));
+	if (!rc && (rc = cv_fhir_init(&a->fhir, a->store, a->model, cfg)))
+		snprintf(err, errlen, "cannot build the capability statement: %s", cv_rc_str(rc));
+	a->fhir_ready = !rc;
+	if (!rc)
+		rc = cv_server_start(cfg, routes, sizeof routes / sizeof routes[0], &a->fhir, a->auth, &a->srv,
+				     err, errlen);
+	return rc;
+}
+
+static void app_close(app_t *a)
+{
+	cv_server_stop(a->srv, DRAIN_GRACE_S);
+	if (a->fhir_ready)
+		cv_fhir_release(&a->fhir);
+	cv_auth_free(a->auth);
+	cv_store_close(a->store);
+	cv_model_free(a->model);
+	cv_key_free(a->master);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	cv_config_t cfg;
+	char err[ERRLEN] = "";
+	app_t a = { 0 };
+	for (int i = 1; i < argc; i++)
+		if (is_help(argv[i])) {
+			serve_usage(stdout);
+			return 0;
+		}
+	if (load_config(&cfg, argc, argv, err, sizeof err))
+		return fail("configuration", err);
+	cv_log_set_level((cv_log_level)cfg.log_level);
+	/* block the stop signals before any thread starts, then wait for them here */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (app_open(&a, &cfg, err, sizeof err)) {
+		app_close(&a);
+		return fail("cannot serve", err);
+	}
+	char port[8];
+	snprintf(port, sizeof port, "%u", cfg.listen_port);
+	cv_log(CV_LOG_INFO, "listening", (cv_log_field_t[]){ CV_LS("addr", cfg.listen_addr), CV_LS("port", port),
+		CV_LS("base", "/fhir"), CV_LI("threads", cfg.threads) }, 4);
+	int sig = 0;
+	sigwait(&stop, &sig);
+	cv_log(CV_LOG_INFO, "stopping", (cv_log_field_t[]){ CV_LI("signal", sig),
+		CV_LI("in_flight", cv_server_active(a.srv)) }, 2);
+	app_close(&a);
+	cv_log_msg(CV_LOG_INFO, "stopped", "drained");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	umask(077);
+	if (argc < 2 || is_help(argv[1])) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "version") == 0) {
+		if (argc > 2 && is_help(argv[2])) {
+			printf("usage: carevault version\n\nPrints the version.\n");
+			return 0;
+		}
+		printf("carevault %s (FHIR 4.0.1)\n", CV_VERSION);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,81 @@
+/*
+ * exchange.h - one HTTP request and its response, as handlers see them.
+ *
+ * net/ fills the request side (method, path, query, headers through a
+ * callback, body, principal, pool) and sends the response side (status,
+ * headers, body) once the handler is finished. A handler that must wait (a
+ * write waiting for its durable commit) sets `pending` and, when the wait is
+ * over, calls ex->resume(ex) from any thread; net/ then calls ex->cont(ex) on
+ * one of its own threads to finish the response.
+ * Everything is allocated from ex->pool, released after the response is sent.
+ */
+#ifndef CV_CORE_EXCHANGE_H
+#define CV_CORE_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/pool.h"
+#include "core/rc.h"
+
+typedef enum {
+	CV_PRINCIPAL_NONE,   /* not authenticated */
+	CV_PRINCIPAL_ADMIN,  /* the bootstrap administrator */
+} cv_principal_kind;
+
+/* Who is calling, as established by auth/. */
+typedef struct cv_principal {
+	cv_principal_kind kind; /* what sort of caller */
+	const char *id;         /* stable id for logs and audit ("bootstrap-admin"), never a secret */
+} cv_principal_t;
+
+#define CV_EX_MAX_HEADERS 16
+#define CV_EX_MAX_PARAMS 32
+
+typedef struct cv_param {
+	const char *name;  /* decoded name */
+	const char *value; /* decoded value */
+} cv_param_t;
+
+typedef struct cv_exchange cv_exchange_t;
+
+struct cv_exchange {
+	/* request */
+	const char *method;       /* "GET", "POST", ... */
+	const char *path;         /* decoded path, no query string */
+	const char *route;        /* the route pattern matched ("/fhir/{type}/{id}"), for logs */
+	const char *args[4];      /* path captures ({type}, {id}, {vid}) in order */
+	cv_param_t params[CV_EX_MAX_PARAMS]; /* query parameters in order */
+	size_t nparams;
+	const char *(*header)(cv_exchange_t *ex, const char *name); /* request header or NULL */
+	void *net;                /* net/'s connection state */
+	const char *body;         /* request body (NUL-terminated), or NULL */
+	size_t body_len;
+	const char *base_url;     /* "https://host:port/fhir" as the client addressed us */
+	cv_principal_t principal; /* who is calling */
+	const char *request_id;   /* X-Request-Id value */
+	cv_pool_t *pool;          /* the request's memory */
+	void *app;                /* the server context handlers need (fhir/'s cv_fhir_t) */
+	/* response */
+	unsigned status;          /* HTTP status; 0 until set */
+	const char *content_type; /* of the body */
+	const char *resp_hdr[CV_EX_MAX_HEADERS][2]; /* extra headers (name, value) */
+	size_t nresp_hdr;
+	cv_buf_t resp;            /* the response body */
+	bool no_store;            /* body may hold PHI: Cache-Control: no-store */
+	/* asynchronous completion */
+	bool pending;                          /* the handler will finish later */
+	void (*resume)(cv_exchange_t *ex);     /* set by net/: call when the wait is over */
+	void (*cont)(cv_exchange_t *ex);       /* set by the handler: finishes the response */
+	void *cont_arg;                        /* the handler's state for cont */
+};
+
+/* Adds a response header (the strings must live as long as the exchange). */
+cv_rc cv_exchange_add_header(cv_exchange_t *ex, const char *name, const char *value);
+
+/* The first query parameter named name, or NULL. */
+const char *cv_exchange_param(const cv_exchange_t *ex, const char *name);
+
+#endif

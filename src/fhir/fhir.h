@@ -1,0 +1,64 @@
+/*
+ * fhir.h - the FHIR R4 REST layer: interactions on resources.
+ *
+ * Handlers take a cv_exchange_t whose route captures hold the resource type,
+ * id and version id, and fill in its response: FHIR JSON or an
+ * OperationOutcome. Writes complete asynchronously (ex->pending) once the
+ * store has made them durable. cv_fhir_t is the shared, read-only context.
+ */
+#ifndef CV_FHIR_FHIR_H
+#define CV_FHIR_FHIR_H
+
+#include <stdarg.h>
+
+#include "core/config.h"
+#include "core/exchange.h"
+#include "model/json.h"
+#include "model/model.h"
+#include "store/store.h"
+
+typedef struct cv_fhir {
+	cv_store_t *store;          /* where resources live */
+	const cv_model_t *model;    /* the R4 definitions */
+	const cv_config_t *cfg;     /* frozen configuration */
+	cv_json_limits_t limits;    /* bounds on request JSON */
+	char *capability;           /* the CapabilityStatement JSON, built once */
+	size_t capability_len;
+} cv_fhir_t;
+
+/* Builds the context (and the CapabilityStatement). */
+cv_rc cv_fhir_init(cv_fhir_t *f, cv_store_t *s, const cv_model_t *m, const cv_config_t *cfg);
+
+/* Releases what cv_fhir_init made. */
+void cv_fhir_release(cv_fhir_t *f);
+
+/* Interactions. Route captures: args[0] type, args[1] id, args[2] version id. */
+void cv_fhir_metadata(cv_exchange_t *ex);
+void cv_fhir_create(cv_exchange_t *ex);
+void cv_fhir_read(cv_exchange_t *ex);
+void cv_fhir_vread(cv_exchange_t *ex);
+void cv_fhir_update(cv_exchange_t *ex);
+void cv_fhir_delete(cv_exchange_t *ex);
+void cv_fhir_history_instance(cv_exchange_t *ex);
+void cv_fhir_history_type(cv_exchange_t *ex);
+void cv_fhir_history_system(cv_exchange_t *ex);
+
+/* Request checks shared by the interactions; each answers the exchange itself
+ * (406, 404) and returns 0 when the request cannot go on. */
+int cv_fhir_negotiate(cv_exchange_t *ex);   /* Accept / _format allow FHIR JSON */
+int cv_fhir_type_ok(cv_exchange_t *ex);     /* args[0] is a known resource type */
+int cv_fhir_id_ok(cv_exchange_t *ex);       /* args[1] is a syntactically valid id */
+
+/* The one mapping from cv_rc to an HTTP status. */
+unsigned cv_fhir_status(cv_rc rc);
+
+/* Answers with status and an OperationOutcome of one error issue of FHIR
+ * issue type `code`; diagnostics must not hold PHI. */
+void cv_fhir_error(cv_exchange_t *ex, unsigned status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Answers with the status for rc and an OperationOutcome (the outcome's issues
+ * when oo is not NULL, else one issue with `what`). */
+void cv_fhir_fail(cv_exchange_t *ex, cv_rc rc, const cv_outcome_t *oo, const char *what);
+
+#endif

@@ -1,0 +1,488 @@
+/*
+ * rest.c - the FHIR R4 instance and type interactions: create, read, vread,
+ * update (and update-as-create), delete, and history at three levels.
+ *
+ * The stored body is the resource exactly as it is served, with id and
+ * meta.versionId / meta.lastUpdated already set, so a read is one store
+ * lookup and one decryption, without re-serialising JSON.
+ */
+#define _GNU_SOURCE
+#include "fhir/fhir.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "core/time.h"
+#include "crypto/crypto.h"
+#include "model/outcome.h"
+
+#define MAX_WRITE_ATTEMPTS 5
+#define FHIR_JSON "application/fhir+json; charset=utf-8"
+
+static cv_fhir_t *ctx(cv_exchange_t *ex)
+{
+	return ex->app;
+}
+
+/* ---- request checks ---------------------------------------------------- */
+
+static int valid_id(const char *id)
+{
+	size_t n = 0;
+	for (; id[n]; n++)
+		if (!isalnum((unsigned char)id[n]) && id[n] != '-' && id[n] != '.')
+			return 0;
+	return n >= 1 && n <= 64;
+}
+
+/* A media range or _format value we can answer with. */
+static int json_media(const char *s, size_t n)
+{
+	static const char *const ok[] = { "application/fhir+json", "application/json",
+					  "application/json+fhir", "application/*", "*/*", "json" };
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strlen(ok[i]) == n && strncasecmp(s, ok[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+/* Length of the media type at s (up to ';' or ','), trimmed. */
+static size_t media_len(const char *s, const char **start)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	*start = s;
+	size_t n = strcspn(s, ";,");
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	return n;
+}
+
+static int accept_ok(const char *accept)
+{
+	while (accept && *accept) {
+		const char *m;
+		size_t n = media_len(accept, &m);
+		if (json_media(m, n))
+			return 1;
+		accept = strchr(accept, ',');
+		if (accept)
+			accept++;
+	}
+	return 0;
+}
+
+/* 406 unless the client accepts FHIR JSON (Accept header or _format). */
+int cv_fhir_negotiate(cv_exchange_t *ex)
+{
+	const char *fmt = cv_exchange_param(ex, "_format");
+	if (fmt) {
+		const char *m;
+		size_t n = media_len(fmt, &m);
+		if (!json_media(m, n) || strchr(fmt, ',')) {
+			cv_fhir_error(ex, 406, "not-supported",
+				      "_format: only json (application/fhir+json) is supported");
+			return 0;
+		}
+		return 1;
+	}
+	const char *accept = ex->header(ex, "Accept");
+	if (accept && *accept && !accept_ok(accept)) {
+		cv_fhir_error(ex, 406, "not-supported",
+			      "Accept: this server answers only application/fhir+json or application/json");
+		return 0;
+	}
+	return 1;
+}
+
+static int content_type_ok(cv_exchange_t *ex)
+{
+	const char *ct = ex->header(ex, "Content-Type");
+	const char *m;
+	size_t n = ct ? media_len(ct, &m) : 0;
+	int ok = n && ((n == 21 && strncasecmp(m, "application/fhir+json", n) == 0) ||
+		       (n == 16 && strncasecmp(m, "application/json", n) == 0) ||
+		       (n == 21 && strncasecmp(m, "application/json+fhir", n) == 0));
+	const char *cs = ct ? strcasestr(ct, "charset=") : NULL;
+	if (ok && cs && strncasecmp(cs + 8, "utf-8", 5) != 0 && strncasecmp(cs + 8, "\"utf-8\"", 7) != 0)
+		ok = 0;
+	if (!ok)
+		cv_fhir_error(ex, 415, "not-supported",
+			      "Content-Type must be application/fhir+json (or application/json), in UTF-8");
+	return ok;
+}
+
+/* The URL's resource type is one the model knows; 404 otherwise. */
+int cv_fhir_type_ok(cv_exchange_t *ex)
+{
+	if (!cv_model_is_resource(ctx(ex)->model, ex->args[0])) {
+		cv_fhir_error(ex, 404, "not-supported",
+			      "unknown resource type in the URL: see GET /fhir/metadata for the supported types");
+		return 0;
+	}
+	return 1;
+}
+
+int cv_fhir_id_ok(cv_exchange_t *ex)
+{
+	if (!valid_id(ex->args[1])) {
+		cv_fhir_error(ex, 404, "not-found", "no resource has this id: an id is 1 to 64 characters "
+						    "of A-Z, a-z, 0-9, '-' and '.'");
+		return 0;
+	}
+	return 1;
+}
+
+/* Parses and validates the body as a resource of the URL's type. */
+static int body_resource(cv_exchange_t *ex, json_object **out)
+{
+	const char *err = NULL;
+	json_object *obj = NULL;
+	if (!content_type_ok(ex))
+		return 0;
+	if (!ex->body || ex->body_len == 0) {
+		cv_fhir_error(ex, 400, "required", "the request needs a body: the resource as FHIR JSON");
+		return 0;
+	}
+	cv_rc rc = cv_json_parse(ex->body, ex->body_len, &ctx(ex)->limits, ex->pool, &obj, &err);
+	if (rc == CV_E_NOMEM) {
+		cv_fhir_fail(ex, rc, NULL, NULL);
+		return 0;
+	}
+	if (rc) {
+		cv_fhir_error(ex, 400, "structure", "the body is not valid JSON: %s", err ? err : "parse error");
+		return 0;
+	}
+	if (cv_json_pool_own(ex->pool, obj)) {
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return 0;
+	}
+	json_object *rt = NULL;
+	if (!json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, "resourceType", &rt) || !json_object_is_type(rt, json_type_string)) {
+		cv_fhir_error(ex, 400, "structure", "the body must be a JSON object with a resourceType");
+		return 0;
+	}
+	if (strcmp(json_object_get_string(rt), ex->args[0]) != 0) {
+		cv_fhir_error(ex, 400, "invalid", "the body's resourceType does not match the URL's resource type");
+		return 0;
+	}
+	cv_outcome_t oo;
+	cv_outcome_init(&oo, ex->pool, 100);
+	rc = cv_model_validate(ctx(ex)->model, obj, &oo);
+	if (rc == CV_E_INVALID) {
+		cv_fhir_fail(ex, rc, &oo, NULL);
+		ex->status = 422;
+		return 0;
+	}
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, NULL);
+		return 0;
+	}
+	*out = obj;
+	return 1;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static const char *etag(cv_exchange_t *ex, int64_t version)
+{
+	return cv_pool_printf(ex->pool, "W/\"%lld\"", (long long)version);
+}
+
+static const char *http_date(cv_exchange_t *ex, int64_t us)
+{
+	char *d = cv_pool_alloc(ex->pool, 40);
+	return d ? cv_time_format_http(us, d, 40) : "";
+}
+
+static void version_headers(cv_exchange_t *ex, int64_t version, int64_t updated_us)
+{
+	cv_exchange_add_header(ex, "ETag", etag(ex, version));
+	cv_exchange_add_header(ex, "Last-Modified", http_date(ex, updated_us));
+}
+
+static int prefer_minimal(cv_exchange_t *ex)
+{
+	const char *p = ex->header(ex, "Prefer");
+	return p && strcasestr(p, "return=minimal") != NULL;
+}
+
+static void answer_resource(cv_exchange_t *ex, unsigned status, const cv_store_version_t *v)
+{
+	ex->status = status;
+	ex->content_type = FHIR_JSON;
+	ex->no_store = 1;
+	version_headers(ex, v->version, v->updated_us);
+	cv_buf_reset(&ex->resp);
+	if (cv_buf_append(&ex->resp, v->body, v->body_len))
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+}
+
+/* ---- read, vread -------------------------------------------------------- */
+
+void cv_fhir_read(cv_exchange_t *ex)
+{
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
+		return;
+	cv_store_version_t v;
+	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], 0, ex->pool, &v);
+	if (rc == CV_E_NOTFOUND)
+		return cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (v.deleted) {
+		version_headers(ex, v.version, v.updated_us);
+		return cv_fhir_error(ex, 410, "deleted", "the resource was deleted; its history remains");
+	}
+	answer_resource(ex, 200, &v);
+}
+
+static int parse_version(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!isdigit((unsigned char)s[0]) || *end || errno || v < 1)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+void cv_fhir_vread(cv_exchange_t *ex)
+{
+	int64_t vid;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
+		return;
+	if (!parse_version(ex->args[2], &vid))
+		return cv_fhir_error(ex, 404, "not-found", "no such version: a version id is a positive integer");
+	cv_store_version_t v;
+	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], vid, ex->pool, &v);
+	if (rc == CV_E_NOTFOUND)
+		return cv_fhir_error(ex, 404, "not-found", "no such version of this resource");
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (v.deleted) {
+		version_headers(ex, v.version, v.updated_us);
+		return cv_fhir_error(ex, 410, "deleted", "this version records the resource's deletion");
+	}
+	answer_resource(ex, 200, &v);
+}
+
+/* ---- writes ------------------------------------------------------------- */
+
+typedef struct wctx {
+	cv_store_write_t w;    /* the store write */
+	cv_exchange_t *ex;     /* the exchange it answers */
+	json_object *obj;      /* the resource (create/update) or NULL (delete) */
+	const char *type;      /* resource type */
+	const char *id;        /* logical id */
+	int64_t if_match;      /* the version If-Match named, or 0 */
+	int attempts;          /* writes tried (conflicts are retried) */
+	int created;           /* answered 201 */
+} wctx_t;
+
+static void write_done(cv_store_write_t *w)
+{
+	wctx_t *c = w->arg;
+	c->ex->resume(c->ex);
+}
+
+/* Sets id and meta.versionId / meta.lastUpdated, keeping the rest of meta. */
+static cv_rc stamp(json_object *obj, const char *id, int64_t version, int64_t us)
+{
+	char vbuf[24], tbuf[40];
+	json_object *meta = NULL;
+	snprintf(vbuf, sizeof vbuf, "%lld", (long long)version);
+	cv_time_format_instant(us, tbuf, sizeof tbuf);
+	if (json_object_object_add(obj, "id", json_object_new_string(id)))
+		return CV_E_NOMEM;
+	if (!json_object_object_get_ex(obj, "meta", &meta) || !json_object_is_type(meta, json_type_object)) {
+		meta = json_object_new_object();
+		if (!meta || json_object_object_add(obj, "meta", meta))
+			return CV_E_NOMEM;
+	}
+	if (json_object_object_add(meta, "versionId", json_object_new_string(vbuf)) ||
+	    json_object_object_add(meta, "lastUpdated", json_object_new_string(tbuf)))
+		return CV_E_NOMEM;
+	return CV_OK;
+}
+
+static void finish_write(cv_exchange_t *ex);
+
+/* Reads the current version, checks If-Match, stamps, serialises into
+ * ex->resp and submits. Answers the exchange itself on failure. */
+static void submit_write(wctx_t *c)
+{
+	cv_exchange_t *ex = c->ex;
+	cv_store_version_t cur = { .version = 0 };
+	cv_rc rc = CV_OK;
+	if (c->attempts > 0 || c->w.deleted || c->if_match || strcmp(ex->method, "PUT") == 0)
+		rc = cv_store_read(ctx(ex)->store, c->type, c->id, 0, ex->pool, &cur);
+	if (rc == CV_E_NOTFOUND)
+		rc = CV_OK;
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (c->if_match && c->if_match != cur.version)
+		return cv_fhir_error(ex, 412, "conflict", "If-Match names version %lld but the current version "
+				     "is %lld: read the resource again and reapply the change",
+				     (long long)c->if_match, (long long)cur.version);
+	if (c->w.deleted && (cur.version == 0 || cur.deleted)) {
+		ex->status = cur.version ? 204 : 404;
+		if (!cur.version)
+			cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
+		return;
+	}
+	c->created = cur.version == 0 || cur.deleted;
+	c->w.expect_version = cur.version;
+	c->w.updated_us = cv_time_now_us() / 1000 * 1000;
+	cv_buf_reset(&ex->resp);
+	if (c->obj) {
+		rc = stamp(c->obj, c->id, cur.version + 1, c->w.updated_us);
+		if (!rc)
+			rc = cv_json_write(c->obj, &ex->resp);
+	} else {
+		rc = cv_buf_printf(&ex->resp, "{\"resourceType\":\"%s\",\"id\":\"%s\"}", c->type, c->id);
+	}
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	c->w.body = (const uint8_t *)ex->resp.data;
+	c->w.body_len = ex->resp.len;
+	c->attempts++;
+	ex->cont = finish_write;
+	ex->cont_arg = c;
+	ex->pending = 1;
+	rc = cv_store_submit(ctx(ex)->store, &c->w);
+	if (rc) {
+		ex->pending = 0;
+		cv_fhir_fail(ex, rc, NULL, "the store is not accepting writes; retry later");
+	}
+}
+
+static void finish_write(cv_exchange_t *ex)
+{
+	wctx_t *c = ex->cont_arg;
+	ex->pending = 0;
+	cv_rc rc = c->w.result;
+	if (rc == CV_E_CONFLICT && !c->if_match && c->attempts < MAX_WRITE_ATTEMPTS)
+		return submit_write(c);
+	if (rc == CV_E_CONFLICT && c->if_match)
+		return cv_fhir_error(ex, 412, "conflict", "the resource changed before this write: read it again");
+	if (rc == CV_E_CONFLICT)
+		return cv_fhir_error(ex, 409, "conflict", "too many concurrent writes to this resource; retry");
+	if (rc) {
+		cv_log(CV_LOG_ERROR, "fhir.write_failed",
+		       (cv_log_field_t[]){ CV_LS("request_id", ex->request_id), CV_LS("rc", cv_rc_str(rc)) }, 2);
+		return cv_fhir_fail(ex, rc, NULL, "the write could not be made durable; it was not stored");
+	}
+	int64_t version = c->w.expect_version + 1;
+	version_headers(ex, version, c->w.updated_us);
+	ex->no_store = 1;
+	if (c->w.deleted) {
+		ex->status = 204;
+		cv_buf_reset(&ex->resp);
+		return;
+	}
+	ex->status = c->created ? 201 : 200;
+	if (c->created)
+		cv_exchange_add_header(ex, "Location", cv_pool_printf(ex->pool, "%s/%s/%s/_history/%lld",
+			ex->base_url, c->type, c->id, (long long)version));
+	ex->content_type = FHIR_JSON;
+	if (prefer_minimal(ex))
+		cv_buf_reset(&ex->resp);
+}
+
+/* Parses If-Match: W/"n" (or "n"). 0: absent; -1: malformed. */
+static int64_t if_match(cv_exchange_t *ex)
+{
+	const char *h = ex->header(ex, "If-Match");
+	if (!h)
+		return 0;
+	if (strncmp(h, "W/", 2) == 0)
+		h += 2;
+	size_t n = strlen(h);
+	if (n < 3 || h[0] != '"' || h[n - 1] != '"')
+		return -1;
+	char num[24];
+	if (n - 2 >= sizeof num)
+		return -1;
+	memcpy(num, h + 1, n - 2);
+	num[n - 2] = '\0';
+	int64_t v;
+	return parse_version(num, &v) ? v : -1;
+}
+
+static wctx_t *new_write(cv_exchange_t *ex, json_object *obj, const char *id)
+{
+	wctx_t *c = cv_pool_alloc(ex->pool, sizeof *c);
+	if (!c) {
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return NULL;
+	}
+	c->ex = ex;
+	c->obj = obj;
+	c->type = ex->args[0];
+	c->id = id;
+	c->w.op = CV_STORE_PUT_VERSION;
+	c->w.type = c->type;
+	c->w.id = id;
+	c->w.done = write_done;
+	c->w.arg = c;
+	c->if_match = if_match(ex);
+	if (c->if_match < 0) {
+		cv_fhir_error(ex, 400, "invalid", "If-Match must be a version ETag such as W/\"3\"");
+		return NULL;
+	}
+	return c;
+}
+
+void cv_fhir_create(cv_exchange_t *ex)
+{
+	json_object *obj;
+	char uuid[37];
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !body_resource(ex, &obj))
+		return;
+	cv_crypto_uuid(uuid);
+	wctx_t *c = new_write(ex, obj, cv_pool_strdup(ex->pool, uuid));
+	if (!c)
+		return;
+	if (c->if_match)
+		return cv_fhir_error(ex, 400, "invalid", "If-Match does not apply to create");
+	submit_write(c);
+}
+
+void cv_fhir_update(cv_exchange_t *ex)
+{
+	json_object *obj, *id = NULL;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
+		return;
+	if (!valid_id(ex->args[1]))
+		return cv_fhir_error(ex, 400, "invalid", "the id in the URL is not a valid FHIR id "
+					"(1 to 64 characters of A-Z, a-z, 0-9, '-' and '.')");
+	if (!body_resource(ex, &obj))
+		return;
+	if (!json_object_object_get_ex(obj, "id", &id) || !json_object_is_type(id, json_type_string))
+		return cv_fhir_error(ex, 400, "required", "an update needs the resource's id in the body, "
+					"equal to the id in the URL");
+	if (strcmp(json_object_get_string(id), ex->args[1]) != 0)
+		return cv_fhir_error(ex, 400, "invalid", "the id in the body does not match the id in the URL");
+	wctx_t *c = new_write(ex, obj, ex->args[1]);
+	if (c)
+		submit_write(c);
+}
+
+void cv_fhir_delete(cv_exchange_t *ex)
+{
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
+		return;
+	wctx_t *c = new_write(ex, NULL, ex->args[1]);
+	if (!c)
+		return;
+	c->w.deleted = 1;
+	submit_write(c);
+}

@@ -1,0 +1,55 @@
+/*
+ * policy.c - role-based decisions, deny by default.
+ */
+#include "policy/policy.h"
+
+#include <stddef.h>
+
+static const char *const action_names[CV_ACT_COUNT] = {
+	[CV_ACT_UNSET] = "unset",
+	[CV_ACT_PUBLIC_HEALTH] = "health",
+	[CV_ACT_PUBLIC_META] = "fhir.capabilities",
+	[CV_ACT_FHIR_READ] = "fhir.read",
+	[CV_ACT_FHIR_HISTORY] = "fhir.history",
+	[CV_ACT_FHIR_CREATE] = "fhir.create",
+	[CV_ACT_FHIR_UPDATE] = "fhir.update",
+	[CV_ACT_FHIR_DELETE] = "fhir.delete",
+};
+
+const char *cv_action_name(cv_action a)
+{
+	return a > CV_ACT_UNSET && a < CV_ACT_COUNT ? action_names[a] : "unset";
+}
+
+static int is_public(cv_action a)
+{
+	return a == CV_ACT_PUBLIC_HEALTH || a == CV_ACT_PUBLIC_META;
+}
+
+/* What the administrator role grants: the whole FHIR API. */
+static int admin_grants(cv_action a)
+{
+	return a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE;
+}
+
+cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type,
+		       const char **reason)
+{
+	const char *why = "no rule permits it";
+	cv_rc rc = CV_E_DENIED;
+	if (a <= CV_ACT_UNSET || a >= CV_ACT_COUNT) {
+		why = "route has no action";
+	} else if (is_public(a)) {
+		why = "public endpoint";
+		rc = CV_OK;
+	} else if (p->kind == CV_PRINCIPAL_NONE) {
+		why = "no credential";
+		rc = CV_E_UNAUTH;
+	} else if (p->kind == CV_PRINCIPAL_ADMIN && admin_grants(a)) {
+		why = "administrator role";
+		rc = CV_OK;
+	}
+	if (reason)
+		*reason = why;
+	return rc;
+}

@@ -1,0 +1,37 @@
+/*
+ * policy.h - the single decision point: may this principal do this?
+ *
+ * Every route is registered with the action it needs (net/ refuses to start
+ * with a route that has none). Deny by default: an action not listed as
+ * public needs an authenticated principal whose role grants it.
+ * For now the only role is the bootstrap administrator, who may use the FHIR
+ * API; patient compartments, SMART scopes and consent come later.
+ */
+#ifndef CV_POLICY_POLICY_H
+#define CV_POLICY_POLICY_H
+
+#include "core/exchange.h"
+#include "core/rc.h"
+
+typedef enum cv_action {
+	CV_ACT_UNSET = 0,     /* no action: a route with it is a start-up error */
+	CV_ACT_PUBLIC_HEALTH, /* /healthz, /readyz */
+	CV_ACT_PUBLIC_META,   /* the CapabilityStatement */
+	CV_ACT_FHIR_READ,     /* read, vread */
+	CV_ACT_FHIR_HISTORY,  /* history at any level */
+	CV_ACT_FHIR_CREATE,   /* create */
+	CV_ACT_FHIR_UPDATE,   /* update, update-as-create */
+	CV_ACT_FHIR_DELETE,   /* delete */
+	CV_ACT_COUNT
+} cv_action;
+
+/* Name of an action for logs and audit ("fhir.read"). */
+const char *cv_action_name(cv_action a);
+
+/* Decides. CV_OK: permitted. CV_E_UNAUTH: the action needs a credential and
+ * there is none. CV_E_DENIED: authenticated, not permitted. *reason (static
+ * text, may be NULL) says why, for the audit trail; never shown to callers. */
+cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type,
+		       const char **reason) __attribute__((warn_unused_result));
+
+#endif
