@@ -25,7 +25,7 @@
 #include "net/tls.h"
 #include "store/store.h"
 
-#define ERRLEN 512
+#define ERRLEN 4096
 #define DRAIN_GRACE_S 30
 
 static const cv_route_t routes[] = {

@@ -223,7 +223,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
 /* ---- responses ---------------------------------------------------------- */
 
-static int add_headers(struct MHD_Response *resp, req_t *r)
+static int add_headers(struct MHD_Response *resp, req_t *r, size_t body_len)
 {
 	static const char *const fixed[][2] = {
 		{ "Strict-Transport-Security", "max-age=63072000; includeSubDomains" },
@@ -238,7 +238,7 @@ static int add_headers(struct MHD_Response *resp, req_t *r)
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		ok &= MHD_add_response_header(resp, fixed[i][0], fixed[i][1]) == MHD_YES;
 	ok &= MHD_add_response_header(resp, "X-Request-Id", r->rid) == MHD_YES;
-	if (r->ex.resp.len && r->ex.content_type)
+	if (body_len && r->ex.content_type)
 		ok &= MHD_add_response_header(resp, "Content-Type", r->ex.content_type) == MHD_YES;
 	for (size_t i = 0; i < r->ex.nresp_hdr; i++)
 		if (r->ex.resp_hdr[i][1])
@@ -261,7 +261,7 @@ static enum MHD_Result send_response(req_t *r)
 		free(data);
 		return MHD_NO;
 	}
-	if (!add_headers(resp, r)) {
+	if (!add_headers(resp, r, len)) {
 		MHD_destroy_response(resp);
 		return MHD_NO;
 	}

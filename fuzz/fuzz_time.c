@@ -1,0 +1,30 @@
+/*
+ * fuzz_time.c - the FHIR date/time parser (used for _since and friends):
+ * never crashes; what it accepts formats back to an instant it accepts again.
+ */
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/time.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+	if (!s)
+		return 0;
+	memcpy(s, data, size);
+	s[size] = '\0';
+	int64_t us, again;
+	if (cv_time_parse(s, &us) == CV_OK) {
+		char buf[40];
+		cv_time_format_instant(us, buf, sizeof buf);
+		if (buf[0])
+			assert(cv_time_parse(buf, &again) == CV_OK && again / 1000 == us / 1000);
+	}
+	free(s);
+	return 0;
+}
