@@ -1,0 +1,131 @@
+/*
+ * test_auth.c - bearer authentication and the policy decision, attacked:
+ * no token, forged tokens, wrong scheme, a token of the right shape, and
+ * deny by default for actions no rule grants.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "policy/policy.h"
+
+typedef struct fx {
+	char dir[32];
+	cv_key_t *master;
+	cv_store_t *s;
+	cv_auth_t *a;
+	char token[CV_TOKEN_MAX];
+} fx_t;
+
+static int setup(void **state)
+{
+	fx_t *f = calloc(1, sizeof *f);
+	char err[256], path[64];
+	snprintf(f->dir, sizeof f->dir, "/tmp/cv-auth-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(path, sizeof path, "%s/master.key", f->dir);
+	assert_int_equal(cv_crypto_init(err, sizeof err), CV_OK);
+	assert_int_equal(cv_crypto_master_create(path, err, sizeof err), CV_OK);
+	assert_int_equal(cv_crypto_master_load(path, &f->master, err, sizeof err), CV_OK);
+	assert_int_equal(cv_store_open(f->dir, NULL, 1, f->master, &f->s, err, sizeof err), CV_OK);
+	assert_int_equal(cv_auth_bootstrap_create(f->s, f->token, sizeof f->token), CV_OK);
+	assert_int_equal(cv_auth_new(f->s, &f->a), CV_OK);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx_t *f = *state;
+	char cmd[64];
+	cv_auth_free(f->a);
+	cv_store_close(f->s);
+	cv_key_free(f->master);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void bootstrap_token(void **state)
+{
+	fx_t *f = *state;
+	char hdr[CV_TOKEN_MAX + 16];
+	cv_principal_t p;
+	snprintf(hdr, sizeof hdr, "Bearer %s", f->token);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_OK);
+	assert_int_equal(p.kind, CV_PRINCIPAL_ADMIN);
+	snprintf(hdr, sizeof hdr, "bearer %s", f->token);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_OK);
+}
+
+static void forged_tokens(void **state)
+{
+	fx_t *f = *state;
+	char hdr[CV_TOKEN_MAX + 16];
+	cv_principal_t p;
+	const char *bad[] = { "Bearer ", "Bearer x", "Basic YWRtaW46YWRtaW4=", "Bearer cvb_", "token",
+			      "Bearer cvb_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(cv_auth_bearer(f->a, bad[i], &p), CV_E_UNAUTH);
+		assert_int_equal(p.kind, CV_PRINCIPAL_NONE);
+	}
+	/* the real token with one character changed, or cut short, or extended */
+	snprintf(hdr, sizeof hdr, "Bearer %s", f->token);
+	hdr[strlen(hdr) - 1] ^= 1;
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	snprintf(hdr, sizeof hdr, "Bearer %.*s", (int)strlen(f->token) - 1, f->token);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	snprintf(hdr, sizeof hdr, "Bearer %sA", f->token);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	/* no header: anonymous, not an error */
+	assert_int_equal(cv_auth_bearer(f->a, NULL, &p), CV_OK);
+	assert_int_equal(p.kind, CV_PRINCIPAL_NONE);
+}
+
+static void new_token_replaces_old(void **state)
+{
+	fx_t *f = *state;
+	char old[CV_TOKEN_MAX], hdr[CV_TOKEN_MAX + 16];
+	cv_principal_t p;
+	memcpy(old, f->token, sizeof old);
+	assert_int_equal(cv_auth_bootstrap_create(f->s, f->token, sizeof f->token), CV_OK);
+	cv_auth_free(f->a);
+	assert_int_equal(cv_auth_new(f->s, &f->a), CV_OK);
+	snprintf(hdr, sizeof hdr, "Bearer %s", old);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+}
+
+static void policy_denies_by_default(void **state)
+{
+	cv_principal_t anon = { CV_PRINCIPAL_NONE, NULL }, admin = { CV_PRINCIPAL_ADMIN, "bootstrap-admin" };
+	const char *why;
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_HEALTH, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_META, NULL, &why), CV_OK);
+	for (int a = CV_ACT_FHIR_READ; a <= CV_ACT_FHIR_DELETE; a++) {
+		assert_int_equal(cv_policy_decide(&anon, (cv_action)a, "Patient", &why), CV_E_UNAUTH);
+		assert_int_equal(cv_policy_decide(&admin, (cv_action)a, "Patient", &why), CV_OK);
+	}
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", &why), CV_E_DENIED);
+	assert_string_equal(cv_action_name(CV_ACT_FHIR_READ), "fhir.read");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(bootstrap_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(forged_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(new_token_replaces_old, setup, teardown),
+		cmocka_unit_test(policy_denies_by_default),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
