@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# make bench: carevault against nginx (Debian) serving the same resource JSON over TLS
+# with the same certificate, in the same run, with wrk (keep-alive). Writes docs/BENCHMARKS.md.
+# Everything listens on 127.0.0.1 and stops itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CV_BIN:-build/carevault}
+DUR=${BENCH_SECONDS:-10}
+CONNS=32
+THREADS=2
+work=$(mktemp -d /tmp/cv-bench-XXXXXX)
+cv_pid=""; ngx_pid=""
+cleanup() {
+  [ -n "$cv_pid" ] && kill "$cv_pid" 2>/dev/null || true
+  [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$BIN" init --data "$work/data" >/dev/null 2>&1
+TOKEN=$(cat "$work/data/bootstrap-token"); export CV_TOKEN=$TOKEN
+CVPORT=18443; NGXPORT=18444
+"$BIN" serve --data "$work/data" --listen 127.0.0.1:$CVPORT --threads $THREADS 2>"$work/cv.log" &
+cv_pid=$!
+for _ in $(seq 100); do curl -sf --cacert "$work/data/tls/cert.pem" https://127.0.0.1:$CVPORT/healthz >/dev/null && break; sleep 0.1; done
+
+# the resource: the official example Patient, stored with id bench-1
+python3 - "$work/patient.json" <<'PY'
+import json, sys
+p = json.load(open("tests/data/examples/Patient-example.json"))
+p["id"] = "bench-1"
+open(sys.argv[1], "w").write(json.dumps(p))
+PY
+curl -sf --cacert "$work/data/tls/cert.pem" -X PUT -H "Authorization: Bearer $TOKEN" \
+  -H "Content-Type: application/fhir+json" --data-binary @"$work/patient.json" \
+  https://127.0.0.1:$CVPORT/fhir/Patient/bench-1 >/dev/null
+mkdir -p "$work/www/fhir/Patient"
+curl -sf --cacert "$work/data/tls/cert.pem" -H "Authorization: Bearer $TOKEN" \
+  https://127.0.0.1:$CVPORT/fhir/Patient/bench-1 > "$work/www/fhir/Patient/bench-1"
+size=$(stat -c %s "$work/www/fhir/Patient/bench-1")
+
+cat > "$work/nginx.conf" <<NGX
+worker_processes $THREADS;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  default_type application/fhir+json;
+  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
+  server {
+    listen 127.0.0.1:$NGXPORT ssl;
+    ssl_certificate $work/data/tls/cert.pem;
+    ssl_certificate_key $work/data/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    root $work/www;
+  }
+}
+NGX
+mkdir -p "$work/tmp"
+nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.out" &
+ngx_pid=$!
+for _ in $(seq 100); do curl -sf --cacert "$work/data/tls/cert.pem" https://127.0.0.1:$NGXPORT/fhir/Patient/bench-1 >/dev/null && break; sleep 0.1; done
+
+rps() { awk '/Requests\/sec/ {print $2}'; }
+run_wrk() { wrk -t$THREADS -c$CONNS -d${DUR}s "$@" 2>&1; }
+
+echo "bench: read by id, nginx"
+ngx_out=$(run_wrk https://127.0.0.1:$NGXPORT/fhir/Patient/bench-1)
+echo "bench: read by id, carevault"
+cv_out=$(run_wrk -H "Authorization: Bearer $TOKEN" https://127.0.0.1:$CVPORT/fhir/Patient/bench-1)
+echo "bench: durable creates, carevault"
+cr_out=$(run_wrk -s bench/create.lua https://127.0.0.1:$CVPORT/fhir/Observation)
+echo "bench: 1000 idle keep-alive connections"
+idle_out=$(python3 bench/idle.py 127.0.0.1 $CVPORT 1000 "$cv_pid" "$work/data/tls/cert.pem")
+
+ngx_rps=$(echo "$ngx_out" | rps); cv_rps=$(echo "$cv_out" | rps); cr_rps=$(echo "$cr_out" | rps)
+cr_bad=$(echo "$cr_out" | awk -F= '/^non2xx=/ {print $2}')
+cv_bad=$(echo "$cv_out" | awk '/Non-2xx/ {print $5}')
+ratio=$(python3 -c "print(f'{float(\"$cv_rps\")/float(\"$ngx_rps\"):.2f}')")
+rss=$(echo "$idle_out" | sed -E 's/.*rss_with_1000_idle_kb=([0-9]+).*/\1/')
+rss_mb=$(python3 -c "print(f'{$rss/1024:.1f}')")
+
+cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%dT%H:%MZ)."
+  echo
+  echo "- Machine: $(nproc) cores, $cpu, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); shared and noisy, so compare the ratio, not the absolute numbers."
+  echo "- Load: wrk ($THREADS threads, $CONNS connections, ${DUR} s, TLS keep-alive); carevault with --threads $THREADS, access log on; nginx (Debian) with $THREADS workers, same certificate (ECDSA P-256), serving the very bytes carevault returns ($size bytes: the official example Patient)."
+  echo
+  echo "| measurement | carevault | nginx | ratio | target |"
+  echo "|---|---|---|---|---|"
+  echo "| read by id (GET /fhir/Patient/bench-1), requests/s | $cv_rps | $ngx_rps | $ratio | ≥ 0.5 |"
+  echo "| durable creates (POST /fhir/Observation, fsync'd before 201), requests/s | $cr_rps | - | - | ≥ 3000 |"
+  echo "| resident memory with 1,000 idle keep-alive TLS connections | ${rss_mb} MB | - | - | < 50 MB |"
+  echo
+  echo "Non-2xx answers during the runs: reads ${cv_bad:-0}, creates ${cr_bad:-0}."
+  echo
+  echo "Command: \`make bench\` (BENCH_SECONDS=$DUR)."
+  echo
+  echo '```'
+  echo "== nginx read"; echo "$ngx_out"
+  echo "== carevault read"; echo "$cv_out"
+  echo "== carevault create"; echo "$cr_out"
+  echo "== idle"; echo "$idle_out"
+  echo '```'
+} > docs/BENCHMARKS.md
+sed -n '1,16p' docs/BENCHMARKS.md
