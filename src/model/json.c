@@ -192,6 +192,98 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = on_end,
 };
 
+/* Length of the valid UTF-8 sequence at s (strict: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t left)
+{
+	unsigned char c = s[0];
+	size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+	if (n == 0 || n > left)
+		return 0;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n > 1 && (s[1] < lo || s[1] > hi))
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+static unsigned hex4(const unsigned char *s)
+{
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = s[i];
+		unsigned d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+			     c >= 'A' && c <= 'F' ? c - 'A' + 10 : 16;
+		if (d > 15)
+			return 0x10000; /* not hex: yajl reports it */
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/* A \u escape at s (pointing at the backslash): 0 when fine, else an error.
+ * A high surrogate must be followed by a low one; a low one may not stand alone. */
+static const char *check_escape(const unsigned char *s, size_t left, size_t *skip)
+{
+	*skip = 2;
+	if (left < 6)
+		return NULL;
+	unsigned u = hex4(s + 2);
+	*skip = 6;
+	if (u >= 0xdc00 && u <= 0xdfff)
+		return "a string has an unpaired UTF-16 surrogate escape";
+	if (u < 0xd800 || u > 0xdbff)
+		return NULL;
+	if (left < 12 || s[6] != '\\' || s[7] != 'u')
+		return "a string has an unpaired UTF-16 surrogate escape";
+	unsigned lo = hex4(s + 8);
+	if (lo < 0xdc00 || lo > 0xdfff)
+		return "a string has an unpaired UTF-16 surrogate escape";
+	*skip = 12;
+	return NULL;
+}
+
+/* One pass over the raw text: strict UTF-8 everywhere, and well-formed
+ * surrogate pairs in escapes (yajl replaces a lone surrogate with '?'). */
+static const char *check_text(const unsigned char *s, size_t len, size_t *at)
+{
+	int in_string = 0;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n = 1;
+		const char *err = NULL;
+		if (c >= 0x80) {
+			n = utf8_seq(s + i, len - i);
+			if (!n)
+				err = "the text is not valid UTF-8";
+		} else if (c == '"') {
+			in_string = !in_string;
+		} else if (c == '\\' && in_string && i + 1 < len) {
+			if (s[i + 1] == 'u')
+				err = check_escape(s + i, len - i, &n);
+			else
+				n = 2;
+		}
+		if (err) {
+			*at = i;
+			return err;
+		}
+		i += n;
+	}
+	return NULL;
+}
+
 /* The message for a failed parse: what went wrong and where, never the input. */
 static const char *error_message(yajl_handle h, parse_t *p, size_t len, cv_pool_t *pool)
 {
@@ -215,8 +307,14 @@ cv_rc cv_json_parse(const char *text, size_t len, const cv_json_limits_t *lim, c
 		lim = &def;
 	}
 	parse_t p = { .lim = lim };
+	size_t bad_at = 0;
 	*out = NULL;
 	*err = NULL;
+	const char *bad = check_text((const unsigned char *)text, len, &bad_at);
+	if (bad) {
+		*err = cv_pool_printf(pool, "%s (at byte %zu)", bad, bad_at);
+		return CV_E_INVALID;
+	}
 	p.stack = calloc(lim->max_depth ? lim->max_depth : 1, sizeof *p.stack);
 	yajl_handle h = p.stack ? yajl_alloc(&callbacks, NULL, &p) : NULL;
 	if (!h) {

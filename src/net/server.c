@@ -411,24 +411,37 @@ static enum MHD_Result proceed(req_t *r)
 	return send_response(r);
 }
 
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+typedef struct hdr_scan {
+	size_t total;  /* bytes of names and values */
+	int bad;       /* a NUL, CR or LF inside a name or value */
+} hdr_scan_t;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				   const char *value, size_t value_size)
 {
-	size_t *total = cls;
-	*total += strlen(key) + (value ? strlen(value) : 0) + 4;
+	hdr_scan_t *h = cls;
+	h->total += key_size + value_size + 4;
+	if (strlen(key) != key_size || (value && (strlen(value) != value_size || strpbrk(value, "\r\n"))))
+		h->bad = 1;
 	return MHD_YES;
 }
 
 /* First call: the request line and headers are in; check their bounds. */
-static enum MHD_Result begin(req_t *r)
+static enum MHD_Result begin(req_t *r, const char *version)
 {
 	const cv_config_t *cfg = r->srv->cfg;
-	size_t hdr = 0;
+	hdr_scan_t hdr = { 0 };
 	r->started = 1;
 	if (r->uri_len > cfg->max_url)
 		return reject(r, 414, "too-costly", "the URL is too long");
-	MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &hdr);
-	if (hdr > cfg->max_header)
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &hdr);
+	if (hdr.total > cfg->max_header)
 		return reject(r, 431, "too-costly", "the request headers are too large");
+	if (hdr.bad)
+		return reject(r, 400, "structure", "a request header holds a NUL, CR or LF character");
+	if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+	    !MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+		return reject(r, 400, "structure", "an HTTP/1.1 request needs a Host header");
 	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
 	if (cl && strtoull(cl, NULL, 10) > cfg->max_body)
 		return reject(r, 413, "too-costly", "the request body is larger than this server accepts");
@@ -460,7 +473,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		return MHD_YES;
 	}
 	if (!r->started)
-		return begin(r);
+		return begin(r, version);
 	if (*size)
 		return take_body(r, data, size);
 	if (!r->ran)
@@ -539,6 +552,7 @@ static cv_rc start_daemon(cv_server_t *srv, int ipv6, char *err, size_t errlen)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,

@@ -84,9 +84,12 @@ static void nul_and_control_characters(void **state)
 
 static void invalid_utf8(void **state)
 {
-	const char *bad[] = { "{\"a\":\"\xc3\x28\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xe2\x82\"}", "[\"\xed\xa0\x80\"]" };
-	for (size_t i = 0; i < 3; i++)
+	const char *bad[] = { "{\"a\":\"\xc3\x28\"}", "{\"a\":\"\xff\"}", "{\"a\":\"\xe2\x82\"}",
+			      "[\"\xed\xa0\x80\"]", "[\"\xc0\xaf\"]", "[\"\xf4\x90\x80\x80\"]",
+			      "[\"\\ud800\"]", "[\"\\udc00x\"]", "[\"\\ud800\\u0041\"]", "{\"\\ud83d\":1}" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		rejects(bad[i], strlen(bad[i]), NULL);
+	round_trip("[\"\\ud83d\\ude00\",\"\\\\ud800\"]", "[\"\xf0\x9f\x98\x80\",\"\\\\ud800\"]");
 }
 
 static char *nested(size_t depth)
