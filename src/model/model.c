@@ -1101,7 +1101,7 @@ static void check_primitive(walk_t *w, json_object *val, prim_t p, const codeset
 		issue(w, "value", "empty strings are not allowed: omit the element instead");
 		return;
 	}
-	if (n > MODEL_MAX_STRING) {
+	if (n > MODEL_MAX_STRING && p != P_BASE64) {
 		issue(w, "too-long", "the string is longer than %u bytes", MODEL_MAX_STRING);
 		return;
 	}
@@ -1398,6 +1398,23 @@ static void check_object(walk_t *w, json_object *obj, const elemset_t *set, bool
 	w->depth--;
 }
 
+/* dom-4, dom-5: a contained resource has no versionId, lastUpdated or security labels. */
+static void check_contained_meta(walk_t *w, json_object *obj)
+{
+	static const char *const banned[] = {"versionId", "lastUpdated", "security"};
+	json_object *meta = get_typed(obj, "meta", json_type_object);
+
+	for (size_t i = 0; meta && i < sizeof(banned) / sizeof(banned[0]); i++) {
+		size_t old;
+		if (!json_object_object_get_ex(meta, banned[i], NULL))
+			continue;
+		old = path_push(w, ".", "meta");
+		path_push(w, ".", banned[i]);
+		issue(w, "invariant", "a contained resource must not have meta.%s", banned[i]);
+		path_pop(w, old);
+	}
+}
+
 static void check_resource(walk_t *w, json_object *obj)
 {
 	json_object *rt;
@@ -1425,6 +1442,8 @@ static void check_resource(walk_t *w, json_object *obj)
 	}
 	old = w->len ? w->len : path_push(w, "", t->name);
 	check_object(w, obj, &t->elems, true);
+	if (w->in_contained)
+		check_contained_meta(w, obj);
 	path_pop(w, old);
 }
 

@@ -358,6 +358,10 @@ static void test_contained(void **state)
 		   "structure", "Patient.contained[0].contained");
 	expect_one("{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"bogus\":1}]}",
 		   "structure", "Patient.contained[0].bogus");
+	expect_one("{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"meta\":{\"versionId\":\"1\"}}]}",
+		   "invariant", "Patient.contained[0].meta.versionId");
+	expect_one("{\"resourceType\":\"Patient\",\"contained\":[{\"resourceType\":\"Organization\",\"meta\":{\"security\":[{\"code\":\"R\"}]}}]}",
+		   "invariant", "Patient.contained[0].meta.security");
 	expect_one("{\"resourceType\":\"Patient\",\"contained\":[{\"id\":\"x\"}]}", "required",
 		   "Patient.contained[0].resourceType");
 	expect_one("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":{\"resourceType\":\"Patient\",\"birthDate\":\"x\"}}]}",
