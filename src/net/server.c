@@ -54,6 +54,7 @@ struct cv_server {
 	int stopping;
 	pthread_t reaper;
 	atomic_uint active;       /* requests in flight */
+	atomic_int draining;      /* stopping: new requests get 503 and Connection: close */
 };
 
 /* One request. */
@@ -476,7 +477,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		return begin(r, version);
 	if (*size)
 		return take_body(r, data, size);
-	if (!r->ran)
+	if (!r->ran && atomic_load(&r->srv->draining)) {
+		r->ran = 1;
+		cv_exchange_add_header(&r->ex, "Connection", "close");
+		cv_exchange_add_header(&r->ex, "Retry-After", "1");
+		cv_fhir_error(&r->ex, 503, "transient", "the server is shutting down; retry");
+	} else if (!r->ran)
 		run_pipeline(r, url, method);
 	else if (r->ex.pending) {
 		pthread_mutex_lock(&r->mu);
@@ -616,9 +622,12 @@ void cv_server_stop(cv_server_t *srv, unsigned grace_s)
 {
 	if (!srv)
 		return;
+	/* no new connections, no new requests on kept-alive ones; then wait
+	 * for those in flight (suspended ones included) to finish */
 	MHD_socket ls = MHD_quiesce_daemon(srv->d);
 	if (ls != MHD_INVALID_SOCKET)
 		close(ls);
+	atomic_store(&srv->draining, 1);
 	int64_t until = cv_time_mono_us() + (int64_t)grace_s * 1000000;
 	while (atomic_load(&srv->active) && cv_time_mono_us() < until)
 		usleep(10000);

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the carevault end-to-end suites. Each *.test.mjs starts its own server.
+#   CV_BIN=/path/to/carevault ./run.sh            # all suites
+#   ./run.sh crud.test.mjs negative.test.mjs       # selected suites
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+if [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+
+if [ "$#" -gt 0 ]; then
+  files=("$@")
+else
+  files=(examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs)
+fi
+
+exec node --test --test-concurrency=2 "${files[@]}"
