@@ -972,30 +972,41 @@ static void issue(walk_t *w, const char *code, const char *fmt, ...)
 	}
 }
 
-/* Appends sep and name to the location; returns the length to restore. */
+/* Appends n bytes of s to the location if they fit (else leaves it as it was). */
+static void path_append(walk_t *w, const char *s, size_t n)
+{
+	if (n >= sizeof(w->path) - w->len)
+		return;
+	memcpy(w->path + w->len, s, n);
+	w->len += n;
+	w->path[w->len] = '\0';
+}
+
+/* Appends sep (unless the location is empty) and name; returns the length to restore. */
 static size_t path_push(walk_t *w, const char *sep, const char *name)
 {
-	size_t old = w->len, room = sizeof(w->path) - w->len;
-	int n = snprintf(w->path + w->len, room, "%s%s", w->len ? sep : "", name);
+	size_t old = w->len, ns = w->len ? strlen(sep) : 0, nn = strlen(name);
 
-	if (n < 0 || (size_t)n >= room) {
-		w->path[old] = '\0';
-		return old;
+	if (ns + nn < sizeof(w->path) - w->len) {
+		path_append(w, sep, ns);
+		path_append(w, name, nn);
 	}
-	w->len += (size_t)n;
 	return old;
 }
 
+/* Appends "[i]"; returns the length to restore. */
 static size_t path_index(walk_t *w, size_t i)
 {
-	size_t old = w->len, room = sizeof(w->path) - w->len;
-	int n = snprintf(w->path + w->len, room, "[%zu]", i);
+	char buf[24];
+	size_t p = sizeof(buf), old = w->len;
 
-	if (n < 0 || (size_t)n >= room) {
-		w->path[old] = '\0';
-		return old;
-	}
-	w->len += (size_t)n;
+	buf[--p] = ']';
+	do {
+		buf[--p] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i && p > 1);
+	buf[--p] = '[';
+	path_append(w, buf + p, sizeof(buf) - p);
 	return old;
 }
 
