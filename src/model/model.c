@@ -967,7 +967,10 @@ static void issue(walk_t *w, const char *code, const char *fmt, ...)
 	}
 	rc = cv_outcome_add(w->oo, CV_SEV_ERROR, code, expr, "%s", msg);
 	if (rc) {
-		w->rc = rc;
+		/* Only running out of memory is a failure; anything else means the
+		 * outcome is full, and the resource is invalid either way. */
+		if (rc == CV_E_NOMEM)
+			w->rc = rc;
 		w->stop = true;
 	}
 }
