@@ -405,6 +405,11 @@ static cv_rc build_elemset(cv_model_t *m, json_object *arr, elemset_t *set)
 
 	if (n > MODEL_MAX_ELEMS)
 		return CV_E_INTERNAL;
+	for (size_t i = 0; i < n; i++) {
+		json_object *t = get_typed(json_object_array_get_idx(arr, i), "t", json_type_array);
+		if (t && json_object_array_length(t) >= UINT8_MAX)
+			return CV_E_INTERNAL;
+	}
 	set->e = cv_pool_alloc(&m->pool, sizeof(*set->e) * (n + 1));
 	if (!set->e)
 		return CV_E_NOMEM;
@@ -962,35 +967,49 @@ static void issue(walk_t *w, const char *code, const char *fmt, ...)
 	}
 	rc = cv_outcome_add(w->oo, CV_SEV_ERROR, code, expr, "%s", msg);
 	if (rc) {
-		w->rc = rc;
+		/* Only running out of memory is a failure; anything else means the
+		 * outcome is full, and the resource is invalid either way. */
+		if (rc == CV_E_NOMEM)
+			w->rc = rc;
 		w->stop = true;
 	}
 }
 
-/* Appends sep and name to the location; returns the length to restore. */
+/* Appends n bytes of s to the location if they fit (else leaves it as it was). */
+static void path_append(walk_t *w, const char *s, size_t n)
+{
+	if (n >= sizeof(w->path) - w->len)
+		return;
+	memcpy(w->path + w->len, s, n);
+	w->len += n;
+	w->path[w->len] = '\0';
+}
+
+/* Appends sep (unless the location is empty) and name; returns the length to restore. */
 static size_t path_push(walk_t *w, const char *sep, const char *name)
 {
-	size_t old = w->len, room = sizeof(w->path) - w->len;
-	int n = snprintf(w->path + w->len, room, "%s%s", w->len ? sep : "", name);
+	size_t old = w->len, ns = w->len ? strlen(sep) : 0, nn = strlen(name);
 
-	if (n < 0 || (size_t)n >= room) {
-		w->path[old] = '\0';
-		return old;
+	if (ns + nn < sizeof(w->path) - w->len) {
+		path_append(w, sep, ns);
+		path_append(w, name, nn);
 	}
-	w->len += (size_t)n;
 	return old;
 }
 
+/* Appends "[i]"; returns the length to restore. */
 static size_t path_index(walk_t *w, size_t i)
 {
-	size_t old = w->len, room = sizeof(w->path) - w->len;
-	int n = snprintf(w->path + w->len, room, "[%zu]", i);
+	char buf[24];
+	size_t p = sizeof(buf), old = w->len;
 
-	if (n < 0 || (size_t)n >= room) {
-		w->path[old] = '\0';
-		return old;
-	}
-	w->len += (size_t)n;
+	buf[--p] = ']';
+	do {
+		buf[--p] = (char)('0' + i % 10);
+		i /= 10;
+	} while (i && p > 1);
+	buf[--p] = '[';
+	path_append(w, buf + p, sizeof(buf) - p);
 	return old;
 }
 
@@ -1012,12 +1031,15 @@ static const char *safe_name(const char *key)
 	return n ? key : "(empty-name)";
 }
 
-static const elem_t *lookup_elem(const elemset_t *set, const char *key, const mtype_t **ctype)
+/* The element a JSON key names; for a choice, *ctype and *cidx (1-based) get the type. */
+static const elem_t *lookup_elem(const elemset_t *set, const char *key, const mtype_t **ctype,
+				 uint8_t *cidx)
 {
 	elem_t k = {.name = key};
 	const elem_t *e = bsearch(&k, set->e, set->n, sizeof(*set->e), cmp_elem);
 
 	*ctype = NULL;
+	*cidx = 0;
 	if (e)
 		return e->choice ? NULL : e;
 	for (size_t i = 0; i < set->n; i++) {
@@ -1030,6 +1052,7 @@ static const elem_t *lookup_elem(const elemset_t *set, const char *key, const mt
 			char first = tn[0] >= 'a' && tn[0] <= 'z' ? (char)(tn[0] - 'a' + 'A') : tn[0];
 			if (suffix[0] == first && strcmp(suffix + 1, tn + 1) == 0) {
 				*ctype = c->types[j];
+				*cidx = (uint8_t)(j + 1);
 				return c;
 			}
 		}
@@ -1120,7 +1143,8 @@ static void check_coding(walk_t *w, json_object *coding, const codeset_t *codes)
 	const codesys_t *cs = system && code ? codeset_system(codes, system) : NULL;
 	size_t old;
 
-	if (!cs || codesys_has(cs, code))
+	/* A malformed code was reported where it stands; only report each problem once. */
+	if (!cs || !code[0] || !valid_code(code, strlen(code)) || codesys_has(cs, code))
 		return;
 	old = path_push(w, ".", "code");
 	issue(w, "code-invalid", "the code is not in the required value set %s", codes->url);
@@ -1183,6 +1207,9 @@ static void check_item(walk_t *w, json_object *val, const elem_t *e, const mtype
 		issue(w, "structure", "a %s must be a JSON object", type->name);
 		return;
 	}
+	if (type->kind != K_ANY_RESOURCE && json_object_object_length(val) == 1 &&
+	    json_object_object_get_ex(val, "id", NULL))
+		issue(w, "invariant", "an element must have a value or children other than id (ele-1)");
 	if (e->children) {
 		check_object(w, val, e->children, false);
 		return;
@@ -1324,12 +1351,13 @@ static void check_prim_ext(walk_t *w, json_object *parent, const char *name, jso
 }
 
 static void check_member(walk_t *w, json_object *obj, const elemset_t *set, const char *key,
-			 json_object *val, uint8_t *seen, const mtype_t **chosen)
+			 json_object *val, uint8_t *seen, uint8_t *chosen)
 {
 	bool under = key[0] == '_';
 	const char *name = under ? key + 1 : key;
 	const mtype_t *ctype;
-	const elem_t *e = lookup_elem(set, name, &ctype);
+	uint8_t cidx;
+	const elem_t *e = lookup_elem(set, name, &ctype, &cidx);
 	const mtype_t *type;
 	size_t i, old;
 
@@ -1342,12 +1370,12 @@ static void check_member(walk_t *w, json_object *obj, const elemset_t *set, cons
 	}
 	i = (size_t)(e - set->e);
 	old = path_push(w, ".", name);
-	if (e->choice && chosen[i] && chosen[i] != ctype) {
+	if (e->choice && chosen[i] && chosen[i] != cidx) {
 		issue(w, "structure", "only one type of %s[x] may be present", e->name);
 		path_pop(w, old);
 		return;
 	}
-	chosen[i] = ctype;
+	chosen[i] = cidx;
 	seen[i] = 1;
 	if (under)
 		check_prim_ext(w, obj, name, val, e);
@@ -1374,7 +1402,7 @@ static void check_required(walk_t *w, const elemset_t *set, const uint8_t *seen)
 static void check_object(walk_t *w, json_object *obj, const elemset_t *set, bool resource)
 {
 	uint8_t seen[MODEL_MAX_ELEMS] = {0};
-	const mtype_t *chosen[MODEL_MAX_ELEMS] = {0};
+	uint8_t chosen[MODEL_MAX_ELEMS] = {0}; /* 1 + index of the value[x] type used */
 
 	if (w->stop)
 		return;

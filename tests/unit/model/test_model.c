@@ -306,6 +306,10 @@ static void test_numbers(void **state)
 	expect_one("{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"x\"},\"valueQuantity\":{\"value\":NaN}}",
 		   "value", "Observation.valueQuantity.value");
 	expect_one("{\"resourceType\":\"Patient\",\"photo\":[{\"size\":-1}]}", "value", "Patient.photo[0].size");
+	expect_one("{\"resourceType\":\"Patient\",\"telecom\":[{\"value\":\"1\",\"rank\":0}]}", "value",
+		   "Patient.telecom[0].rank");
+	expect_one("{\"resourceType\":\"Patient\",\"telecom\":[{\"value\":\"1\",\"rank\":true}]}", "structure",
+		   "Patient.telecom[0].rank");
 	expect_one("{\"resourceType\":\"Questionnaire\",\"status\":\"draft\",\"item\":[{\"linkId\":\"1\",\"type\":\"string\",\"maxLength\":1.0}]}",
 		   "structure", "Questionnaire.item[0].maxLength");
 }
@@ -340,6 +344,8 @@ static void test_empty(void **state)
 		   "Patient.name[0].given[1]");
 	expect_one("{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"\"}]}", "value", "Patient.name[0].family");
 	expect_one("{\"resourceType\":\"Patient\",\"maritalStatus\":{}}", "structure", "Patient.maritalStatus");
+	expect_one("{\"resourceType\":\"Patient\",\"maritalStatus\":{\"id\":\"m\"}}", "invariant", "Patient.maritalStatus");
+	expect_one("{\"resourceType\":\"Patient\",\"contact\":[{\"id\":\"c\"}]}", "invariant", "Patient.contact[0]");
 }
 
 static void test_json_types(void **state)
