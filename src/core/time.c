@@ -20,23 +20,38 @@ int64_t cv_time_mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Splits us into whole seconds and milliseconds, rounding toward the past
+ * (so instants before 1970 format correctly). */
+static time_t floor_secs(int64_t us, int *ms)
+{
+	int64_t s = us / 1000000, rem = us % 1000000;
+	if (rem < 0) {
+		s--;
+		rem += 1000000;
+	}
+	if (ms)
+		*ms = (int)(rem / 1000);
+	return (time_t)s;
+}
+
 char *cv_time_format_instant(int64_t us, char *out, size_t outlen)
 {
-	time_t secs = (time_t)(us / 1000000);
+	int ms;
+	time_t secs = floor_secs(us, &ms);
 	struct tm tm;
-	if (outlen < 25 || !gmtime_r(&secs, &tm)) {
+	if (outlen < 25 || !gmtime_r(&secs, &tm) || tm.tm_year + 1900 < 1 || tm.tm_year + 1900 > 9999) {
 		if (outlen)
 			out[0] = '\0';
 		return out;
 	}
-	size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, outlen - n, ".%03dZ", (int)((us / 1000) % 1000));
+	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 	return out;
 }
 
 char *cv_time_format_http(int64_t us, char *out, size_t outlen)
 {
-	time_t secs = (time_t)(us / 1000000);
+	time_t secs = floor_secs(us, NULL);
 	struct tm tm;
 	if (!gmtime_r(&secs, &tm) || strftime(out, outlen, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0) {
 		if (outlen)
