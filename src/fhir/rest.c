@@ -226,21 +226,28 @@ static void answer_resource(cv_exchange_t *ex, unsigned status, const cv_store_v
 
 /* ---- read, vread -------------------------------------------------------- */
 
-void cv_fhir_read(cv_exchange_t *ex)
+/* Answers with version vid (0: the current one) of args[0]/args[1]. */
+static void answer_version(cv_exchange_t *ex, int64_t vid)
 {
-	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
-		return;
 	cv_store_version_t v;
-	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], 0, ex->pool, &v);
+	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], vid, ex->pool, &v);
 	if (rc == CV_E_NOTFOUND)
-		return cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
+		return cv_fhir_error(ex, 404, "not-found", vid ? "no such version of this resource"
+							 : "no resource of this type has this id");
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
 	if (v.deleted) {
 		version_headers(ex, v.version, v.updated_us);
-		return cv_fhir_error(ex, 410, "deleted", "the resource was deleted; its history remains");
+		return cv_fhir_error(ex, 410, "deleted", vid ? "this version records the resource's deletion"
+							 : "the resource was deleted; its history remains");
 	}
 	answer_resource(ex, 200, &v);
+}
+
+void cv_fhir_read(cv_exchange_t *ex)
+{
+	if (cv_fhir_negotiate(ex) && cv_fhir_type_ok(ex) && cv_fhir_id_ok(ex))
+		answer_version(ex, 0);
 }
 
 static int parse_version(const char *s, int64_t *out)
@@ -261,17 +268,7 @@ void cv_fhir_vread(cv_exchange_t *ex)
 		return;
 	if (!parse_version(ex->args[2], &vid))
 		return cv_fhir_error(ex, 404, "not-found", "no such version: a version id is a positive integer");
-	cv_store_version_t v;
-	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], vid, ex->pool, &v);
-	if (rc == CV_E_NOTFOUND)
-		return cv_fhir_error(ex, 404, "not-found", "no such version of this resource");
-	if (rc)
-		return cv_fhir_fail(ex, rc, NULL, NULL);
-	if (v.deleted) {
-		version_headers(ex, v.version, v.updated_us);
-		return cv_fhir_error(ex, 410, "deleted", "this version records the resource's deletion");
-	}
-	answer_resource(ex, 200, &v);
+	answer_version(ex, vid);
 }
 
 /* ---- writes ------------------------------------------------------------- */
