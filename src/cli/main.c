@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +347,9 @@ static int cmd_serve(int argc, char **argv)
 		app_close(&a);
 		return fail("cannot serve", err);
 	}
+	/* loading the FHIR model parses a large JSON blob and frees it: give
+	 * that memory back to the system before serving */
+	malloc_trim(0);
 	char port[8];
 	snprintf(port, sizeof port, "%u", cfg.listen_port);
 	cv_log(CV_LOG_INFO, "listening", (cv_log_field_t[]){ CV_LS("addr", cfg.listen_addr), CV_LS("port", port),

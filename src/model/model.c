@@ -181,6 +181,12 @@ static prim_t prim_of(const char *name)
 	return P_NONE;
 }
 
+/* s copied into the model's pool (the parsed blob is freed after loading). */
+static const char *keep(cv_model_t *m, const char *s)
+{
+	return s ? cv_pool_strdup(&m->pool, s) : NULL;
+}
+
 /* A member of obj that must be a string; NULL if absent or not a string. */
 static const char *get_str(json_object *obj, const char *key)
 {
@@ -233,7 +239,7 @@ static cv_rc load_types(cv_model_t *m)
 		return CV_E_NOMEM;
 	json_object_object_foreach(prims, pname, pval) {
 		mtype_t *t = &m->types[n++];
-		t->name = pname;
+		t->name = keep(m, pname);
 		t->kind = K_PRIMITIVE;
 		t->prim = prim_of(pname);
 		if (t->prim == P_NONE) {
@@ -247,7 +253,7 @@ static cv_rc load_types(cv_model_t *m)
 		const char *kind = get_str(def, "kind");
 		json_object *abs = get_typed(def, "abstract", json_type_boolean);
 
-		t->name = get_str(def, "name");
+		t->name = keep(m, get_str(def, "name"));
 		if (!t->name || !kind) {
 			rc = CV_E_INTERNAL;
 			goto out;
@@ -283,12 +289,12 @@ static cv_rc load_codesys(cv_model_t *m, codeset_t *cs, json_object *systems)
 		codesys_t *s = &cs->sys[k++];
 		size_t n = json_object_is_type(codes, json_type_array) ? json_object_array_length(codes) : 0;
 
-		s->system = sys;
+		s->system = keep(m, sys);
 		s->codes = cv_pool_alloc(&m->pool, sizeof(*s->codes) * (n + 1));
 		if (!s->codes)
 			return CV_E_NOMEM;
 		for (size_t i = 0; i < n; i++) {
-			const char *c = json_object_get_string(json_object_array_get_idx(codes, i));
+			const char *c = keep(m, json_object_get_string(json_object_array_get_idx(codes, i)));
 			if (c)
 				s->codes[s->n++] = c;
 		}
@@ -312,7 +318,7 @@ static cv_rc load_valuesets(cv_model_t *m)
 		codeset_t *cs = &m->vs[m->nvs++];
 		json_object *systems = get_typed(def, "systems", json_type_object);
 
-		cs->url = url;
+		cs->url = keep(m, url);
 		cs->expandable = systems != NULL;
 		if (systems) {
 			rc = load_codesys(m, cs, systems);
@@ -365,12 +371,12 @@ static cv_rc build_elem(cv_model_t *m, json_object *def, elem_t *e)
 		if (!name)
 			return CV_E_NOMEM;
 	}
-	e->name = name;
+	e->name = keep(m, name);
 	e->name_len = len;
 	e->contained = strcmp(name, "contained") == 0;
 	e->min = (uint32_t)json_object_get_int(min);
 	e->max = json_object_get_int(max) < 0 ? MODEL_UNBOUNDED : (uint32_t)json_object_get_int(max);
-	e->ref = get_str(def, "ref");
+	e->ref = keep(m, get_str(def, "ref"));
 	if (!e->ref) {
 		rc = build_elem_types(m, def, e);
 		if (rc)
@@ -564,6 +570,13 @@ cv_rc cv_model_new(cv_model_t **out)
 	if (rc)
 		goto out;
 	rc = load_specials(m);
+	if (rc)
+		goto out;
+	/* every string the tables use was copied into the pool: drop the parsed blob */
+	for (size_t i = 0; i < m->ntypes; i++)
+		m->types[i].def = NULL;
+	json_object_put(m->root);
+	m->root = NULL;
 out:
 	if (rc) {
 		cv_model_free(m);

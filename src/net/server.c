@@ -546,7 +546,9 @@ static cv_rc start_daemon(cv_server_t *srv, int ipv6, char *err, size_t errlen)
 	const cv_config_t *cfg = srv->cfg;
 	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
-	size_t mem = cfg->max_header + cfg->max_url + 16384;
+	/* per-connection memory: room for the request line and headers, plus a
+	 * little for libmicrohttpd's own bookkeeping and the body read buffer */
+	size_t mem = cfg->max_header + cfg->max_url + 4096;
 	srv->d = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_access, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
 		MHD_OPTION_HTTPS_MEM_CERT, srv->cert_pem,
