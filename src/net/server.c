@@ -550,6 +550,7 @@ static cv_rc start_daemon(cv_server_t *srv, int ipv6, char *err, size_t errlen)
 	 * little for libmicrohttpd's own bookkeeping and the body read buffer */
 	size_t mem = cfg->max_header + cfg->max_url + 4096;
 	srv->d = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_access, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
 		MHD_OPTION_HTTPS_MEM_CERT, srv->cert_pem,
 		MHD_OPTION_HTTPS_MEM_KEY, srv->key_pem,
@@ -564,7 +565,6 @@ static cv_rc start_daemon(cv_server_t *srv, int ipv6, char *err, size_t errlen)
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_END);
 	if (!srv->d) {
 		snprintf(err, errlen, "cannot listen on %s:%u (in use, or not an address of this machine?)",
