@@ -10,7 +10,6 @@
 #include "fhir/fhir.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
+#include "fhir/negotiate.h"
 #include "model/outcome.h"
 
 #define MAX_WRITE_ATTEMPTS 5
@@ -40,51 +40,12 @@ static int valid_id(const char *id)
 	return n >= 1 && n <= 64;
 }
 
-/* A media range or _format value we can answer with. */
-static int json_media(const char *s, size_t n)
-{
-	static const char *const ok[] = { "application/fhir+json", "application/json",
-					  "application/json+fhir", "application/*", "*/*", "json" };
-	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-		if (strlen(ok[i]) == n && strncasecmp(s, ok[i], n) == 0)
-			return 1;
-	return 0;
-}
-
-/* Length of the media type at s (up to ';' or ','), trimmed. */
-static size_t media_len(const char *s, const char **start)
-{
-	while (*s == ' ' || *s == '\t')
-		s++;
-	*start = s;
-	size_t n = strcspn(s, ";,");
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	return n;
-}
-
-static int accept_ok(const char *accept)
-{
-	while (accept && *accept) {
-		const char *m;
-		size_t n = media_len(accept, &m);
-		if (json_media(m, n))
-			return 1;
-		accept = strchr(accept, ',');
-		if (accept)
-			accept++;
-	}
-	return 0;
-}
-
 /* 406 unless the client accepts FHIR JSON (Accept header or _format). */
 int cv_fhir_negotiate(cv_exchange_t *ex)
 {
 	const char *fmt = cv_exchange_param(ex, "_format");
 	if (fmt) {
-		const char *m;
-		size_t n = media_len(fmt, &m);
-		if (!json_media(m, n) || strchr(fmt, ',')) {
+		if (!cv_http_format_json(fmt)) {
 			cv_fhir_error(ex, 406, "not-supported",
 				      "_format: only json (application/fhir+json) is supported");
 			return 0;
@@ -92,7 +53,7 @@ int cv_fhir_negotiate(cv_exchange_t *ex)
 		return 1;
 	}
 	const char *accept = ex->header(ex, "Accept");
-	if (accept && *accept && !accept_ok(accept)) {
+	if (accept && *accept && !cv_http_accepts_json(accept)) {
 		cv_fhir_error(ex, 406, "not-supported",
 			      "Accept: this server answers only application/fhir+json or application/json");
 		return 0;
@@ -102,15 +63,7 @@ int cv_fhir_negotiate(cv_exchange_t *ex)
 
 static int content_type_ok(cv_exchange_t *ex)
 {
-	const char *ct = ex->header(ex, "Content-Type");
-	const char *m;
-	size_t n = ct ? media_len(ct, &m) : 0;
-	int ok = n && ((n == 21 && strncasecmp(m, "application/fhir+json", n) == 0) ||
-		       (n == 16 && strncasecmp(m, "application/json", n) == 0) ||
-		       (n == 21 && strncasecmp(m, "application/json+fhir", n) == 0));
-	const char *cs = ct ? strcasestr(ct, "charset=") : NULL;
-	if (ok && cs && strncasecmp(cs + 8, "utf-8", 5) != 0 && strncasecmp(cs + 8, "\"utf-8\"", 7) != 0)
-		ok = 0;
+	int ok = cv_http_content_type_json(ex->header(ex, "Content-Type"));
 	if (!ok)
 		cv_fhir_error(ex, 415, "not-supported",
 			      "Content-Type must be application/fhir+json (or application/json), in UTF-8");
@@ -250,23 +203,12 @@ void cv_fhir_read(cv_exchange_t *ex)
 		answer_version(ex, 0);
 }
 
-static int parse_version(const char *s, int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (!isdigit((unsigned char)s[0]) || *end || errno || v < 1)
-		return 0;
-	*out = v;
-	return 1;
-}
-
 void cv_fhir_vread(cv_exchange_t *ex)
 {
 	int64_t vid;
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
 		return;
-	if (!parse_version(ex->args[2], &vid))
+	if (!cv_http_parse_version(ex->args[2], &vid))
 		return cv_fhir_error(ex, 404, "not-found", "no such version: a version id is a positive integer");
 	answer_version(ex, vid);
 }
@@ -394,26 +336,6 @@ static void finish_write(cv_exchange_t *ex)
 		cv_buf_reset(&ex->resp);
 }
 
-/* Parses If-Match: W/"n" (or "n"). 0: absent; -1: malformed. */
-static int64_t if_match(cv_exchange_t *ex)
-{
-	const char *h = ex->header(ex, "If-Match");
-	if (!h)
-		return 0;
-	if (strncmp(h, "W/", 2) == 0)
-		h += 2;
-	size_t n = strlen(h);
-	if (n < 3 || h[0] != '"' || h[n - 1] != '"')
-		return -1;
-	char num[24];
-	if (n - 2 >= sizeof num)
-		return -1;
-	memcpy(num, h + 1, n - 2);
-	num[n - 2] = '\0';
-	int64_t v;
-	return parse_version(num, &v) ? v : -1;
-}
-
 static wctx_t *new_write(cv_exchange_t *ex, json_object *obj, const char *id)
 {
 	wctx_t *c = cv_pool_alloc(ex->pool, sizeof *c);
@@ -430,7 +352,7 @@ static wctx_t *new_write(cv_exchange_t *ex, json_object *obj, const char *id)
 	c->w.id = id;
 	c->w.done = write_done;
 	c->w.arg = c;
-	c->if_match = if_match(ex);
+	c->if_match = cv_http_parse_etag(ex->header(ex, "If-Match"));
 	if (c->if_match < 0) {
 		cv_fhir_error(ex, 400, "invalid", "If-Match must be a version ETag such as W/\"3\"");
 		return NULL;

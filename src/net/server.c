@@ -28,6 +28,7 @@
 #include "core/time.h"
 #include "crypto/crypto.h"
 #include "fhir/fhir.h"
+#include "net/router.h"
 #include "net/tls.h"
 
 #define REQ_POOL_CAP (256u << 20)
@@ -284,25 +285,6 @@ static enum MHD_Result reject(req_t *r, unsigned status, const char *code, const
 
 /* ---- the pipeline ------------------------------------------------------- */
 
-static int match(const char *pattern, const char *path, const char *args[4], cv_pool_t *pool)
-{
-	size_t nargs = 0;
-	while (*pattern && *path) {
-		if (*pattern++ != '/' || *path++ != '/')
-			return 0;
-		size_t plen = strcspn(pattern, "/"), slen = strcspn(path, "/");
-		if (pattern[0] == '{') {
-			if (slen == 0 || nargs >= 4 || !(args[nargs++] = cv_pool_strndup(pool, path, slen)))
-				return 0;
-		} else if (plen != slen || strncmp(pattern, path, plen) != 0) {
-			return 0;
-		}
-		pattern += plen;
-		path += slen;
-	}
-	return !*pattern && (!*path || strcmp(path, "/") == 0);
-}
-
 /* Finds the route; 404 or 405 (with Allow) when there is none. */
 static int route(req_t *r, const char *path, const char *method)
 {
@@ -311,7 +293,7 @@ static int route(req_t *r, const char *path, const char *method)
 	size_t used = 0;
 	for (size_t i = 0; i < srv->nroutes; i++) {
 		const char *args[4] = { 0 };
-		if (!match(srv->routes[i].pattern, path, args, &r->pool))
+		if (!cv_route_match(srv->routes[i].pattern, path, args, &r->pool))
 			continue;
 		if (strcmp(srv->routes[i].method, method) == 0) {
 			r->route = &srv->routes[i];
