@@ -21,6 +21,7 @@ unsigned cv_fhir_status(cv_rc rc)
 	case CV_E_LIMIT: return 413;
 	case CV_E_UNSUPPORTED: return 501;
 	case CV_E_BUSY: return 503;
+	case CV_E_STORAGE: return 503;
 	default: return 500;
 	}
 }
