@@ -70,12 +70,13 @@ static int is_help(const char *a)
 static void init_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: carevault init --data DIR [--cert FILE --key FILE]\n\n"
+		"usage: carevault init --data DIR [--cert FILE --key FILE] [--store URL]\n\n"
 		"Creates DIR (mode 0700, must not exist or be empty) with:\n"
 		"  master.key        32 random bytes (0600): wraps the store's data keys. Back it up apart from the data.\n"
 		"  tls/cert.pem      a self-signed ECDSA P-256 certificate for localhost, unless --cert/--key\n"
 		"  tls/key.pem       its private key (0600); with --cert/--key, copies of the given files\n"
-		"  store.db          the encrypted embedded store\n"
+		"  store.db          the encrypted embedded store; with --store postgresql://... (or\n"
+		"                    CAREVAULT_STORE) the store is that PostgreSQL database instead\n"
 		"  bootstrap-token   the first administrator's bearer token (0600; the server keeps only its hash)\n");
 }
 
@@ -147,7 +148,7 @@ static cv_rc write_token(const char *dir, const char *token, char *err, size_t e
 	return CV_OK;
 }
 
-static cv_rc init_store(const char *dir, char *err, size_t errlen)
+static cv_rc init_store(const char *dir, const char *url, char *err, size_t errlen)
 {
 	char kpath[CV_PATH_MAX + 32], token[CV_TOKEN_MAX];
 	cv_key_t *master = NULL;
@@ -157,7 +158,7 @@ static cv_rc init_store(const char *dir, char *err, size_t errlen)
 	if (!rc)
 		rc = cv_crypto_master_load(kpath, &master, err, errlen);
 	if (!rc)
-		rc = cv_store_open(dir, NULL, 1, master, &s, err, errlen);
+		rc = cv_store_open(dir, url, 1, master, &s, err, errlen);
 	if (!rc) {
 		rc = cv_auth_bootstrap_create(s, token, sizeof token);
 		if (rc)
@@ -173,7 +174,7 @@ static cv_rc init_store(const char *dir, char *err, size_t errlen)
 
 static int cmd_init(int argc, char **argv)
 {
-	const char *dir = NULL, *cert = NULL, *key = NULL;
+	const char *dir = NULL, *cert = NULL, *key = NULL, *store = getenv("CAREVAULT_STORE");
 	char err[ERRLEN] = "";
 	for (int i = 1; i < argc; i++) {
 		if (is_help(argv[i])) {
@@ -181,7 +182,7 @@ static int cmd_init(int argc, char **argv)
 			return 0;
 		}
 		const char **slot = strcmp(argv[i], "--data") == 0 ? &dir : strcmp(argv[i], "--cert") == 0 ? &cert
-				  : strcmp(argv[i], "--key") == 0 ? &key : NULL;
+				  : strcmp(argv[i], "--key") == 0 ? &key : strcmp(argv[i], "--store") == 0 ? &store : NULL;
 		if (!slot || i + 1 >= argc) {
 			init_usage(stderr);
 			return 2;
@@ -200,7 +201,7 @@ static int cmd_init(int argc, char **argv)
 	if (!rc)
 		rc = init_tls(dir, cert, key, err, sizeof err);
 	if (!rc)
-		rc = init_store(dir, err, sizeof err);
+		rc = init_store(dir, store, err, sizeof err);
 	if (rc)
 		return fail("init failed", err);
 	printf("initialised %s\n"

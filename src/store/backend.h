@@ -34,4 +34,9 @@ typedef struct cv_backend_ops {
 cv_rc cv_sqlite_open(const char *data_dir, unsigned read_conns, cv_backend_t **out,
 		     const cv_backend_ops_t **ops, char *err, size_t errlen);
 
+/* Opens the PostgreSQL back end on a libpq connection string or URL
+ * (store/postgres.c). Refuses a URL that carries a password. */
+cv_rc cv_postgres_open(const char *url, unsigned read_conns, cv_backend_t **out, const cv_backend_ops_t **ops,
+		       char *err, size_t errlen);
+
 #endif

@@ -106,15 +106,17 @@ static cv_rc load_key(cv_store_t *s, const cv_key_t *master, const char *name, u
 cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, const cv_key_t *master,
 		    cv_store_t **out, char *err, size_t errlen)
 {
-	if (url && url[0]) {
-		snprintf(err, errlen, "unsupported store url: only the embedded store is available "
-			 "in this version (leave the store setting empty)");
+	int pg = url && (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
+	if (url && url[0] && !pg) {
+		snprintf(err, errlen, "unsupported store: use a postgresql:// URL, or leave it empty for "
+			 "the embedded store");
 		return CV_E_UNSUPPORTED;
 	}
 	cv_store_t *s = calloc(1, sizeof *s);
 	if (!s)
 		return CV_E_NOMEM;
-	cv_rc rc = cv_sqlite_open(data_dir, read_conns, &s->be, &s->ops, err, errlen);
+	cv_rc rc = pg ? cv_postgres_open(url, read_conns, &s->be, &s->ops, err, errlen)
+		      : cv_sqlite_open(data_dir, read_conns, &s->be, &s->ops, err, errlen);
 	if (rc) {
 		free(s);
 		return rc;

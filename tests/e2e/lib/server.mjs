@@ -192,8 +192,21 @@ function dechunk(buf) {
   return Buffer.concat(out);
 }
 
-function runInit(bin, dataDir) {
-  const r = spawnSync(bin, ['init', '--data', dataDir], { encoding: 'utf8', timeout: 60_000 });
+// With CV_PG_BASE (a postgresql:// URL of a throwaway cluster, as scripts/test
+// starts one), every server gets a database of its own on it, so the suites run
+// against the PostgreSQL back end; without it, against the embedded store.
+function pgStore(name) {
+  const base = process.env.CV_PG_BASE;
+  if (!base) return null;
+  const db = `cv_${name.toLowerCase().replace(/[^a-z0-9_]/g, "_")}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE DATABASE ${db}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cannot create database ${db}: ${r.stderr}`);
+  // base is postgresql://user@/postgres?host=/socket/dir: swap the database name
+  return base.replace(/\/([^/?]*)\?/, `/${db}?`);
+}
+
+function runInit(bin, dataDir, env) {
+  const r = spawnSync(bin, ['init', '--data', dataDir], { encoding: 'utf8', timeout: 60_000, env });
   if (r.error) throw new Error(`carevault init could not run (${bin}): ${r.error.message}`);
   if (r.status !== 0) {
     throw new Error(`carevault init exited ${r.status} (signal ${r.signal})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
@@ -218,13 +231,15 @@ export async function start(opts = {}) {
   const name = (opts.name || 'suite').replace(/[^A-Za-z0-9_-]/g, '_');
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), `carevault-e2e-${name}-`));
   const dataDir = path.join(tmpDir, 'data');
-  runInit(bin, dataDir);
+  const store = pgStore(name);
+  const baseEnv = store ? { ...process.env, CAREVAULT_STORE: store } : { ...process.env };
+  runInit(bin, dataDir, baseEnv);
 
   const token = fs.readFileSync(path.join(dataDir, 'bootstrap-token'), 'utf8').trim();
   if (!token) throw new Error('bootstrap-token is empty');
   const ca = fs.readFileSync(path.join(dataDir, 'tls', 'cert.pem'), 'utf8');
   const logFile = path.join(tmpDir, 'serve.stderr.log');
-  const env = { ...process.env, ...(opts.env || {}) };
+  const env = { ...baseEnv, ...(opts.env || {}) };
   if (opts.threads) env.CAREVAULT_THREADS = String(opts.threads);
   const readyTimeoutMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
 

@@ -1,0 +1,484 @@
+/*
+ * postgres.c - the scale-out back end: PostgreSQL through libpq.
+ *
+ * Same semantics as the SQLite back end: every version kept, tombstones, a
+ * batch of writes in one transaction committed (synchronous_commit on)
+ * before any is acknowledged, migrations at start. Several carevault nodes
+ * may share one database: a version is inserted only if the row's current
+ * version is the one the writer saw (checked in the INSERT itself, with the
+ * unique (type, rid, version) key settling races between nodes), and
+ * migrations run under an advisory lock.
+ *
+ * Connections: one for the committer thread, a bounded pool for reads. A
+ * connection found broken is reset once and the call retried; if the
+ * database stays away the call fails with CV_E_BUSY (503, retry) and the
+ * next call tries again, so nodes recover by themselves after a restart.
+ */
+#include <endian.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "core/log.h"
+#include "store/backend.h"
+
+#define PG_READ_CONNS_MAX 64
+#define PG_LOCK_MIGRATE 0x63766d67 /* advisory lock key: "cvmg" */
+
+typedef struct pconn {
+	PGconn *c;
+	int prepared;  /* statements prepared on this connection */
+	int busy;      /* taken by a thread */
+} pconn_t;
+
+struct cv_backend {
+	char *conninfo;
+	pconn_t writer;                   /* the committer thread's */
+	pconn_t readers[PG_READ_CONNS_MAX];
+	unsigned nreaders;
+	pthread_mutex_t mu;               /* guards readers[].busy */
+	pthread_cond_t cond;
+};
+
+static const char *const migrations[] = {
+	"CREATE TABLE IF NOT EXISTS cv_meta (name text PRIMARY KEY, value bytea NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS cv_version ("
+	"  seq bigserial PRIMARY KEY,"
+	"  type text NOT NULL,"
+	"  rid text NOT NULL,"
+	"  version bigint NOT NULL,"
+	"  updated_us bigint NOT NULL,"
+	"  deleted boolean NOT NULL,"
+	"  body bytea NOT NULL,"
+	"  UNIQUE (type, rid, version));"
+	"CREATE INDEX IF NOT EXISTS cv_version_type_seq ON cv_version (type, seq);",
+};
+
+static const struct {
+	const char *name;
+	const char *sql;
+} statements[] = {
+	{ "read_cur", "SELECT seq, version, updated_us, deleted, body FROM cv_version "
+		      "WHERE type = $1 AND rid = $2 ORDER BY version DESC LIMIT 1" },
+	{ "read_ver", "SELECT seq, version, updated_us, deleted, body FROM cv_version "
+		      "WHERE type = $1 AND rid = $2 AND version = $3::bigint" },
+	{ "meta_get", "SELECT value FROM cv_meta WHERE name = $1" },
+	{ "meta_put", "INSERT INTO cv_meta (name, value) VALUES ($1, $2) "
+		      "ON CONFLICT (name) DO UPDATE SET value = excluded.value" },
+	{ "put_version", "INSERT INTO cv_version (type, rid, version, updated_us, deleted, body) "
+			 "SELECT $1, $2, $3::bigint + 1, $4::bigint, $5::boolean, $6 "
+			 "WHERE COALESCE((SELECT max(version) FROM cv_version WHERE type = $1 AND rid = $2), 0) "
+			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
+};
+
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+	uint64_t v;
+	memcpy(&v, PQgetvalue(r, row, col), sizeof v);
+	return (int64_t)be64toh(v);
+}
+
+static void log_pg(const char *what, PGconn *c)
+{
+	/* libpq messages name the server, never data */
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s: %s", what, c ? PQerrorMessage(c) : "no connection");
+	msg[strcspn(msg, "\n")] = '\0';
+	cv_log_msg(CV_LOG_ERROR, "store.postgres", msg);
+}
+
+static cv_rc exec_ok(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+	PQclear(r);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		log_pg("exec", c);
+		return CV_E_STORAGE;
+	}
+	return CV_OK;
+}
+
+static cv_rc prepare_all(pconn_t *p)
+{
+	for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
+		PGresult *r = PQprepare(p->c, statements[i].name, statements[i].sql, 0, NULL);
+		ExecStatusType st = PQresultStatus(r);
+		PQclear(r);
+		if (st != PGRES_COMMAND_OK) {
+			log_pg("prepare", p->c);
+			return CV_E_STORAGE;
+		}
+	}
+	p->prepared = 1;
+	return CV_OK;
+}
+
+/* Makes sure p has a working connection with its statements (reconnecting). */
+static cv_rc ensure(cv_backend_t *b, pconn_t *p)
+{
+	if (p->c && PQstatus(p->c) == CONNECTION_OK && p->prepared)
+		return CV_OK;
+	if (p->c)
+		PQfinish(p->c);
+	p->prepared = 0;
+	p->c = PQconnectdb(b->conninfo);
+	if (PQstatus(p->c) != CONNECTION_OK) {
+		log_pg("connect", p->c);
+		PQfinish(p->c);
+		p->c = NULL;
+		return CV_E_BUSY;
+	}
+	return prepare_all(p);
+}
+
+/* After a failed call: was it the connection? Then drop it so the next call reconnects. */
+static int broken(pconn_t *p)
+{
+	if (p->c && PQstatus(p->c) == CONNECTION_OK)
+		return 0;
+	if (p->c)
+		PQfinish(p->c);
+	p->c = NULL;
+	p->prepared = 0;
+	return 1;
+}
+
+static pconn_t *reader_take(cv_backend_t *b)
+{
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		for (unsigned i = 0; i < b->nreaders; i++) {
+			if (!b->readers[i].busy) {
+				b->readers[i].busy = 1;
+				pthread_mutex_unlock(&b->mu);
+				return &b->readers[i];
+			}
+		}
+		pthread_cond_wait(&b->cond, &b->mu);
+	}
+}
+
+static void reader_give(cv_backend_t *b, pconn_t *p)
+{
+	pthread_mutex_lock(&b->mu);
+	p->busy = 0;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* Runs a prepared statement on a pooled connection, retrying once on a
+ * broken connection. *out is the result (caller PQclears it). */
+static cv_rc run_read(cv_backend_t *b, const char *stmt, int n, const char *const *vals, const int *lens,
+		      const int *fmts, PGresult **out)
+{
+	pconn_t *p = reader_take(b);
+	cv_rc rc = CV_E_BUSY;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rc = ensure(b, p);
+		if (rc)
+			continue;
+		PGresult *r = PQexecPrepared(p->c, stmt, n, vals, lens, fmts, 1);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			*out = r;
+			rc = CV_OK;
+			break;
+		}
+		PQclear(r);
+		rc = broken(p) ? CV_E_BUSY : CV_E_STORAGE;
+		if (rc == CV_E_STORAGE) {
+			log_pg(stmt, p->c);
+			break;
+		}
+	}
+	reader_give(b, p);
+	return rc;
+}
+
+static cv_rc row_to_version(const PGresult *r, const char *type, const char *rid, cv_pool_t *pool,
+			    cv_store_version_t *out)
+{
+	out->seq = get_i64(r, 0, 0);
+	out->version = get_i64(r, 0, 1);
+	out->updated_us = get_i64(r, 0, 2);
+	out->deleted = PQgetvalue(r, 0, 3)[0] != 0;
+	size_t len = (size_t)PQgetlength(r, 0, 4);
+	uint8_t *copy = cv_pool_alloc(pool, len ? len : 1);
+	out->type = cv_pool_strdup(pool, type);
+	out->rid = cv_pool_strdup(pool, rid);
+	if (!copy || !out->type || !out->rid)
+		return CV_E_NOMEM;
+	memcpy(copy, PQgetvalue(r, 0, 4), len);
+	out->body = copy;
+	out->body_len = len;
+	return CV_OK;
+}
+
+static cv_rc pg_read(cv_backend_t *b, const char *type, const char *rid, int64_t version, cv_pool_t *pool,
+		     cv_store_version_t *out)
+{
+	char vbuf[24];
+	snprintf(vbuf, sizeof vbuf, "%lld", (long long)version);
+	const char *vals[3] = { type, rid, vbuf };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, version ? "read_ver" : "read_cur", version ? 3 : 2, vals, NULL, NULL, &r);
+	if (!rc)
+		rc = PQntuples(r) == 0 ? CV_E_NOTFOUND : row_to_version(r, type, rid, pool, out);
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_meta_get(cv_backend_t *b, const char *name, cv_buf_t *out)
+{
+	const char *vals[1] = { name };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "meta_get", 1, vals, NULL, NULL, &r);
+	if (!rc)
+		rc = PQntuples(r) == 0 ? CV_E_NOTFOUND
+				       : cv_buf_append(out, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_ping(cv_backend_t *b)
+{
+	const char *vals[1] = { "-" };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "meta_get", 1, vals, NULL, NULL, &r);
+	PQclear(r);
+	return rc;
+}
+
+/* The history query with only the filters asked for, numbered in order. */
+static cv_rc history_sql(const cv_store_history_query_t *q, const char *rid, cv_buf_t *sql, const char **vals,
+			 char nums[3][24], int *n)
+{
+	cv_rc rc = cv_buf_puts(sql, "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version WHERE true");
+	*n = 0;
+	if (!rc && q->type) {
+		vals[(*n)++] = q->type;
+		rc = cv_buf_printf(sql, " AND type = $%d", *n);
+	}
+	if (!rc && rid) {
+		vals[(*n)++] = rid;
+		rc = cv_buf_printf(sql, " AND rid = $%d", *n);
+	}
+	if (!rc && q->since_us > 0) {
+		snprintf(nums[0], 24, "%lld", (long long)q->since_us);
+		vals[(*n)++] = nums[0];
+		rc = cv_buf_printf(sql, " AND updated_us >= $%d::bigint", *n);
+	}
+	if (!rc && q->before_seq > 0) {
+		snprintf(nums[1], 24, "%lld", (long long)q->before_seq);
+		vals[(*n)++] = nums[1];
+		rc = cv_buf_printf(sql, " AND seq < $%d::bigint", *n);
+	}
+	snprintf(nums[2], 24, "%u", q->limit);
+	vals[(*n)++] = nums[2];
+	if (!rc)
+		rc = cv_buf_printf(sql, " ORDER BY seq DESC LIMIT $%d::bigint", *n);
+	return rc;
+}
+
+static cv_rc pg_history(cv_backend_t *b, const cv_store_history_query_t *q, const char *rid, cv_pool_t *pool,
+			cv_store_version_fn fn, void *arg)
+{
+	cv_buf_t sql;
+	const char *vals[5];
+	char nums[3][24];
+	int n;
+	cv_buf_init(&sql, 1024);
+	cv_rc rc = history_sql(q, rid, &sql, vals, nums, &n);
+	pconn_t *p = rc ? NULL : reader_take(b);
+	PGresult *r = NULL;
+	if (p && !(rc = ensure(b, p))) {
+		r = PQexecParams(p->c, sql.data, n, NULL, vals, NULL, NULL, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			rc = broken(p) ? CV_E_BUSY : CV_E_STORAGE;
+	}
+	for (int i = 0; !rc && i < PQntuples(r); i++) {
+		cv_store_version_t v = {
+			.seq = get_i64(r, i, 0), .version = get_i64(r, i, 1), .updated_us = get_i64(r, i, 2),
+			.deleted = PQgetvalue(r, i, 3)[0] != 0,
+			.body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
+			.type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6),
+		};
+		rc = fn(arg, &v);
+	}
+	PQclear(r);
+	if (p)
+		reader_give(b, p);
+	cv_buf_release(&sql);
+	return rc;
+}
+
+static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
+{
+	char expect[24], when[24];
+	snprintf(expect, sizeof expect, "%lld", (long long)w->expect_version);
+	snprintf(when, sizeof when, "%lld", (long long)w->updated_us);
+	const char *vals[6] = { w->type, w->rid, expect, when, w->deleted ? "true" : "false", w->sealed.data };
+	int lens[6] = { 0, 0, 0, 0, 0, (int)w->sealed.len };
+	int fmts[6] = { 0, 0, 0, 0, 0, 1 };
+	PGresult *r = PQexecPrepared(c, "put_version", 6, vals, lens, fmts, 1);
+	cv_rc rc = CV_OK;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		rc = CV_E_STORAGE;
+	else if (PQntuples(r) == 0)
+		rc = CV_E_CONFLICT;
+	else
+		w->seq = get_i64(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc apply_meta(PGconn *c, cv_store_write_t *w)
+{
+	const char *vals[2] = { w->name, (const char *)w->body };
+	int lens[2] = { 0, (int)w->body_len };
+	int fmts[2] = { 0, 1 };
+	PGresult *r = PQexecPrepared(c, "meta_put", 2, vals, lens, fmts, 1);
+	cv_rc rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CV_OK : CV_E_STORAGE;
+	PQclear(r);
+	return rc;
+}
+
+static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
+{
+	cv_rc fail = CV_E_STORAGE;
+	for (cv_store_write_t *w = batch; w; w = w->next)
+		w->result = CV_E_STORAGE;
+	if (ensure(b, &b->writer)) {
+		fail = CV_E_BUSY;
+		goto failed;
+	}
+	PGconn *c = b->writer.c;
+	if (exec_ok(c, "BEGIN"))
+		goto failed;
+	for (cv_store_write_t *w = batch; w; w = w->next) {
+		w->result = w->op == CV_STORE_PUT_META ? apply_meta(c, w) : apply_version(c, w);
+		if (w->result == CV_E_STORAGE) {
+			/* an error aborts the whole transaction in PostgreSQL */
+			log_pg("write", c);
+			exec_ok(c, "ROLLBACK");
+			goto failed;
+		}
+	}
+	if (exec_ok(c, "COMMIT") == CV_OK)
+		return;
+failed:
+	if (broken(&b->writer))
+		fail = CV_E_BUSY;
+	for (cv_store_write_t *w = batch; w; w = w->next)
+		w->result = fail;
+}
+
+static void pg_close(cv_backend_t *b)
+{
+	if (!b)
+		return;
+	for (unsigned i = 0; i < b->nreaders; i++)
+		if (b->readers[i].c)
+			PQfinish(b->readers[i].c);
+	if (b->writer.c)
+		PQfinish(b->writer.c);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cond);
+	free(b->conninfo);
+	free(b);
+}
+
+static const cv_backend_ops_t pg_ops = {
+	.apply = pg_apply,
+	.ping = pg_ping,
+	.meta_get = pg_meta_get,
+	.read = pg_read,
+	.history = pg_history,
+	.close = pg_close,
+};
+
+/* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */
+static cv_rc migrate(PGconn *c, char *err, size_t errlen)
+{
+	char sql[128];
+	cv_rc rc = exec_ok(c, "CREATE TABLE IF NOT EXISTS cv_schema (version integer NOT NULL)");
+	snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%d)", PG_LOCK_MIGRATE);
+	if (!rc)
+		rc = exec_ok(c, sql);
+	PGresult *r = rc ? NULL : PQexec(c, "SELECT COALESCE(max(version), 0) FROM cv_schema");
+	size_t done = r && PQresultStatus(r) == PGRES_TUPLES_OK ? (size_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	for (size_t i = done; !rc && i < sizeof migrations / sizeof migrations[0]; i++) {
+		snprintf(sql, sizeof sql, "INSERT INTO cv_schema (version) VALUES (%zu)", i + 1);
+		rc = exec_ok(c, "BEGIN");
+		if (!rc)
+			rc = exec_ok(c, migrations[i]);
+		if (!rc)
+			rc = exec_ok(c, sql);
+		rc = rc ? (exec_ok(c, "ROLLBACK"), rc) : exec_ok(c, "COMMIT");
+		if (!rc)
+			cv_log(CV_LOG_INFO, "store.migrated", (cv_log_field_t[]){ CV_LI("schema", i + 1) }, 1);
+	}
+	snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%d)", PG_LOCK_MIGRATE);
+	exec_ok(c, sql);
+	if (rc)
+		snprintf(err, errlen, "cannot migrate the PostgreSQL schema (see the log)");
+	return rc;
+}
+
+/* Refuses a password in the URL: it would show in process lists and shell history. */
+static cv_rc check_url(const char *url, char *err, size_t errlen)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &perr);
+	cv_rc rc = CV_OK;
+	if (!opts) {
+		snprintf(err, errlen, "the store URL is not a PostgreSQL connection string");
+		rc = CV_E_INVALID;
+	}
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0]) {
+			snprintf(err, errlen, "the store URL holds a password: put it in PGPASSWORD or a "
+				 "~/.pgpass file (PGPASSFILE) instead");
+			rc = CV_E_INVALID;
+		}
+	PQfreemem(perr);
+	PQconninfoFree(opts);
+	return rc;
+}
+
+cv_rc cv_postgres_open(const char *url, unsigned read_conns, cv_backend_t **out, const cv_backend_ops_t **ops,
+		       char *err, size_t errlen)
+{
+	cv_rc rc = check_url(url, err, errlen);
+	if (rc)
+		return rc;
+	cv_backend_t *b = calloc(1, sizeof *b);
+	if (!b || !(b->conninfo = strdup(url))) {
+		free(b);
+		return CV_E_NOMEM;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cond, NULL);
+	b->nreaders = read_conns < 1 ? 1 : read_conns > PG_READ_CONNS_MAX ? PG_READ_CONNS_MAX : read_conns;
+	b->writer.c = PQconnectdb(url);
+	if (PQstatus(b->writer.c) != CONNECTION_OK) {
+		snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(b->writer.c));
+		err[strcspn(err, "\n")] = '\0';
+		pg_close(b);
+		return CV_E_STORAGE;
+	}
+	rc = migrate(b->writer.c, err, errlen);
+	if (!rc)
+		rc = prepare_all(&b->writer);
+	if (rc) {
+		pg_close(b);
+		return rc;
+	}
+	*out = b;
+	*ops = &pg_ops;
+	return CV_OK;
+}
