@@ -172,6 +172,21 @@ static cv_rc init_store(const char *dir, const char *url, char *err, size_t errl
 	return rc;
 }
 
+/* Removes what a failed init created (only the files init makes), so that
+ * running it again after fixing the cause works. */
+static void init_undo(const char *dir)
+{
+	static const char *const made[] = { "bootstrap-token", "store.db", "store.db-wal", "store.db-shm",
+					    "tls/cert.pem", "tls/key.pem", "tls", "master.key" };
+	char path[CV_PATH_MAX + 32];
+	for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, made[i]);
+		if (unlink(path) != 0)
+			rmdir(path);
+	}
+	rmdir(dir); /* only if empty: it may have existed before */
+}
+
 static int cmd_init(int argc, char **argv)
 {
 	const char *dir = NULL, *cert = NULL, *key = NULL, *store = getenv("CAREVAULT_STORE");
@@ -197,13 +212,15 @@ static int cmd_init(int argc, char **argv)
 		return fail("init", "the data directory path is too long");
 	cv_rc rc = cv_crypto_init(err, sizeof err);
 	if (!rc && !dir_empty_or_absent(dir, err, sizeof err))
-		rc = CV_E_INVALID;
+		return fail("init failed", err);
 	if (!rc)
 		rc = init_tls(dir, cert, key, err, sizeof err);
 	if (!rc)
 		rc = init_store(dir, store, err, sizeof err);
-	if (rc)
+	if (rc) {
+		init_undo(dir);
 		return fail("init failed", err);
+	}
 	printf("initialised %s\n"
 	       "  the first administrator's bearer token is in %s/bootstrap-token (keep it secret)\n"
 	       "  serve with: carevault serve --data %s\n", dir, dir, dir);

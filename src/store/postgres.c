@@ -429,22 +429,41 @@ static cv_rc migrate(PGconn *c, char *err, size_t errlen)
 	return rc;
 }
 
-/* Refuses a password in the URL: it would show in process lists and shell history. */
+/* A host that keeps the connection on this machine: a Unix socket or loopback. */
+static int local_host(const char *h)
+{
+	return !h || !h[0] || h[0] == '/' || h[0] == '@' || strcmp(h, "localhost") == 0 ||
+	       strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0;
+}
+
+/* Refuses a password in the URL (it would show in process lists and shell
+ * history) and, off this machine, anything weaker than sslmode=verify-full. */
 static cv_rc check_url(const char *url, char *err, size_t errlen)
 {
 	char *perr = NULL;
 	PQconninfoOption *opts = PQconninfoParse(url, &perr);
+	const char *host = getenv("PGHOST"), *sslmode = getenv("PGSSLMODE");
 	cv_rc rc = CV_OK;
 	if (!opts) {
 		snprintf(err, errlen, "the store URL is not a PostgreSQL connection string");
 		rc = CV_E_INVALID;
 	}
-	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
 		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0]) {
 			snprintf(err, errlen, "the store URL holds a password: put it in PGPASSWORD or a "
 				 "~/.pgpass file (PGPASSFILE) instead");
 			rc = CV_E_INVALID;
 		}
+		if (strcmp(o->keyword, "host") == 0 && o->val)
+			host = o->val;
+		if (strcmp(o->keyword, "sslmode") == 0 && o->val)
+			sslmode = o->val;
+	}
+	if (!rc && !local_host(host) && (!sslmode || strcmp(sslmode, "verify-full") != 0)) {
+		snprintf(err, errlen, "the store is on another machine: add sslmode=verify-full to the URL "
+			 "(with the server's CA in ~/.postgresql/root.crt or sslrootcert=)");
+		rc = CV_E_INVALID;
+	}
 	PQfreemem(perr);
 	PQconninfoFree(opts);
 	return rc;

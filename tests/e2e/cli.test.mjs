@@ -81,3 +81,18 @@ test('bad configuration is refused with a message naming it', () => {
   assert.match(r.stderr, /no-such-option/);
   fs.rmSync(path.dirname(dir), { recursive: true, force: true });
 });
+
+test('init refuses unsafe store URLs and leaves nothing behind', () => {
+  const parent = tmp();
+  const dir = path.join(parent, 'data');
+  let r = run('init', '--data', dir, '--store', 'postgresql://cv@db.example.org/cv');
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /sslmode=verify-full/);
+  assert.equal(fs.existsSync(dir), false, 'a failed init leaves no data directory');
+  r = run('init', '--data', dir, '--store', 'postgresql://cv:hunter2@localhost/cv');
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /PGPASSWORD/);
+  assert.ok(!r.stderr.includes('hunter2'), 'the password is not echoed');
+  assert.equal(fs.existsSync(dir), false);
+  fs.rmSync(parent, { recursive: true, force: true });
+});
