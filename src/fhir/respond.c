@@ -52,6 +52,8 @@ static void answer_outcome(cv_exchange_t *ex, unsigned status, const cv_outcome_
 	ex->status = status;
 	ex->content_type = "application/fhir+json; charset=utf-8";
 	ex->no_store = 1;
+	if (status == 503)
+		cv_exchange_add_header(ex, "Retry-After", "1");
 	cv_buf_reset(&ex->resp);
 	if (cv_outcome_to_json(oo, &ex->resp)) {
 		cv_buf_reset(&ex->resp);

@@ -462,7 +462,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 	if (!r->ran && atomic_load(&r->srv->draining)) {
 		r->ran = 1;
 		cv_exchange_add_header(&r->ex, "Connection", "close");
-		cv_exchange_add_header(&r->ex, "Retry-After", "1");
 		cv_fhir_error(&r->ex, 503, "transient", "the server is shutting down; retry");
 	} else if (!r->ran)
 		run_pipeline(r, url, method);

@@ -231,9 +231,13 @@ export async function start(opts = {}) {
   const name = (opts.name || 'suite').replace(/[^A-Za-z0-9_-]/g, '_');
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), `carevault-e2e-${name}-`));
   const dataDir = path.join(tmpDir, 'data');
-  const store = pgStore(name);
+  // opts.shareWith: a second node of an existing server (same data directory
+  // copy, so the same master key and token, and the same database)
+  const peer = opts.shareWith;
+  const store = peer ? peer.env.CAREVAULT_STORE : pgStore(name);
   const baseEnv = store ? { ...process.env, CAREVAULT_STORE: store } : { ...process.env };
-  runInit(bin, dataDir, baseEnv);
+  if (peer) await fsp.cp(peer.dataDir, dataDir, { recursive: true });
+  else runInit(bin, dataDir, baseEnv);
 
   const token = fs.readFileSync(path.join(dataDir, 'bootstrap-token'), 'utf8').trim();
   if (!token) throw new Error('bootstrap-token is empty');

@@ -1,0 +1,119 @@
+// Two carevault nodes on one PostgreSQL behave as one server: a write on one
+// is read at once on the other, an update on one conflicts correctly with a
+// stale If-Match on the other, a node killed under write load loses no
+// acknowledged write, and a PostgreSQL restart under load gives 503s (never a
+// crash) from which both nodes recover by themselves.
+// Runs on the PostgreSQL pass of `make test` (CV_PG_BASE); the embedded store
+// is one node by design.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { start } from './lib/server.mjs';
+
+const PG = process.env.CV_PG_BASE;
+const skip = PG ? false : 'needs CV_PG_BASE (the PostgreSQL pass of make test)';
+const JSONH = { 'content-type': 'application/fhir+json' };
+let a;
+let b;
+
+before(async () => {
+  if (skip) return;
+  a = await start({ name: 'node-a' });
+  b = await start({ name: 'node-b', shareWith: a });
+});
+
+after(async () => {
+  for (const s of [b, a]) {
+    if (!s) continue;
+    try { await s.stop(); } catch { /* reported by the tests */ } finally { await s.cleanup(); }
+  }
+});
+
+const obs = (i) => JSON.stringify({ resourceType: 'Observation', status: 'final', code: { text: `n${i}` }, valueInteger: i });
+
+test('a write on one node is read at once on the other', { skip }, async () => {
+  const put = await a.req('PUT', '/fhir/Patient/shared-1', { body: JSON.stringify({ resourceType: 'Patient', id: 'shared-1', active: true }), headers: JSONH });
+  assert.equal(put.status, 201);
+  const got = await b.req('GET', '/fhir/Patient/shared-1');
+  assert.equal(got.status, 200);
+  assert.equal(JSON.parse(got.body.toString()).active, true);
+  const upd = await b.req('PUT', '/fhir/Patient/shared-1', { body: JSON.stringify({ resourceType: 'Patient', id: 'shared-1', active: false }), headers: { ...JSONH, 'if-match': 'W/"1"' } });
+  assert.equal(upd.status, 200);
+  const stale = await a.req('PUT', '/fhir/Patient/shared-1', { body: JSON.stringify({ resourceType: 'Patient', id: 'shared-1' }), headers: { ...JSONH, 'if-match': 'W/"1"' } });
+  assert.equal(stale.status, 412);
+  const hist = await a.req('GET', '/fhir/Patient/shared-1/_history');
+  assert.equal(JSON.parse(hist.body.toString()).entry.length, 2);
+});
+
+test('concurrent unconditional updates through both nodes all land as versions', { skip }, async () => {
+  await a.req('PUT', '/fhir/Patient/race', { body: JSON.stringify({ resourceType: 'Patient', id: 'race' }), headers: JSONH });
+  const body = JSON.stringify({ resourceType: 'Patient', id: 'race', active: true });
+  const res = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).req('PUT', '/fhir/Patient/race', { body, headers: JSONH })));
+  const ok = res.filter((r) => r.status === 200).length;
+  const conflicts = res.filter((r) => r.status === 409).length;
+  assert.equal(ok + conflicts, 12, `statuses: ${res.map((r) => r.status)}`);
+  const cur = JSON.parse((await b.req('GET', '/fhir/Patient/race')).body.toString());
+  assert.equal(Number(cur.meta.versionId), 1 + ok);
+});
+
+async function writeLoad(nodes, ms) {
+  const acked = [];
+  const statuses = new Map();
+  const stopAt = Date.now() + ms;
+  await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+    for (let i = 0; Date.now() < stopAt; i++) {
+      const node = nodes[(w + i) % nodes.length];
+      try {
+        const r = await node.req('POST', '/fhir/Observation', { body: obs(i), headers: JSONH });
+        statuses.set(r.status, (statuses.get(r.status) || 0) + 1);
+        if (r.status === 201) acked.push(JSON.parse(r.body.toString()).id);
+        if (r.status === 503) {
+          assert.equal(JSON.parse(r.body.toString()).resourceType, 'OperationOutcome');
+          assert.ok(r.headers['retry-after'], '503 carries Retry-After');
+        }
+      } catch {
+        statuses.set('error', (statuses.get('error') || 0) + 1);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    }
+  }));
+  return { acked, statuses };
+}
+
+test('kill -9 of one node under load loses no acknowledged write', { skip }, async () => {
+  const load = writeLoad([a, b], 3000);
+  await new Promise((res) => setTimeout(res, 1200));
+  await b.kill9();
+  const { acked } = await load;
+  assert.ok(acked.length > 50, `only ${acked.length} writes acknowledged`);
+  for (const id of acked) {
+    const r = await a.req('GET', `/fhir/Observation/${id}`);
+    assert.equal(r.status, 200, `acknowledged ${id} is lost`);
+  }
+  await b.restart();
+});
+
+test('a PostgreSQL restart under load gives 503s, never a crash, and both nodes recover', { skip }, async () => {
+  const dir = decodeURIComponent(/host=([^&]+)/.exec(PG)[1]);
+  const pgbin = spawnSync('bash', ['-c', 'ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1'], { encoding: 'utf8' }).stdout.trim();
+  const load = writeLoad([a, b], 4000);
+  await new Promise((res) => setTimeout(res, 800));
+  // -l: the restarted server must not inherit (and hold open) our stdout pipe
+  const code = await new Promise((resolve) => {
+    const p = spawn('runuser', ['-u', 'postgres', '--', `${pgbin}/pg_ctl`, '-D', `${dir}/data`, '-l', `${dir}/log`,
+      '-m', 'fast', '-w', 'restart'], { stdio: 'ignore' });
+    p.on('exit', resolve);
+  });
+  assert.equal(code, 0, 'pg_ctl restart');
+  const { acked, statuses } = await load;
+  for (const k of statuses.keys()) assert.ok([201, 503].includes(k), `unexpected outcome ${k}: ${[...statuses]}`);
+  process.stderr.write(`[e2e] during the PostgreSQL restart: ${JSON.stringify([...statuses])}\n`);
+  assert.equal(a.exit, null, 'node a is still running');
+  assert.equal(b.exit, null, 'node b is still running');
+  for (const id of acked.slice(-20)) assert.equal((await b.req('GET', `/fhir/Observation/${id}`)).status, 200);
+  const after1 = await a.req('POST', '/fhir/Observation', { body: obs(1), headers: JSONH });
+  const after2 = await b.req('POST', '/fhir/Observation', { body: obs(2), headers: JSONH });
+  assert.equal(after1.status, 201);
+  assert.equal(after2.status, 201);
+  assert.equal((await a.req('GET', '/readyz')).status, 200);
+});
