@@ -283,3 +283,20 @@ void cv_crypto_uuid(char out[37])
 		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
 		 u[13], u[14], u[15]);
 }
+
+_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(((cv_sha256_t *)0)->state), "sha256 state size");
+
+void cv_sha256_init(cv_sha256_t *h)
+{
+	crypto_hash_sha256_init((crypto_hash_sha256_state *)(void *)h->state);
+}
+
+void cv_sha256_update(cv_sha256_t *h, const void *data, size_t len)
+{
+	crypto_hash_sha256_update((crypto_hash_sha256_state *)(void *)h->state, data, len);
+}
+
+void cv_sha256_final(cv_sha256_t *h, uint8_t out[32])
+{
+	crypto_hash_sha256_final((crypto_hash_sha256_state *)(void *)h->state, out);
+}

@@ -82,6 +82,14 @@ void cv_crypto_token(const char *prefix, char *out, size_t outlen);
 /* SHA-256 of data. */
 void cv_crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* Streaming SHA-256 (for checksums over many rows). */
+typedef struct cv_sha256 {
+	unsigned char state[128] __attribute__((aligned(16))); /* libsodium's state, opaque */
+} cv_sha256_t;
+void cv_sha256_init(cv_sha256_t *h);
+void cv_sha256_update(cv_sha256_t *h, const void *data, size_t len);
+void cv_sha256_final(cv_sha256_t *h, uint8_t out[32]);
+
 /* Constant-time equality of two n-byte buffers. */
 int cv_crypto_equal(const void *a, const void *b, size_t n) __attribute__((warn_unused_result));
 

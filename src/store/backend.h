@@ -24,6 +24,14 @@ typedef struct cv_backend_ops {
 	cv_rc (*history)(cv_backend_t *b, const cv_store_history_query_t *q, const char *rid,
 			 cv_pool_t *pool, cv_store_version_fn fn, void *arg);
 	void (*close)(cv_backend_t *b);
+	/* For copying a store: how many versions there are, the versions with
+	 * seq > after_seq in seq order (sealed bodies, at most limit), and every
+	 * meta value. */
+	cv_rc (*count)(cv_backend_t *b, uint64_t *versions);
+	cv_rc (*scan)(cv_backend_t *b, int64_t after_seq, unsigned limit, cv_pool_t *pool,
+		      cv_store_version_fn fn, void *arg);
+	cv_rc (*scan_meta)(cv_backend_t *b, cv_rc (*fn)(void *arg, const char *name, const uint8_t *value,
+							size_t len), void *arg);
 } cv_backend_ops_t;
 
 /* Back ends see only row ids and sealed bodies: a write's rid and sealed

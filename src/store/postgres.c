@@ -72,6 +72,10 @@ static const struct {
 			 "SELECT $1, $2, $3::bigint + 1, $4::bigint, $5::boolean, $6 "
 			 "WHERE COALESCE((SELECT max(version) FROM cv_version WHERE type = $1 AND rid = $2), 0) "
 			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
+	{ "count", "SELECT count(*)::bigint FROM cv_version" },
+	{ "scan", "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version "
+		  "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::bigint" },
+	{ "scan_meta", "SELECT name, value FROM cv_meta ORDER BY name" },
 };
 
 static int64_t get_i64(const PGresult *r, int row, int col)
@@ -391,6 +395,48 @@ static void pg_close(cv_backend_t *b)
 	free(b);
 }
 
+static cv_rc pg_count(cv_backend_t *b, uint64_t *versions)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "count", 0, NULL, NULL, NULL, &r);
+	if (!rc)
+		*versions = (uint64_t)get_i64(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_scan(cv_backend_t *b, int64_t after_seq, unsigned limit, cv_pool_t *pool,
+		     cv_store_version_fn fn, void *arg)
+{
+	char after[24], lim[24];
+	snprintf(after, sizeof after, "%lld", (long long)after_seq);
+	snprintf(lim, sizeof lim, "%u", limit);
+	const char *vals[2] = { after, lim };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "scan", 2, vals, NULL, NULL, &r);
+	for (int i = 0; !rc && i < PQntuples(r); i++) {
+		cv_store_version_t v = {
+			.seq = get_i64(r, i, 0), .version = get_i64(r, i, 1), .updated_us = get_i64(r, i, 2),
+			.deleted = PQgetvalue(r, i, 3)[0] != 0,
+			.body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
+			.type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6),
+		};
+		rc = fn(arg, &v);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_scan_meta(cv_backend_t *b, cv_rc (*fn)(void *, const char *, const uint8_t *, size_t), void *arg)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "scan_meta", 0, NULL, NULL, NULL, &r);
+	for (int i = 0; !rc && i < PQntuples(r); i++)
+		rc = fn(arg, PQgetvalue(r, i, 0), (const uint8_t *)PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+	PQclear(r);
+	return rc;
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -398,6 +444,9 @@ static const cv_backend_ops_t pg_ops = {
 	.read = pg_read,
 	.history = pg_history,
 	.close = pg_close,
+	.count = pg_count,
+	.scan = pg_scan,
+	.scan_meta = pg_scan_meta,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

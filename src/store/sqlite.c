@@ -391,6 +391,63 @@ static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
 	}
 }
 
+static cv_rc sqlite_count(cv_backend_t *b, uint64_t *versions)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT count(*) FROM cv_version", &st);
+	if (!rc && sqlite3_step(st) == SQLITE_ROW)
+		*versions = (uint64_t)sqlite3_column_int64(st, 0);
+	else if (!rc)
+		rc = db_error(r->db, "count");
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_scan(cv_backend_t *b, int64_t after_seq, unsigned limit, cv_pool_t *pool,
+			 cv_store_version_fn fn, void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version "
+				  "WHERE seq > ?1 ORDER BY seq LIMIT ?2", &st);
+	int s = SQLITE_DONE;
+	if (!rc) {
+		sqlite3_bind_int64(st, 1, after_seq);
+		sqlite3_bind_int64(st, 2, limit);
+	}
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_version_t v;
+		rc = row_to_version(st, (const char *)sqlite3_column_text(st, 5),
+				    (const char *)sqlite3_column_text(st, 6), pool, &v);
+		if (!rc)
+			rc = fn(arg, &v);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "scan");
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_scan_meta(cv_backend_t *b, cv_rc (*fn)(void *, const char *, const uint8_t *, size_t),
+			      void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT name, value FROM cv_meta ORDER BY name", &st);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW)
+		rc = fn(arg, (const char *)sqlite3_column_text(st, 0), sqlite3_column_blob(st, 1),
+			(size_t)sqlite3_column_bytes(st, 1));
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "scan_meta");
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
 static const cv_backend_ops_t sqlite_ops = {
 	.apply = sqlite_apply,
 	.ping = sqlite_ping,
@@ -398,6 +455,9 @@ static const cv_backend_ops_t sqlite_ops = {
 	.read = sqlite_read,
 	.history = sqlite_history,
 	.close = sqlite_close,
+	.count = sqlite_count,
+	.scan = sqlite_scan,
+	.scan_meta = sqlite_scan_meta,
 };
 
 static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)

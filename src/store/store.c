@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "store/backend.h"
@@ -325,4 +326,191 @@ cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool
 	}
 	history_ctx_t h = { .s = s, .pool = pool, .fn = fn, .arg = arg };
 	return s->ops->history(s->be, q, prid, pool, history_one, &h);
+}
+
+/* ---- copying a store ---------------------------------------------------- */
+
+#define COPY_BATCH 500
+
+typedef struct copy {
+	cv_backend_t *src, *dst;
+	const cv_backend_ops_t *sops, *dops;
+	cv_sha256_t hash;             /* over what was read from the source */
+	cv_store_write_t w[COPY_BATCH];
+	size_t n;
+	int64_t last_seq;
+} copy_t;
+
+static void hash_version(cv_sha256_t *h, const cv_store_version_t *v)
+{
+	int64_t nums[3] = { v->version, v->updated_us, v->deleted };
+	cv_sha256_update(h, v->type, strlen(v->type) + 1);
+	cv_sha256_update(h, v->rid, strlen(v->rid) + 1);
+	cv_sha256_update(h, nums, sizeof nums);
+	cv_sha256_update(h, v->body, v->body_len);
+}
+
+static cv_rc hash_meta(void *arg, const char *name, const uint8_t *value, size_t len)
+{
+	cv_sha256_update(arg, name, strlen(name) + 1);
+	cv_sha256_update(arg, value, len);
+	return CV_OK;
+}
+
+typedef struct hash_scan {
+	cv_sha256_t *h;
+	size_t n;          /* versions seen in this page */
+	int64_t last_seq;  /* the page's last seq */
+} hash_scan_t;
+
+static cv_rc hash_page(void *arg, const cv_store_version_t *v)
+{
+	hash_scan_t *hs = arg;
+	hash_version(hs->h, v);
+	hs->n++;
+	hs->last_seq = v->seq;
+	return CV_OK;
+}
+
+static cv_rc take_version(void *arg, const cv_store_version_t *v)
+{
+	copy_t *c = arg;
+	cv_store_write_t *w = &c->w[c->n++];
+	hash_version(&c->hash, v);
+	*w = (cv_store_write_t){ .op = CV_STORE_PUT_VERSION, .type = v->type, .expect_version = v->version - 1,
+				 .updated_us = v->updated_us, .deleted = v->deleted };
+	snprintf(w->rid, sizeof w->rid, "%s", v->rid);
+	cv_buf_init(&w->sealed, v->body_len + 1);
+	c->last_seq = v->seq;
+	return cv_buf_append(&w->sealed, v->body, v->body_len);
+}
+
+/* Applies the gathered batch to the destination in one transaction. */
+static cv_rc flush_batch(copy_t *c)
+{
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; i + 1 < c->n; i++)
+		c->w[i].next = &c->w[i + 1];
+	if (c->n)
+		c->dops->apply(c->dst, &c->w[0]);
+	for (size_t i = 0; i < c->n; i++) {
+		if (!rc && c->w[i].result)
+			rc = c->w[i].result;
+		cv_buf_release(&c->w[i].sealed);
+	}
+	c->n = 0;
+	return rc;
+}
+
+static cv_rc copy_meta(void *arg, const char *name, const uint8_t *value, size_t len)
+{
+	copy_t *c = arg;
+	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = name, .body = value, .body_len = len };
+	hash_meta(&c->hash, name, value, len);
+	c->dops->apply(c->dst, &w);
+	return w.result;
+}
+
+static cv_rc copy_versions(copy_t *c, uint64_t total, void (*progress)(void *, uint64_t, uint64_t), void *arg)
+{
+	uint64_t done = 0;
+	cv_rc rc = CV_OK;
+	for (;;) {
+		cv_pool_t pool;
+		cv_pool_init(&pool, 0);
+		rc = c->sops->scan(c->src, c->last_seq, COPY_BATCH, &pool, take_version, c);
+		size_t got = c->n;
+		cv_rc frc = flush_batch(c);
+		cv_pool_release(&pool);
+		rc = rc ? rc : frc;
+		done += got;
+		if (progress)
+			progress(arg, done, total);
+		if (rc || got < COPY_BATCH)
+			return rc;
+	}
+}
+
+/* The destination's checksum, read back in the same order. */
+static cv_rc dest_hash(copy_t *c, uint8_t out[32])
+{
+	cv_sha256_t h;
+	int64_t after = 0;
+	cv_sha256_init(&h);
+	cv_rc rc = c->dops->scan_meta(c->dst, hash_meta, &h);
+	while (!rc) {
+		cv_pool_t pool;
+		hash_scan_t hs = { .h = &h, .last_seq = after };
+		cv_pool_init(&pool, 0);
+		rc = c->dops->scan(c->dst, after, COPY_BATCH, &pool, hash_page, &hs);
+		cv_pool_release(&pool);
+		after = hs.last_seq;
+		if (hs.n < COPY_BATCH)
+			break;
+	}
+	cv_sha256_final(&h, out);
+	return rc;
+}
+
+static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), void *arg, char *err, size_t errlen)
+{
+	uint64_t total = 0, dst_count = 1, after = 0;
+	uint8_t src_sum[32], dst_sum[32];
+	cv_rc rc = c->dops->count(c->dst, &dst_count);
+	if (!rc && dst_count) {
+		snprintf(err, errlen, "the destination store already holds %llu versions: copy only into an "
+			 "empty database", (unsigned long long)dst_count);
+		return CV_E_CONFLICT;
+	}
+	if (!rc)
+		rc = c->sops->count(c->src, &total);
+	cv_sha256_init(&c->hash);
+	if (!rc)
+		rc = c->sops->scan_meta(c->src, copy_meta, c);
+	if (!rc)
+		rc = copy_versions(c, total, progress, arg);
+	cv_sha256_final(&c->hash, src_sum);
+	if (!rc)
+		rc = c->dops->count(c->dst, &after);
+	if (!rc)
+		rc = dest_hash(c, dst_sum);
+	if (rc) {
+		snprintf(err, errlen, "the copy failed: %s (the destination may hold a partial copy; empty it "
+			 "before trying again)", cv_rc_str(rc));
+		return rc;
+	}
+	if (after != total || memcmp(src_sum, dst_sum, sizeof src_sum) != 0) {
+		snprintf(err, errlen, "verification failed: %llu versions copied of %llu, or checksums differ",
+			 (unsigned long long)after, (unsigned long long)total);
+		return CV_E_STORAGE;
+	}
+	char hex[65];
+	cv_crypto_hex(dst_sum, sizeof dst_sum, hex);
+	snprintf(err, errlen, "%llu versions copied and verified (sha256 %s)", (unsigned long long)total, hex);
+	return CV_OK;
+}
+
+cv_rc cv_store_copy(const char *data_dir, const char *to_url, void (*progress)(void *, uint64_t, uint64_t),
+		    void *arg, char *err, size_t errlen)
+{
+	char db[1100];
+	snprintf(db, sizeof db, "%s/store.db", data_dir);
+	if (access(db, R_OK) != 0) {
+		snprintf(err, errlen, "%s has no embedded store (store.db)", data_dir);
+		return CV_E_NOTFOUND;
+	}
+	copy_t *c = calloc(1, sizeof *c);
+	if (!c)
+		return CV_E_NOMEM;
+	cv_rc rc = cv_sqlite_open(data_dir, 1, &c->src, &c->sops, err, errlen);
+	if (!rc)
+		rc = cv_postgres_open(to_url, 1, &c->dst, &c->dops, err, errlen);
+	if (!rc)
+		rc = copy_all(c, progress, arg, err, errlen);
+	if (c->dst)
+		c->dops->close(c->dst);
+	if (c->src)
+		c->sops->close(c->src);
+	free(c);
+	return rc;
 }

@@ -120,4 +120,15 @@ typedef cv_rc (*cv_store_version_fn)(void *arg, const cv_store_version_t *v);
 cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool_t *pool,
 		       cv_store_version_fn fn, void *arg);
 
+/* Copies the embedded store in data_dir into the empty store at to_url, as
+ * stored: sealed bodies stay sealed and the wrapped keys are copied, so the
+ * same master key opens the copy and the destination never sees plaintext.
+ * Then verifies that both hold the same number of versions and the same
+ * SHA-256 over every version (type, row id, version, time, tombstone, sealed
+ * body) and meta value. progress(arg, done, total) is called as versions are
+ * copied. CV_E_CONFLICT if the destination is not empty. On success err holds
+ * a one-line summary (count and checksum); on failure, what went wrong. */
+cv_rc cv_store_copy(const char *data_dir, const char *to_url, void (*progress)(void *arg, uint64_t done,
+		    uint64_t total), void *arg, char *err, size_t errlen);
+
 #endif

@@ -26,6 +26,8 @@ import { fileURLToPath } from 'node:url';
 
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
+export { pgStore };
+
 export function binPath() {
   const fromEnv = process.env.CV_BIN;
   if (fromEnv && fromEnv.length > 0) return path.resolve(E2E_DIR, fromEnv);
@@ -234,8 +236,10 @@ export async function start(opts = {}) {
   // opts.shareWith: a second node of an existing server (same data directory
   // copy, so the same master key and token, and the same database)
   const peer = opts.shareWith;
-  const store = peer ? peer.env.CAREVAULT_STORE : pgStore(name);
-  const baseEnv = store ? { ...process.env, CAREVAULT_STORE: store } : { ...process.env };
+  const store = peer ? peer.env.CAREVAULT_STORE : opts.embedded ? null : pgStore(name);
+  const baseEnv = { ...process.env };
+  delete baseEnv.CAREVAULT_STORE;
+  if (store) baseEnv.CAREVAULT_STORE = store;
   if (peer) await fsp.cp(peer.dataDir, dataDir, { recursive: true });
   else runInit(bin, dataDir, baseEnv);
 
