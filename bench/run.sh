@@ -10,7 +10,12 @@ CONNS=32
 THREADS=2
 work=$(mktemp -d /tmp/cv-bench-XXXXXX)
 cv_pid=""; ngx_pid=""
+pg_dir_file=$(mktemp); pga_pid=""; pgb_pid=""
 cleanup() {
+  [ -n "$pga_pid" ] && kill "$pga_pid" 2>/dev/null || true
+  [ -n "$pgb_pid" ] && kill "$pgb_pid" 2>/dev/null || true
+  [ -s "$pg_dir_file" ] && scripts/pg-start stop "$(cat "$pg_dir_file")"
+  rm -f "$pg_dir_file"
   [ -n "$cv_pid" ] && kill "$cv_pid" 2>/dev/null || true
   [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -84,6 +89,42 @@ cr_out=$(run_wrk -s bench/create.lua https://127.0.0.1:$CVPORT/fhir/Observation)
 echo "bench: 1000 idle keep-alive connections"
 idle_out=$(python3 bench/idle.py 127.0.0.1 $CVPORT 1000 "$cv_pid" "$work/data/tls/cert.pem")
 
+kill "$cv_pid"; wait "$cv_pid" 2>/dev/null || true; cv_pid=""
+
+# The same on PostgreSQL (throwaway local cluster, Unix socket): one node, then two nodes
+# sharing it, each taking half of the connections.
+echo "bench: PostgreSQL back end"
+pg_base=$(PG_DIR_FILE="$pg_dir_file" scripts/pg-start)
+psql "$pg_base" -qc "CREATE DATABASE bench"
+pg_url=${pg_base/\/postgres\?//bench?}
+CAREVAULT_STORE=$pg_url "$BIN" init --data "$work/pgdata" >/dev/null 2>&1
+cp -r "$work/pgdata" "$work/pgdata2"
+PGA=18445; PGB=18446
+CAREVAULT_STORE=$pg_url "$BIN" serve --data "$work/pgdata" --listen 127.0.0.1:$PGA --threads $THREADS 2>"$work/pga.log" &
+pga_pid=$!
+CAREVAULT_STORE=$pg_url "$BIN" serve --data "$work/pgdata2" --listen 127.0.0.1:$PGB --threads $THREADS 2>"$work/pgb.log" &
+pgb_pid=$!
+for p in $PGA $PGB; do
+  for _ in $(seq 100); do curl -sf --cacert "$work/pgdata/tls/cert.pem" https://127.0.0.1:$p/healthz >/dev/null && break; sleep 0.1; done
+done
+PGTOKEN=$(cat "$work/pgdata/bootstrap-token")
+curl -sf --cacert "$work/pgdata/tls/cert.pem" -X PUT -H "Authorization: Bearer $PGTOKEN" \
+  -H "Content-Type: application/fhir+json" --data-binary @"$work/patient.json" \
+  https://127.0.0.1:$PGA/fhir/Patient/bench-1 >/dev/null
+pg_read1=$(run_wrk -H "Authorization: Bearer $PGTOKEN" https://127.0.0.1:$PGA/fhir/Patient/bench-1 | rps)
+pg_cr1=$(CV_TOKEN=$PGTOKEN run_wrk -s bench/create.lua https://127.0.0.1:$PGA/fhir/Observation | rps)
+both() { # wrk on both nodes at once with half the connections each; the sum of requests/s
+  local out_a="$work/wrk-a.out" out_b="$work/wrk-b.out" p=$1
+  shift
+  wrk -t1 -c$((CONNS / 2)) -d${DUR}s "$@" "https://127.0.0.1:$PGA$p" >"$out_a" 2>&1 &
+  local w=$!
+  wrk -t1 -c$((CONNS / 2)) -d${DUR}s "$@" "https://127.0.0.1:$PGB$p" >"$out_b" 2>&1
+  wait $w
+  python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.0f}')" "$(rps <"$out_a")" "$(rps <"$out_b")"
+}
+pg_read2=$(both /fhir/Patient/bench-1 -H "Authorization: Bearer $PGTOKEN")
+pg_cr2=$(CV_TOKEN=$PGTOKEN both /fhir/Observation -s bench/create.lua)
+
 ngx_rps=$(mean "${ngx_all[@]}"); cv_rps=$(mean "${cv_all[@]}"); cr_rps=$(echo "$cr_out" | rps)
 cr_bad=$(echo "$cr_out" | awk -F= '/^non2xx=/ {print $2}')
 cv_bad=$(echo "$cv_out" | awk '/Non-2xx/ {n += $5} END {print n + 0}')
@@ -106,6 +147,15 @@ cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
   echo "| read by id (GET /fhir/Patient/bench-1), requests/s | $cv_rps | $ngx_rps | $ratio | ≥ 0.5 |"
   echo "| durable creates (POST /fhir/Observation, fsync'd before 201), requests/s | $cr_rps | - | - | ≥ 3000 |"
   echo "| resident memory with 1,000 idle keep-alive TLS connections | ${rss_mb} MB | - | - | < 50 MB |"
+  echo
+  echo "PostgreSQL back end (PostgreSQL 15 from Debian on the same machine, Unix socket; two nodes share the database, each gets half of the $CONNS connections):"
+  echo
+  echo "| measurement | SQLite, 1 node | PostgreSQL, 1 node | PostgreSQL, 2 nodes |"
+  echo "|---|---|---|---|"
+  echo "| read by id, requests/s | $cv_rps | $pg_read1 | $pg_read2 |"
+  echo "| durable creates, requests/s | $cr_rps | $pg_cr1 | $pg_cr2 |"
+  echo
+  echo "Two nodes on a 2-core machine share the same cores (and PostgreSQL runs there too): the two-node figures show that the nodes work together on one database, not how they scale on separate machines."
   echo
   echo "Non-2xx answers during the runs: reads ${cv_bad:-0}, creates ${cr_bad:-0}."
   echo
