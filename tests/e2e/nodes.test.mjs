@@ -8,7 +8,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { start } from './lib/server.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, httpsRequest, start } from './lib/server.mjs';
 
 const PG = process.env.CV_PG_BASE;
 const skip = PG ? false : 'needs CV_PG_BASE (the PostgreSQL pass of make test)';
@@ -116,4 +118,38 @@ test('a PostgreSQL restart under load gives 503s, never a crash, and both nodes 
   assert.equal(after1.status, 201);
   assert.equal(after2.status, 201);
   assert.equal((await a.req('GET', '/readyz')).status, 200);
+});
+
+test('behind HAProxy (round robin): a write through the balancer reads back from either node', { skip }, async () => {
+  const port = await freePort();
+  const cfg = path.join(a.tmpDir, 'haproxy.cfg');
+  fs.writeFileSync(cfg, [
+    'global', '  maxconn 256', 'defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 30s',
+    '  timeout server 30s', 'frontend fhir', `  bind 127.0.0.1:${port}`, '  default_backend carevault',
+    'backend carevault', '  balance roundrobin', `  server a ${new URL(a.origin).host}`, `  server b ${new URL(b.origin).host}`, '',
+  ].join('\n'));
+  const ha = spawn('haproxy', ['-f', cfg, '-db'], { stdio: 'ignore' });
+  try {
+    const origin = `https://127.0.0.1:${port}`;
+    const opts = (o = {}) => ({ ca: a.ca, servername: 'localhost', ...o, headers: { authorization: `Bearer ${a.token}`, ...(o.headers || {}) } });
+    let up = false;
+    for (let i = 0; i < 50 && !up; i++) {
+      try { up = (await httpsRequest(origin, 'GET', '/healthz', opts())).status === 200; } catch { await new Promise((r) => setTimeout(r, 100)); }
+    }
+    assert.ok(up, 'haproxy forwards');
+    const linesBefore = [a, b].map((n) => fs.readFileSync(n.logFile, 'utf8').split('\n').filter((l) => l.includes('"access"')).length);
+    for (let i = 0; i < 10; i++) {
+      const id = `lb-${i}`;
+      const w = await httpsRequest(origin, 'PUT', `/fhir/Patient/${id}`, opts({ body: JSON.stringify({ resourceType: 'Patient', id }), headers: JSONH }));
+      assert.equal(w.status, 201);
+      for (let k = 0; k < 2; k++) {
+        const r = await httpsRequest(origin, 'GET', `/fhir/Patient/${id}`, opts());
+        assert.equal(r.status, 200, `read ${k} of ${id} through the balancer`);
+      }
+    }
+    const served = [a, b].map((n, i) => fs.readFileSync(n.logFile, 'utf8').split('\n').filter((l) => l.includes('"access"')).length - linesBefore[i]);
+    assert.ok(served[0] > 0 && served[1] > 0, `both nodes served requests: ${served}`);
+  } finally {
+    ha.kill('SIGTERM');
+  }
 });
