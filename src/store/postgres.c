@@ -24,23 +24,20 @@
 
 #include "core/log.h"
 #include "store/backend.h"
+#include "store/slots.h"
 
-#define PG_READ_CONNS_MAX 64
 #define PG_LOCK_MIGRATE 0x63766d67 /* advisory lock key: "cvmg" */
 
 typedef struct pconn {
 	PGconn *c;
 	int prepared;  /* statements prepared on this connection */
-	int busy;      /* taken by a thread */
 } pconn_t;
 
 struct cv_backend {
 	char *conninfo;
 	pconn_t writer;                   /* the committer thread's */
-	pconn_t readers[PG_READ_CONNS_MAX];
-	unsigned nreaders;
-	pthread_mutex_t mu;               /* guards readers[].busy */
-	pthread_cond_t cond;
+	pconn_t readers[CV_SLOTS_MAX];
+	cv_slots_t slots;                 /* which readers are free */
 };
 
 static const char *const migrations[] = {
@@ -153,25 +150,12 @@ static int broken(pconn_t *p)
 
 static pconn_t *reader_take(cv_backend_t *b)
 {
-	pthread_mutex_lock(&b->mu);
-	for (;;) {
-		for (unsigned i = 0; i < b->nreaders; i++) {
-			if (!b->readers[i].busy) {
-				b->readers[i].busy = 1;
-				pthread_mutex_unlock(&b->mu);
-				return &b->readers[i];
-			}
-		}
-		pthread_cond_wait(&b->cond, &b->mu);
-	}
+	return &b->readers[cv_slots_take(&b->slots)];
 }
 
 static void reader_give(cv_backend_t *b, pconn_t *p)
 {
-	pthread_mutex_lock(&b->mu);
-	p->busy = 0;
-	pthread_cond_signal(&b->cond);
-	pthread_mutex_unlock(&b->mu);
+	cv_slots_give(&b->slots, (unsigned)(p - b->readers));
 }
 
 /* Runs a prepared statement on a pooled connection, retrying once on a
@@ -219,6 +203,18 @@ static cv_rc row_to_version(const PGresult *r, const char *type, const char *rid
 	out->body = copy;
 	out->body_len = len;
 	return CV_OK;
+}
+
+/* Row i of a result with the columns seq, version, updated_us, deleted, body,
+ * type, rid; the pointers live as long as the result. */
+static cv_store_version_t result_row(const PGresult *r, int i)
+{
+	return (cv_store_version_t){
+		.seq = get_i64(r, i, 0), .version = get_i64(r, i, 1), .updated_us = get_i64(r, i, 2),
+		.deleted = PQgetvalue(r, i, 3)[0] != 0,
+		.body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
+		.type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6),
+	};
 }
 
 static cv_rc pg_read(cv_backend_t *b, const char *type, const char *rid, int64_t version, cv_pool_t *pool,
@@ -304,12 +300,7 @@ static cv_rc pg_history(cv_backend_t *b, const cv_store_history_query_t *q, cons
 			rc = broken(p) ? CV_E_BUSY : CV_E_STORAGE;
 	}
 	for (int i = 0; !rc && i < PQntuples(r); i++) {
-		cv_store_version_t v = {
-			.seq = get_i64(r, i, 0), .version = get_i64(r, i, 1), .updated_us = get_i64(r, i, 2),
-			.deleted = PQgetvalue(r, i, 3)[0] != 0,
-			.body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
-			.type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6),
-		};
+		cv_store_version_t v = result_row(r, i);
 		rc = fn(arg, &v);
 	}
 	PQclear(r);
@@ -384,13 +375,12 @@ static void pg_close(cv_backend_t *b)
 {
 	if (!b)
 		return;
-	for (unsigned i = 0; i < b->nreaders; i++)
+	for (unsigned i = 0; i < b->slots.n; i++)
 		if (b->readers[i].c)
 			PQfinish(b->readers[i].c);
 	if (b->writer.c)
 		PQfinish(b->writer.c);
-	pthread_mutex_destroy(&b->mu);
-	pthread_cond_destroy(&b->cond);
+	cv_slots_release(&b->slots);
 	free(b->conninfo);
 	free(b);
 }
@@ -415,12 +405,7 @@ static cv_rc pg_scan(cv_backend_t *b, int64_t after_seq, unsigned limit, cv_pool
 	PGresult *r = NULL;
 	cv_rc rc = run_read(b, "scan", 2, vals, NULL, NULL, &r);
 	for (int i = 0; !rc && i < PQntuples(r); i++) {
-		cv_store_version_t v = {
-			.seq = get_i64(r, i, 0), .version = get_i64(r, i, 1), .updated_us = get_i64(r, i, 2),
-			.deleted = PQgetvalue(r, i, 3)[0] != 0,
-			.body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
-			.type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6),
-		};
+		cv_store_version_t v = result_row(r, i);
 		rc = fn(arg, &v);
 	}
 	PQclear(r);
@@ -529,9 +514,7 @@ cv_rc cv_postgres_open(const char *url, unsigned read_conns, cv_backend_t **out,
 		free(b);
 		return CV_E_NOMEM;
 	}
-	pthread_mutex_init(&b->mu, NULL);
-	pthread_cond_init(&b->cond, NULL);
-	b->nreaders = read_conns < 1 ? 1 : read_conns > PG_READ_CONNS_MAX ? PG_READ_CONNS_MAX : read_conns;
+	cv_slots_init(&b->slots, read_conns);
 	b->writer.c = PQconnectdb(url);
 	if (PQstatus(b->writer.c) != CONNECTION_OK) {
 		snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(b->writer.c));

@@ -15,15 +15,15 @@
 
 #include "core/log.h"
 #include "store/backend.h"
+#include "store/slots.h"
 
-#define READ_CONNS_MAX 64
+#define READ_CONNS_MAX CV_SLOTS_MAX
 
 typedef struct rconn {
 	sqlite3 *db;
 	sqlite3_stmt *read_cur;  /* current version of a row */
 	sqlite3_stmt *read_ver;  /* one version of a row */
 	sqlite3_stmt *meta_get;  /* a meta value */
-	int busy;                /* taken by a thread */
 } rconn_t;
 
 struct cv_backend {
@@ -32,9 +32,7 @@ struct cv_backend {
 	sqlite3_stmt *w_ins;          /* insert a version */
 	sqlite3_stmt *w_meta;         /* upsert a meta value */
 	rconn_t readers[READ_CONNS_MAX];
-	unsigned nreaders;
-	pthread_mutex_t mu;           /* guards readers[].busy */
-	pthread_cond_t cond;          /* a reader was returned */
+	cv_slots_t slots;                 /* which readers are free */
 };
 
 /* Schema migrations, applied in order; PRAGMA user_version records how many ran. */
@@ -156,7 +154,7 @@ static void sqlite_close(cv_backend_t *b)
 {
 	if (!b)
 		return;
-	for (unsigned i = 0; i < b->nreaders; i++)
+	for (unsigned i = 0; i < b->slots.n; i++)
 		close_reader(&b->readers[i]);
 	sqlite3_finalize(b->w_cur);
 	sqlite3_finalize(b->w_ins);
@@ -166,32 +164,18 @@ static void sqlite_close(cv_backend_t *b)
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 		sqlite3_close(b->wdb);
 	}
-	pthread_mutex_destroy(&b->mu);
-	pthread_cond_destroy(&b->cond);
+	cv_slots_release(&b->slots);
 	free(b);
 }
 
 static rconn_t *reader_take(cv_backend_t *b)
 {
-	pthread_mutex_lock(&b->mu);
-	for (;;) {
-		for (unsigned i = 0; i < b->nreaders; i++) {
-			if (!b->readers[i].busy) {
-				b->readers[i].busy = 1;
-				pthread_mutex_unlock(&b->mu);
-				return &b->readers[i];
-			}
-		}
-		pthread_cond_wait(&b->cond, &b->mu);
-	}
+	return &b->readers[cv_slots_take(&b->slots)];
 }
 
 static void reader_give(cv_backend_t *b, rconn_t *r)
 {
-	pthread_mutex_lock(&b->mu);
-	r->busy = 0;
-	pthread_cond_signal(&b->cond);
-	pthread_mutex_unlock(&b->mu);
+	cv_slots_give(&b->slots, (unsigned)(r - b->readers));
 }
 
 static cv_rc row_to_version(sqlite3_stmt *st, const char *type, const char *rid, cv_pool_t *pool,
@@ -493,14 +477,13 @@ cv_rc cv_sqlite_open(const char *data_dir, unsigned read_conns, cv_backend_t **o
 	cv_backend_t *b = calloc(1, sizeof *b);
 	if (!b)
 		return CV_E_NOMEM;
-	pthread_mutex_init(&b->mu, NULL);
-	pthread_cond_init(&b->cond, NULL);
+	cv_slots_init(&b->slots, 1);
 	err[0] = '\0';
 	cv_rc rc = open_writer(b, path, err, errlen);
 	unsigned n = read_conns < 1 ? 1 : read_conns > READ_CONNS_MAX ? READ_CONNS_MAX : read_conns;
 	for (unsigned i = 0; !rc && i < n; i++) {
 		rc = open_reader(path, &b->readers[i], err, errlen);
-		b->nreaders = i + 1;
+		b->slots.n = i + 1;
 	}
 	if (rc) {
 		sqlite_close(b);
