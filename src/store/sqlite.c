@@ -249,6 +249,25 @@ static cv_rc sqlite_ping(cv_backend_t *b)
 	return rc;
 }
 
+/* Steps st (columns seq, version, updated_us, deleted, body, type, rid) and
+ * calls fn for each row until it returns non-zero. */
+static cv_rc each_version(rconn_t *r, sqlite3_stmt *st, cv_pool_t *pool, cv_store_version_fn fn, void *arg,
+			  const char *what)
+{
+	cv_rc rc = CV_OK;
+	int s;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_version_t v;
+		rc = row_to_version(st, (const char *)sqlite3_column_text(st, 5),
+				    (const char *)sqlite3_column_text(st, 6), pool, &v);
+		if (!rc)
+			rc = fn(arg, &v);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, what);
+	return rc;
+}
+
 static cv_rc history_sql(const cv_store_history_query_t *q, const char *rid, cv_buf_t *sql)
 {
 	cv_rc rc = cv_buf_puts(sql, "SELECT seq, version, updated_us, deleted, body, type, rid "
@@ -289,16 +308,7 @@ static cv_rc sqlite_history(cv_backend_t *b, const cv_store_history_query_t *q, 
 	if (q->before_seq > 0)
 		sqlite3_bind_int64(st, 4, q->before_seq);
 	sqlite3_bind_int64(st, 5, q->limit);
-	int s;
-	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-		cv_store_version_t v;
-		rc = row_to_version(st, (const char *)sqlite3_column_text(st, 5),
-				    (const char *)sqlite3_column_text(st, 6), pool, &v);
-		if (!rc)
-			rc = fn(arg, &v);
-	}
-	if (!rc && s != SQLITE_DONE)
-		rc = db_error(r->db, "history");
+	rc = each_version(r, st, pool, fn, arg, "history");
 out:
 	sqlite3_finalize(st);
 	reader_give(b, r);
@@ -396,20 +406,11 @@ static cv_rc sqlite_scan(cv_backend_t *b, int64_t after_seq, unsigned limit, cv_
 	sqlite3_stmt *st = NULL;
 	cv_rc rc = prepare(r->db, "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version "
 				  "WHERE seq > ?1 ORDER BY seq LIMIT ?2", &st);
-	int s = SQLITE_DONE;
 	if (!rc) {
 		sqlite3_bind_int64(st, 1, after_seq);
 		sqlite3_bind_int64(st, 2, limit);
+		rc = each_version(r, st, pool, fn, arg, "scan");
 	}
-	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-		cv_store_version_t v;
-		rc = row_to_version(st, (const char *)sqlite3_column_text(st, 5),
-				    (const char *)sqlite3_column_text(st, 6), pool, &v);
-		if (!rc)
-			rc = fn(arg, &v);
-	}
-	if (!rc && s != SQLITE_DONE)
-		rc = db_error(r->db, "scan");
 	sqlite3_finalize(st);
 	reader_give(b, r);
 	return rc;
