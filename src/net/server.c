@@ -37,7 +37,7 @@
 typedef struct track {
 	struct track *prev, *next;
 	int fd;               /* the socket */
-	int64_t deadline;     /* monotonic µs after which it is shut down; 0: none */
+	_Atomic int64_t deadline; /* monotonic µs after which it is shut down; 0: none */
 } track_t;
 
 struct cv_server {
@@ -80,15 +80,15 @@ typedef struct req {
 
 /* ---- connection tracking and the reaper -------------------------------- */
 
-static void track_deadline(cv_server_t *srv, struct MHD_Connection *c, int64_t in_us)
+/* Moves a connection's deadline. No lock: the entry lives until the close
+ * notification, which libmicrohttpd delivers on this connection's own thread
+ * after its last request callback; the reaper reads it atomically. */
+static void track_deadline(struct MHD_Connection *c, int64_t in_us)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	track_t *t = ci ? ci->socket_context : NULL;
-	if (!t)
-		return;
-	pthread_mutex_lock(&srv->mu);
-	t->deadline = cv_time_mono_us() + in_us;
-	pthread_mutex_unlock(&srv->mu);
+	if (t)
+		atomic_store(&t->deadline, cv_time_mono_us() + in_us);
 }
 
 static int64_t idle_window(const cv_server_t *srv)
@@ -107,7 +107,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 		t = calloc(1, sizeof *t);
 		if (t && ci) {
 			t->fd = ci->connect_fd;
-			t->deadline = cv_time_mono_us() + idle_window(srv);
+			atomic_store(&t->deadline, cv_time_mono_us() + idle_window(srv));
 			t->next = srv->conns;
 			if (srv->conns)
 				srv->conns->prev = t;
@@ -138,9 +138,10 @@ static void *reaper_main(void *arg)
 		pthread_cond_timedwait(&srv->cond, &srv->mu, &ts);
 		int64_t now = cv_time_mono_us();
 		for (track_t *t = srv->conns; t; t = t->next) {
-			if (t->deadline && now > t->deadline) {
+			int64_t d = atomic_load(&t->deadline);
+			if (d && now > d) {
 				shutdown(t->fd, SHUT_RDWR);
-				t->deadline = 0;
+				atomic_store(&t->deadline, 0);
 				cv_log(CV_LOG_INFO, "net.deadline", (cv_log_field_t[]){ CV_LS("action", "closed") }, 1);
 			}
 		}
@@ -195,7 +196,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	ex->route = "-";
 	cv_buf_init(&ex->resp, 512u << 20);
 	atomic_fetch_add(&srv->active, 1);
-	track_deadline(srv, c, (int64_t)srv->cfg->request_timeout * 1000000);
+	track_deadline(c, (int64_t)srv->cfg->request_timeout * 1000000);
 	return r;
 }
 
@@ -220,7 +221,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	free(r);
 	*req_cls = NULL;
 	atomic_fetch_sub(&srv->active, 1);
-	track_deadline(srv, c, idle_window(srv));
+	track_deadline(c, idle_window(srv));
 }
 
 /* ---- responses ---------------------------------------------------------- */
