@@ -57,6 +57,9 @@ unsigned cv_fhir_status(cv_rc rc);
 void cv_fhir_error(cv_exchange_t *ex, unsigned status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Answers with status and the outcome's issues as an OperationOutcome. */
+void cv_fhir_outcome(cv_exchange_t *ex, unsigned status, const cv_outcome_t *oo);
+
 /* Answers with the status for rc and an OperationOutcome (the outcome's issues
  * when oo is not NULL, else one issue with `what`). */
 void cv_fhir_fail(cv_exchange_t *ex, cv_rc rc, const cv_outcome_t *oo, const char *what);

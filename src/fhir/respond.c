@@ -47,7 +47,7 @@ static const char *issue_code(unsigned status)
 	}
 }
 
-static void answer_outcome(cv_exchange_t *ex, unsigned status, const cv_outcome_t *oo)
+void cv_fhir_outcome(cv_exchange_t *ex, unsigned status, const cv_outcome_t *oo)
 {
 	ex->status = status;
 	ex->content_type = "application/fhir+json; charset=utf-8";
@@ -72,14 +72,14 @@ void cv_fhir_error(cv_exchange_t *ex, unsigned status, const char *code, const c
 	cv_outcome_t oo;
 	cv_outcome_init(&oo, ex->pool, 4);
 	cv_outcome_add(&oo, CV_SEV_ERROR, code ? code : issue_code(status), NULL, "%s", msg);
-	answer_outcome(ex, status, &oo);
+	cv_fhir_outcome(ex, status, &oo);
 }
 
 void cv_fhir_fail(cv_exchange_t *ex, cv_rc rc, const cv_outcome_t *oo, const char *what)
 {
 	unsigned status = cv_fhir_status(rc);
 	if (oo && oo->count) {
-		answer_outcome(ex, status, oo);
+		cv_fhir_outcome(ex, status, oo);
 		return;
 	}
 	if (status >= 500 && status != 503)

@@ -129,8 +129,7 @@ static int body_resource(cv_exchange_t *ex, json_object **out)
 	cv_outcome_init(&oo, ex->pool, 100);
 	rc = cv_model_validate(ctx(ex)->model, obj, &oo);
 	if (rc == CV_E_INVALID) {
-		cv_fhir_fail(ex, rc, &oo, NULL);
-		ex->status = 422;
+		cv_fhir_outcome(ex, 422, &oo);
 		return 0;
 	}
 	if (rc) {
