@@ -20,6 +20,7 @@ const char *cv_rc_str(cv_rc rc)
 	case CV_E_CRYPTO: return "crypto failure";
 	case CV_E_BUSY: return "busy";
 	case CV_E_INTERNAL: return "internal error";
+	case CV_E_ABORTED: return "aborted";
 	}
 	return "unknown";
 }

@@ -25,6 +25,7 @@ typedef enum cv_rc {
 	CV_E_CRYPTO,       /* sealing, opening or key handling failed */
 	CV_E_BUSY,         /* try again later (store unavailable, shutting down) */
 	CV_E_INTERNAL,     /* a bug: an invariant did not hold */
+	CV_E_ABORTED,      /* not applied because another part of the same unit failed */
 } cv_rc;
 
 /* Returns a short lowercase name for rc ("invalid", "not found"); never NULL. */

@@ -237,6 +237,53 @@ void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out
 	sodium_memzero(&st, sizeof st);
 }
 
+void cv_crypto_blind_parts(const cv_key_t *k, const void *const *parts, const size_t *lens, size_t n,
+			   uint8_t *out, size_t outlen)
+{
+	crypto_auth_hmacsha256_state st;
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	static const uint8_t zero = 0;
+	crypto_auth_hmacsha256_init(&st, k->raw, CV_KEY_BYTES);
+	for (size_t i = 0; i < n; i++) {
+		crypto_auth_hmacsha256_update(&st, parts[i], lens[i]);
+		crypto_auth_hmacsha256_update(&st, &zero, 1);
+	}
+	crypto_auth_hmacsha256_final(&st, mac);
+	memcpy(out, mac, outlen < sizeof mac ? outlen : sizeof mac);
+	sodium_memzero(&st, sizeof st);
+	sodium_memzero(mac, sizeof mac);
+}
+
+cv_rc cv_crypto_b64url_encode(const void *in, size_t n, cv_buf_t *out)
+{
+	size_t need = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	void *p;
+	cv_rc rc = cv_buf_extend(out, need, &p);
+	if (rc)
+		return rc;
+	sodium_bin2base64(p, need, in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	cv_buf_truncate(out, out->len - 1); /* drop the encoder's NUL from the length */
+	return CV_OK;
+}
+
+cv_rc cv_crypto_b64url_decode(const char *text, size_t len, cv_buf_t *out)
+{
+	size_t cap = len * 3 / 4 + 1, got = 0;
+	void *p;
+	size_t before = out->len;
+	cv_rc rc = cv_buf_extend(out, cap, &p);
+	if (rc)
+		return rc;
+	const char *end = NULL;
+	if (sodium_base642bin(p, cap, text, len, NULL, &got, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    end != text + len) {
+		cv_buf_truncate(out, before);
+		return CV_E_INVALID;
+	}
+	cv_buf_truncate(out, before + got);
+	return CV_OK;
+}
+
 void cv_crypto_hex(const uint8_t *in, size_t n, char *out)
 {
 	sodium_bin2hex(out, n * 2 + 1, in, n);

@@ -70,6 +70,18 @@ cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint
 /* HMAC-SHA-256 of msg under k: the blind-index value of msg. */
 void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out[CV_BLIND_BYTES]);
 
+/* HMAC-SHA-256 over several parts, each followed by a 0 byte (so that
+ * ("ab","c") and ("a","bc") differ); the first outlen (<= 32) bytes go to out. */
+void cv_crypto_blind_parts(const cv_key_t *k, const void *const *parts, const size_t *lens, size_t n,
+			   uint8_t *out, size_t outlen);
+
+/* base64url (no padding) of n bytes, appended to out. */
+cv_rc cv_crypto_b64url_encode(const void *in, size_t n, cv_buf_t *out);
+
+/* Decodes base64url text (no padding) and appends the bytes to out;
+ * CV_E_INVALID if it is not base64url. */
+cv_rc cv_crypto_b64url_decode(const char *text, size_t len, cv_buf_t *out);
+
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void cv_crypto_hex(const uint8_t *in, size_t n, char *out);
 

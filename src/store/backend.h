@@ -32,6 +32,13 @@ typedef struct cv_backend_ops {
 		      cv_store_version_fn fn, void *arg);
 	cv_rc (*scan_meta)(cv_backend_t *b, cv_rc (*fn)(void *arg, const char *name, const uint8_t *value,
 							size_t len), void *arg);
+	/* Search (store/query.h builds the SQL): q's HASH keys are blinded and
+	 * its ID terms hold row ids; hits carry sealed bodies. */
+	cv_rc (*search)(cv_backend_t *b, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg);
+	cv_rc (*search_count)(cv_backend_t *b, const cv_store_query_t *q, uint64_t *out);
+	/* Current, not deleted versions in row-key order (type NULL: all types). */
+	cv_rc (*scan_current)(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
+			      cv_store_hit_fn fn, void *arg);
 } cv_backend_ops_t;
 
 /* Back ends see only row ids and sealed bodies: a write's rid and sealed

@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "store/backend.h"
+#include "store/query.h"
 #include "store/slots.h"
 
 #define PG_LOCK_MIGRATE 0x63766d67 /* advisory lock key: "cvmg" */
@@ -52,6 +53,27 @@ static const char *const migrations[] = {
 	"  body bytea NOT NULL,"
 	"  UNIQUE (type, rid, version));"
 	"CREATE INDEX IF NOT EXISTS cv_version_type_seq ON cv_version (type, seq);",
+	/* 2: current versions and the search index (store/query.h) */
+	"CREATE TABLE cv_resource ("
+	"  rk bigserial PRIMARY KEY,"
+	"  type text NOT NULL,"
+	"  rid text NOT NULL,"
+	"  version bigint NOT NULL,"
+	"  seq bigint NOT NULL,"
+	"  updated_us bigint NOT NULL,"
+	"  deleted boolean NOT NULL,"
+	"  UNIQUE (type, rid));"
+	"CREATE INDEX cv_resource_type ON cv_resource (type, rk);"
+	"CREATE TABLE cv_ix_hash (h bytea NOT NULL, rk bigint NOT NULL, PRIMARY KEY (h, rk));"
+	"CREATE INDEX cv_ix_hash_rk ON cv_ix_hash (rk);"
+	"CREATE TABLE cv_ix_date (rk bigint NOT NULL, param text NOT NULL, lo bigint NOT NULL, hi bigint NOT NULL);"
+	"CREATE INDEX cv_ix_date_rk ON cv_ix_date (rk, param);"
+	"CREATE TABLE cv_ix_num (rk bigint NOT NULL, param text NOT NULL, unit text NOT NULL,"
+	"  lo double precision NOT NULL, hi double precision NOT NULL);"
+	"CREATE INDEX cv_ix_num_rk ON cv_ix_num (rk, param);"
+	"INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
+	"  SELECT DISTINCT ON (type, rid) type, rid, version, seq, updated_us, deleted FROM cv_version "
+	"  ORDER BY type, rid, version DESC;",
 };
 
 static const struct {
@@ -70,6 +92,20 @@ static const struct {
 			 "WHERE COALESCE((SELECT max(version) FROM cv_version WHERE type = $1 AND rid = $2), 0) "
 			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
 	{ "count", "SELECT count(*)::bigint FROM cv_version" },
+	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
+			 "VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::boolean) ON CONFLICT (type, rid) "
+			 "DO UPDATE SET version = excluded.version, seq = excluded.seq, "
+			 "updated_us = excluded.updated_us, deleted = excluded.deleted RETURNING rk" },
+	{ "current_rk", "SELECT rk FROM cv_resource WHERE type = $1 AND rid = $2 AND NOT deleted" },
+	{ "ix_delete", "WITH a AS (DELETE FROM cv_ix_hash WHERE rk = $1::bigint), "
+		       "b AS (DELETE FROM cv_ix_date WHERE rk = $1::bigint) "
+		       "DELETE FROM cv_ix_num WHERE rk = $1::bigint" },
+	{ "ix_hash", "INSERT INTO cv_ix_hash (h, rk) SELECT substring($1::bytea FROM i * 16 + 1 FOR 16), $2::bigint "
+		     "FROM generate_series(0, length($1::bytea) / 16 - 1) AS i ON CONFLICT DO NOTHING" },
+	{ "ix_date", "INSERT INTO cv_ix_date (rk, param, lo, hi) SELECT $1::bigint, p, l, h "
+		     "FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS t(p, l, h)" },
+	{ "ix_num", "INSERT INTO cv_ix_num (rk, param, unit, lo, hi) SELECT $1::bigint, p, u, l, h "
+		    "FROM unnest($2::text[], $3::text[], $4::float8[], $5::float8[]) AS t(p, u, l, h)" },
 	{ "scan", "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version "
 		  "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::bigint" },
 	{ "scan_meta", "SELECT name, value FROM cv_meta ORDER BY name" },
@@ -310,24 +346,156 @@ static cv_rc pg_history(cv_backend_t *b, const cv_store_history_query_t *q, cons
 	return rc;
 }
 
+/* Runs a prepared write statement; *out gets the result when wanted. */
+static cv_rc run_write(PGconn *c, const char *stmt, int n, const char *const *vals, const int *lens,
+		       const int *fmts, PGresult **out)
+{
+	PGresult *r = PQexecPrepared(c, stmt, n, vals, lens, fmts, 1);
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		PQclear(r);
+		return CV_E_STORAGE;
+	}
+	if (out)
+		*out = r;
+	else
+		PQclear(r);
+	return CV_OK;
+}
+
+/* Appends s as an element of a PostgreSQL array literal ("..." with \\ escapes). */
+static cv_rc array_text(cv_buf_t *b, const char *s)
+{
+	cv_rc rc = cv_buf_puts(b, b->len > 1 ? ",\"" : "\"");
+	for (; !rc && *s; s++)
+		rc = (*s == '"' || *s == '\\') ? cv_buf_printf(b, "\\%c", *s) : cv_buf_append(b, s, 1);
+	return rc ? rc : cv_buf_puts(b, "\"");
+}
+
+/* The date and number entries of w as array literals: params, units, lows, highs. */
+typedef struct ix_arrays {
+	cv_buf_t dp, dl, dh;      /* dates: params, lows, highs */
+	cv_buf_t np, nu, nl, nh;  /* numbers: params, units, lows, highs */
+	size_t nd, nn;
+} ix_arrays_t;
+
+static void arrays_release(ix_arrays_t *a)
+{
+	cv_buf_t *all[] = { &a->dp, &a->dl, &a->dh, &a->np, &a->nu, &a->nl, &a->nh };
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		cv_buf_release(all[i]);
+}
+
+static cv_rc arrays_build(const cv_store_write_t *w, ix_arrays_t *a)
+{
+	cv_buf_t *all[] = { &a->dp, &a->dl, &a->dh, &a->np, &a->nu, &a->nl, &a->nh };
+	cv_rc rc = CV_OK;
+	memset(a, 0, sizeof *a);
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		cv_buf_init(all[i], 64u << 20);
+		if (!rc)
+			rc = cv_buf_puts(all[i], "{");
+	}
+	for (size_t i = 0; !rc && i < w->nindex; i++) {
+		const cv_ix_entry_t *e = &w->index[i];
+		if (e->kind == CV_IX_DATE) {
+			rc = array_text(&a->dp, e->param);
+			if (!rc)
+				rc = cv_buf_printf(&a->dl, "%s%lld", a->nd ? "," : "", (long long)e->lo);
+			if (!rc)
+				rc = cv_buf_printf(&a->dh, "%s%lld", a->nd ? "," : "", (long long)e->hi);
+			a->nd++;
+		} else if (e->kind == CV_IX_NUM) {
+			rc = array_text(&a->np, e->param);
+			if (!rc)
+				rc = array_text(&a->nu, e->key ? e->key : "");
+			if (!rc)
+				rc = cv_buf_printf(&a->nl, "%s%.17g", a->nn ? "," : "", e->nlo);
+			if (!rc)
+				rc = cv_buf_printf(&a->nh, "%s%.17g", a->nn ? "," : "", e->nhi);
+			a->nn++;
+		}
+	}
+	for (size_t i = 0; !rc && i < sizeof all / sizeof all[0]; i++)
+		rc = cv_buf_puts(all[i], "}");
+	return rc;
+}
+
+/* Replaces the index entries of row key rk with w's. */
+static cv_rc write_index(PGconn *c, const char *rk, const cv_store_write_t *w, int fresh)
+{
+	cv_rc rc = CV_OK;
+	const char *one[1] = { rk };
+	if (!fresh)
+		rc = run_write(c, "ix_delete", 1, one, NULL, NULL, NULL);
+	if (!rc && w->blinded.len) {
+		const char *vals[2] = { w->blinded.data, rk };
+		int lens[2] = { (int)w->blinded.len, 0 }, fmts[2] = { 1, 0 };
+		rc = run_write(c, "ix_hash", 2, vals, lens, fmts, NULL);
+	}
+	ix_arrays_t a;
+	if (!rc)
+		rc = arrays_build(w, &a);
+	if (!rc && a.nd) {
+		const char *vals[4] = { rk, a.dp.data, a.dl.data, a.dh.data };
+		rc = run_write(c, "ix_date", 4, vals, NULL, NULL, NULL);
+	}
+	if (!rc && a.nn) {
+		const char *vals[5] = { rk, a.np.data, a.nu.data, a.nl.data, a.nh.data };
+		rc = run_write(c, "ix_num", 5, vals, NULL, NULL, NULL);
+	}
+	arrays_release(&a);
+	return rc;
+}
+
 static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
 {
-	char expect[24], when[24];
+	char expect[24], when[24], version[24], seq[24], rk[24];
 	snprintf(expect, sizeof expect, "%lld", (long long)w->expect_version);
 	snprintf(when, sizeof when, "%lld", (long long)w->updated_us);
 	const char *vals[6] = { w->type, w->rid, expect, when, w->deleted ? "true" : "false", w->sealed.data };
 	int lens[6] = { 0, 0, 0, 0, 0, (int)w->sealed.len };
 	int fmts[6] = { 0, 0, 0, 0, 0, 1 };
-	PGresult *r = PQexecPrepared(c, "put_version", 6, vals, lens, fmts, 1);
-	cv_rc rc = CV_OK;
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		rc = CV_E_STORAGE;
-	else if (PQntuples(r) == 0)
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "put_version", 6, vals, lens, fmts, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 0)
 		rc = CV_E_CONFLICT;
 	else
 		w->seq = get_i64(r, 0, 0);
 	PQclear(r);
-	return rc;
+	if (rc)
+		return rc;
+	snprintf(version, sizeof version, "%lld", (long long)w->expect_version + 1);
+	snprintf(seq, sizeof seq, "%lld", (long long)w->seq);
+	const char *cur[6] = { w->type, w->rid, version, seq, when, w->deleted ? "true" : "false" };
+	rc = run_write(c, "put_current", 6, cur, NULL, NULL, &r);
+	if (rc)
+		return rc;
+	snprintf(rk, sizeof rk, "%lld", (long long)get_i64(r, 0, 0));
+	PQclear(r);
+	if (w->deleted) {
+		const char *one[1] = { rk };
+		return run_write(c, "ix_delete", 1, one, NULL, NULL, NULL);
+	}
+	return write_index(c, rk, w, w->expect_version == 0);
+}
+
+static cv_rc apply_reindex(PGconn *c, cv_store_write_t *w)
+{
+	const char *vals[2] = { w->type, w->rid };
+	PGresult *r = NULL;
+	char rk[24];
+	cv_rc rc = run_write(c, "current_rk", 2, vals, NULL, NULL, &r);
+	if (rc)
+		return rc;
+	if (PQntuples(r) == 0)
+		rc = CV_E_NOTFOUND;
+	else
+		snprintf(rk, sizeof rk, "%lld", (long long)get_i64(r, 0, 0));
+	PQclear(r);
+	return rc ? rc : write_index(c, rk, w, 0);
 }
 
 static cv_rc apply_meta(PGconn *c, cv_store_write_t *w)
@@ -339,6 +507,43 @@ static cv_rc apply_meta(PGconn *c, cv_store_write_t *w)
 	cv_rc rc = PQresultStatus(r) == PGRES_COMMAND_OK ? CV_OK : CV_E_STORAGE;
 	PQclear(r);
 	return rc;
+}
+
+/* One write. Only a failed statement aborts a PostgreSQL transaction, and
+ * that fails the whole batch, so a single write needs no savepoint: a
+ * conflict or a missing row writes nothing. */
+static cv_rc apply_one(PGconn *c, cv_store_write_t *w)
+{
+	switch (w->op) {
+	case CV_STORE_PUT_META: return apply_meta(c, w);
+	case CV_STORE_PUT_VERSION: return apply_version(c, w);
+	case CV_STORE_REINDEX: return apply_reindex(c, w);
+	default: return CV_E_INVALID;
+	}
+}
+
+/* A group: all members or none (a savepoint undoes the members before a failed one). */
+static cv_rc apply_group(PGconn *c, cv_store_write_t *g)
+{
+	if (exec_ok(c, "SAVEPOINT g"))
+		return CV_E_STORAGE;
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; i < g->nmembers; i++)
+		g->members[i]->result = CV_E_ABORTED;
+	for (size_t i = 0; !rc && i < g->nmembers; i++) {
+		g->members[i]->result = apply_one(c, g->members[i]);
+		rc = g->members[i]->result;
+	}
+	if (rc == CV_E_STORAGE)
+		return rc;
+	if (rc) {
+		for (size_t i = 0; i < g->nmembers; i++)
+			if (g->members[i]->result == CV_OK)
+				g->members[i]->result = CV_E_ABORTED;
+		if (exec_ok(c, "ROLLBACK TO SAVEPOINT g"))
+			return CV_E_STORAGE;
+	}
+	return exec_ok(c, "RELEASE SAVEPOINT g") ? CV_E_STORAGE : rc;
 }
 
 static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
@@ -354,7 +559,7 @@ static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 	if (exec_ok(c, "BEGIN"))
 		goto failed;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
-		w->result = w->op == CV_STORE_PUT_META ? apply_meta(c, w) : apply_version(c, w);
+		w->result = w->op == CV_STORE_GROUP ? apply_group(c, w) : apply_one(c, w);
 		if (w->result == CV_E_STORAGE) {
 			/* an error aborts the whole transaction in PostgreSQL */
 			log_pg("write", c);
@@ -422,6 +627,169 @@ static cv_rc pg_scan_meta(cv_backend_t *b, cv_rc (*fn)(void *, const char *, con
 	return rc;
 }
 
+/* Text or binary parameter values for a built query; numbers are printed into nums. */
+typedef struct pg_params {
+	const char *vals[CV_QUERY_BINDS_MAX];
+	int lens[CV_QUERY_BINDS_MAX];
+	int fmts[CV_QUERY_BINDS_MAX];
+	char nums[CV_QUERY_BINDS_MAX][32];
+} pg_params_t;
+
+static void params_from(const cv_sql_t *q, pg_params_t *p)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		const cv_bind_t *v = &q->binds[i];
+		p->lens[i] = 0;
+		p->fmts[i] = 0;
+		if (v->kind == CV_BIND_INT) {
+			snprintf(p->nums[i], sizeof p->nums[i], "%lld", (long long)v->i);
+			p->vals[i] = p->nums[i];
+		} else if (v->kind == CV_BIND_REAL) {
+			snprintf(p->nums[i], sizeof p->nums[i], "%.17g", v->d);
+			p->vals[i] = p->nums[i];
+		} else if (v->kind == CV_BIND_TEXT) {
+			p->vals[i] = v->p;
+		} else {
+			p->vals[i] = v->p;
+			p->lens[i] = (int)v->len;
+			p->fmts[i] = 1;
+		}
+	}
+}
+
+static double get_f64(const PGresult *r, int row, int col)
+{
+	uint64_t u;
+	double d;
+	memcpy(&u, PQgetvalue(r, row, col), sizeof u);
+	u = be64toh(u);
+	memcpy(&d, &u, sizeof d);
+	return d;
+}
+
+/* Runs a built query on a pooled reader (binary results). */
+static cv_rc run_sql(cv_backend_t *b, const cv_sql_t *sql, PGresult **out)
+{
+	pg_params_t *pp = malloc(sizeof *pp);
+	if (!pp)
+		return CV_E_NOMEM;
+	params_from(sql, pp);
+	pconn_t *p = reader_take(b);
+	cv_rc rc = CV_E_BUSY;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rc = ensure(b, p);
+		if (rc)
+			continue;
+		PGresult *r = PQexecParams(p->c, sql->text.data, (int)sql->n, NULL, pp->vals, pp->lens, pp->fmts, 1);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			*out = r;
+			rc = CV_OK;
+			break;
+		}
+		PQclear(r);
+		rc = broken(p) ? CV_E_BUSY : CV_E_STORAGE;
+		if (rc == CV_E_STORAGE) {
+			log_pg("search", p->c);
+			break;
+		}
+	}
+	reader_give(b, p);
+	free(pp);
+	return rc;
+}
+
+/* Calls fn per row (rk, rid, version, seq, updated_us, body, then sort keys or type). */
+static cv_rc each_hit(const PGresult *r, const char *type, const cv_store_query_t *q, cv_store_hit_fn fn, void *arg)
+{
+	cv_rc rc = CV_OK;
+	for (int i = 0; !rc && i < PQntuples(r); i++) {
+		cv_store_hit_t h;
+		memset(&h, 0, sizeof h);
+		h.at.set = true;
+		h.at.rk = get_i64(r, i, 0);
+		h.v.rid = PQgetvalue(r, i, 1);
+		h.v.version = get_i64(r, i, 2);
+		h.v.seq = get_i64(r, i, 3);
+		h.v.updated_us = get_i64(r, i, 4);
+		h.v.body = (const uint8_t *)PQgetvalue(r, i, 5);
+		h.v.body_len = (size_t)PQgetlength(r, i, 5);
+		h.v.type = type ? type : PQgetvalue(r, i, 6);
+		for (size_t k = 0; q && k < q->nsort; k++) {
+			if (q->sort[k].kind == CV_SORT_NUM)
+				h.at.dkey[k] = get_f64(r, i, 6 + (int)k);
+			else
+				h.at.ikey[k] = get_i64(r, i, 6 + (int)k);
+		}
+		rc = fn(arg, &h);
+	}
+	return rc;
+}
+
+static cv_rc pg_search(cv_backend_t *b, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 1);
+	PGresult *r = NULL;
+	cv_rc rc = cv_query_search_sql(q, sql);
+	if (!rc)
+		rc = run_sql(b, sql, &r);
+	if (!rc)
+		rc = each_hit(r, q->type, q, fn, arg);
+	PQclear(r);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
+static cv_rc pg_search_count(cv_backend_t *b, const cv_store_query_t *q, uint64_t *out)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 1);
+	PGresult *r = NULL;
+	cv_rc rc = cv_query_count_sql(q, sql);
+	if (!rc)
+		rc = run_sql(b, sql, &r);
+	if (!rc)
+		*out = (uint64_t)get_i64(r, 0, 0);
+	PQclear(r);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
+static cv_rc pg_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
+			     cv_store_hit_fn fn, void *arg)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 1);
+	cv_rc rc = cv_buf_puts(&sql->text, type ? "SELECT r.rk, r.rid, r.version, r.seq, r.updated_us, v.body, r.type "
+						  "FROM cv_resource r JOIN cv_version v ON v.seq = r.seq "
+						  "WHERE NOT r.deleted AND r.rk > $1::bigint AND r.type = $3 "
+						  "ORDER BY r.rk LIMIT $2::bigint"
+						: "SELECT r.rk, r.rid, r.version, r.seq, r.updated_us, v.body, r.type "
+						  "FROM cv_resource r JOIN cv_version v ON v.seq = r.seq "
+						  "WHERE NOT r.deleted AND r.rk > $1::bigint ORDER BY r.rk LIMIT $2::bigint");
+	sql->binds[0] = (cv_bind_t){ .kind = CV_BIND_INT, .i = after };
+	sql->binds[1] = (cv_bind_t){ .kind = CV_BIND_INT, .i = limit };
+	sql->binds[2] = (cv_bind_t){ .kind = CV_BIND_TEXT, .p = type };
+	sql->n = type ? 3 : 2;
+	PGresult *r = NULL;
+	if (!rc)
+		rc = run_sql(b, sql, &r);
+	if (!rc)
+		rc = each_hit(r, NULL, NULL, fn, arg);
+	PQclear(r);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -432,6 +800,9 @@ static const cv_backend_ops_t pg_ops = {
 	.count = pg_count,
 	.scan = pg_scan,
 	.scan_meta = pg_scan_meta,
+	.search = pg_search,
+	.search_count = pg_search_count,
+	.scan_current = pg_scan_current,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

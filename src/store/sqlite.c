@@ -15,6 +15,7 @@
 
 #include "core/log.h"
 #include "store/backend.h"
+#include "store/query.h"
 #include "store/slots.h"
 
 #define READ_CONNS_MAX CV_SLOTS_MAX
@@ -31,6 +32,12 @@ struct cv_backend {
 	sqlite3_stmt *w_cur;          /* current version, inside the write transaction */
 	sqlite3_stmt *w_ins;          /* insert a version */
 	sqlite3_stmt *w_meta;         /* upsert a meta value */
+	sqlite3_stmt *w_res;          /* upsert the current-version row, returning its row key */
+	sqlite3_stmt *w_rk;           /* row key of a current, not deleted resource */
+	sqlite3_stmt *w_del[3];       /* delete a row key's hash, date and number entries */
+	sqlite3_stmt *w_insh;         /* insert a hash entry */
+	sqlite3_stmt *w_insd;         /* insert a date entry */
+	sqlite3_stmt *w_insn;         /* insert a number entry */
 	rconn_t readers[READ_CONNS_MAX];
 	cv_slots_t slots;                 /* which readers are free */
 };
@@ -49,6 +56,27 @@ static const char *const migrations[] = {
 	"  body BLOB NOT NULL,"
 	"  UNIQUE(type, rid, version));"
 	"CREATE INDEX cv_version_type_seq ON cv_version(type, seq);",
+	/* 2: current versions and the search index (store/query.h) */
+	"CREATE TABLE cv_resource("
+	"  rk INTEGER PRIMARY KEY,"
+	"  type TEXT NOT NULL,"
+	"  rid TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  seq INTEGER NOT NULL,"
+	"  updated_us INTEGER NOT NULL,"
+	"  deleted INTEGER NOT NULL,"
+	"  UNIQUE(type, rid));"
+	"CREATE INDEX cv_resource_type ON cv_resource(type, rk);"
+	"CREATE TABLE cv_ix_hash(h BLOB NOT NULL, rk INTEGER NOT NULL, PRIMARY KEY(h, rk)) WITHOUT ROWID;"
+	"CREATE INDEX cv_ix_hash_rk ON cv_ix_hash(rk);"
+	"CREATE TABLE cv_ix_date(rk INTEGER NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);"
+	"CREATE INDEX cv_ix_date_rk ON cv_ix_date(rk, param);"
+	"CREATE TABLE cv_ix_num(rk INTEGER NOT NULL, param TEXT NOT NULL, unit TEXT NOT NULL, lo REAL NOT NULL,"
+	"  hi REAL NOT NULL);"
+	"CREATE INDEX cv_ix_num_rk ON cv_ix_num(rk, param);"
+	"INSERT INTO cv_resource(type, rid, version, seq, updated_us, deleted) "
+	"  SELECT type, rid, version, seq, updated_us, deleted FROM cv_version v WHERE version = "
+	"  (SELECT max(version) FROM cv_version w WHERE w.type = v.type AND w.rid = v.rid) ORDER BY seq;",
 };
 
 #define SQL_CUR "SELECT seq, version, updated_us, deleted, body FROM cv_version " \
@@ -159,6 +187,13 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_cur);
 	sqlite3_finalize(b->w_ins);
 	sqlite3_finalize(b->w_meta);
+	sqlite3_finalize(b->w_res);
+	sqlite3_finalize(b->w_rk);
+	for (int i = 0; i < 3; i++)
+		sqlite3_finalize(b->w_del[i]);
+	sqlite3_finalize(b->w_insh);
+	sqlite3_finalize(b->w_insd);
+	sqlite3_finalize(b->w_insn);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -316,7 +351,70 @@ out:
 	return rc;
 }
 
-static cv_rc apply_version(cv_backend_t *b, cv_store_write_t *w)
+/* Steps a write statement once and resets it; SQLITE_DONE or SQLITE_ROW is success. */
+static cv_rc step_once(cv_backend_t *b, sqlite3_stmt *st, const char *what)
+{
+	int s = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return s == SQLITE_DONE || s == SQLITE_ROW ? CV_OK : db_error(b->wdb, what);
+}
+
+/* Replaces the index entries of row key rk with w's. */
+static cv_rc write_index(cv_backend_t *b, int64_t rk, const cv_store_write_t *w, int deleted)
+{
+	cv_rc rc = CV_OK;
+	for (int i = 0; !rc && i < 3; i++) {
+		sqlite3_bind_int64(b->w_del[i], 1, rk);
+		rc = step_once(b, b->w_del[i], "index_delete");
+	}
+	size_t h = 0;
+	for (size_t i = 0; !rc && !deleted && i < w->nindex; i++) {
+		const cv_ix_entry_t *e = &w->index[i];
+		sqlite3_stmt *st;
+		if (e->kind == CV_IX_HASH) {
+			st = b->w_insh;
+			sqlite3_bind_blob(st, 1, w->blinded.data + h * CV_IX_BLIND_BYTES, CV_IX_BLIND_BYTES,
+					  SQLITE_STATIC);
+			h++;
+		} else if (e->kind == CV_IX_DATE) {
+			st = b->w_insd;
+			sqlite3_bind_text(st, 2, e->param, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, e->lo);
+			sqlite3_bind_int64(st, 4, e->hi);
+		} else {
+			st = b->w_insn;
+			sqlite3_bind_text(st, 2, e->param, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, e->key ? e->key : "", -1, SQLITE_STATIC);
+			sqlite3_bind_double(st, 4, e->nlo);
+			sqlite3_bind_double(st, 5, e->nhi);
+		}
+		sqlite3_bind_int64(st, e->kind == CV_IX_HASH ? 2 : 1, rk);
+		rc = step_once(b, st, "index_insert");
+	}
+	return rc;
+}
+
+/* Records w as the current version of its resource; *rk gets the row key. */
+static cv_rc put_current(cv_backend_t *b, const cv_store_write_t *w, int64_t version, int64_t *rk)
+{
+	sqlite3_stmt *st = b->w_res;
+	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, version);
+	sqlite3_bind_int64(st, 4, w->seq);
+	sqlite3_bind_int64(st, 5, w->updated_us);
+	sqlite3_bind_int(st, 6, w->deleted ? 1 : 0);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		*rk = sqlite3_column_int64(st, 0);
+	/* RETURNING finishes its work on the first step; reset completes it */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return s == SQLITE_ROW ? CV_OK : db_error(b->wdb, "current_row");
+}
+
+static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
 {
 	sqlite3_stmt *st = b->w_cur;
 	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
@@ -338,13 +436,71 @@ static cv_rc apply_version(cv_backend_t *b, cv_store_write_t *w)
 	sqlite3_bind_int64(st, 4, w->updated_us);
 	sqlite3_bind_int(st, 5, w->deleted ? 1 : 0);
 	sqlite3_bind_blob(st, 6, w->sealed.data, (int)w->sealed.len, SQLITE_STATIC);
-	s = sqlite3_step(st);
+	cv_rc rc = step_once(b, st, "insert");
+	if (rc)
+		return rc;
+	w->seq = sqlite3_last_insert_rowid(b->wdb);
+	int64_t rk = 0;
+	rc = put_current(b, w, cur + 1, &rk);
+	return rc ? rc : write_index(b, rk, w, w->deleted);
+}
+
+static cv_rc reindex(cv_backend_t *b, cv_store_write_t *w)
+{
+	sqlite3_stmt *st = b->w_rk;
+	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int64_t rk = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if (s != SQLITE_DONE)
-		return db_error(b->wdb, "insert");
-	w->seq = sqlite3_last_insert_rowid(b->wdb);
-	return CV_OK;
+	if (s == SQLITE_DONE)
+		return CV_E_NOTFOUND;
+	if (s != SQLITE_ROW)
+		return db_error(b->wdb, "reindex");
+	return write_index(b, rk, w, 0);
+}
+
+static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w);
+
+/* Applies one write inside a savepoint: a write that fails leaves nothing behind. */
+static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
+{
+	if (w->op == CV_STORE_PUT_META)
+		return apply_meta(b, w);
+	if (exec(b->wdb, "SAVEPOINT w"))
+		return CV_E_STORAGE;
+	cv_rc rc = w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
+	if (rc && !sqlite3_get_autocommit(b->wdb))
+		exec(b->wdb, "ROLLBACK TO w");
+	if (!sqlite3_get_autocommit(b->wdb))
+		exec(b->wdb, "RELEASE w");
+	return rc;
+}
+
+/* Applies a group: all members or none. */
+static cv_rc apply_group(cv_backend_t *b, cv_store_write_t *g)
+{
+	if (exec(b->wdb, "SAVEPOINT g"))
+		return CV_E_STORAGE;
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; i < g->nmembers; i++)
+		g->members[i]->result = CV_E_ABORTED;
+	for (size_t i = 0; !rc && i < g->nmembers; i++) {
+		cv_store_write_t *m = g->members[i];
+		m->result = m->op == CV_STORE_GROUP ? CV_E_INVALID : apply_one(b, m);
+		rc = m->result;
+	}
+	if (rc) {
+		for (size_t i = 0; i < g->nmembers; i++)
+			if (g->members[i]->result == CV_OK)
+				g->members[i]->result = CV_E_ABORTED;
+		if (!sqlite3_get_autocommit(b->wdb))
+			exec(b->wdb, "ROLLBACK TO g");
+	}
+	if (!sqlite3_get_autocommit(b->wdb))
+		exec(b->wdb, "RELEASE g");
+	return rc;
 }
 
 static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w)
@@ -372,7 +528,7 @@ static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
 	if (exec(b->wdb, "BEGIN IMMEDIATE"))
 		return;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
-		w->result = w->op == CV_STORE_PUT_META ? apply_meta(b, w) : apply_version(b, w);
+		w->result = w->op == CV_STORE_GROUP ? apply_group(b, w) : apply_one(b, w);
 		if (sqlite3_get_autocommit(b->wdb)) {
 			/* SQLite rolled the whole transaction back (I/O error, disk full) */
 			fail_all(batch, CV_E_STORAGE);
@@ -433,6 +589,145 @@ static cv_rc sqlite_scan_meta(cv_backend_t *b, cv_rc (*fn)(void *, const char *,
 	return rc;
 }
 
+static void bind_all(sqlite3_stmt *st, const cv_sql_t *q)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		const cv_bind_t *v = &q->binds[i];
+		int at = (int)i + 1;
+		if (v->kind == CV_BIND_INT)
+			sqlite3_bind_int64(st, at, v->i);
+		else if (v->kind == CV_BIND_REAL)
+			sqlite3_bind_double(st, at, v->d);
+		else if (v->kind == CV_BIND_TEXT)
+			sqlite3_bind_text(st, at, v->p, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_blob(st, at, v->p, (int)v->len, SQLITE_STATIC);
+	}
+}
+
+/* A hit from a row: rk, rid, version, seq, updated_us, body, then sort keys (search)
+ * or the type (scan). */
+static cv_rc row_to_hit(sqlite3_stmt *st, const char *type, const cv_store_query_t *q, cv_pool_t *pool,
+			cv_store_hit_t *h)
+{
+	memset(h, 0, sizeof *h);
+	h->at.set = true;
+	h->at.rk = sqlite3_column_int64(st, 0);
+	h->v.version = sqlite3_column_int64(st, 2);
+	h->v.seq = sqlite3_column_int64(st, 3);
+	h->v.updated_us = sqlite3_column_int64(st, 4);
+	size_t len = (size_t)sqlite3_column_bytes(st, 5);
+	uint8_t *body = cv_pool_alloc(pool, len ? len : 1);
+	h->v.type = cv_pool_strdup(pool, type ? type : (const char *)sqlite3_column_text(st, 6));
+	h->v.rid = cv_pool_strdup(pool, (const char *)sqlite3_column_text(st, 1));
+	if (!body || !h->v.type || !h->v.rid)
+		return CV_E_NOMEM;
+	if (len)
+		memcpy(body, sqlite3_column_blob(st, 5), len);
+	h->v.body = body;
+	h->v.body_len = len;
+	for (size_t i = 0; q && i < q->nsort; i++) {
+		if (q->sort[i].kind == CV_SORT_NUM)
+			h->at.dkey[i] = sqlite3_column_double(st, 6 + (int)i);
+		else
+			h->at.ikey[i] = sqlite3_column_int64(st, 6 + (int)i);
+	}
+	return CV_OK;
+}
+
+/* Prepares sql on a reader, binds it, and calls fn per row as a hit. */
+static cv_rc run_hits(cv_backend_t *b, const cv_sql_t *sql, const char *type, const cv_store_query_t *q,
+		      cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = CV_OK;
+	if (sqlite3_prepare_v2(r->db, sql->text.data, -1, &st, NULL) != SQLITE_OK) {
+		rc = db_error(r->db, "search");
+		goto out;
+	}
+	bind_all(st, sql);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_hit_t h;
+		rc = row_to_hit(st, type, q, pool, &h);
+		if (!rc)
+			rc = fn(arg, &h);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "search");
+out:
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_search(cv_backend_t *b, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn,
+			   void *arg)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 0);
+	cv_rc rc = cv_query_search_sql(q, sql);
+	if (!rc)
+		rc = run_hits(b, sql, q->type, q, pool, fn, arg);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
+static cv_rc sqlite_search_count(cv_backend_t *b, const cv_store_query_t *q, uint64_t *out)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 0);
+	cv_rc rc = cv_query_count_sql(q, sql);
+	rconn_t *r = rc ? NULL : reader_take(b);
+	sqlite3_stmt *st = NULL;
+	if (r && sqlite3_prepare_v2(r->db, sql->text.data, -1, &st, NULL) != SQLITE_OK)
+		rc = db_error(r->db, "count");
+	if (!rc) {
+		bind_all(st, sql);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*out = (uint64_t)sqlite3_column_int64(st, 0);
+		else
+			rc = db_error(r->db, "count");
+	}
+	sqlite3_finalize(st);
+	if (r)
+		reader_give(b, r);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
+static cv_rc sqlite_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit,
+				 cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
+{
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_sql_init(sql, 0);
+	cv_rc rc = cv_buf_puts(&sql->text, type ? "SELECT r.rk, r.rid, r.version, r.seq, r.updated_us, v.body, r.type "
+						  "FROM cv_resource r JOIN cv_version v ON v.seq = r.seq "
+						  "WHERE r.deleted = 0 AND r.rk > ?1 AND r.type = ?3 "
+						  "ORDER BY r.rk LIMIT ?2"
+						: "SELECT r.rk, r.rid, r.version, r.seq, r.updated_us, v.body, r.type "
+						  "FROM cv_resource r JOIN cv_version v ON v.seq = r.seq "
+						  "WHERE r.deleted = 0 AND r.rk > ?1 ORDER BY r.rk LIMIT ?2");
+	sql->binds[0] = (cv_bind_t){ .kind = CV_BIND_INT, .i = after };
+	sql->binds[1] = (cv_bind_t){ .kind = CV_BIND_INT, .i = limit };
+	sql->binds[2] = (cv_bind_t){ .kind = CV_BIND_TEXT, .p = type };
+	sql->n = type ? 3 : 2;
+	if (!rc)
+		rc = run_hits(b, sql, NULL, NULL, pool, fn, arg);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
 static const cv_backend_ops_t sqlite_ops = {
 	.apply = sqlite_apply,
 	.ping = sqlite_ping,
@@ -443,6 +738,9 @@ static const cv_backend_ops_t sqlite_ops = {
 	.count = sqlite_count,
 	.scan = sqlite_scan,
 	.scan_meta = sqlite_scan_meta,
+	.search = sqlite_search,
+	.search_count = sqlite_search_count,
+	.scan_current = sqlite_scan_current,
 };
 
 static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)
@@ -461,6 +759,27 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = prepare(b->wdb, "INSERT INTO cv_meta(name, value) VALUES (?1, ?2) "
 				     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", &b->w_meta);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_resource(type, rid, version, seq, updated_us, deleted) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, rid) DO UPDATE SET "
+				     "version = excluded.version, seq = excluded.seq, updated_us = excluded.updated_us, "
+				     "deleted = excluded.deleted RETURNING rk", &b->w_res);
+	if (!rc)
+		rc = prepare(b->wdb, "SELECT rk FROM cv_resource WHERE type = ?1 AND rid = ?2 AND deleted = 0",
+			     &b->w_rk);
+	if (!rc)
+		rc = prepare(b->wdb, "DELETE FROM cv_ix_hash WHERE rk = ?1", &b->w_del[0]);
+	if (!rc)
+		rc = prepare(b->wdb, "DELETE FROM cv_ix_date WHERE rk = ?1", &b->w_del[1]);
+	if (!rc)
+		rc = prepare(b->wdb, "DELETE FROM cv_ix_num WHERE rk = ?1", &b->w_del[2]);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_ix_hash(h, rk) VALUES (?1, ?2)", &b->w_insh);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_ix_date(rk, param, lo, hi) VALUES (?1, ?2, ?3, ?4)", &b->w_insd);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_ix_num(rk, param, unit, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5)",
+			     &b->w_insn);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

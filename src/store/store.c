@@ -54,6 +54,15 @@ static cv_store_write_t *take_batch(cv_store_t *s)
 	return batch;
 }
 
+/* Frees what the store prepared for w (and its members). */
+static void release_write(cv_store_write_t *w)
+{
+	cv_buf_release(&w->sealed);
+	cv_buf_release(&w->blinded);
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		release_write(w->members[i]);
+}
+
 static void *committer_main(void *arg)
 {
 	cv_store_t *s = arg;
@@ -69,7 +78,7 @@ static void *committer_main(void *arg)
 		while (batch) {
 			cv_store_write_t *next = batch->next;
 			batch->next = NULL;
-			cv_buf_release(&batch->sealed);
+			release_write(batch);
 			batch->done(batch);
 			batch = next;
 		}
@@ -192,14 +201,70 @@ static cv_rc seal_version(cv_store_t *s, cv_store_write_t *w)
 	return cv_crypto_seal(s->data_key, ad, adlen, w->body, w->body_len, &w->sealed);
 }
 
+/* The blinded form of an index key: HMAC-SHA-256 under the index key of
+ * ("ix", type, param, key), cut to CV_IX_BLIND_BYTES. */
+static void blind_key(const cv_store_t *s, const char *type, const char *param, const char *key, size_t len,
+		      uint8_t out[CV_IX_BLIND_BYTES])
+{
+	const void *parts[4] = { "ix", type, param, key };
+	size_t lens[4] = { 2, strlen(type), strlen(param), len };
+	cv_crypto_blind_parts(s->index_key, parts, lens, 4, out, CV_IX_BLIND_BYTES);
+}
+
+#define CV_STORE_INDEX_MAX 100000 /* most index entries of one resource */
+
+static cv_rc blind_index(cv_store_t *s, cv_store_write_t *w)
+{
+	if (w->nindex > CV_STORE_INDEX_MAX)
+		return CV_E_LIMIT;
+	cv_buf_init(&w->blinded, CV_STORE_INDEX_MAX * CV_IX_BLIND_BYTES);
+	for (size_t i = 0; i < w->nindex; i++) {
+		const cv_ix_entry_t *e = &w->index[i];
+		if (!e->param || (e->kind != CV_IX_DATE && !e->key))
+			return CV_E_INVALID;
+		if (e->kind != CV_IX_HASH)
+			continue;
+		void *p;
+		cv_rc rc = cv_buf_extend(&w->blinded, CV_IX_BLIND_BYTES, &p);
+		if (rc)
+			return rc;
+		blind_key(s, w->type, e->param, e->key, e->key_len, p);
+	}
+	return CV_OK;
+}
+
+/* Prepares w for the back end, in the caller's thread: row id, seal, blinded index. */
+static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
+{
+	cv_rc rc = CV_OK;
+	w->next = NULL;
+	switch (w->op) {
+	case CV_STORE_PUT_META:
+		return CV_OK;
+	case CV_STORE_PUT_VERSION:
+		rc = seal_version(s, w);
+		break;
+	case CV_STORE_REINDEX:
+		if (!w->type || !w->id || strlen(w->type) > 64 || strlen(w->id) > 64)
+			return CV_E_INVALID;
+		row_id(s, w->type, w->id, w->rid);
+		break;
+	case CV_STORE_GROUP:
+		for (size_t i = 0; !rc && i < w->nmembers; i++)
+			rc = w->members[i]->op == CV_STORE_GROUP ? CV_E_INVALID : prepare_write(s, w->members[i]);
+		return rc;
+	}
+	if (!rc)
+		rc = blind_index(s, w);
+	return rc;
+}
+
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 {
-	if (w->op == CV_STORE_PUT_VERSION) {
-		cv_rc rc = seal_version(s, w);
-		if (rc) {
-			cv_buf_release(&w->sealed);
-			return rc;
-		}
+	cv_rc rc = prepare_write(s, w);
+	if (rc) {
+		release_write(w);
+		return rc;
 	}
 	w->next = NULL;
 	w->result = CV_E_INTERNAL;
@@ -332,6 +397,118 @@ cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool
 
 #define COPY_BATCH 500
 
+typedef struct search_ctx {
+	cv_store_t *s;
+	cv_pool_t *pool;
+	cv_store_hit_fn fn;
+	void *arg;
+} search_ctx_t;
+
+static cv_rc search_one(void *arg, const cv_store_hit_t *h)
+{
+	search_ctx_t *c = arg;
+	cv_store_hit_t copy = *h;
+	/* a back end's strings may not outlive its result: keep them in the pool */
+	copy.v.type = cv_pool_strdup(c->pool, h->v.type);
+	copy.v.rid = cv_pool_strdup(c->pool, h->v.rid);
+	if (!copy.v.type || !copy.v.rid)
+		return CV_E_NOMEM;
+	cv_rc rc = open_version(c->s, c->pool, &copy.v);
+	return rc ? rc : c->fn(c->arg, &copy);
+}
+
+/* A copy of q (in pool) whose HASH keys are blinded and ID terms hold row ids. */
+static cv_rc blind_query(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool, cv_store_query_t *out)
+{
+	if (!q->type || strlen(q->type) > 64 || q->nsort > CV_STORE_SORT_MAX || q->nclauses > 256)
+		return CV_E_INVALID;
+	*out = *q;
+	cv_store_clause_t *cl = cv_pool_alloc(pool, (q->nclauses ? q->nclauses : 1) * sizeof *cl);
+	if (!cl)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < q->nclauses; i++) {
+		const cv_store_clause_t *c = &q->clauses[i];
+		cv_store_term_t *t = cv_pool_alloc(pool, (c->n ? c->n : 1) * sizeof *t);
+		if (!t)
+			return CV_E_NOMEM;
+		cl[i] = *c;
+		cl[i].terms = t;
+		for (size_t j = 0; j < c->n; j++) {
+			t[j] = c->terms[j];
+			if (t[j].kind == CV_TERM_HASH) {
+				uint8_t *h = cv_pool_alloc(pool, CV_IX_BLIND_BYTES);
+				if (!h || !t[j].param || !t[j].key)
+					return h ? CV_E_INVALID : CV_E_NOMEM;
+				blind_key(s, q->type, t[j].param, t[j].key, t[j].key_len, h);
+				t[j].key = (const char *)h;
+				t[j].key_len = CV_IX_BLIND_BYTES;
+			} else if (t[j].kind == CV_TERM_ID) {
+				char *rid = cv_pool_alloc(pool, 2 * CV_BLIND_BYTES + 1);
+				if (!rid || !t[j].key)
+					return rid ? CV_E_INVALID : CV_E_NOMEM;
+				row_id(s, q->type, strlen(t[j].key) > 64 ? "" : t[j].key, rid);
+				t[j].key = rid;
+			}
+		}
+	}
+	out->clauses = cl;
+	return CV_OK;
+}
+
+cv_rc cv_store_search(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
+{
+	cv_store_query_t bq;
+	cv_rc rc = blind_query(s, q, pool, &bq);
+	if (rc)
+		return rc;
+	search_ctx_t c = { .s = s, .pool = pool, .fn = fn, .arg = arg };
+	return s->ops->search(s->be, &bq, pool, search_one, &c);
+}
+
+cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out)
+{
+	cv_pool_t pool;
+	cv_pool_init(&pool, 1u << 20);
+	cv_store_query_t bq;
+	cv_rc rc = blind_query(s, q, &pool, &bq);
+	if (!rc)
+		rc = s->ops->search_count(s->be, &bq, out);
+	cv_pool_release(&pool);
+	return rc;
+}
+
+cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
+			    cv_store_hit_fn fn, void *arg)
+{
+	search_ctx_t c = { .s = s, .pool = pool, .fn = fn, .arg = arg };
+	return s->ops->scan_current(s->be, type, after, limit, pool, search_one, &c);
+}
+
+#define TOKEN_MAX 4096
+
+cv_rc cv_store_token_seal(cv_store_t *s, const char *purpose, const void *pt, size_t len, cv_buf_t *out)
+{
+	cv_buf_t blob;
+	cv_buf_init(&blob, TOKEN_MAX);
+	cv_rc rc = cv_crypto_seal(s->data_key, purpose, strlen(purpose), pt, len, &blob);
+	if (!rc)
+		rc = cv_crypto_b64url_encode(blob.data, blob.len, out);
+	cv_buf_release(&blob);
+	return rc;
+}
+
+cv_rc cv_store_token_open(cv_store_t *s, const char *purpose, const char *token, cv_buf_t *out)
+{
+	cv_buf_t blob;
+	cv_buf_init(&blob, TOKEN_MAX);
+	size_t len = strlen(token);
+	cv_rc rc = len > TOKEN_MAX ? CV_E_INVALID : cv_crypto_b64url_decode(token, len, &blob);
+	if (!rc && cv_crypto_open(s->data_key, purpose, strlen(purpose), (const uint8_t *)blob.data, blob.len, out))
+		rc = CV_E_INVALID;
+	cv_buf_release(&blob);
+	return rc;
+}
+
 typedef struct copy {
 	cv_backend_t *src, *dst;
 	const cv_backend_ops_t *sops, *dops;
@@ -350,8 +527,17 @@ static void hash_version(cv_sha256_t *h, const cv_store_version_t *v)
 	cv_sha256_update(h, v->body, v->body_len);
 }
 
+/* Meta values about the search index ("index.*") are not copied: the
+ * destination builds its own index (the serving node reindexes on start). */
+static int index_meta(const char *name)
+{
+	return strncmp(name, "index.", 6) == 0;
+}
+
 static cv_rc hash_meta(void *arg, const char *name, const uint8_t *value, size_t len)
 {
+	if (index_meta(name))
+		return CV_OK;
 	cv_sha256_update(arg, name, strlen(name) + 1);
 	cv_sha256_update(arg, value, len);
 	return CV_OK;
@@ -406,6 +592,8 @@ static cv_rc copy_meta(void *arg, const char *name, const uint8_t *value, size_t
 {
 	copy_t *c = arg;
 	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = name, .body = value, .body_len = len };
+	if (index_meta(name))
+		return CV_OK;
 	hash_meta(&c->hash, name, value, len);
 	c->dops->apply(c->dst, &w);
 	return w.result;

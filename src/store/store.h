@@ -47,7 +47,28 @@ typedef struct cv_store_version {
 	size_t body_len;       /* its length */
 } cv_store_version_t;
 
-typedef enum { CV_STORE_PUT_VERSION, CV_STORE_PUT_META } cv_store_op;
+typedef enum {
+	CV_STORE_PUT_VERSION, /* a new version of a resource, with its search index */
+	CV_STORE_PUT_META,    /* a meta value */
+	CV_STORE_GROUP,       /* several writes that commit all together or not at all */
+	CV_STORE_REINDEX,     /* replaces the search index of the current version of type/id */
+} cv_store_op;
+
+/* A search-index entry of a resource version, as extracted from its content
+ * (model/searchparam). The store blinds HASH keys (HMAC-SHA-256 under the
+ * index key, with type and parameter) before a back end sees them; DATE and
+ * NUM ranges are stored as they are (docs/SECURITY.md says what that leaks). */
+typedef enum { CV_IX_HASH, CV_IX_DATE, CV_IX_NUM } cv_ix_kind;
+
+typedef struct cv_ix_entry {
+	cv_ix_kind kind;
+	const char *param;  /* search parameter code, "name" */
+	const char *key;    /* HASH: the normalised key text ("p:smi"); NUM: the unit ("" for none,
+	                       "c|mg", "s|http://unitsofmeasure.org|mg") */
+	size_t key_len;     /* HASH: its length */
+	int64_t lo, hi;     /* DATE: the range covered, microseconds since the epoch, inclusive */
+	double nlo, nhi;    /* NUM: the range covered, inclusive */
+} cv_ix_entry_t;
 
 /* A write. The caller owns it and keeps it (and what it points to) alive
  * until `done` is called. */
@@ -62,6 +83,12 @@ typedef struct cv_store_write {
 	const char *name;        /* PUT_META: the name */
 	const uint8_t *body;     /* resource JSON (a tombstone's may be minimal), or meta value */
 	size_t body_len;         /* its length */
+	const cv_ix_entry_t *index; /* PUT_VERSION, REINDEX: the version's search index entries */
+	size_t nindex;           /* how many */
+	struct cv_store_write **members; /* GROUP: the writes (PUT_VERSION or PUT_META); each gets
+	                                    its result; none is applied unless all succeed, and
+	                                    then the members that did not fail get CV_E_ABORTED */
+	size_t nmembers;         /* GROUP: how many */
 	cv_rc result;            /* set before done: CV_OK, CV_E_CONFLICT, CV_E_STORAGE, CV_E_BUSY */
 	int64_t seq;             /* set before done on success: the write's sequence number */
 	void (*done)(struct cv_store_write *w); /* called once, from the committer thread, after the
@@ -71,7 +98,10 @@ typedef struct cv_store_write {
 	struct cv_store_write *next;
 	char rid[2 * CV_BLIND_BYTES + 1];
 	cv_buf_t sealed;
+	cv_buf_t blinded;        /* CV_IX_BLIND_BYTES per HASH entry, in entry order */
 } cv_store_write_t;
+
+#define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
 
 /* Opens the store. url "" (or NULL) means the embedded SQLite store in
  * data_dir. Runs schema migrations; on first open generates the data and index
@@ -119,6 +149,92 @@ typedef struct cv_store_history_query {
 typedef cv_rc (*cv_store_version_fn)(void *arg, const cv_store_version_t *v);
 cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool_t *pool,
 		       cv_store_version_fn fn, void *arg);
+
+/* --- search ---------------------------------------------------------------
+ * A query over the current, not deleted versions of one resource type: an
+ * AND of clauses, each an OR of terms over the index entries.
+ */
+typedef enum { CV_CMP_EQ, CV_CMP_NE, CV_CMP_GT, CV_CMP_LT, CV_CMP_GE, CV_CMP_LE, CV_CMP_SA, CV_CMP_EB,
+	       CV_CMP_AP } cv_cmp;
+
+typedef enum {
+	CV_TERM_HASH,    /* an index entry with this key (the store blinds it) */
+	CV_TERM_DATE,    /* a DATE entry of param whose range compares to [lo, hi] by cmp */
+	CV_TERM_NUM,     /* a NUM entry of param (of unit `key` unless NULL) comparing to [nlo, nhi] */
+	CV_TERM_ID,      /* the resource with logical id `key` */
+	CV_TERM_UPDATED, /* last updated compares to [lo, hi] by cmp */
+} cv_term_kind;
+
+typedef struct cv_store_term {
+	cv_term_kind kind;
+	const char *param;  /* HASH, DATE, NUM */
+	const char *key;    /* HASH: key text; NUM: unit or NULL (any); ID: the id */
+	size_t key_len;     /* HASH: its length */
+	cv_cmp cmp;         /* DATE, NUM, UPDATED */
+	int64_t lo, hi;     /* DATE, UPDATED: the search value's range, inclusive */
+	double nlo, nhi;    /* NUM: the search value's range (ap: already widened) */
+} cv_store_term_t;
+
+typedef struct cv_store_clause {
+	bool negate;                  /* resources matching none of the terms */
+	size_t n;                     /* terms, ORed */
+	const cv_store_term_t *terms;
+} cv_store_clause_t;
+
+typedef enum { CV_SORT_DATE, CV_SORT_NUM, CV_SORT_UPDATED } cv_sort_kind;
+
+typedef struct cv_store_sort {
+	cv_sort_kind kind;
+	const char *param;  /* DATE, NUM */
+	bool desc;
+} cv_store_sort_t;
+
+#define CV_STORE_SORT_MAX 4
+
+/* Where a page starts: the sort keys and row key of the last result before it. */
+typedef struct cv_store_cursor {
+	bool set;
+	int64_t ikey[CV_STORE_SORT_MAX];   /* DATE, UPDATED keys */
+	double dkey[CV_STORE_SORT_MAX];    /* NUM keys */
+	int64_t rk;                        /* row key (creation order) */
+} cv_store_cursor_t;
+
+typedef struct cv_store_query {
+	const char *type;
+	size_t nclauses;                   /* ANDed */
+	const cv_store_clause_t *clauses;
+	size_t nsort;                      /* then by row key, ascending */
+	cv_store_sort_t sort[CV_STORE_SORT_MAX];
+	cv_store_cursor_t after;           /* keyset paging */
+	unsigned limit;
+} cv_store_query_t;
+
+/* One search result: the opened current version, and the cursor that
+ * points just after it. */
+typedef struct cv_store_hit {
+	cv_store_version_t v;
+	cv_store_cursor_t at;
+} cv_store_hit_t;
+
+typedef cv_rc (*cv_store_hit_fn)(void *arg, const cv_store_hit_t *hit);
+
+/* Calls fn for each match in order, at most q->limit times (fn returning
+ * non-zero stops early with that code). CV_E_INVALID for a malformed query. */
+cv_rc cv_store_search(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg);
+
+/* Counts the matches of q (limit, sort and cursor ignored). */
+cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out);
+
+/* Calls fn for the current versions of every resource of `type` (every type
+ * when NULL), in row-key order after rk `after`, at most limit (for
+ * reindexing and exports). */
+cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
+			    cv_store_hit_fn fn, void *arg);
+
+/* Seals / opens a small token (paging cursors) under the store's data key,
+ * bound to `purpose`: base64url text, tamper-proof, unreadable to clients. */
+cv_rc cv_store_token_seal(cv_store_t *s, const char *purpose, const void *pt, size_t len, cv_buf_t *out);
+cv_rc cv_store_token_open(cv_store_t *s, const char *purpose, const char *token, cv_buf_t *out);
 
 /* Copies the embedded store in data_dir into the empty store at to_url, as
  * stored: sealed bodies stay sealed and the wrapped keys are copied, so the
