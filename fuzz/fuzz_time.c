@@ -1,6 +1,8 @@
 /*
  * fuzz_time.c - the FHIR date/time parser (used for _since and friends):
  * never crashes; what it accepts formats back to an instant it accepts again.
+ * The range parser (search values of any precision) gives ranges with lo <= hi,
+ * and whatever cv_time_parse accepts it accepts too, starting at the same instant.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -30,6 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (buf[0])
 			assert(cv_time_parse(buf, &again) == CV_OK && floor_ms(again) == floor_ms(us));
 	}
+	int64_t lo, hi;
+	if (cv_time_range(s, &lo, &hi, NULL) == CV_OK)
+		assert(lo <= hi);
 	free(s);
 	return 0;
 }

@@ -35,6 +35,8 @@ static const cv_route_t routes[] = {
 	{ "GET", "/fhir/metadata", CV_ACT_PUBLIC_META, cv_fhir_metadata },
 	{ "GET", "/fhir/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_system },
 	{ "GET", "/fhir/{type}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_type },
+	{ "GET", "/fhir/{type}", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },
+	{ "POST", "/fhir/{type}/_search", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },
 	{ "POST", "/fhir/{type}", CV_ACT_FHIR_CREATE, cv_fhir_create },
 	{ "GET", "/fhir/{type}/{id}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_instance },
 	{ "GET", "/fhir/{type}/{id}/_history/{vid}", CV_ACT_FHIR_READ, cv_fhir_vread },
@@ -325,6 +327,8 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 	if (!rc && (rc = cv_fhir_init(&a->fhir, a->store, a->model, cfg)))
 		snprintf(err, errlen, "cannot build the capability statement: %s", cv_rc_str(rc));
 	a->fhir_ready = !rc;
+	if (!rc && (rc = cv_fhir_reindex(&a->fhir, NULL, NULL)))
+		snprintf(err, errlen, "cannot bring the search index up to date: %s", cv_rc_str(rc));
 	if (!rc)
 		rc = cv_server_start(cfg, routes, sizeof routes / sizeof routes[0], &a->fhir, a->auth, &a->srv,
 				     err, errlen);

@@ -39,6 +39,8 @@ static const opt_t options[] = {
 	{ "request-timeout", OPT_UINT, F(request_timeout), 86400, "60", "seconds a request body may take" },
 	{ "max-json-depth", OPT_UINT, F(max_json_depth), 1000, "64", "deepest JSON nesting accepted" },
 	{ "history-max-count", OPT_UINT, F(history_max_count), 100000, "1000", "largest _count on history" },
+	{ "search-default-count", OPT_UINT, F(search_default_count), 10000, "50", "search page size without _count" },
+	{ "search-max-count", OPT_UINT, F(search_max_count), 10000, "1000", "largest _count on search" },
 	{ "log-level", OPT_LEVEL, F(log_level), 0, "info", "debug, info, warn or error" },
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
 };
@@ -59,6 +61,8 @@ void cv_config_defaults(cv_config_t *cfg)
 	cfg->request_timeout = 60;
 	cfg->max_json_depth = 64;
 	cfg->history_max_count = 1000;
+	cfg->search_default_count = 50;
+	cfg->search_max_count = 1000;
 	cfg->log_level = CV_LOG_INFO;
 	cfg->access_log = 1;
 }

@@ -35,6 +35,8 @@ typedef struct cv_config {
 	unsigned request_timeout;     /* seconds a request body may take to arrive, 60 */
 	unsigned max_json_depth;      /* JSON nesting, 64 */
 	unsigned history_max_count;   /* largest _count on history, 1000 */
+	unsigned search_default_count; /* search page size when _count is absent, 50 */
+	unsigned search_max_count;    /* largest _count on search, 1000 */
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 } cv_config_t;

@@ -26,4 +26,13 @@ char *cv_time_format_http(int64_t us, char *out, size_t outlen);
  * CV_E_INVALID if the text is not such a value. */
 cv_rc cv_time_parse(const char *s, int64_t *us);
 
+/* Parses a FHIR date, dateTime or instant of any precision (as search
+ * values are written too: "2013", "2013-01", "2013-01-14", "2013-01-14T10:00",
+ * "...T10:00:00", "...T10:00:00.123", each with an optional zone; no zone
+ * means UTC) into the range it denotes: lo is its first and hi its last
+ * microsecond ("2013-01" covers all of January 2013). *precision gets 1 (year),
+ * 2 (month), 3 (day) or 4 (time). CV_E_INVALID if the text is not such a value
+ * or names a day that does not exist. */
+cv_rc cv_time_range(const char *s, int64_t *lo, int64_t *hi, int *precision);
+
 #endif

@@ -4,6 +4,8 @@
  */
 #include "fhir/fhir.h"
 
+#include "core/log.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +53,20 @@ cv_rc cv_fhir_init(cv_fhir_t *f, cv_store_t *s, const cv_model_t *m, const cv_co
 	f->cfg = cfg;
 	cv_json_limits_default(&f->limits);
 	f->limits.max_depth = cfg->max_json_depth;
+	char err[256];
+	size_t failed = 0;
+	cv_rc rc = cv_sp_registry_new(m, &f->search, &failed, err, sizeof err);
+	if (rc)
+		return rc;
+	if (failed)
+		cv_log(CV_LOG_WARN, "fhir.search_params_uncompiled", (cv_log_field_t[]){ CV_LI("count", failed) }, 1);
 	cv_buf_t b;
 	cv_buf_init(&b, 4u << 20);
-	cv_rc rc = build(&b, m);
+	rc = build(&b, m);
 	if (rc) {
 		cv_buf_release(&b);
+		cv_sp_registry_free(f->search);
+		f->search = NULL;
 		return rc;
 	}
 	f->capability = cv_buf_take(&b, &f->capability_len);
@@ -66,6 +77,8 @@ void cv_fhir_release(cv_fhir_t *f)
 {
 	free(f->capability);
 	f->capability = NULL;
+	cv_sp_registry_free(f->search);
+	f->search = NULL;
 }
 
 void cv_fhir_metadata(cv_exchange_t *ex)

@@ -15,11 +15,13 @@
 #include "core/exchange.h"
 #include "model/json.h"
 #include "model/model.h"
+#include "model/searchparam.h"
 #include "store/store.h"
 
 typedef struct cv_fhir {
 	cv_store_t *store;          /* where resources live */
 	const cv_model_t *model;    /* the R4 definitions */
+	cv_sp_registry_t *search;   /* the R4 search parameters */
 	const cv_config_t *cfg;     /* frozen configuration */
 	cv_json_limits_t limits;    /* bounds on request JSON */
 	char *capability;           /* the CapabilityStatement JSON, built once */
@@ -42,6 +44,15 @@ void cv_fhir_delete(cv_exchange_t *ex);
 void cv_fhir_history_instance(cv_exchange_t *ex);
 void cv_fhir_history_type(cv_exchange_t *ex);
 void cv_fhir_history_system(cv_exchange_t *ex);
+void cv_fhir_search_type(cv_exchange_t *ex);  /* GET /fhir/{type}, POST /fhir/{type}/_search */
+
+/* Brings the search index up to date: when the store's index was built by
+ * another version of the extraction rules (or never, after an upgrade or a
+ * store copy), reindexes every current resource. progress may be NULL. */
+cv_rc cv_fhir_reindex(cv_fhir_t *f, void (*progress)(void *arg, uint64_t done), void *arg);
+
+/* The index entries of a resource about to be written (in pool). */
+cv_rc cv_fhir_index(const cv_fhir_t *f, json_object *obj, cv_pool_t *pool, const cv_ix_entry_t **out, size_t *n);
 
 /* Request checks shared by the interactions; each answers the exchange itself
  * (406, 404) and returns 0 when the request cannot go on. */

@@ -284,6 +284,8 @@ static void submit_write(wctx_t *c)
 		rc = stamp(c->obj, c->id, cur.version + 1, c->w.updated_us);
 		if (!rc)
 			rc = cv_json_write(c->obj, &ex->resp);
+		if (!rc && c->attempts == 0)
+			rc = cv_fhir_index(ctx(ex), c->obj, ex->pool, &c->w.index, &c->w.nindex);
 	} else {
 		rc = cv_buf_printf(&ex->resp, "{\"resourceType\":\"%s\",\"id\":\"%s\"}", c->type, c->id);
 	}

@@ -19,6 +19,7 @@ typedef enum cv_action {
 	CV_ACT_PUBLIC_META,   /* the CapabilityStatement */
 	CV_ACT_FHIR_READ,     /* read, vread */
 	CV_ACT_FHIR_HISTORY,  /* history at any level */
+	CV_ACT_FHIR_SEARCH,   /* search on a type */
 	CV_ACT_FHIR_CREATE,   /* create */
 	CV_ACT_FHIR_UPDATE,   /* update, update-as-create */
 	CV_ACT_FHIR_DELETE,   /* delete */

@@ -96,7 +96,8 @@ static const struct {
 			 "VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::boolean) ON CONFLICT (type, rid) "
 			 "DO UPDATE SET version = excluded.version, seq = excluded.seq, "
 			 "updated_us = excluded.updated_us, deleted = excluded.deleted RETURNING rk" },
-	{ "current_rk", "SELECT rk FROM cv_resource WHERE type = $1 AND rid = $2 AND NOT deleted" },
+	{ "current_rk", "SELECT rk FROM cv_resource WHERE type = $1 AND rid = $2 AND NOT deleted "
+			"AND version = $3::bigint" },
 	{ "ix_delete", "WITH a AS (DELETE FROM cv_ix_hash WHERE rk = $1::bigint), "
 		       "b AS (DELETE FROM cv_ix_date WHERE rk = $1::bigint) "
 		       "DELETE FROM cv_ix_num WHERE rk = $1::bigint" },
@@ -484,10 +485,11 @@ static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
 
 static cv_rc apply_reindex(PGconn *c, cv_store_write_t *w)
 {
-	const char *vals[2] = { w->type, w->rid };
+	char rk[24], version[24];
+	snprintf(version, sizeof version, "%lld", (long long)w->expect_version);
+	const char *vals[3] = { w->type, w->rid, version };
 	PGresult *r = NULL;
-	char rk[24];
-	cv_rc rc = run_write(c, "current_rk", 2, vals, NULL, NULL, &r);
+	cv_rc rc = run_write(c, "current_rk", 3, vals, NULL, NULL, &r);
 	if (rc)
 		return rc;
 	if (PQntuples(r) == 0)

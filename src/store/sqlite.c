@@ -450,6 +450,7 @@ static cv_rc reindex(cv_backend_t *b, cv_store_write_t *w)
 	sqlite3_stmt *st = b->w_rk;
 	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, w->expect_version);
 	int s = sqlite3_step(st);
 	int64_t rk = s == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
@@ -765,8 +766,8 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 				     "version = excluded.version, seq = excluded.seq, updated_us = excluded.updated_us, "
 				     "deleted = excluded.deleted RETURNING rk", &b->w_res);
 	if (!rc)
-		rc = prepare(b->wdb, "SELECT rk FROM cv_resource WHERE type = ?1 AND rid = ?2 AND deleted = 0",
-			     &b->w_rk);
+		rc = prepare(b->wdb, "SELECT rk FROM cv_resource WHERE type = ?1 AND rid = ?2 AND deleted = 0 "
+				     "AND version = ?3", &b->w_rk);
 	if (!rc)
 		rc = prepare(b->wdb, "DELETE FROM cv_ix_hash WHERE rk = ?1", &b->w_del[0]);
 	if (!rc)

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/ixentry.h"
 #include "core/pool.h"
 #include "core/rc.h"
 #include "crypto/crypto.h"
@@ -51,24 +52,10 @@ typedef enum {
 	CV_STORE_PUT_VERSION, /* a new version of a resource, with its search index */
 	CV_STORE_PUT_META,    /* a meta value */
 	CV_STORE_GROUP,       /* several writes that commit all together or not at all */
-	CV_STORE_REINDEX,     /* replaces the search index of the current version of type/id */
+	CV_STORE_REINDEX,     /* replaces the search index of type/id if its current version is
+	                         expect_version (else CV_E_NOTFOUND: it changed or went) */
 } cv_store_op;
 
-/* A search-index entry of a resource version, as extracted from its content
- * (model/searchparam). The store blinds HASH keys (HMAC-SHA-256 under the
- * index key, with type and parameter) before a back end sees them; DATE and
- * NUM ranges are stored as they are (docs/SECURITY.md says what that leaks). */
-typedef enum { CV_IX_HASH, CV_IX_DATE, CV_IX_NUM } cv_ix_kind;
-
-typedef struct cv_ix_entry {
-	cv_ix_kind kind;
-	const char *param;  /* search parameter code, "name" */
-	const char *key;    /* HASH: the normalised key text ("p:smi"); NUM: the unit ("" for none,
-	                       "c|mg", "s|http://unitsofmeasure.org|mg") */
-	size_t key_len;     /* HASH: its length */
-	int64_t lo, hi;     /* DATE: the range covered, microseconds since the epoch, inclusive */
-	double nlo, nhi;    /* NUM: the range covered, inclusive */
-} cv_ix_entry_t;
 
 /* A write. The caller owns it and keeps it (and what it points to) alive
  * until `done` is called. */

@@ -269,7 +269,10 @@ static void updates_and_deletes_replace_entries(void **state)
 	assert_string_equal(find(f, &t, 1, true), "a,b");
 	/* reindex replaces the entries without a new version */
 	cv_ix_entry_t ix = { .kind = CV_IX_HASH, .param = "code", .key = "c:1", .key_len = 3 };
-	cv_store_write_t re = { .op = CV_STORE_REINDEX, .type = "Observation", .id = "b", .index = &ix, .nindex = 1 };
+	cv_store_write_t re = { .op = CV_STORE_REINDEX, .type = "Observation", .id = "b", .expect_version = 2,
+				.index = &ix, .nindex = 1 };
+	assert_int_equal(cv_store_write_sync(f->s, &re), CV_E_NOTFOUND); /* not its current version */
+	re.expect_version = 1;
 	assert_int_equal(cv_store_write_sync(f->s, &re), CV_OK);
 	assert_string_equal(find(f, &t, 1, false), "b");
 	cv_store_version_t v;

@@ -1,0 +1,721 @@
+/*
+ * search.c - the search interaction: GET /fhir/{type}?... and
+ * POST /fhir/{type}/_search, answered with a searchset Bundle.
+ *
+ * A plan (search_parse.c) runs against the store's index; candidates that the
+ * index can only narrow are opened and checked (search_check.c) before they
+ * count, so page sizes and totals never include a false match. Pages are
+ * keyset pages: the next link carries a sealed cursor (the sort keys and row
+ * key of the last entry, bound to the query), so paging stays correct while
+ * others write, and a client can neither read nor forge it.
+ */
+#define _GNU_SOURCE
+#include "fhir/fhir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/time.h"
+#include "crypto/crypto.h"
+#include "fhir/search.h"
+
+#define FHIR_JSON "application/fhir+json; charset=utf-8"
+#define SEARCH_BATCH 200           /* candidates fetched at a time when they need checking */
+#define SEARCH_SCAN_MAX 20000      /* candidates examined for one page */
+#define SEARCH_COUNT_MAX 200000    /* candidates examined for an accurate total */
+#define SEARCH_INCLUDE_MAX 1000    /* resources added by _include / _revinclude */
+#define SEARCH_ITERATE_MAX 4       /* rounds of :iterate */
+#define SEARCH_PARAMS_MAX 256      /* parameters of one search (query and form) */
+#define CURSOR_PURPOSE "carevault search cursor v1"
+
+typedef struct match {
+	cv_store_version_t v;
+	cv_store_cursor_t at;
+	json_object *obj;   /* parsed body */
+	const char *id;     /* logical id */
+} match_t;
+
+typedef cv_rc (*match_fn)(void *arg, const match_t *m);
+
+/* ---- running a plan ------------------------------------------------------ */
+
+static cv_rc resolve_chains(cv_fhir_t *f, cv_pool_t *pool, cv_search_plan_t *plan, cv_outcome_t *oo);
+
+static bool needs_check(const cv_search_plan_t *plan)
+{
+	for (size_t i = 0; i < plan->n; i++)
+		if (plan->clauses[i].check)
+			return true;
+	return false;
+}
+
+/* The store query of a plan (clauses the index can answer). */
+static cv_rc store_query(const cv_search_plan_t *plan, cv_pool_t *pool, cv_store_query_t *q)
+{
+	cv_store_clause_t *cl = cv_pool_alloc(pool, (plan->n ? plan->n : 1) * sizeof *cl);
+	if (!cl)
+		return CV_E_NOMEM;
+	memset(q, 0, sizeof *q);
+	q->type = plan->type;
+	for (size_t i = 0; i < plan->n; i++)
+		if (plan->clauses[i].use_sql)
+			cl[q->nclauses++] = plan->clauses[i].sql;
+	q->clauses = cl;
+	q->nsort = plan->nsort;
+	memcpy(q->sort, plan->sort, sizeof q->sort);
+	return CV_OK;
+}
+
+static const char *obj_id(json_object *o)
+{
+	json_object *id;
+	return o && json_object_object_get_ex(o, "id", &id) ? json_object_get_string(id) : NULL;
+}
+
+static cv_rc parse_body(const cv_store_version_t *v, cv_pool_t *pool, json_object **out)
+{
+	const char *err;
+	cv_json_limits_t lim;
+	cv_json_limits_default(&lim);
+	lim.max_depth = 256;
+	return cv_json_parse((const char *)v->body, v->body_len, &lim, pool, out, &err);
+}
+
+typedef struct batch {
+	size_t n, cap;
+	cv_store_hit_t *v;
+	cv_pool_t *pool;
+} batch_t;
+
+static cv_rc gather(void *arg, const cv_store_hit_t *h)
+{
+	batch_t *b = arg;
+	if (b->n == b->cap)
+		return CV_E_INTERNAL;
+	b->v[b->n++] = *h;
+	return CV_OK;
+}
+
+typedef struct run {
+	cv_fhir_t *f;
+	cv_search_plan_t *plan;
+	size_t want;                 /* matches to deliver */
+	size_t scan_max;             /* candidates to examine at most */
+	match_fn fn;
+	void *arg;
+	cv_pool_t *keep;             /* where delivered matches live */
+	size_t got;                  /* delivered */
+	bool more;                   /* there are matches (or unexamined candidates) after the last one */
+	cv_store_cursor_t last;      /* where the next page starts */
+} run_t;
+
+/* Checks one candidate and delivers it; 1 when the run has all it wants. */
+static cv_rc consider(run_t *r, const cv_store_hit_t *h, cv_pool_t *scratch, int *stop)
+{
+	bool check = needs_check(r->plan);
+	json_object *obj = NULL;
+	cv_rc rc = parse_body(&h->v, scratch, &obj);
+	if (rc)
+		return rc;
+	for (size_t i = 0; check && i < r->plan->n; i++)
+		if (r->plan->clauses[i].check && !cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch))
+			return CV_OK;
+	if (r->got == r->want) {
+		r->more = true;
+		*stop = 1;
+		return CV_OK;
+	}
+	match_t m = { .v = h->v, .at = h->at };
+	m.v.body = (const uint8_t *)cv_pool_strndup(r->keep, (const char *)h->v.body, h->v.body_len);
+	m.v.type = cv_pool_strdup(r->keep, h->v.type);
+	m.v.rid = cv_pool_strdup(r->keep, h->v.rid);
+	if (!m.v.body || !m.v.type || !m.v.rid || parse_body(&m.v, r->keep, &m.obj))
+		return CV_E_NOMEM;
+	m.id = obj_id(m.obj);
+	r->got++;
+	r->last = h->at;
+	return r->fn ? r->fn(r->arg, &m) : CV_OK;
+}
+
+/* Runs r->plan from `after`, delivering up to r->want matches. */
+static cv_rc run_plan(run_t *r, const cv_store_cursor_t *after, cv_outcome_t *oo)
+{
+	cv_store_query_t q;
+	cv_rc rc = resolve_chains(r->f, r->keep, r->plan, oo);
+	if (!rc)
+		rc = store_query(r->plan, r->keep, &q);
+	if (rc)
+		return rc;
+	if (after)
+		q.after = *after;
+	bool check = needs_check(r->plan);
+	size_t scanned = 0;
+	int stop = 0;
+	while (!rc && !stop) {
+		cv_pool_t scratch;
+		cv_pool_init(&scratch, 0);
+		batch_t b = { .cap = check ? SEARCH_BATCH : r->want - r->got + 1, .pool = &scratch };
+		b.v = cv_pool_alloc(&scratch, b.cap * sizeof *b.v);
+		q.limit = (unsigned)b.cap;
+		rc = b.v ? cv_store_search(r->f->store, &q, &scratch, gather, &b) : CV_E_NOMEM;
+		for (size_t i = 0; !rc && !stop && i < b.n; i++)
+			rc = consider(r, &b.v[i], &scratch, &stop);
+		scanned += b.n;
+		if (b.n)
+			q.after = b.v[b.n - 1].at;
+		cv_pool_release(&scratch);
+		if (b.n < b.cap)
+			break;
+		if (!stop && scanned >= r->scan_max) {
+			/* examined enough: page from the last candidate examined */
+			r->more = true;
+			r->last = q.after;
+			break;
+		}
+	}
+	return rc;
+}
+
+/* ---- chains ------------------------------------------------------------- */
+
+typedef struct ids {
+	size_t n;
+	const char *v[CV_SEARCH_CHAIN_MAX + 1];
+	const cv_sp_t *link;     /* reverse chains: the reference read from each match */
+	const char *want_type;   /* reverse chains: the type referred to */
+	const cv_model_t *model;
+	cv_pool_t *pool;
+} ids_t;
+
+static cv_rc add_id(ids_t *ids, const char *id)
+{
+	for (size_t i = 0; i < ids->n; i++)
+		if (strcmp(ids->v[i], id) == 0)
+			return CV_OK;
+	if (ids->n > CV_SEARCH_CHAIN_MAX)
+		return CV_E_LIMIT;
+	ids->v[ids->n++] = id;
+	return CV_OK;
+}
+
+static cv_rc take_id(void *arg, const match_t *m)
+{
+	ids_t *ids = arg;
+	if (!ids->link)
+		return m->id ? add_id(ids, m->id) : CV_OK;
+	/* reverse: the ids this match refers to through the link parameter */
+	cv_sp_entries_t es = { .pool = ids->pool };
+	cv_rc rc = cv_sp_extract_one(ids->link, ids->model, m->obj, CV_SP_MATCH, &es);
+	size_t tl = strlen(ids->want_type);
+	for (size_t i = 0; !rc && i < es.n; i++) {
+		const cv_ix_entry_t *e = &es.v[i];
+		if (e->kind == CV_IX_HASH && e->key_len > 3 + tl && strncmp(e->key, "r:", 2) == 0 &&
+		    strncmp(e->key + 2, ids->want_type, tl) == 0 && e->key[2 + tl] == '/')
+			rc = add_id(ids, cv_pool_strndup(ids->pool, e->key + 3 + tl, e->key_len - 3 - tl));
+	}
+	return rc;
+}
+
+/* Runs a chain's inner search and turns the clause into index terms. */
+static cv_rc resolve_chain(cv_fhir_t *f, cv_pool_t *pool, const char *type, cv_search_clause_t *c, cv_outcome_t *oo)
+{
+	cv_search_chain_t *ch = c->chain;
+	ids_t *ids = cv_pool_alloc(pool, sizeof *ids);
+	if (!ids)
+		return CV_E_NOMEM;
+	ids->link = ch->reverse ? ch->link : NULL;
+	ids->want_type = type;
+	ids->model = f->model;
+	ids->pool = pool;
+	run_t r = { .f = f, .plan = ch->inner, .want = CV_SEARCH_CHAIN_MAX, .scan_max = SEARCH_COUNT_MAX,
+		    .fn = take_id, .arg = ids, .keep = pool };
+	cv_rc rc = run_plan(&r, NULL, oo);
+	if (rc == CV_E_LIMIT || (!rc && r.more)) {
+		cv_outcome_add(oo, CV_SEV_ERROR, "too-costly", NULL, "search parameter '%s' matches more than %d "
+			       "resources: narrow it", c->name, CV_SEARCH_CHAIN_MAX);
+		return CV_E_INVALID;
+	}
+	if (rc)
+		return rc;
+	cv_store_term_t *t = cv_pool_alloc(pool, (ids->n ? ids->n : 1) * sizeof *t);
+	if (!t)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < ids->n; i++) {
+		if (ch->reverse) {
+			t[i] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = ids->v[i] };
+		} else {
+			const char *key = cv_pool_printf(pool, "r:%s/%s", ch->target, ids->v[i]);
+			if (!key)
+				return CV_E_NOMEM;
+			t[i] = (cv_store_term_t){ .kind = CV_TERM_HASH, .param = c->sp->code, .key = key,
+						  .key_len = strlen(key) };
+		}
+	}
+	if (ids->n == 0) /* nothing matched: a term no resource has */
+		t[0] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = "" };
+	c->sql = (cv_store_clause_t){ .n = ids->n ? ids->n : 1, .terms = t };
+	c->use_sql = true;
+	c->chain = NULL;
+	return CV_OK;
+}
+
+static cv_rc resolve_chains(cv_fhir_t *f, cv_pool_t *pool, cv_search_plan_t *plan, cv_outcome_t *oo)
+{
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; !rc && i < plan->n; i++)
+		if (plan->clauses[i].chain)
+			rc = resolve_chain(f, pool, plan->type, &plan->clauses[i], oo);
+	return rc;
+}
+
+/* ---- the response ------------------------------------------------------- */
+
+typedef struct page {
+	cv_exchange_t *ex;
+	cv_fhir_t *f;
+	cv_search_plan_t *plan;
+	size_t n, cap;
+	match_t *v;                  /* the matches */
+	size_t ninc;
+	match_t inc[SEARCH_INCLUDE_MAX]; /* included resources */
+} page_t;
+
+static cv_rc keep_match(void *arg, const match_t *m)
+{
+	page_t *p = arg;
+	if (p->n == p->cap)
+		return CV_E_INTERNAL;
+	p->v[p->n++] = *m;
+	return CV_OK;
+}
+
+static bool already(const page_t *p, const char *type, const char *id)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->v[i].v.type, type) == 0 && p->v[i].id && strcmp(p->v[i].id, id) == 0)
+			return true;
+	for (size_t i = 0; i < p->ninc; i++)
+		if (strcmp(p->inc[i].v.type, type) == 0 && p->inc[i].id && strcmp(p->inc[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/* Adds type/id to the included resources if it exists and is not there yet. */
+static cv_rc include_ref(page_t *p, const char *type, const char *id)
+{
+	if (already(p, type, id) || !cv_model_is_resource(p->f->model, type))
+		return CV_OK;
+	if (p->ninc >= SEARCH_INCLUDE_MAX)
+		return CV_OK;
+	match_t *m = &p->inc[p->ninc];
+	memset(m, 0, sizeof *m);
+	cv_rc rc = cv_store_read(p->f->store, type, id, 0, p->ex->pool, &m->v);
+	if (rc == CV_E_NOTFOUND)
+		return CV_OK;
+	if (rc || m->v.deleted)
+		return rc;
+	if (parse_body(&m->v, p->ex->pool, &m->obj))
+		return CV_E_NOMEM;
+	m->id = obj_id(m->obj);
+	p->ninc++;
+	return CV_OK;
+}
+
+/* The local references ("r:Type/id" entries) one parameter of m holds. */
+static cv_rc follow(page_t *p, const match_t *m, const cv_sp_t *sp, const char *target)
+{
+	cv_sp_entries_t es = { .pool = p->ex->pool };
+	cv_rc rc = cv_sp_extract_one(sp, p->f->model, m->obj, CV_SP_MATCH, &es);
+	for (size_t i = 0; !rc && i < es.n; i++) {
+		const cv_ix_entry_t *e = &es.v[i];
+		if (e->kind != CV_IX_HASH || e->key_len < 4 || strncmp(e->key, "r:", 2) != 0)
+			continue;
+		const char *slash = memchr(e->key + 2, '/', e->key_len - 2);
+		if (!slash)
+			continue;
+		char *type = cv_pool_strndup(p->ex->pool, e->key + 2, (size_t)(slash - e->key - 2));
+		char *id = cv_pool_strndup(p->ex->pool, slash + 1, e->key_len - (size_t)(slash + 1 - e->key));
+		if (!type || !id)
+			return CV_E_NOMEM;
+		if (!target || strcmp(target, type) == 0)
+			rc = include_ref(p, type, id);
+	}
+	return rc;
+}
+
+static cv_rc include_forward(page_t *p, const cv_search_include_t *inc, const match_t *m)
+{
+	if (strcmp(m->v.type, inc->source) != 0)
+		return CV_OK;
+	if (inc->sp)
+		return follow(p, m, inc->sp, inc->target);
+	cv_rc rc = CV_OK;
+	size_t n = cv_sp_count(p->f->search, inc->source);
+	for (size_t i = 0; !rc && i < n; i++) {
+		const cv_sp_t *sp = cv_sp_at(p->f->search, inc->source, i);
+		if (sp->type == CV_SP_REFERENCE)
+			rc = follow(p, m, sp, inc->target);
+	}
+	return rc;
+}
+
+static cv_rc take_rev(void *arg, const match_t *m)
+{
+	page_t *p = arg;
+	if (already(p, m->v.type, m->id ? m->id : "") || p->ninc >= SEARCH_INCLUDE_MAX)
+		return CV_OK;
+	p->inc[p->ninc++] = *m;
+	return CV_OK;
+}
+
+/* _revinclude: resources of the source type whose parameter refers to any of
+ * the given matches. */
+static cv_rc include_reverse(page_t *p, const cv_search_include_t *inc, const match_t *ms, size_t n,
+			     cv_outcome_t *oo)
+{
+	cv_store_term_t *t = cv_pool_alloc(p->ex->pool, (n ? n : 1) * sizeof *t);
+	size_t k = 0;
+	if (!t)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!ms[i].id || (inc->target && strcmp(inc->target, ms[i].v.type) != 0))
+			continue;
+		const char *key = cv_pool_printf(p->ex->pool, "r:%s/%s", ms[i].v.type, ms[i].id);
+		if (!key)
+			return CV_E_NOMEM;
+		t[k++] = (cv_store_term_t){ .kind = CV_TERM_HASH, .param = inc->sp->code, .key = key,
+					    .key_len = strlen(key) };
+	}
+	if (!k)
+		return CV_OK;
+	cv_search_plan_t *plan = cv_pool_alloc(p->ex->pool, sizeof *plan);
+	if (!plan)
+		return CV_E_NOMEM;
+	plan->type = inc->source;
+	plan->n = 1;
+	plan->clauses[0] = (cv_search_clause_t){ .name = "_revinclude", .use_sql = true,
+						 .sql = { .n = k, .terms = t } };
+	run_t r = { .f = p->f, .plan = plan, .want = SEARCH_INCLUDE_MAX - p->ninc, .scan_max = SEARCH_INCLUDE_MAX,
+		    .fn = take_rev, .arg = p, .keep = p->ex->pool };
+	return r.want ? run_plan(&r, NULL, oo) : CV_OK;
+}
+
+static cv_rc includes(page_t *p, cv_outcome_t *oo)
+{
+	cv_rc rc = CV_OK;
+	size_t from = 0;
+	for (int round = 0; !rc && round <= SEARCH_ITERATE_MAX; round++) {
+		size_t start = p->ninc;
+		for (size_t k = 0; !rc && k < p->plan->ninc; k++) {
+			const cv_search_include_t *inc = &p->plan->inc[k];
+			if (round > 0 && !inc->iterate)
+				continue;
+			/* round 0 works on the matches, later rounds on what the previous one added */
+			const match_t *src = round == 0 ? p->v : &p->inc[from];
+			size_t n = round == 0 ? p->n : start - from;
+			if (inc->rev)
+				rc = include_reverse(p, inc, src, n, oo);
+			for (size_t i = 0; !rc && !inc->rev && i < n; i++)
+				rc = include_forward(p, inc, &src[i]);
+		}
+		from = start;
+		if (p->ninc == start && round > 0)
+			break;
+	}
+	return rc;
+}
+
+/* _elements and _summary: a reduced copy of the resource, marked SUBSETTED. */
+static cv_rc subset(const cv_search_plan_t *plan, json_object *obj, cv_buf_t *out)
+{
+	json_object *copy = json_object_new_object();
+	if (!copy)
+		return CV_E_NOMEM;
+	json_object_object_foreach(obj, key, val)
+	{
+		bool keep = strcmp(key, "resourceType") == 0 || strcmp(key, "id") == 0 || strcmp(key, "meta") == 0;
+		if (plan->summary == CV_SUMMARY_TEXT)
+			keep = keep || strcmp(key, "text") == 0;
+		else if (plan->summary == CV_SUMMARY_DATA)
+			keep = strcmp(key, "text") != 0;
+		for (size_t i = 0; !keep && i < plan->nelements; i++) {
+			size_t l = strlen(plan->elements[i]);
+			keep = strncmp(key, plan->elements[i], l) == 0 &&
+			       (key[l] == '\0' || (key[l] >= 'A' && key[l] <= 'Z')); /* value[x] */
+		}
+		if (keep)
+			json_object_object_add(copy, key, json_object_get(val));
+	}
+	json_object *meta = NULL, *tags;
+	if (json_object_object_get_ex(copy, "meta", &meta)) {
+		meta = json_object_get(meta);
+		json_object *fresh = NULL;
+		json_object_deep_copy(meta, &fresh, NULL);
+		json_object_put(meta);
+		meta = fresh;
+	} else {
+		meta = json_object_new_object();
+	}
+	if (!json_object_object_get_ex(meta, "tag", &tags)) {
+		tags = json_object_new_array();
+		json_object_object_add(meta, "tag", tags);
+	}
+	json_object *tag = json_object_new_object();
+	json_object_object_add(tag, "system", json_object_new_string("http://terminology.hl7.org/CodeSystem/v3-ObservationValue"));
+	json_object_object_add(tag, "code", json_object_new_string("SUBSETTED"));
+	json_object_array_add(tags, tag);
+	json_object_object_add(copy, "meta", meta);
+	cv_rc rc = cv_json_write(copy, out);
+	json_object_put(copy);
+	return rc;
+}
+
+static cv_rc write_entry(cv_buf_t *b, page_t *p, const match_t *m, const char *mode, bool first)
+{
+	cv_rc rc = cv_buf_printf(b, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", first ? "" : ",", p->ex->base_url,
+				 m->v.type, m->id ? m->id : "");
+	bool reduce = p->plan->nelements || p->plan->summary == CV_SUMMARY_TEXT || p->plan->summary == CV_SUMMARY_DATA;
+	if (!rc)
+		rc = reduce ? subset(p->plan, m->obj, b) : cv_buf_append(b, m->v.body, m->v.body_len);
+	if (!rc)
+		rc = cv_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+	return rc;
+}
+
+static cv_rc link(cv_buf_t *b, page_t *p, const char *rel, const char *cursor, bool first)
+{
+	const cv_search_plan_t *plan = p->plan;
+	cv_rc rc = cv_buf_printf(b, "%s{\"relation\":\"%s\",\"url\":\"", first ? "" : ",", rel);
+	if (!rc)
+		rc = cv_buf_printf(b, "%s/%s?", p->ex->base_url, plan->type);
+	if (!rc)
+		rc = cv_buf_json_escape(b, plan->canonical.data ? plan->canonical.data : "");
+	if (!rc && cursor)
+		rc = cv_buf_printf(b, "%s_cursor=%s", plan->canonical.len ? "&" : "", cursor);
+	return rc ? rc : cv_buf_puts(b, "\"}");
+}
+
+static cv_rc write_bundle(page_t *p, bool have_total, uint64_t total, const char *next, const cv_outcome_t *warn)
+{
+	cv_buf_t *b = &p->ex->resp;
+	char uuid[37], now[40];
+	cv_crypto_uuid(uuid);
+	cv_time_format_instant(cv_time_now_us(), now, sizeof now);
+	cv_buf_reset(b);
+	cv_rc rc = cv_buf_printf(b, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},"
+				    "\"type\":\"searchset\"", uuid, now);
+	if (!rc && have_total)
+		rc = cv_buf_printf(b, ",\"total\":%llu", (unsigned long long)total);
+	if (!rc)
+		rc = cv_buf_puts(b, ",\"link\":[");
+	if (!rc)
+		rc = link(b, p, "self", p->plan->cursor, true);
+	if (!rc && next)
+		rc = link(b, p, "next", next, false);
+	if (!rc)
+		rc = cv_buf_puts(b, "]");
+	bool first = true;
+	if (!rc && (p->n || p->ninc || (warn && warn->count)))
+		rc = cv_buf_puts(b, ",\"entry\":[");
+	for (size_t i = 0; !rc && i < p->n; i++, first = false)
+		rc = write_entry(b, p, &p->v[i], "match", first);
+	for (size_t i = 0; !rc && i < p->ninc; i++, first = false)
+		rc = write_entry(b, p, &p->inc[i], "include", first);
+	if (!rc && warn && warn->count) {
+		rc = cv_buf_printf(b, "%s{\"resource\":", first ? "" : ",");
+		if (!rc)
+			rc = cv_outcome_to_json(warn, b);
+		if (!rc)
+			rc = cv_buf_puts(b, ",\"search\":{\"mode\":\"outcome\"}}");
+		first = false;
+	}
+	if (!rc && !first)
+		rc = cv_buf_puts(b, "]");
+	return rc ? rc : cv_buf_puts(b, "}");
+}
+
+/* ---- cursors ------------------------------------------------------------ */
+
+typedef struct cursor_tok {
+	uint8_t query[16];        /* SHA-256 (cut) of type and canonical query */
+	cv_store_cursor_t at;
+} cursor_tok_t;
+
+static void query_hash(const cv_search_plan_t *plan, uint8_t out[16])
+{
+	cv_sha256_t h;
+	uint8_t full[32];
+	cv_sha256_init(&h);
+	cv_sha256_update(&h, plan->type, strlen(plan->type) + 1);
+	cv_sha256_update(&h, plan->canonical.data ? plan->canonical.data : "", plan->canonical.len);
+	cv_sha256_final(&h, full);
+	memcpy(out, full, 16);
+}
+
+static const char *cursor_make(cv_fhir_t *f, cv_pool_t *pool, const cv_search_plan_t *plan, const cv_store_cursor_t *at)
+{
+	cursor_tok_t t;
+	memset(&t, 0, sizeof t);
+	query_hash(plan, t.query);
+	t.at = *at;
+	cv_buf_t out;
+	cv_buf_init(&out, 4096);
+	const char *s = NULL;
+	if (cv_store_token_seal(f->store, CURSOR_PURPOSE, &t, sizeof t, &out) == CV_OK)
+		s = cv_pool_strndup(pool, out.data, out.len);
+	cv_buf_release(&out);
+	return s;
+}
+
+static cv_rc cursor_open(cv_fhir_t *f, const cv_search_plan_t *plan, cv_store_cursor_t *at)
+{
+	cursor_tok_t t;
+	uint8_t want[16];
+	cv_buf_t out;
+	cv_buf_init(&out, 4096);
+	cv_rc rc = cv_store_token_open(f->store, CURSOR_PURPOSE, plan->cursor, &out);
+	if (!rc && out.len != sizeof t)
+		rc = CV_E_INVALID;
+	if (!rc) {
+		memcpy(&t, out.data, sizeof t);
+		query_hash(plan, want);
+		if (memcmp(want, t.query, sizeof want) != 0 || !t.at.set)
+			rc = CV_E_INVALID;
+		*at = t.at;
+	}
+	cv_buf_release(&out);
+	return rc;
+}
+
+/* ---- the interaction ---------------------------------------------------- */
+
+static bool lenient(cv_exchange_t *ex)
+{
+	const char *prefer = ex->header(ex, "Prefer");
+	return prefer && strstr(prefer, "handling=lenient") != NULL;
+}
+
+/* The parameters of the request: the query string, and a POSTed form. */
+static int gather_params(cv_exchange_t *ex, cv_param_t **out, size_t *n)
+{
+	cv_param_t *all = cv_pool_alloc(ex->pool, SEARCH_PARAMS_MAX * sizeof *all);
+	if (!all) {
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return 0;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < ex->nparams; i++)
+		all[k++] = ex->params[i];
+	if (strcmp(ex->method, "POST") == 0) {
+		const char *ct = ex->header(ex, "Content-Type");
+		size_t got = 0;
+		if (!ct || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0) {
+			cv_fhir_error(ex, 415, "not-supported",
+				      "POST _search takes application/x-www-form-urlencoded parameters");
+			return 0;
+		}
+		cv_rc rc = cv_search_form_decode(ex->body ? ex->body : "", ex->body_len, ex->pool, all + k,
+						 SEARCH_PARAMS_MAX - k, &got);
+		if (rc) {
+			cv_fhir_error(ex, 400, "invalid", rc == CV_E_LIMIT ? "too many search parameters"
+						       : "the form is not valid (bad escape, NUL or invalid UTF-8)");
+			return 0;
+		}
+		k += got;
+	}
+	*out = all;
+	*n = k;
+	return 1;
+}
+
+static cv_rc count_all(cv_fhir_t *f, cv_exchange_t *ex, cv_search_plan_t *plan, uint64_t *total, bool *exact,
+		       cv_outcome_t *oo)
+{
+	*exact = true;
+	bool chains = false;
+	for (size_t i = 0; i < plan->n; i++)
+		chains = chains || plan->clauses[i].chain;
+	if (!needs_check(plan) && !chains) {
+		cv_store_query_t q;
+		cv_rc rc = store_query(plan, ex->pool, &q);
+		return rc ? rc : cv_store_count(f->store, &q, total);
+	}
+	run_t r = { .f = f, .plan = plan, .want = SEARCH_COUNT_MAX, .scan_max = SEARCH_COUNT_MAX, .keep = ex->pool };
+	cv_pool_t scratch;
+	cv_pool_init(&scratch, 0);
+	r.keep = &scratch;
+	cv_rc rc = run_plan(&r, NULL, oo);
+	cv_pool_release(&scratch);
+	*total = r.got;
+	*exact = !r.more;
+	return rc;
+}
+
+static void search(cv_exchange_t *ex)
+{
+	cv_fhir_t *f = ex->app;
+	cv_param_t *params;
+	size_t n;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !gather_params(ex, &params, &n))
+		return;
+	cv_outcome_t oo;
+	cv_outcome_init(&oo, ex->pool, 32);
+	cv_search_plan_t *plan = cv_pool_alloc(ex->pool, sizeof *plan);
+	cv_search_limits_t lim = { .default_count = f->cfg->search_default_count,
+				   .max_count = f->cfg->search_max_count };
+	if (!plan)
+		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	cv_rc rc = cv_search_parse(f->search, f->model, ex->args[0], params, n, ex->base_url, lenient(ex), &lim,
+				   ex->pool, plan, &oo);
+	if (rc == CV_E_INVALID || rc == CV_E_UNSUPPORTED)
+		return cv_fhir_outcome(ex, 400, &oo);
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	cv_store_cursor_t after = { .set = false };
+	if (plan->cursor && cursor_open(f, plan, &after))
+		return cv_fhir_error(ex, 400, "invalid", "_cursor is not a cursor this server issued for this search");
+	page_t *p = cv_pool_alloc(ex->pool, sizeof *p);
+	if (!p)
+		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	p->ex = ex;
+	p->f = f;
+	p->plan = plan;
+	p->cap = plan->summary == CV_SUMMARY_COUNT ? 0 : plan->count;
+	p->v = cv_pool_alloc(ex->pool, (p->cap ? p->cap : 1) * sizeof *p->v);
+	run_t r = { .f = f, .plan = plan, .want = p->cap, .scan_max = SEARCH_SCAN_MAX, .fn = keep_match, .arg = p,
+		    .keep = ex->pool };
+	rc = p->v ? CV_OK : CV_E_NOMEM;
+	if (!rc && p->cap)
+		rc = run_plan(&r, plan->cursor ? &after : NULL, &oo);
+	uint64_t total = 0;
+	bool have_total = false, exact = true;
+	if (!rc && (plan->summary == CV_SUMMARY_COUNT || plan->total == CV_TOTAL_ACCURATE ||
+		    plan->total == CV_TOTAL_ESTIMATE)) {
+		rc = count_all(f, ex, plan, &total, &exact, &oo);
+		have_total = exact;
+	} else if (!rc && plan->total != CV_TOTAL_NONE && !plan->cursor && !r.more) {
+		total = p->n;
+		have_total = true;
+	}
+	if (!rc && plan->ninc)
+		rc = includes(p, &oo);
+	if (rc == CV_E_INVALID)
+		return cv_fhir_outcome(ex, 400, &oo);
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, "the search could not be run; retry later");
+	const char *next = NULL;
+	if (r.more && p->cap && !(next = cursor_make(f, ex->pool, plan, &r.last)))
+		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	if ((rc = write_bundle(p, have_total, total, next, &oo)))
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	ex->status = 200;
+	ex->content_type = FHIR_JSON;
+	ex->no_store = 1;
+}
+
+void cv_fhir_search_type(cv_exchange_t *ex)
+{
+	search(ex);
+}
