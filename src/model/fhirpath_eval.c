@@ -44,6 +44,9 @@ cv_rc fp_push(fp_ev_t *ev, fp_coll_t *c, const cv_fp_item_t *it)
 			return fp_fail(ev, CV_E_LIMIT, "a collection grew past %u items", FP_MAX_ITEMS);
 		if (cap > FP_MAX_ITEMS)
 			cap = FP_MAX_ITEMS;
+		ev->bytes += cap * sizeof(*v);
+		if (ev->bytes > FP_MAX_BYTES)
+			return fp_fail(ev, CV_E_LIMIT, "evaluation used more than %u bytes", FP_MAX_BYTES);
 		v = cv_pool_alloc(ev->pool, cap * sizeof(*v));
 		if (!v)
 			return CV_E_NOMEM;
@@ -576,7 +579,7 @@ cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool st
 		const cv_model_elem_t *bb = cv_model_elem_is_backbone(e) ? e : NULL;
 		return push_values(ev, v, sibling(ev, it->node, name), elem_type1(e), bb, out);
 	}
-	if (v || sibling(ev, it->node, name))
+	if (!is_complex_position(ev, it) && (v || sibling(ev, it->node, name)))
 		return push_values(ev, v, sibling(ev, it->node, name), NULL, NULL, out);
 	if (strict && is_complex_position(ev, it))
 		return fp_fail(ev, CV_E_INVALID, "%s has no element '%.64s'", it->elem ? "the element" : it->type, name);
@@ -1084,11 +1087,18 @@ static cv_rc type_op(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp
 	rc = fp_eval(ev, n->left, focus, &l);
 	if (rc || l.n == 0)
 		return rc;
-	if (l.n > 1)
-		return fp_fail(ev, CV_E_INVALID, "'%s' expects a single item, not %zu", n->op == OP_IS ? "is" : "as", l.n);
-	if (n->op == OP_IS)
+	if (n->op == OP_IS) {
+		if (l.n > 1)
+			return fp_fail(ev, CV_E_INVALID, "'is' expects a single item, not %zu", l.n);
 		return fp_push_bool(ev, out, fp_is_type(ev, &l.v[0], n->tname));
-	return fp_is_type(ev, &l.v[0], n->tname) ? fp_push(ev, out, &l.v[0]) : CV_OK;
+	}
+	/* `as` filters a collection, as the R4 search parameters use it
+	   ("(useContext.value as CodeableConcept)") */
+	for (size_t i = 0; i < l.n && !rc; i++) {
+		if (fp_is_type(ev, &l.v[i], n->tname))
+			rc = fp_push(ev, out, &l.v[i]);
+	}
+	return rc;
 }
 
 static cv_rc var_term(fp_ev_t *ev, const fp_node_t *n, fp_coll_t *out)
@@ -1183,6 +1193,18 @@ static cv_rc unary(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp_c
 	return fp_fail(ev, CV_E_INVALID, "unary minus applies to numbers only");
 }
 
+/* A literal's strings live in the compiled tree: results get copies in the pool. */
+static cv_rc literal(fp_ev_t *ev, const cv_fp_item_t *lit, fp_coll_t *out)
+{
+	cv_fp_item_t it = *lit;
+
+	if (lit->s && !(it.s = cv_pool_strdup(ev->pool, lit->s)))
+		return CV_E_NOMEM;
+	if (lit->unit && !(it.unit = cv_pool_strdup(ev->pool, lit->unit)))
+		return CV_E_NOMEM;
+	return fp_push(ev, out, &it);
+}
+
 cv_rc fp_eval(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp_coll_t *out)
 {
 	cv_rc rc = CV_OK;
@@ -1196,7 +1218,7 @@ cv_rc fp_eval(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp_coll_t
 	ev->depth++;
 	switch (n->kind) {
 	case N_LITERAL:
-		rc = fp_push(ev, out, &n->lit);
+		rc = literal(ev, &n->lit, out);
 		break;
 	case N_EMPTY:
 		break;

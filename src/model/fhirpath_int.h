@@ -13,6 +13,7 @@
 #define FP_MAX_EVAL_DEPTH 200          /* deepest evaluation recursion */
 #define FP_MAX_ITEMS 100000            /* most items in one collection */
 #define FP_MAX_STEPS 2000000           /* most evaluation steps (nodes + items visited) */
+#define FP_MAX_BYTES (32u * 1024u * 1024u) /* most bytes of collections per evaluation */
 #define FP_MAX_ARGS 4                  /* most arguments of a function */
 
 typedef enum {
@@ -87,6 +88,7 @@ struct fp_ev {
 	char *err;
 	size_t errlen;
 	size_t steps;
+	size_t bytes;            /* taken by collections so far */
 	unsigned depth;
 	int64_t index;          /* $index */
 	const fp_coll_t *total; /* $total (aggregate) */

@@ -63,6 +63,12 @@ static cv_rc perr(parser_t *p, size_t off, const char *fmt, ...)
 	return p->rc;
 }
 
+static void too_deep(parser_t *p)
+{
+	perr(p, p->toff, "expression nested deeper than %u", FP_MAX_AST_DEPTH);
+	p->rc = CV_E_LIMIT;
+}
+
 /* ---- lexer --------------------------------------------------------------- */
 
 static bool is_alpha(char c)
@@ -725,7 +731,7 @@ static fp_node_t *parse_unary(parser_t *p)
 			return NULL;
 		n->op = p->tok[0] == '-' ? OP_MINUS : OP_PLUS;
 		if (++p->depth > FP_MAX_AST_DEPTH) {
-			perr(p, p->toff, "expression nested too deeply");
+			too_deep(p);
 			return NULL;
 		}
 		if (!next(p))
@@ -744,7 +750,7 @@ static fp_node_t *parse_expr(parser_t *p, int minprec)
 	int prec;
 
 	if (++p->depth > FP_MAX_AST_DEPTH) {
-		perr(p, p->toff, "expression nested too deeply");
+		too_deep(p);
 		return NULL;
 	}
 	left = parse_unary(p);
