@@ -139,7 +139,7 @@ static cv_rc fn_where(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, c
 	fp_coll_t r = {0};
 
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		int t;
+		int t = 0;
 		rc = lambda(ev, call->args[0], &in->v[i], i, &r);
 		if (!rc)
 			rc = fp_truth(ev, &r, &t);
@@ -167,7 +167,7 @@ static cv_rc fn_all(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, con
 	bool all = true;
 
 	for (size_t i = 0; i < in->n && !rc && all; i++) {
-		int t;
+		int t = 0;
 		rc = lambda(ev, call->args[0], &in->v[i], i, &r);
 		if (!rc)
 			rc = fp_truth(ev, &r, &t);
@@ -440,7 +440,7 @@ static cv_rc fn_iif(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, con
 	cv_rc rc;
 	fp_coll_t c = {0};
 	const fp_coll_t *ctx = call->left ? in : focus;
-	int t;
+	int t = 0;
 
 	if (call->left && in->n > 1)
 		return fp_fail(ev, CV_E_INVALID, "iif() on a collection of %zu items", in->n);
@@ -499,7 +499,7 @@ static cv_rc fn_timeofday(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *i
 
 static cv_rc fn_not(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
 {
-	int t;
+	int t = 0;
 	cv_rc rc = fp_truth(ev, in, &t);
 
 	if (rc || t < 0)
