@@ -365,6 +365,8 @@ int fp_dt_cmp(const char *a, const char *b, bool time_only)
 	if (x.tz && y.tz) {
 		to_utc(&x);
 		to_utc(&y);
+	} else if (x.tz != y.tz && x.prec >= 4 && y.prec >= 4) {
+		return 2; /* one has a zone, the other not: unknown */
 	}
 	/* seconds and milliseconds are one precision */
 	pa = x.prec == 6 ? 7 : x.prec;
@@ -392,6 +394,18 @@ static const char *sys_type_name(cv_fp_kind k)
 	case CV_FP_QUANTITY: return "Quantity";
 	default: return NULL;
 	}
+}
+
+bool fp_type_known(fp_ev_t *ev, const char *tname)
+{
+	static const char *const sys[] = {"Boolean", "Integer", "Decimal", "String", "Date",
+					  "DateTime", "Time", "Quantity", NULL};
+	bool fhir = strncmp(tname, "FHIR.", 5) == 0, system = strncmp(tname, "System.", 7) == 0;
+	const char *n = fhir ? tname + 5 : system ? tname + 7 : tname;
+
+	if (!system && cv_model_type_known(ev->env->model, n))
+		return true;
+	return !fhir && type_in(n, sys);
 }
 
 bool fp_is_type(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname)
@@ -559,6 +573,15 @@ static cv_rc all_children(fp_ev_t *ev, const cv_fp_item_t *it, fp_coll_t *out)
 	return rc;
 }
 
+bool fp_knows(fp_ev_t *ev, const cv_fp_item_t *it, const char *name)
+{
+	if (it->kind != CV_FP_NODE || it->stub || !is_complex_position(ev, it))
+		return true;
+	if (!json_object_is_type(it->node, json_type_object))
+		return strcmp(name, "extension") == 0 || strcmp(name, "id") == 0;
+	return cv_model_elem(ev->env->model, it->elem ? NULL : it->type, it->elem, name) != NULL;
+}
+
 cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool strict, fp_coll_t *out)
 {
 	const cv_model_elem_t *e;
@@ -613,6 +636,51 @@ static int places(const char *s)
 	return dot ? (int)strlen(dot + 1) : 0;
 }
 
+/* A unit's dimension and its factor to that dimension's base unit (UCUM
+ * subset: mass, length, volume, time and the calendar words). */
+static void unit_canon(const char *u, const char **dim, double *f)
+{
+	static const struct {
+		const char *u, *dim;
+		double f;
+	} t[] = {
+		{"g", "g", 1},          {"mg", "g", 1e-3},         {"ug", "g", 1e-6},        {"kg", "g", 1e3},
+		{"ng", "g", 1e-9},      {"m", "m", 1},             {"cm", "m", 1e-2},        {"mm", "m", 1e-3},
+		{"km", "m", 1e3},       {"um", "m", 1e-6},         {"[in_i]", "m", 0.0254},  {"L", "L", 1},
+		{"mL", "L", 1e-3},      {"dL", "L", 1e-1},         {"s", "s", 1},            {"ms", "s", 1e-3},
+		{"min", "s", 60},       {"h", "s", 3600},          {"d", "s", 86400},        {"wk", "s", 604800},
+		{"second", "s", 1},     {"seconds", "s", 1},       {"millisecond", "s", 1e-3}, {"milliseconds", "s", 1e-3},
+		{"minute", "s", 60},    {"minutes", "s", 60},      {"hour", "s", 3600},      {"hours", "s", 3600},
+		{"day", "s", 86400},    {"days", "s", 86400},      {"week", "s", 604800},    {"weeks", "s", 604800},
+		{"year", "year", 1},    {"years", "year", 1},      {"month", "year", 1.0 / 12}, {"months", "year", 1.0 / 12},
+		{"a", "a", 1},          {"mo", "a", 1.0 / 12},
+	};
+
+	*dim = u ? u : "1";
+	*f = 1;
+	for (size_t i = 0; u && i < sizeof(t) / sizeof(t[0]); i++) {
+		if (strcmp(u, t[i].u) == 0) {
+			*dim = t[i].dim;
+			*f = t[i].f;
+			return;
+		}
+	}
+}
+
+/* b's value in a's unit; false if the units are not comparable. */
+static bool qty_align(const cv_fp_item_t *a, const cv_fp_item_t *b, double *bv)
+{
+	const char *da, *db;
+	double fa, fb;
+
+	unit_canon(a->unit, &da, &fa);
+	unit_canon(b->unit, &db, &fb);
+	if (strcmp(da, db) != 0)
+		return false;
+	*bv = b->d * fb / fa;
+	return true;
+}
+
 static bool unit_eq(const char *a, const char *b)
 {
 	static const char *const cal[][2] = {
@@ -655,10 +723,12 @@ static int sys_eq(const cv_fp_item_t *a, const cv_fp_item_t *b)
 		int c = fp_dt_cmp(a->s, b->s, true);
 		return c == 2 ? -1 : c == 0;
 	}
-	case CV_FP_QUANTITY:
-		if (!unit_eq(a->unit, b->unit))
-			return 0;
-		return dec_eq(a->d, b->d);
+	case CV_FP_QUANTITY: {
+		double bv;
+		if (!qty_align(a, b, &bv))
+			return -1;
+		return dec_eq(a->d, bv);
+	}
 	default: return 0;
 	}
 }
@@ -711,6 +781,14 @@ bool fp_item_equiv(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *b)
 	}
 	if (x.kind == CV_FP_STRING && y.kind == CV_FP_STRING)
 		return strcasecmp(x.s, y.s) == 0 || str_equiv(x.s, y.s);
+	if (x.kind == CV_FP_QUANTITY && y.kind == CV_FP_QUANTITY) {
+		double bv, f;
+		int p = places(x.s), q = places(y.s), m = p < q ? p : q;
+		if (!qty_align(&x, &y, &bv))
+			return false;
+		f = pow(10.0, m);
+		return dec_eq(round(x.d * f) / f, round(bv * f) / f);
+	}
 	if ((is_dt(x.kind) && is_dt(y.kind)) || (x.kind == CV_FP_TIME && y.kind == CV_FP_TIME))
 		return fp_dt_cmp(x.s, y.s, x.kind == CV_FP_TIME) == 0;
 	return sys_eq(&x, &y) == 1;
@@ -786,9 +864,10 @@ static cv_rc compare_op(fp_ev_t *ev, fp_op op, const fp_coll_t *l, const fp_coll
 		if (c == 2)
 			return CV_OK;
 	} else if (a.kind == CV_FP_QUANTITY && b.kind == CV_FP_QUANTITY) {
-		if (!unit_eq(a.unit, b.unit))
+		double bv;
+		if (!qty_align(&a, &b, &bv))
 			return CV_OK;
-		c = dec_eq(a.d, b.d) ? 0 : a.d < b.d ? -1 : 1;
+		c = dec_eq(a.d, bv) ? 0 : a.d < bv ? -1 : 1;
 	} else {
 		return fp_fail(ev, CV_E_INVALID, "cannot compare %s with %s", sys_type_name(a.kind), sys_type_name(b.kind));
 	}
@@ -884,6 +963,8 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	cv_fp_item_t it = *a;
 	bool time_only = a->kind == CV_FP_TIME;
 
+	if (q->unit && (strcmp(q->unit, "a") == 0 || strcmp(q->unit, "mo") == 0))
+		return fp_fail(ev, CV_E_INVALID, "use the calendar units year and month with dates, not 'a' or 'mo'");
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (unit_eq(q->unit, units[i].u)) {
 			field = units[i].field;
@@ -1087,6 +1168,8 @@ static cv_rc type_op(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp
 	rc = fp_eval(ev, n->left, focus, &l);
 	if (rc || l.n == 0)
 		return rc;
+	if (!fp_type_known(ev, n->tname))
+		return fp_fail(ev, CV_E_INVALID, "unknown type at offset %zu", n->off);
 	if (n->op == OP_IS) {
 		if (l.n > 1)
 			return fp_fail(ev, CV_E_INVALID, "'is' expects a single item, not %zu", l.n);
@@ -1137,6 +1220,8 @@ static cv_rc member_term(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *in, b
 	cv_rc rc = CV_OK;
 	bool type_name = first && starts_upper(n->name) && cv_model_type_known(ev->env->model, n->name);
 
+	bool known = false;
+
 	for (size_t i = 0; i < in->n && !rc; i++) {
 		const cv_fp_item_t *it = &in->v[i];
 		if (type_name) {
@@ -1144,8 +1229,13 @@ static cv_rc member_term(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *in, b
 				rc = fp_push(ev, out, it);
 			continue;
 		}
-		rc = fp_children(ev, it, n->name, true, out);
+		known = known || fp_knows(ev, it, n->name);
+		rc = fp_children(ev, it, n->name, false, out);
 	}
+	/* a name no item's type defines is an error (`name.given1`), not an empty result */
+	if (!rc && !type_name && in->n && !known)
+		return fp_fail(ev, CV_E_INVALID, "%s has no element '%.64s'",
+			       in->v[0].elem ? "the element" : in->v[0].type ? in->v[0].type : "the item", n->name);
 	return rc;
 }
 

@@ -7,6 +7,7 @@
  * $this and $index set, the others once against the call site's focus.
  */
 #include "model/fhirpath_int.h"
+#include "model/json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -49,8 +50,12 @@ static cv_rc one_value(fp_ev_t *ev, const fp_coll_t *c, const char *fn, cv_fp_it
 		return CV_OK;
 	if (c->n > 1)
 		return fp_fail(ev, CV_E_INVALID, "%s() expects a single item, not %zu", fn, c->n);
-	if (!fp_sysval(ev, &c->v[0], v))
-		return CV_OK;
+	if (!fp_sysval(ev, &c->v[0], v)) {
+		const cv_fp_item_t *it = &c->v[0];
+		if (it->type && cv_model_type_is_primitive(ev->env->model, it->type))
+			return CV_OK; /* a primitive with only extensions */
+		return fp_fail(ev, CV_E_INVALID, "%s() expects a primitive value, not %s", fn, it->type ? it->type : "an object");
+	}
 	*have = true;
 	return CV_OK;
 }
@@ -183,7 +188,10 @@ static cv_rc bools(fp_ev_t *ev, const fp_coll_t *in, bool want, bool any, fp_col
 
 	for (size_t i = 0; i < in->n; i++) {
 		cv_fp_item_t v;
-		bool match = fp_sysval(ev, &in->v[i], &v) && v.kind == CV_FP_BOOLEAN && v.b == want;
+		bool match;
+		if (!fp_sysval(ev, &in->v[i], &v) || v.kind != CV_FP_BOOLEAN)
+			return fp_fail(ev, CV_E_INVALID, "allTrue() and its kin expect booleans");
+		match = v.b == want;
 		if (any && match)
 			res = true;
 		if (!any && !match)
@@ -313,6 +321,8 @@ static cv_rc fn_oftype(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 {
 	cv_rc rc = CV_OK;
 
+	if (!fp_type_known(ev, call->tname))
+		return fp_fail(ev, CV_E_INVALID, "unknown type at offset %zu", call->off);
 	for (size_t i = 0; i < in->n && !rc; i++) {
 		if (fp_is_type(ev, &in->v[i], call->tname))
 			rc = fp_push(ev, out, &in->v[i]);
@@ -322,6 +332,8 @@ static cv_rc fn_oftype(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 
 static cv_rc fn_is(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
 {
+	if (!fp_type_known(ev, call->tname))
+		return fp_fail(ev, CV_E_INVALID, "unknown type at offset %zu", call->off);
 	if (in->n == 0)
 		return CV_OK;
 	if (in->n > 1)
@@ -331,6 +343,8 @@ static cv_rc fn_is(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, cons
 
 static cv_rc fn_as(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
 {
+	if (in->n > 1)
+		return fp_fail(ev, CV_E_INVALID, "as() expects a single item, not %zu (use ofType())", in->n);
 	return fn_oftype(ev, call, in, focus, out);
 }
 
@@ -865,8 +879,8 @@ static cv_rc compile_re(fp_ev_t *ev, const char *pat, regex_t *re, bool whole)
 	return CV_OK;
 }
 
-static cv_rc fn_matches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
-			fp_coll_t *out)
+static cv_rc matches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, bool whole,
+		     fp_coll_t *out)
 {
 	const char *s, *pat;
 	regex_t re;
@@ -877,12 +891,24 @@ static cv_rc fn_matches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 		rc = str_arg(ev, call, 0, focus, &pat);
 	if (rc || !s || !pat)
 		return rc;
-	rc = compile_re(ev, pat, &re, false);
+	rc = compile_re(ev, pat, &re, whole);
 	if (rc)
 		return rc;
 	m = regexec(&re, s, 0, NULL, 0) == 0;
 	regfree(&re);
 	return fp_push_bool(ev, out, m);
+}
+
+static cv_rc fn_matches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			fp_coll_t *out)
+{
+	return matches(ev, call, in, focus, false, out);
+}
+
+static cv_rc fn_matchesfull(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			    fp_coll_t *out)
+{
+	return matches(ev, call, in, focus, true, out);
 }
 
 static cv_rc fn_replacematches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
@@ -901,6 +927,8 @@ static cv_rc fn_replacematches(fp_ev_t *ev, const fp_node_t *call, const fp_coll
 		rc = str_arg(ev, call, 1, focus, &rep);
 	if (rc || !s || !pat || !rep)
 		return rc;
+	if (!*pat)
+		return fp_push_str(ev, out, s);
 	cap = (strlen(s) + 1) * (strlen(rep) + 2) + 1;
 	if (cap > 16u * 1024 * 1024)
 		return fp_fail(ev, CV_E_LIMIT, "replaceMatches() result too long");
@@ -960,6 +988,276 @@ static cv_rc fn_tochars(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 	return rc;
 }
 
+/* ---- more strings: trim, split, join, escape, encode ---------------------------------- */
+
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static cv_rc fn_trim(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	const char *s;
+	size_t n;
+	cv_rc rc = in_str(ev, call, in, &s);
+
+	if (rc || !s)
+		return rc;
+	while (is_ws(*s))
+		s++;
+	n = strlen(s);
+	while (n && is_ws(s[n - 1]))
+		n--;
+	return fp_push_str(ev, out, cv_pool_strndup(ev->pool, s, n));
+}
+
+static cv_rc fn_split(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	const char *s, *sep, *hit;
+	cv_rc rc = in_str(ev, call, in, &s);
+
+	if (!rc)
+		rc = str_arg(ev, call, 0, focus, &sep);
+	if (rc || !s || !sep)
+		return rc;
+	if (!*sep)
+		return fn_tochars(ev, call, in, focus, out);
+	while (!rc && (hit = strstr(s, sep))) {
+		rc = fp_push_str(ev, out, cv_pool_strndup(ev->pool, s, (size_t)(hit - s)));
+		s = hit + strlen(sep);
+	}
+	return rc ? rc : fp_push_str(ev, out, s);
+}
+
+static cv_rc fn_join(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	const char *sep = "";
+	size_t len = 0, n = 0;
+	char *r;
+	cv_rc rc = CV_OK;
+
+	if (call->nargs)
+		rc = str_arg(ev, call, 0, focus, &sep);
+	if (rc)
+		return rc;
+	if (!sep)
+		sep = "";
+	for (size_t i = 0; i < in->n; i++) {
+		cv_fp_item_t v;
+		if (!fp_sysval(ev, &in->v[i], &v) || v.kind != CV_FP_STRING)
+			return fp_fail(ev, CV_E_INVALID, "join() expects strings");
+		len += strlen(v.s) + strlen(sep);
+	}
+	r = cv_pool_alloc(ev->pool, len + 1);
+	if (!r)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < in->n; i++) {
+		cv_fp_item_t v;
+		fp_sysval(ev, &in->v[i], &v);
+		if (i) {
+			memcpy(r + n, sep, strlen(sep));
+			n += strlen(sep);
+		}
+		memcpy(r + n, v.s, strlen(v.s));
+		n += strlen(v.s);
+	}
+	r[n] = '\0';
+	return fp_push_str(ev, out, r);
+}
+
+static const struct {
+	char c;
+	const char *html, *json;
+} escapes[] = {
+	{'&', "&amp;", NULL}, {'<', "&lt;", NULL},     {'>', "&gt;", NULL},    {'"', "&quot;", "\\\""},
+	{'\'', "&#39;", NULL}, {'\\', NULL, "\\\\"},   {'\n', NULL, "\\n"},    {'\r', NULL, "\\r"},
+	{'\t', NULL, "\\t"},
+};
+
+static cv_rc escape(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, bool un,
+		    fp_coll_t *out)
+{
+	const char *s, *kind;
+	char *r;
+	size_t n = 0;
+	bool html;
+	cv_rc rc = in_str(ev, call, in, &s);
+
+	if (!rc)
+		rc = str_arg(ev, call, 0, focus, &kind);
+	if (rc || !s || !kind)
+		return rc;
+	if (strcmp(kind, "html") != 0 && strcmp(kind, "json") != 0)
+		return CV_OK;
+	html = kind[0] == 'h';
+	r = cv_pool_alloc(ev->pool, strlen(s) * 6 + 1);
+	if (!r)
+		return CV_E_NOMEM;
+	while (*s) {
+		bool done = false;
+		for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]) && !done; i++) {
+			const char *e = html ? escapes[i].html : escapes[i].json;
+			if (!e)
+				continue;
+			if (!un && *s == escapes[i].c) {
+				memcpy(r + n, e, strlen(e));
+				n += strlen(e);
+				s++;
+				done = true;
+			} else if (un && strncmp(s, e, strlen(e)) == 0) {
+				r[n++] = escapes[i].c;
+				s += strlen(e);
+				done = true;
+			}
+		}
+		if (!done)
+			r[n++] = *s++;
+	}
+	r[n] = '\0';
+	return fp_push_str(ev, out, r);
+}
+
+static cv_rc fn_escape(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	return escape(ev, call, in, focus, false, out);
+}
+
+static cv_rc fn_unescape(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			 fp_coll_t *out)
+{
+	return escape(ev, call, in, focus, true, out);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *enc(fp_ev_t *ev, const unsigned char *s, size_t len, const char *kind)
+{
+	char *r = cv_pool_alloc(ev->pool, len * 2 + 4);
+	size_t n = 0;
+
+	if (!r)
+		return NULL;
+	if (strcmp(kind, "hex") == 0) {
+		for (size_t i = 0; i < len; i++) {
+			r[n++] = "0123456789abcdef"[s[i] >> 4];
+			r[n++] = "0123456789abcdef"[s[i] & 15];
+		}
+	} else {
+		const char *a = strcmp(kind, "urlbase64") == 0 ? b64url : b64;
+		for (size_t i = 0; i < len; i += 3) {
+			unsigned v = (unsigned)s[i] << 16 | (i + 1 < len ? (unsigned)s[i + 1] << 8 : 0) |
+				     (i + 2 < len ? s[i + 2] : 0);
+			r[n++] = a[v >> 18 & 63];
+			r[n++] = a[v >> 12 & 63];
+			r[n++] = i + 1 < len ? a[v >> 6 & 63] : '=';
+			r[n++] = i + 2 < len ? a[v & 63] : '=';
+		}
+	}
+	r[n] = '\0';
+	return r;
+}
+
+static int b64val(char c, bool url)
+{
+	const char *a = url ? b64url : b64;
+	const char *p = c ? strchr(a, c) : NULL;
+
+	return p ? (int)(p - a) : -1;
+}
+
+static char *dec(fp_ev_t *ev, const char *s, const char *kind)
+{
+	size_t len = strlen(s), n = 0;
+	char *r = cv_pool_alloc(ev->pool, len + 1);
+
+	if (!r)
+		return NULL;
+	if (strcmp(kind, "hex") == 0) {
+		for (size_t i = 0; i + 1 < len; i += 2) {
+			const char *h = "0123456789abcdef";
+			const char *a = strchr(h, tolower((unsigned char)s[i])), *b = strchr(h, tolower((unsigned char)s[i + 1]));
+			if (!a || !b || !s[i] || !s[i + 1])
+				return NULL;
+			r[n++] = (char)((a - h) << 4 | (b - h));
+		}
+	} else {
+		bool url = strcmp(kind, "urlbase64") == 0;
+		unsigned acc = 0;
+		int bits = 0;
+		for (size_t i = 0; i < len && s[i] != '='; i++) {
+			int v = b64val(s[i], url);
+			if (v < 0)
+				return NULL;
+			acc = (acc << 6 | (unsigned)v) & 0xFFFFFF;
+			bits += 6;
+			if (bits >= 8) {
+				bits -= 8;
+				r[n++] = (char)(acc >> bits & 0xFF);
+			}
+		}
+	}
+	r[n] = '\0';
+	return r;
+}
+
+static cv_rc code(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, bool de,
+		  fp_coll_t *out)
+{
+	const char *s, *kind;
+	char *r;
+	cv_rc rc = in_str(ev, call, in, &s);
+
+	if (!rc)
+		rc = str_arg(ev, call, 0, focus, &kind);
+	if (rc || !s || !kind)
+		return rc;
+	if (strcmp(kind, "hex") != 0 && strcmp(kind, "base64") != 0 && strcmp(kind, "urlbase64") != 0)
+		return CV_OK;
+	r = de ? dec(ev, s, kind) : enc(ev, (const unsigned char *)s, strlen(s), kind);
+	return r ? fp_push_str(ev, out, r) : CV_OK;
+}
+
+static cv_rc fn_encode(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	return code(ev, call, in, focus, false, out);
+}
+
+static cv_rc fn_decode(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	return code(ev, call, in, focus, true, out);
+}
+
+/* ---- types ------------------------------------------------------------------------------- */
+
+static cv_rc fn_type(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	static const char *const sys[] = {"", "Boolean", "Integer", "Decimal", "String", "Date", "DateTime", "Time",
+					  "Quantity"};
+	cv_rc rc = CV_OK;
+
+	for (size_t i = 0; i < in->n && !rc; i++) {
+		const cv_fp_item_t *it = &in->v[i];
+		cv_fp_item_t r = {.kind = CV_FP_NODE};
+		bool fhir = it->kind == CV_FP_NODE;
+		const char *name = fhir ? it->type : sys[it->kind];
+		json_object *o;
+		if (!name)
+			continue;
+		o = json_object_new_object();
+		if (!o)
+			return CV_E_NOMEM;
+		rc = cv_json_pool_own(ev->pool, o);
+		if (rc)
+			return rc;
+		json_object_object_add(o, "namespace", json_object_new_string(fhir ? "FHIR" : "System"));
+		json_object_object_add(o, "name", json_object_new_string(name));
+		r.node = o;
+		rc = fp_push(ev, out, &r);
+	}
+	return rc;
+}
+
 /* ---- conversions -------------------------------------------------------------------- */
 
 static bool all_digits(const char *s, bool sign)
@@ -991,6 +1289,19 @@ static bool dec_text(const char *s)
 			return false;
 	}
 	return true;
+}
+
+static bool is_calendar(const char *u)
+{
+	static const char *const words[] = {"year",   "years",   "month",  "months",  "week",        "weeks",
+					    "day",    "days",    "hour",   "hours",   "minute",      "minutes",
+					    "second", "seconds", "millisecond", "milliseconds", NULL};
+
+	for (int i = 0; words[i]; i++) {
+		if (strcmp(u, words[i]) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* Converts v to kind target into *r; false if it cannot. */
@@ -1063,7 +1374,10 @@ static bool convert(fp_ev_t *ev, const cv_fp_item_t *v, cv_fp_kind target, cv_fp
 		case CV_FP_BOOLEAN: r->s = v->b ? "true" : "false"; return true;
 		case CV_FP_INTEGER: r->s = cv_pool_printf(ev->pool, "%lld", (long long)v->i); return r->s != NULL;
 		case CV_FP_QUANTITY:
-			r->s = cv_pool_printf(ev->pool, "%s '%s'", v->s ? v->s : fp_dec_text(ev, v->d), v->unit ? v->unit : "1");
+			if (v->unit && is_calendar(v->unit))
+				r->s = cv_pool_printf(ev->pool, "%s %s", v->s ? v->s : fp_dec_text(ev, v->d), v->unit);
+			else
+				r->s = cv_pool_printf(ev->pool, "%s '%s'", v->s ? v->s : fp_dec_text(ev, v->d), v->unit ? v->unit : "1");
 			return r->s != NULL;
 		case CV_FP_DECIMAL:
 			r->s = v->s ? v->s : fp_dec_text(ev, v->d);
@@ -1100,10 +1414,23 @@ static bool convert(fp_ev_t *ev, const cv_fp_item_t *v, cv_fp_kind target, cv_fp
 			r->unit = "1";
 			return r->s != NULL;
 		}
+		if (v->kind == CV_FP_BOOLEAN) {
+			r->d = v->b ? 1.0 : 0.0;
+			r->s = v->b ? "1.0" : "0.0";
+			r->unit = "1";
+			return true;
+		}
 		if (v->kind == CV_FP_STRING) {
 			/* number, optional space, optional 'unit' */
 			const char *q = strchr(v->s, '\'');
+			const char *sp = strchr(v->s, ' ');
 			size_t nlen = q ? (size_t)(q - v->s) : strlen(v->s);
+
+			if (!q && sp && is_calendar(sp + 1)) {
+				r->unit = sp + 1;
+				r->b = true;
+				nlen = (size_t)(sp - v->s);
+			}
 			char *num = cv_pool_strndup(ev->pool, v->s, nlen);
 			if (!num)
 				return false;
@@ -1113,7 +1440,8 @@ static bool convert(fp_ev_t *ev, const cv_fp_item_t *v, cv_fp_kind target, cv_fp
 				return false;
 			r->d = strtod(num, NULL);
 			r->s = num;
-			r->unit = "1";
+			if (!r->b)
+				r->unit = "1";
 			if (q) {
 				const char *end = strchr(q + 1, '\'');
 				if (!end || end[1])
@@ -1358,12 +1686,10 @@ static const fp_fn_t fns[] = {
 	{"convertsToString", 0, 0, false, fn_ctostring},
 	{"convertsToTime", 0, 0, false, fn_ctotime},
 	{"count", 0, 0, false, fn_count},
-	{"decode", 1, 1, false, NULL},
 	{"descendants", 0, 0, false, fn_descendants},
 	{"distinct", 0, 0, false, fn_distinct},
 	{"elementDefinition", 0, 0, false, NULL},
 	{"empty", 0, 0, false, fn_empty},
-	{"encode", 1, 1, false, NULL},
 	{"endsWith", 1, 1, false, fn_endswith},
 	{"exclude", 1, 1, false, fn_exclude},
 	{"exists", 0, 1, false, fn_exists},
@@ -1379,7 +1705,6 @@ static const fp_fn_t fns[] = {
 	{"intersect", 1, 1, false, fn_intersect},
 	{"is", 1, 1, true, fn_is},
 	{"isDistinct", 0, 0, false, fn_isdistinct},
-	{"join", 0, 1, false, NULL},
 	{"last", 0, 0, false, fn_last},
 	{"length", 0, 0, false, fn_length},
 	{"ln", 0, 0, false, fn_ln},
@@ -1403,7 +1728,6 @@ static const fp_fn_t fns[] = {
 	{"skip", 1, 1, false, fn_skip},
 	{"slice", 2, 2, false, NULL},
 	{"sort", 0, 4, false, NULL},
-	{"split", 1, 1, false, NULL},
 	{"sqrt", 0, 0, false, fn_sqrt},
 	{"startsWith", 1, 1, false, fn_startswith},
 	{"subsetOf", 1, 1, false, fn_subsetof},
@@ -1423,11 +1747,19 @@ static const fp_fn_t fns[] = {
 	{"toTime", 0, 0, false, fn_totime},
 	{"today", 0, 0, false, fn_today},
 	{"trace", 1, 2, false, fn_trace},
-	{"trim", 0, 0, false, NULL},
 	{"truncate", 0, 0, false, fn_truncate},
 	{"union", 1, 1, false, fn_union},
 	{"upper", 0, 0, false, fn_upper},
 	{"where", 1, 1, false, fn_where},
+	{"type", 0, 0, false, fn_type},
+	{"matchesFull", 1, 1, false, fn_matchesfull},
+	{"unescape", 1, 1, false, fn_unescape},
+	{"escape", 1, 1, false, fn_escape},
+	{"decode", 1, 1, false, fn_decode},
+	{"encode", 1, 1, false, fn_encode},
+	{"split", 1, 1, false, fn_split},
+	{"join", 0, 1, false, fn_join},
+	{"trim", 0, 0, false, fn_trim},
 };
 
 const fp_fn_t *fp_fn_find(const char *name)

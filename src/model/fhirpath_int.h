@@ -122,6 +122,13 @@ bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out);
 /* Children of an item: of element name (NULL: all children). */
 cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool strict, fp_coll_t *out);
 
+/* True if the item's type defines element name (or the item is not a
+ * typed complex node, whose elements cannot be known). */
+bool fp_knows(fp_ev_t *ev, const cv_fp_item_t *it, const char *name);
+
+/* True if tname names a FHIR or System type. */
+bool fp_type_known(fp_ev_t *ev, const char *tname);
+
 /* True if it is of type tname (derived types count). */
 bool fp_is_type(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname);
 

@@ -589,6 +589,10 @@ static bool valid_date_lit(const char *s, size_t n, cv_fp_kind *kind)
 
 	if (n >= 1 && s[0] == 'T') {
 		*kind = CV_FP_TIME;
+		for (size_t j = 1; j < n; j++) {
+			if (!is_dig(s[j]) && s[j] != ':' && s[j] != '.')
+				return false; /* a time has no zone */
+		}
 		return n >= 3 && is_dig(s[1]) && is_dig(s[2]);
 	}
 	if (n < 4 || !is_dig(s[0]) || !is_dig(s[1]) || !is_dig(s[2]) || !is_dig(s[3]))

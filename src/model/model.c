@@ -1632,10 +1632,21 @@ const char *cv_model_type_base(const cv_model_t *m, const char *type)
 
 	if (!t)
 		return NULL;
+	static const char *const prim_base[][2] = {
+		{"code", "string"},        {"id", "string"},         {"markdown", "string"},
+		{"canonical", "uri"},      {"oid", "uri"},           {"url", "uri"},
+		{"uuid", "uri"},           {"positiveInt", "integer"}, {"unsignedInt", "integer"},
+	};
+
 	if (t->base)
 		return t->base;
-	return strcmp(t->name, "Element") == 0 || strcmp(t->name, "Resource") == 0 ? NULL
-	       : t->kind == K_PRIMITIVE ? "Element" : NULL;
+	if (t->kind != K_PRIMITIVE)
+		return NULL;
+	for (size_t i = 0; i < sizeof(prim_base) / sizeof(prim_base[0]); i++) {
+		if (strcmp(t->name, prim_base[i][0]) == 0)
+			return prim_base[i][1];
+	}
+	return "Element";
 }
 
 bool cv_model_type_is_primitive(const cv_model_t *m, const char *type)
