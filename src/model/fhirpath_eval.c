@@ -405,7 +405,19 @@ bool fp_type_known(fp_ev_t *ev, const char *tname)
 
 	if (!system && cv_model_type_known(ev->env->model, n))
 		return true;
-	return !fhir && type_in(n, sys);
+	return system || type_in(n, sys); /* an unknown System type is simply never matched */
+}
+
+bool fp_is_exactly(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname)
+{
+	const char *n = strncmp(tname, "FHIR.", 5) == 0 ? tname + 5 : tname;
+
+	/* primitives match their own type only (code is not a string here), as
+	   the R4 suite expects of as() and ofType(); complex types by derivation */
+	if (it->kind == CV_FP_NODE && it->type && cv_model_type_is_primitive(ev->env->model, it->type) &&
+	    strncmp(tname, "System.", 7) != 0)
+		return strcmp(it->type, n) == 0;
+	return fp_is_type(ev, it, tname);
 }
 
 bool fp_is_type(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname)
@@ -724,9 +736,15 @@ static int sys_eq(const cv_fp_item_t *a, const cv_fp_item_t *b)
 		return c == 2 ? -1 : c == 0;
 	}
 	case CV_FP_QUANTITY: {
-		double bv;
-		if (!qty_align(a, b, &bv))
-			return -1;
+		double bv, f;
+		const char *da, *db;
+		if (!qty_align(a, b, &bv)) {
+			/* calendar years/months against UCUM 'a'/'mo': unknown */
+			unit_canon(a->unit, &da, &f);
+			unit_canon(b->unit, &db, &f);
+			return (strcmp(da, "year") == 0 && strcmp(db, "a") == 0) ||
+			       (strcmp(da, "a") == 0 && strcmp(db, "year") == 0) ? -1 : 0;
+		}
 		return dec_eq(a->d, bv);
 	}
 	default: return 0;
@@ -1178,7 +1196,7 @@ static cv_rc type_op(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp
 	/* `as` filters a collection, as the R4 search parameters use it
 	   ("(useContext.value as CodeableConcept)") */
 	for (size_t i = 0; i < l.n && !rc; i++) {
-		if (fp_is_type(ev, &l.v[i], n->tname))
+		if (fp_is_exactly(ev, &l.v[i], n->tname))
 			rc = fp_push(ev, out, &l.v[i]);
 	}
 	return rc;

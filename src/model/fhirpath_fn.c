@@ -324,7 +324,7 @@ static cv_rc fn_oftype(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 	if (!fp_type_known(ev, call->tname))
 		return fp_fail(ev, CV_E_INVALID, "unknown type at offset %zu", call->off);
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		if (fp_is_type(ev, &in->v[i], call->tname))
+		if (fp_is_exactly(ev, &in->v[i], call->tname))
 			rc = fp_push(ev, out, &in->v[i]);
 	}
 	return rc;

@@ -129,6 +129,9 @@ bool fp_knows(fp_ev_t *ev, const cv_fp_item_t *it, const char *name);
 /* True if tname names a FHIR or System type. */
 bool fp_type_known(fp_ev_t *ev, const char *tname);
 
+/* Like fp_is_type, but a FHIR primitive matches its own type only (as, ofType). */
+bool fp_is_exactly(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname);
+
 /* True if it is of type tname (derived types count). */
 bool fp_is_type(fp_ev_t *ev, const cv_fp_item_t *it, const char *tname);
 
