@@ -58,6 +58,9 @@ typedef struct cv_fp_item {
 	double d;
 	const char *s;
 	const char *unit;
+	json_object *ext;             /* CV_FP_NODE primitive: its `_element` sibling (id, extension), or NULL */
+	const cv_model_elem_t *elem;  /* CV_FP_NODE backbone element: its definition, for navigation */
+	bool stub;                    /* resolve() without a resolver: node is the Reference, not the target */
 } cv_fp_item_t;
 
 /* A result collection, allocated in the evaluation's pool. */

@@ -99,6 +99,7 @@ struct mtype {
 	kind_t kind;
 	bool abstract;
 	prim_t prim;
+	const char *base;  /* the type it specialises ("DomainResource"), NULL for roots */
 	elemset_t elems;
 	json_object *def; /* the type's entry in the blob, while loading */
 };
@@ -259,6 +260,7 @@ static cv_rc load_types(cv_model_t *m)
 			goto out;
 		}
 		t->kind = strcmp(kind, "resource") == 0 ? K_RESOURCE : K_COMPLEX;
+		t->base = keep(m, get_str(def, "base"));
 		t->abstract = abs && json_object_get_boolean(abs);
 		t->def = def;
 	}
@@ -1509,4 +1511,158 @@ cv_rc cv_model_validate(const cv_model_t *m, json_object *resource, cv_outcome_t
 	rc = w->rc ? w->rc : (w->errors ? CV_E_INVALID : CV_OK);
 	free(w);
 	return rc;
+}
+
+/* ---- navigation (FHIRPath) ---------------------------------------------- */
+
+struct cv_model_elem {
+	elem_t e; /* never instantiated: cv_model_elem_t is an elem_t */
+};
+
+static const elem_t *as_elem(const cv_model_elem_t *e)
+{
+	return (const elem_t *)(const void *)e;
+}
+
+static const cv_model_elem_t *to_pub(const elem_t *e)
+{
+	return (const cv_model_elem_t *)(const void *)e;
+}
+
+static const elemset_t *nav_set(const cv_model_t *m, const char *type, const cv_model_elem_t *parent)
+{
+	const mtype_t *t;
+
+	if (parent)
+		return as_elem(parent)->children;
+	if (!m || !type)
+		return NULL;
+	t = find_type(m, type);
+	return t ? &t->elems : NULL;
+}
+
+const cv_model_elem_t *cv_model_elem(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+				     const char *name)
+{
+	const elemset_t *set = nav_set(m, type, parent);
+	elem_t k = {.name = name};
+
+	if (!set || !name)
+		return NULL;
+	return to_pub(bsearch(&k, set->e, set->n, sizeof(*set->e), cmp_elem));
+}
+
+const cv_model_elem_t *cv_model_elem_by_key(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+					    const char *key, const char **choice_type)
+{
+	const elemset_t *set = nav_set(m, type, parent);
+	const mtype_t *ct = NULL;
+	uint8_t ci = 0;
+	const elem_t *e;
+
+	*choice_type = NULL;
+	if (!set || !key)
+		return NULL;
+	e = lookup_elem(set, key, &ct, &ci);
+	if (e && ct)
+		*choice_type = ct->name;
+	return to_pub(e);
+}
+
+const char *cv_model_elem_name(const cv_model_elem_t *e)
+{
+	return e ? as_elem(e)->name : NULL;
+}
+
+bool cv_model_elem_is_choice(const cv_model_elem_t *e)
+{
+	return e && as_elem(e)->choice;
+}
+
+bool cv_model_elem_repeats(const cv_model_elem_t *e)
+{
+	return e && as_elem(e)->max > 1;
+}
+
+size_t cv_model_elem_type_count(const cv_model_elem_t *e)
+{
+	return e ? as_elem(e)->ntypes : 0;
+}
+
+const char *cv_model_elem_type(const cv_model_elem_t *e, size_t i)
+{
+	return e && i < as_elem(e)->ntypes ? as_elem(e)->types[i]->name : NULL;
+}
+
+bool cv_model_elem_is_backbone(const cv_model_elem_t *e)
+{
+	return e && as_elem(e)->children != NULL;
+}
+
+size_t cv_model_elem_child_count(const cv_model_t *m, const char *type, const cv_model_elem_t *parent)
+{
+	const elemset_t *set = nav_set(m, type, parent);
+
+	return set ? set->n : 0;
+}
+
+const cv_model_elem_t *cv_model_elem_child(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+					   size_t i)
+{
+	const elemset_t *set = nav_set(m, type, parent);
+
+	return set && i < set->n ? to_pub(&set->e[i]) : NULL;
+}
+
+bool cv_model_type_known(const cv_model_t *m, const char *type)
+{
+	return m && type && find_type(m, type) != NULL;
+}
+
+const char *cv_model_type_name(const cv_model_t *m, const char *type)
+{
+	const mtype_t *t = m && type ? find_type(m, type) : NULL;
+
+	return t ? t->name : NULL;
+}
+
+const char *cv_model_type_base(const cv_model_t *m, const char *type)
+{
+	const mtype_t *t = m && type ? find_type(m, type) : NULL;
+
+	if (!t)
+		return NULL;
+	static const char *const prim_base[][2] = {
+		{"code", "string"},        {"id", "string"},         {"markdown", "string"},
+		{"canonical", "uri"},      {"oid", "uri"},           {"url", "uri"},
+		{"uuid", "uri"},           {"positiveInt", "integer"}, {"unsignedInt", "integer"},
+	};
+
+	if (t->base)
+		return t->base;
+	if (t->kind != K_PRIMITIVE)
+		return NULL;
+	for (size_t i = 0; i < sizeof(prim_base) / sizeof(prim_base[0]); i++) {
+		if (strcmp(t->name, prim_base[i][0]) == 0)
+			return prim_base[i][1];
+	}
+	return "Element";
+}
+
+bool cv_model_type_is_primitive(const cv_model_t *m, const char *type)
+{
+	const mtype_t *t = m && type ? find_type(m, type) : NULL;
+
+	return t && t->kind == K_PRIMITIVE;
+}
+
+bool cv_model_type_derives(const cv_model_t *m, const char *type, const char *ancestor)
+{
+	/* the chain is short (Age < Quantity < Element); the bound guards a bad blob */
+	for (int i = 0; type && ancestor && i < 8; i++) {
+		if (strcmp(type, ancestor) == 0)
+			return true;
+		type = cv_model_type_base(m, type);
+	}
+	return false;
 }

@@ -46,4 +46,61 @@ const char *cv_model_resource_name(const cv_model_t *m, size_t i);
  */
 cv_rc cv_model_validate(const cv_model_t *m, json_object *resource, cv_outcome_t *oo);
 
+/* ---- navigation, for FHIRPath ----------------------------------------------
+ * An element definition of a type (or of a backbone element inside one).
+ * Positions are (type, parent): parent NULL means the elements of the named
+ * type; a backbone element (cv_model_elem_is_backbone) is itself a parent.
+ * Pointers are into the model and live as long as it. Lookups are cheap
+ * (binary search) and never allocate; NULL/0/false when unknown. */
+typedef struct cv_model_elem cv_model_elem_t;
+
+/* The element called name (without "[x]": "value") of type, or of parent
+ * when parent is not NULL. */
+const cv_model_elem_t *cv_model_elem(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+				     const char *name);
+
+/* The element a JSON key names: "valueQuantity" finds the choice element
+ * "value" and sets *choice_type to "Quantity" (NULL for a plain element). */
+const cv_model_elem_t *cv_model_elem_by_key(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+					    const char *key, const char **choice_type);
+
+/* Its name without "[x]". */
+const char *cv_model_elem_name(const cv_model_elem_t *e);
+
+/* True for a choice element: its JSON key is the name + a type suffix. */
+bool cv_model_elem_is_choice(const cv_model_elem_t *e);
+
+/* True if it may hold more than one value (max > 1 or "*"). */
+bool cv_model_elem_repeats(const cv_model_elem_t *e);
+
+/* Its declared types: count and the i-th name ("HumanName", "string",
+ * "BackboneElement" for an inline element). For a contentReference, the
+ * target's types and children. */
+size_t cv_model_elem_type_count(const cv_model_elem_t *e);
+const char *cv_model_elem_type(const cv_model_elem_t *e, size_t i);
+
+/* True if it has inline children (backbone element or contentReference). */
+bool cv_model_elem_is_backbone(const cv_model_elem_t *e);
+
+/* The children at a position (type's elements, or parent's): count and i-th. */
+size_t cv_model_elem_child_count(const cv_model_t *m, const char *type, const cv_model_elem_t *parent);
+const cv_model_elem_t *cv_model_elem_child(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
+					   size_t i);
+
+/* True if type names a type of the model (primitive, complex or resource,
+ * abstract ones included: "Resource", "Element", "DomainResource"). */
+bool cv_model_type_known(const cv_model_t *m, const char *type);
+
+/* The model's own copy of a type's name (lives as long as the model), or NULL. */
+const char *cv_model_type_name(const cv_model_t *m, const char *type);
+
+/* The type type specialises ("Age": "Quantity", "Patient": "DomainResource"), or NULL. */
+const char *cv_model_type_base(const cv_model_t *m, const char *type);
+
+/* True for a primitive type ("string", "dateTime", ...). */
+bool cv_model_type_is_primitive(const cv_model_t *m, const char *type);
+
+/* True if type is ancestor or specialises it, directly or not. */
+bool cv_model_type_derives(const cv_model_t *m, const char *type, const char *ancestor);
+
 #endif
