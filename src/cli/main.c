@@ -34,6 +34,7 @@ static const cv_route_t routes[] = {
 	{ "GET", "/readyz", CV_ACT_PUBLIC_HEALTH, cv_health_ready },
 	{ "GET", "/fhir/metadata", CV_ACT_PUBLIC_META, cv_fhir_metadata },
 	{ "GET", "/fhir/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_system },
+	{ "POST", "/fhir", CV_ACT_FHIR_BUNDLE, cv_fhir_bundle },
 	{ "GET", "/fhir/{type}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_type },
 	{ "GET", "/fhir/{type}", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },
 	{ "POST", "/fhir/{type}/_search", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },

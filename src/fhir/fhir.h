@@ -60,6 +60,26 @@ int cv_fhir_negotiate(cv_exchange_t *ex);   /* Accept / _format allow FHIR JSON 
 int cv_fhir_type_ok(cv_exchange_t *ex);     /* args[0] is a known resource type */
 int cv_fhir_id_ok(cv_exchange_t *ex);       /* args[1] is a syntactically valid id */
 
+/* Parses the request body as a JSON object with a resourceType (checking
+ * Content-Type); answers 400/415 itself and returns 0 when it is not one. */
+int cv_fhir_parse_body(cv_exchange_t *ex, json_object **out);
+
+/* True if id is a valid FHIR id (1 to 64 of A-Z a-z 0-9 - .). */
+int cv_fhir_valid_id(const char *id);
+
+/* Sets id and meta.versionId / meta.lastUpdated (keeping the rest of meta). */
+cv_rc cv_fhir_stamp(json_object *obj, const char *id, int64_t version, int64_t us);
+
+/* Runs the search `query` (URL query syntax: "identifier=a%7Cb&active=true")
+ * on `type` and puts the logical ids of up to max matches in ids; *n gets how
+ * many were found, max + 1 meaning "more than max". CV_E_INVALID with issues
+ * in oo for a bad query. */
+cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
+			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
+
+/* POST /fhir with a transaction or batch Bundle. */
+void cv_fhir_bundle(cv_exchange_t *ex);
+
 /* The one mapping from cv_rc to an HTTP status. */
 unsigned cv_fhir_status(cv_rc rc);
 

@@ -31,7 +31,7 @@ static cv_fhir_t *ctx(cv_exchange_t *ex)
 
 /* ---- request checks ---------------------------------------------------- */
 
-static int valid_id(const char *id)
+int cv_fhir_valid_id(const char *id)
 {
 	size_t n = 0;
 	for (; id[n]; n++)
@@ -83,7 +83,7 @@ int cv_fhir_type_ok(cv_exchange_t *ex)
 
 int cv_fhir_id_ok(cv_exchange_t *ex)
 {
-	if (!valid_id(ex->args[1])) {
+	if (!cv_fhir_valid_id(ex->args[1])) {
 		cv_fhir_error(ex, 404, "not-found", "no resource has this id: an id is 1 to 64 characters "
 						    "of A-Z, a-z, 0-9, '-' and '.'");
 		return 0;
@@ -91,8 +91,7 @@ int cv_fhir_id_ok(cv_exchange_t *ex)
 	return 1;
 }
 
-/* Parses and validates the body as a resource of the URL's type. */
-static int body_resource(cv_exchange_t *ex, json_object **out)
+int cv_fhir_parse_body(cv_exchange_t *ex, json_object **out)
 {
 	const char *err = NULL;
 	json_object *obj = NULL;
@@ -121,13 +120,24 @@ static int body_resource(cv_exchange_t *ex, json_object **out)
 		cv_fhir_error(ex, 400, "structure", "the body must be a JSON object with a resourceType");
 		return 0;
 	}
+	*out = obj;
+	return 1;
+}
+
+/* Parses and validates the body as a resource of the URL's type. */
+static int body_resource(cv_exchange_t *ex, json_object **out)
+{
+	json_object *obj = NULL, *rt = NULL;
+	if (!cv_fhir_parse_body(ex, &obj))
+		return 0;
+	json_object_object_get_ex(obj, "resourceType", &rt);
 	if (strcmp(json_object_get_string(rt), ex->args[0]) != 0) {
 		cv_fhir_error(ex, 400, "invalid", "the body's resourceType does not match the URL's resource type");
 		return 0;
 	}
 	cv_outcome_t oo;
 	cv_outcome_init(&oo, ex->pool, 100);
-	rc = cv_model_validate(ctx(ex)->model, obj, &oo);
+	cv_rc rc = cv_model_validate(ctx(ex)->model, obj, &oo);
 	if (rc == CV_E_INVALID) {
 		cv_fhir_outcome(ex, 422, &oo);
 		return 0;
@@ -231,8 +241,7 @@ static void write_done(cv_store_write_t *w)
 	c->ex->resume(c->ex);
 }
 
-/* Sets id and meta.versionId / meta.lastUpdated, keeping the rest of meta. */
-static cv_rc stamp(json_object *obj, const char *id, int64_t version, int64_t us)
+cv_rc cv_fhir_stamp(json_object *obj, const char *id, int64_t version, int64_t us)
 {
 	char vbuf[24], tbuf[40];
 	json_object *meta = NULL;
@@ -281,7 +290,7 @@ static void submit_write(wctx_t *c)
 	c->w.updated_us = cv_time_now_us() / 1000 * 1000;
 	cv_buf_reset(&ex->resp);
 	if (c->obj) {
-		rc = stamp(c->obj, c->id, cur.version + 1, c->w.updated_us);
+		rc = cv_fhir_stamp(c->obj, c->id, cur.version + 1, c->w.updated_us);
 		if (!rc)
 			rc = cv_json_write(c->obj, &ex->resp);
 		if (!rc && c->attempts == 0)
@@ -381,7 +390,7 @@ void cv_fhir_update(cv_exchange_t *ex)
 	json_object *obj, *id = NULL;
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
 		return;
-	if (!valid_id(ex->args[1]))
+	if (!cv_fhir_valid_id(ex->args[1]))
 		return cv_fhir_error(ex, 400, "invalid", "the id in the URL is not a valid FHIR id "
 					"(1 to 64 characters of A-Z, a-z, 0-9, '-' and '.')");
 	if (!body_resource(ex, &obj))

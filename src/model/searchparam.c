@@ -323,6 +323,13 @@ size_t cv_sp_compartment(const cv_sp_registry_t *r, const char *type, const char
 
 /* --- entries ------------------------------------------------------------- */
 
+/* The FHIR type of an item ("" when the evaluator could not tell). */
+static const char *item_type(const cv_fp_item_t *it)
+{
+	return it->type ? it->type : "";
+}
+
+
 static cv_ix_entry_t *entry_new(cv_sp_entries_t *out)
 {
 	if (out->n == out->cap) {
@@ -478,10 +485,10 @@ static cv_rc string_param(const cv_fp_item_t *it, const char *code, cv_sp_mode m
 		return string_value(out, code, json_object_get_string(it->node), mode);
 	const char *const *parts = NULL;
 	size_t n = 0;
-	if (strcmp(it->type, "HumanName") == 0) {
+	if (strcmp(item_type(it), "HumanName") == 0) {
 		parts = name_parts;
 		n = sizeof name_parts / sizeof name_parts[0];
-	} else if (strcmp(it->type, "Address") == 0) {
+	} else if (strcmp(item_type(it), "Address") == 0) {
 		parts = addr_parts;
 		n = sizeof addr_parts / sizeof addr_parts[0];
 	}
@@ -573,13 +580,13 @@ static cv_rc token_param(const cv_fp_item_t *it, const char *code, cv_sp_mode mo
 		return token_code(out, code, NULL, text);
 	if (it->kind != CV_FP_NODE || !json_object_is_type(it->node, json_type_object))
 		return CV_OK;
-	if (strcmp(it->type, "Coding") == 0)
+	if (strcmp(item_type(it), "Coding") == 0)
 		return coding(out, code, it->node, mode);
-	if (strcmp(it->type, "CodeableConcept") == 0)
+	if (strcmp(item_type(it), "CodeableConcept") == 0)
 		return codeable(out, code, it->node, mode);
-	if (strcmp(it->type, "Identifier") == 0)
+	if (strcmp(item_type(it), "Identifier") == 0)
 		return identifier(out, code, it->node, mode);
-	if (strcmp(it->type, "ContactPoint") == 0)
+	if (strcmp(item_type(it), "ContactPoint") == 0)
 		return token_code(out, code, NULL, obj_str(it->node, "value"));
 	return CV_OK;
 }
@@ -722,9 +729,9 @@ static cv_rc date_param(const cv_fp_item_t *it, const char *code, bool blind, cv
 		return blind ? blind_date(out, code, text, mode) : date_text(out, code, text);
 	if (it->kind != CV_FP_NODE || !json_object_is_type(it->node, json_type_object))
 		return CV_OK;
-	if (strcmp(it->type, "Period") == 0)
+	if (strcmp(item_type(it), "Period") == 0)
 		return period(out, code, it->node);
-	if (strcmp(it->type, "Timing") == 0) {
+	if (strcmp(item_type(it), "Timing") == 0) {
 		json_object *ev = obj_get(it->node, "event");
 		for (size_t i = 0; !rc && ev && i < json_object_array_length(ev); i++)
 			rc = date_text(out, code, json_object_get_string(json_object_array_get_idx(ev, i)));
@@ -754,7 +761,7 @@ static cv_rc number_param(const cv_fp_item_t *it, const char *code, cv_sp_entrie
 		return CV_OK;
 	if (node_number(it->node, &v))
 		return num_entry(out, code, "", v, v);
-	if (strcmp(it->type, "Range") == 0) {
+	if (strcmp(item_type(it), "Range") == 0) {
 		bool l = node_number(obj_get(obj_get(it->node, "low"), "value"), &lo);
 		bool h = node_number(obj_get(obj_get(it->node, "high"), "value"), &hi);
 		if (l || h)
@@ -801,7 +808,7 @@ static cv_rc quantity_param(const cv_fp_item_t *it, const char *code, cv_sp_entr
 		return number_param(it, code, out);
 	if (node_number(obj_get(it->node, "value"), &v))
 		return quantity_units(out, code, it->node, v, v);
-	if (strcmp(it->type, "Range") == 0) {
+	if (strcmp(item_type(it), "Range") == 0) {
 		json_object *low = obj_get(it->node, "low"), *high = obj_get(it->node, "high");
 		bool l = node_number(obj_get(low, "value"), &lo), h = node_number(obj_get(high, "value"), &hi);
 		if (l || h)

@@ -12,6 +12,7 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_FHIR_READ] = "fhir.read",
 	[CV_ACT_FHIR_HISTORY] = "fhir.history",
 	[CV_ACT_FHIR_SEARCH] = "fhir.search",
+	[CV_ACT_FHIR_BUNDLE] = "fhir.bundle",
 	[CV_ACT_FHIR_CREATE] = "fhir.create",
 	[CV_ACT_FHIR_UPDATE] = "fhir.update",
 	[CV_ACT_FHIR_DELETE] = "fhir.delete",

@@ -20,6 +20,7 @@ typedef enum cv_action {
 	CV_ACT_FHIR_READ,     /* read, vread */
 	CV_ACT_FHIR_HISTORY,  /* history at any level */
 	CV_ACT_FHIR_SEARCH,   /* search on a type */
+	CV_ACT_FHIR_BUNDLE,   /* transaction or batch (each entry is checked as its own interaction) */
 	CV_ACT_FHIR_CREATE,   /* create */
 	CV_ACT_FHIR_UPDATE,   /* update, update-as-create */
 	CV_ACT_FHIR_DELETE,   /* delete */
