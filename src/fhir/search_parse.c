@@ -355,6 +355,8 @@ static cv_rc blind_date_value(ps_t *p, build_t *b, const char *code, cv_cmp cmp,
 		return rc;
 	/* the check: the real comparison on the opened date, once for this value */
 	b->nm = m_at;
+	if ((rc = grow(p, b)))
+		return rc;
 	if (cmp == CV_CMP_AP)
 		approximate(&lo, &hi);
 	b->m[b->nm++] = (cv_mterm_t){ .kind = CV_MT_DATE, .cmp = cmp, .lo = lo, .hi = hi };
@@ -715,6 +717,8 @@ static cv_rc sort_param(ps_t *p, cv_search_plan_t *plan, const char *name, const
 	for (size_t i = 0; !rc && i < n; i++) {
 		bool desc = keys[i][0] == '-';
 		const char *code = keys[i] + desc;
+		if (plan->nsort >= CV_STORE_SORT_MAX)
+			return bad(p, name, "at most 4 sort keys");
 		cv_store_sort_t *s = &plan->sort[plan->nsort];
 		if (strcmp(code, "_lastUpdated") == 0) {
 			*s = (cv_store_sort_t){ .kind = CV_SORT_UPDATED, .desc = desc };
