@@ -38,6 +38,8 @@ static const cv_route_t routes[] = {
 	{ "GET", "/fhir/{type}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_type },
 	{ "GET", "/fhir/{type}", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },
 	{ "POST", "/fhir/{type}/_search", CV_ACT_FHIR_SEARCH, cv_fhir_search_type },
+	{ "PUT", "/fhir/{type}", CV_ACT_FHIR_UPDATE, cv_fhir_update_conditional },
+	{ "DELETE", "/fhir/{type}", CV_ACT_FHIR_DELETE, cv_fhir_delete_conditional },
 	{ "POST", "/fhir/{type}", CV_ACT_FHIR_CREATE, cv_fhir_create },
 	{ "GET", "/fhir/{type}/{id}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_instance },
 	{ "GET", "/fhir/{type}/{id}/_history/{vid}", CV_ACT_FHIR_READ, cv_fhir_vread },

@@ -77,6 +77,14 @@ cv_rc cv_fhir_stamp(json_object *obj, const char *id, int64_t version, int64_t u
 cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
 			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
 
+/* The same, from decoded parameters. */
+cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type, const cv_param_t *params,
+				size_t np, const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
+
+/* Conditional update and delete: PUT / DELETE /fhir/{type}?criteria. */
+void cv_fhir_update_conditional(cv_exchange_t *ex);
+void cv_fhir_delete_conditional(cv_exchange_t *ex);
+
 /* POST /fhir with a transaction or batch Bundle. */
 void cv_fhir_bundle(cv_exchange_t *ex);
 

@@ -189,10 +189,11 @@ static void answer_resource(cv_exchange_t *ex, unsigned status, const cv_store_v
 /* ---- read, vread -------------------------------------------------------- */
 
 /* Answers with version vid (0: the current one) of args[0]/args[1]. */
-static void answer_version(cv_exchange_t *ex, int64_t vid)
+/* Answers with version vid (0: the current one) of args[0]/id (args[1] when id is NULL). */
+static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 {
 	cv_store_version_t v;
-	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], ex->args[1], vid, ex->pool, &v);
+	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], id ? id : ex->args[1], vid, ex->pool, &v);
 	if (rc == CV_E_NOTFOUND)
 		return cv_fhir_error(ex, 404, "not-found", vid ? "no such version of this resource"
 							 : "no resource of this type has this id");
@@ -209,7 +210,7 @@ static void answer_version(cv_exchange_t *ex, int64_t vid)
 void cv_fhir_read(cv_exchange_t *ex)
 {
 	if (cv_fhir_negotiate(ex) && cv_fhir_type_ok(ex) && cv_fhir_id_ok(ex))
-		answer_version(ex, 0);
+		answer_version(ex, 0, NULL);
 }
 
 void cv_fhir_vread(cv_exchange_t *ex)
@@ -219,7 +220,7 @@ void cv_fhir_vread(cv_exchange_t *ex)
 		return;
 	if (!cv_http_parse_version(ex->args[2], &vid))
 		return cv_fhir_error(ex, 404, "not-found", "no such version: a version id is a positive integer");
-	answer_version(ex, vid);
+	answer_version(ex, vid, NULL);
 }
 
 /* ---- writes ------------------------------------------------------------- */
@@ -370,12 +371,70 @@ static wctx_t *new_write(cv_exchange_t *ex, json_object *obj, const char *id)
 	return c;
 }
 
+/* Runs a conditional request's search. Returns the number of matches (0, 1,
+ * 2 for several) with the one match's id in *id, or -1 after answering. */
+static int conditional_match(cv_exchange_t *ex, const char *query, const cv_param_t *params, size_t np,
+			     const char **id)
+{
+	const char *ids[2];
+	size_t n = 0;
+	cv_outcome_t oo;
+	cv_outcome_init(&oo, ex->pool, 16);
+	cv_rc rc = query ? cv_fhir_search_ids(ctx(ex), ex->pool, ex->args[0], query, ex->base_url, ids, 1, &n, &oo)
+			 : cv_fhir_search_ids_params(ctx(ex), ex->pool, ex->args[0], params, np, ex->base_url, ids, 1,
+						     &n, &oo);
+	if (rc == CV_E_INVALID) {
+		cv_fhir_outcome(ex, 400, &oo);
+		return -1;
+	}
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, "the conditional search could not run; retry later");
+		return -1;
+	}
+	if (n > 1) {
+		cv_fhir_error(ex, 412, "multiple-matches", "the condition matches more than one resource: make it "
+			      "more specific");
+		return -1;
+	}
+	if (n == 1)
+		*id = ids[0];
+	return (int)n;
+}
+
+/* 405 for PUT / DELETE on a type without criteria. */
+static void no_criteria(cv_exchange_t *ex, const char *what)
+{
+	cv_exchange_add_header(ex, "Allow", "GET, POST, PUT, DELETE");
+	cv_fhir_error(ex, 405, "not-supported", "%s", what);
+}
+
+/* The request's query parameters that are search criteria (not _format). */
+static size_t criteria(cv_exchange_t *ex, cv_param_t *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ex->nparams; i++)
+		if (strcmp(ex->params[i].name, "_format") != 0 && strcmp(ex->params[i].name, "_pretty") != 0)
+			out[n++] = ex->params[i];
+	return n;
+}
+
 void cv_fhir_create(cv_exchange_t *ex)
 {
 	json_object *obj;
 	char uuid[37];
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !body_resource(ex, &obj))
 		return;
+	const char *ine = ex->header(ex, "If-None-Exist"), *found = NULL;
+	if (ine) {
+		const char *q = strchr(ine, '?');
+		int n = conditional_match(ex, q ? q + 1 : ine, NULL, 0, &found);
+		if (n < 0)
+			return;
+		if (n == 1) { /* it exists: answer with it, create nothing */
+			answer_version(ex, 0, found);
+			return;
+		}
+	}
 	cv_crypto_uuid(uuid);
 	wctx_t *c = new_write(ex, obj, cv_pool_strdup(ex->pool, uuid));
 	if (!c)
@@ -403,6 +462,61 @@ void cv_fhir_update(cv_exchange_t *ex)
 	wctx_t *c = new_write(ex, obj, ex->args[1]);
 	if (c)
 		submit_write(c);
+}
+
+void cv_fhir_update_conditional(cv_exchange_t *ex)
+{
+	json_object *obj, *bid = NULL;
+	cv_param_t params[CV_EX_MAX_PARAMS];
+	const char *id = NULL;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
+		return;
+	size_t np = criteria(ex, params);
+	if (!np)
+		return no_criteria(ex, "PUT takes /fhir/Type/id, or /fhir/Type?criteria for a "
+				     "conditional update");
+	if (!body_resource(ex, &obj))
+		return;
+	int n = conditional_match(ex, NULL, params, np, &id);
+	if (n < 0)
+		return;
+	const char *body_id = json_object_object_get_ex(obj, "id", &bid) && json_object_is_type(bid, json_type_string)
+				      ? json_object_get_string(bid) : NULL;
+	if (n == 1 && body_id && strcmp(body_id, id) != 0)
+		return cv_fhir_error(ex, 400, "invalid", "the id in the body differs from the resource the condition "
+				     "matched");
+	if (n == 0) {
+		char uuid[37];
+		cv_crypto_uuid(uuid);
+		id = body_id && cv_fhir_valid_id(body_id) ? body_id : cv_pool_strdup(ex->pool, uuid);
+	}
+	wctx_t *c = new_write(ex, obj, id);
+	if (c)
+		submit_write(c);
+}
+
+void cv_fhir_delete_conditional(cv_exchange_t *ex)
+{
+	cv_param_t params[CV_EX_MAX_PARAMS];
+	const char *id = NULL;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
+		return;
+	size_t np = criteria(ex, params);
+	if (!np)
+		return no_criteria(ex, "DELETE takes /fhir/Type/id, or /fhir/Type?criteria for "
+				     "a conditional delete");
+	int n = conditional_match(ex, NULL, params, np, &id);
+	if (n < 0)
+		return;
+	if (n == 0) {
+		ex->status = 204; /* nothing matches: nothing to delete */
+		return;
+	}
+	wctx_t *c = new_write(ex, NULL, id);
+	if (!c)
+		return;
+	c->w.deleted = 1;
+	submit_write(c);
 }
 
 void cv_fhir_delete(cv_exchange_t *ex)

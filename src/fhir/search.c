@@ -734,22 +734,14 @@ static cv_rc take_ids(void *arg, const match_t *m)
 	return CV_OK;
 }
 
-cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
-			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
+cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type, const cv_param_t *params,
+				size_t np, const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
 {
-	cv_param_t *params = cv_pool_alloc(pool, SEARCH_PARAMS_MAX * sizeof *params);
 	cv_search_plan_t *plan = cv_pool_alloc(pool, sizeof *plan);
-	size_t np = 0;
-	if (!params || !plan)
+	if (!plan)
 		return CV_E_NOMEM;
-	cv_rc rc = cv_search_form_decode(query, strlen(query), pool, params, SEARCH_PARAMS_MAX, &np);
-	if (rc) {
-		cv_outcome_add(oo, CV_SEV_ERROR, "invalid", NULL, "the search in a conditional request is not a "
-			       "valid query string");
-		return CV_E_INVALID;
-	}
 	cv_search_limits_t lim = { .default_count = (unsigned)max + 1, .max_count = (unsigned)max + 1 };
-	rc = cv_search_parse(f->search, f->model, type, params, np, base_url, false, &lim, pool, plan, oo);
+	cv_rc rc = cv_search_parse(f->search, f->model, type, params, np, base_url, false, &lim, pool, plan, oo);
 	if (rc == CV_E_UNSUPPORTED)
 		rc = CV_E_INVALID;
 	if (!rc && plan->n == 0) {
@@ -764,4 +756,21 @@ cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const 
 	rc = run_plan(&r, NULL, oo);
 	*n = l.n;
 	return rc;
+}
+
+cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
+			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
+{
+	cv_param_t *params = cv_pool_alloc(pool, SEARCH_PARAMS_MAX * sizeof *params);
+	size_t np = 0;
+	if (!params)
+		return CV_E_NOMEM;
+	if (query[0] == '?')
+		query++;
+	if (cv_search_form_decode(query, strlen(query), pool, params, SEARCH_PARAMS_MAX, &np)) {
+		cv_outcome_add(oo, CV_SEV_ERROR, "invalid", NULL, "the search in a conditional request is not a "
+			       "valid query string");
+		return CV_E_INVALID;
+	}
+	return cv_fhir_search_ids_params(f, pool, type, params, np, base_url, ids, max, n, oo);
 }
