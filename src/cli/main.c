@@ -42,6 +42,7 @@ static const cv_route_t routes[] = {
 	{ "DELETE", "/fhir/{type}", CV_ACT_FHIR_DELETE, cv_fhir_delete_conditional },
 	{ "POST", "/fhir/{type}", CV_ACT_FHIR_CREATE, cv_fhir_create },
 	{ "GET", "/fhir/{type}/{id}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_instance },
+	{ "GET", "/fhir/{type}/{id}/$everything", CV_ACT_FHIR_SEARCH, cv_fhir_everything },
 	{ "GET", "/fhir/{type}/{id}/_history/{vid}", CV_ACT_FHIR_READ, cv_fhir_vread },
 	{ "GET", "/fhir/{type}/{id}", CV_ACT_FHIR_READ, cv_fhir_read },
 	{ "PUT", "/fhir/{type}/{id}", CV_ACT_FHIR_UPDATE, cv_fhir_update },

@@ -44,7 +44,8 @@ void cv_fhir_delete(cv_exchange_t *ex);
 void cv_fhir_history_instance(cv_exchange_t *ex);
 void cv_fhir_history_type(cv_exchange_t *ex);
 void cv_fhir_history_system(cv_exchange_t *ex);
-void cv_fhir_search_type(cv_exchange_t *ex);  /* GET /fhir/{type}, POST /fhir/{type}/_search */
+void cv_fhir_search_type(cv_exchange_t *ex);
+void cv_fhir_everything(cv_exchange_t *ex);   /* GET /fhir/Patient/{id}/$everything */  /* GET /fhir/{type}, POST /fhir/{type}/_search */
 
 /* Brings the search index up to date: when the store's index was built by
  * another version of the extraction rules (or never, after an upgrade or a

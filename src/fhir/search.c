@@ -489,7 +489,7 @@ static cv_rc link(cv_buf_t *b, page_t *p, const char *rel, const char *cursor, b
 	const cv_search_plan_t *plan = p->plan;
 	cv_rc rc = cv_buf_printf(b, "%s{\"relation\":\"%s\",\"url\":\"", first ? "" : ",", rel);
 	if (!rc)
-		rc = cv_buf_printf(b, "%s/%s?", p->ex->base_url, plan->type);
+		rc = cv_buf_printf(b, "%s/%s?", p->ex->base_url, plan->path ? plan->path : plan->type);
 	if (!rc)
 		rc = cv_buf_json_escape(b, plan->canonical.data ? plan->canonical.data : "");
 	if (!rc && cursor)
@@ -718,6 +718,275 @@ static void search(cv_exchange_t *ex)
 void cv_fhir_search_type(cv_exchange_t *ex)
 {
 	search(ex);
+}
+
+/* ---- Patient/$everything ------------------------------------------------- */
+
+#define EVERYTHING_TYPES_MAX 160
+
+typedef struct everything {
+	cv_exchange_t *ex;
+	cv_fhir_t *f;
+	const char *id;                        /* the patient */
+	int64_t since;                         /* _since, or 0 */
+	size_t ntypes;
+	const char *types[EVERYTHING_TYPES_MAX]; /* Patient, then the compartment's types, sorted */
+	const char *wanted;                    /* _type, or NULL for all */
+} everything_t;
+
+typedef struct ev_cursor {
+	uint8_t query[16];
+	uint32_t type_index;
+	cv_store_cursor_t at;
+} ev_cursor_t;
+
+/* Is type listed in the comma-separated _type value? */
+static bool type_wanted(const char *list, const char *type)
+{
+	size_t tl = strlen(type);
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t l = comma ? (size_t)(comma - p) : strlen(p);
+		if (l == tl && strncmp(p, type, l) == 0)
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
+
+static void everything_types(everything_t *e)
+{
+	const cv_model_t *m = e->f->model;
+	if (!e->wanted || type_wanted(e->wanted, "Patient"))
+		e->types[e->ntypes++] = "Patient";
+	for (size_t i = 0; i < cv_model_resource_count(m) && e->ntypes < EVERYTHING_TYPES_MAX; i++) {
+		const char *t = cv_model_resource_name(m, i), *const *codes;
+		if (strcmp(t, "Patient") != 0 && cv_sp_compartment(e->f->search, t, &codes) &&
+		    (!e->wanted || type_wanted(e->wanted, t)))
+			e->types[e->ntypes++] = t;
+	}
+}
+
+/* The plan for one type: resources of the patient's compartment (or the patient itself). */
+static cv_rc type_plan(everything_t *e, const char *type, cv_search_plan_t *plan)
+{
+	cv_pool_t *pool = e->ex->pool;
+	memset(plan, 0, sizeof *plan);
+	plan->type = type;
+	cv_search_clause_t *c = &plan->clauses[plan->n++];
+	c->use_sql = true;
+	c->name = "$everything";
+	if (strcmp(type, "Patient") == 0) {
+		cv_store_term_t *t = cv_pool_alloc(pool, sizeof *t);
+		if (!t)
+			return CV_E_NOMEM;
+		*t = (cv_store_term_t){ .kind = CV_TERM_ID, .key = e->id };
+		c->sql = (cv_store_clause_t){ .n = 1, .terms = t };
+	} else {
+		const char *const *codes;
+		size_t n = cv_sp_compartment(e->f->search, type, &codes);
+		const char *key = cv_pool_printf(pool, "r:Patient/%s", e->id);
+		cv_store_term_t *t = cv_pool_alloc(pool, (n ? n : 1) * sizeof *t);
+		if (!t || !key)
+			return CV_E_NOMEM;
+		for (size_t i = 0; i < n; i++)
+			t[i] = (cv_store_term_t){ .kind = CV_TERM_HASH, .param = codes[i], .key = key,
+						  .key_len = strlen(key) };
+		c->sql = (cv_store_clause_t){ .n = n, .terms = t };
+	}
+	if (e->since) {
+		cv_search_clause_t *u = &plan->clauses[plan->n++];
+		cv_store_term_t *t = cv_pool_alloc(pool, sizeof *t);
+		if (!t)
+			return CV_E_NOMEM;
+		*t = (cv_store_term_t){ .kind = CV_TERM_UPDATED, .cmp = CV_CMP_GE, .lo = e->since, .hi = e->since };
+		*u = (cv_search_clause_t){ .name = "_since", .use_sql = true, .sql = { .n = 1, .terms = t } };
+	}
+	return CV_OK;
+}
+
+/* Adds the resources that page entries refer to and that are not themselves
+ * patient data (Practitioner, Organization, Medication, ...). */
+static cv_rc everything_refs(everything_t *e, page_t *p, json_object *o, int depth)
+{
+	cv_rc rc = CV_OK;
+	if (depth > 64)
+		return CV_OK;
+	if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; !rc && i < json_object_array_length(o); i++)
+			rc = everything_refs(e, p, json_object_array_get_idx(o, i), depth + 1);
+		return rc;
+	}
+	if (!json_object_is_type(o, json_type_object))
+		return CV_OK;
+	json_object_object_foreach(o, key, val)
+	{
+		if (rc)
+			break;
+		if (strcmp(key, "reference") != 0 || !json_object_is_type(val, json_type_string)) {
+			rc = everything_refs(e, p, val, depth + 1);
+			continue;
+		}
+		const char *ref = json_object_get_string(val), *slash = strchr(ref, '/'), *const *codes;
+		if (!slash || strchr(slash + 1, '/') || strchr(ref, ':'))
+			continue;
+		char *type = cv_pool_strndup(e->ex->pool, ref, (size_t)(slash - ref));
+		if (!type)
+			return CV_E_NOMEM;
+		if (strcmp(type, "Patient") != 0 && !cv_sp_compartment(e->f->search, type, &codes) &&
+		    cv_fhir_valid_id(slash + 1))
+			rc = include_ref(p, type, slash + 1);
+	}
+	return rc;
+}
+
+static cv_rc everything_page(everything_t *e, page_t *p, const ev_cursor_t *from, ev_cursor_t *next, bool *more,
+			     cv_outcome_t *oo)
+{
+	cv_rc rc = CV_OK;
+	*more = false;
+	for (uint32_t ti = from ? from->type_index : 0; !rc && ti < e->ntypes && p->n < p->cap; ti++) {
+		cv_search_plan_t *plan = cv_pool_alloc(e->ex->pool, sizeof *plan);
+		if (!plan)
+			return CV_E_NOMEM;
+		rc = type_plan(e, e->types[ti], plan);
+		run_t r = { .f = e->f, .plan = plan, .want = p->cap - p->n, .scan_max = SEARCH_SCAN_MAX,
+			    .fn = keep_match, .arg = p, .keep = e->ex->pool };
+		bool resume = from && ti == from->type_index;
+		if (!rc)
+			rc = run_plan(&r, resume ? &from->at : NULL, oo);
+		if (!rc && r.more) {
+			next->type_index = ti;
+			next->at = r.last;
+			*more = true;
+			break;
+		}
+		if (!rc && p->n == p->cap && ti + 1 < e->ntypes) {
+			/* the page is full at the end of a type: go on with the next one */
+			next->type_index = ti + 1;
+			memset(&next->at, 0, sizeof next->at);
+			*more = true;
+			break;
+		}
+	}
+	for (size_t i = 0; !rc && i < p->n; i++)
+		rc = everything_refs(e, p, p->v[i].obj, 0);
+	return rc;
+}
+
+static cv_rc ev_bad(cv_outcome_t *oo, const char *what)
+{
+	cv_outcome_add(oo, CV_SEV_ERROR, "invalid", NULL, "%s", what);
+	return CV_E_INVALID;
+}
+
+static cv_rc everything_params(everything_t *e, cv_search_plan_t *plan, cv_outcome_t *oo)
+{
+	cv_exchange_t *ex = e->ex;
+	cv_rc rc = CV_OK;
+	plan->count = e->f->cfg->search_default_count;
+	for (size_t i = 0; !rc && i < ex->nparams; i++) {
+		const char *n = ex->params[i].name, *v = ex->params[i].value ? ex->params[i].value : "";
+		if (strcmp(n, "_count") == 0) {
+			char *end;
+			long long c = strtoll(v, &end, 10);
+			if (!v[0] || *end || c < 1)
+				rc = ev_bad(oo, "_count must be a positive whole number");
+			else
+				plan->count = c > e->f->cfg->search_max_count ? e->f->cfg->search_max_count : (unsigned)c;
+		} else if (strcmp(n, "_since") == 0) {
+			if (cv_time_parse(v, &e->since))
+				rc = ev_bad(oo, "_since must be an instant such as 2024-01-31T12:00:00Z");
+		} else if (strcmp(n, "_type") == 0) {
+			e->wanted = v;
+		} else if (strcmp(n, "_cursor") == 0) {
+			plan->cursor = v;
+			continue;
+		} else if (strcmp(n, "_format") != 0 && !lenient(ex)) {
+			rc = ev_bad(oo, "$everything takes _count, _since and _type");
+		}
+		if (!rc && strcmp(n, "_format") != 0) {
+			rc = cv_buf_printf(&plan->canonical, "%s%s=", plan->canonical.len ? "&" : "", n);
+			for (const char *c = v; !rc && *c; c++)
+				rc = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+				     *c == '-' || *c == '.' || *c == ','
+					     ? cv_buf_append(&plan->canonical, c, 1)
+					     : cv_buf_printf(&plan->canonical, "%%%02X", (unsigned char)*c);
+		}
+	}
+	return rc;
+}
+
+void cv_fhir_everything(cv_exchange_t *ex)
+{
+	cv_fhir_t *f = ex->app;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
+		return;
+	if (strcmp(ex->args[0], "Patient") != 0)
+		return cv_fhir_error(ex, 404, "not-supported", "$everything is an operation on Patient");
+	cv_store_version_t pv;
+	cv_rc rc = cv_store_read(f->store, "Patient", ex->args[1], 0, ex->pool, &pv);
+	if (rc == CV_E_NOTFOUND || (!rc && pv.deleted))
+		return cv_fhir_error(ex, 404, "not-found", "no patient has this id");
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	everything_t *e = cv_pool_alloc(ex->pool, sizeof *e);
+	cv_search_plan_t *plan = cv_pool_alloc(ex->pool, sizeof *plan);
+	page_t *p = cv_pool_alloc(ex->pool, sizeof *p);
+	cv_outcome_t oo;
+	cv_outcome_init(&oo, ex->pool, 8);
+	if (!e || !plan || !p)
+		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	e->ex = ex;
+	e->f = f;
+	e->id = ex->args[1];
+	plan->type = "Patient";
+	plan->path = cv_pool_printf(ex->pool, "Patient/%s/$everything", e->id);
+	cv_buf_init(&plan->canonical, 4096);
+	if (!plan->path || cv_pool_defer(ex->pool, (void (*)(void *))cv_buf_release, &plan->canonical))
+		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	if ((rc = everything_params(e, plan, &oo)))
+		return rc == CV_E_INVALID ? cv_fhir_outcome(ex, 400, &oo) : cv_fhir_fail(ex, rc, NULL, NULL);
+	everything_types(e);
+	ev_cursor_t from = { .type_index = 0 }, next = { .type_index = 0 };
+	uint8_t want[16];
+	cv_buf_t tok;
+	cv_buf_init(&tok, 4096);
+	if (plan->cursor) {
+		query_hash(plan, want);
+		bool ok = cv_store_token_open(f->store, CURSOR_PURPOSE, plan->cursor, &tok) == CV_OK &&
+			  tok.len == sizeof from;
+		if (ok)
+			memcpy(&from, tok.data, sizeof from);
+		cv_buf_release(&tok);
+		if (!ok || memcmp(from.query, want, sizeof want) != 0 || from.type_index >= e->ntypes)
+			return cv_fhir_error(ex, 400, "invalid", "_cursor is not a cursor this server issued for this "
+				     "operation");
+	}
+	p->ex = ex;
+	p->f = f;
+	p->plan = plan;
+	p->cap = plan->count;
+	p->v = cv_pool_alloc(ex->pool, p->cap * sizeof *p->v);
+	bool more = false;
+	rc = p->v ? everything_page(e, p, plan->cursor ? &from : NULL, &next, &more, &oo) : CV_E_NOMEM;
+	if (rc)
+		return cv_fhir_fail(ex, rc, NULL, "the operation could not be run; retry later");
+	const char *next_tok = NULL;
+	if (more) {
+		query_hash(plan, next.query);
+		cv_buf_init(&tok, 4096);
+		if (cv_store_token_seal(f->store, CURSOR_PURPOSE, &next, sizeof next, &tok) == CV_OK)
+			next_tok = cv_pool_strndup(ex->pool, tok.data, tok.len);
+		cv_buf_release(&tok);
+		if (!next_tok)
+			return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+	}
+	if ((rc = write_bundle(p, !plan->cursor && !more, p->n, next_tok, NULL)))
+		return cv_fhir_fail(ex, rc, NULL, NULL);
+	ex->status = 200;
+	ex->content_type = FHIR_JSON;
+	ex->no_store = 1;
 }
 
 typedef struct idlist {
