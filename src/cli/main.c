@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "crypto/crypto.h"
@@ -62,6 +63,7 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  init     create a data directory: master key, TLS certificate, store, bootstrap token\n"
 		"  serve    serve the FHIR R4 API over HTTPS\n"
+		"  import   load transaction Bundles or NDJSON files (resumable, with progress)\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -456,6 +458,8 @@ int main(int argc, char **argv)
 		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "migrate-store") == 0)
 		return cmd_migrate(argc - 1, argv + 1);
+	if (strcmp(argv[1], "import") == 0)
+		return cv_cli_import(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

@@ -237,13 +237,20 @@ void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out
 	sodium_memzero(&st, sizeof st);
 }
 
-void cv_crypto_blind_parts(const cv_key_t *k, const void *const *parts, const size_t *lens, size_t n,
-			   uint8_t *out, size_t outlen)
+_Static_assert(sizeof(crypto_auth_hmacsha256_state) <= sizeof(((cv_hmac_t *)0)->state), "cv_hmac_t too small");
+
+void cv_crypto_hmac_init(cv_hmac_t *h, const cv_key_t *k)
+{
+	crypto_auth_hmacsha256_init((crypto_auth_hmacsha256_state *)h->state, k->raw, CV_KEY_BYTES);
+}
+
+void cv_crypto_hmac_parts(const cv_hmac_t *h, const void *const *parts, const size_t *lens, size_t n, uint8_t *out,
+			  size_t outlen)
 {
 	crypto_auth_hmacsha256_state st;
 	uint8_t mac[crypto_auth_hmacsha256_BYTES];
 	static const uint8_t zero = 0;
-	crypto_auth_hmacsha256_init(&st, k->raw, CV_KEY_BYTES);
+	memcpy(&st, h->state, sizeof st);
 	for (size_t i = 0; i < n; i++) {
 		crypto_auth_hmacsha256_update(&st, parts[i], lens[i]);
 		crypto_auth_hmacsha256_update(&st, &zero, 1);

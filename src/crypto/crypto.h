@@ -70,10 +70,20 @@ cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint
 /* HMAC-SHA-256 of msg under k: the blind-index value of msg. */
 void cv_crypto_blind(const cv_key_t *k, const void *msg, size_t len, uint8_t out[CV_BLIND_BYTES]);
 
-/* HMAC-SHA-256 over several parts, each followed by a 0 byte (so that
- * ("ab","c") and ("a","bc") differ); the first outlen (<= 32) bytes go to out. */
-void cv_crypto_blind_parts(const cv_key_t *k, const void *const *parts, const size_t *lens, size_t n,
-			   uint8_t *out, size_t outlen);
+/* A keyed HMAC-SHA-256 state, ready to blind many messages under one key
+ * without re-keying each time (the key's pads are hashed once). */
+typedef struct cv_hmac {
+	unsigned char state[512] __attribute__((aligned(16))); /* libsodium's state, opaque */
+} cv_hmac_t;
+
+/* Keys h with k. Wipe it with cv_crypto_wipe when done. */
+void cv_crypto_hmac_init(cv_hmac_t *h, const cv_key_t *k);
+
+/* HMAC-SHA-256 under h over several parts, each followed by a 0 byte (so
+ * that ("ab","c") and ("a","bc") differ); the first outlen (<= 32) bytes go to
+ * out. h is not changed. */
+void cv_crypto_hmac_parts(const cv_hmac_t *h, const void *const *parts, const size_t *lens, size_t n, uint8_t *out,
+			  size_t outlen);
 
 /* base64url (no padding) of n bytes, appended to out. */
 cv_rc cv_crypto_b64url_encode(const void *in, size_t n, cv_buf_t *out);

@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include "fhir/fhir.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ typedef struct txn {
 	size_t nmembers;
 	size_t waiting;             /* batch: writes not yet done */
 	tentry_t *failed;           /* transaction: the entry that failed */
+	cv_store_write_t *extra;    /* committed with a transaction's writes (import progress), or NULL */
 } txn_t;
 
 static cv_fhir_t *ctx(cv_exchange_t *ex)
@@ -651,7 +653,7 @@ static void finish(cv_exchange_t *ex)
 static void submit(txn_t *t)
 {
 	cv_exchange_t *ex = t->ex;
-	size_t writes = 0;
+	size_t writes = t->extra ? 1 : 0;
 	for (size_t i = 0; i < t->n; i++)
 		writes += t->e[i].write && t->e[i].status < 300;
 	if (!writes)
@@ -668,6 +670,8 @@ static void submit(txn_t *t)
 		for (size_t i = 0; i < t->n; i++)
 			if (t->e[i].write)
 				t->members[t->nmembers++] = &t->e[i].w;
+		if (t->extra)
+			t->members[t->nmembers++] = t->extra;
 		t->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = t->members, .nmembers = t->nmembers,
 					       .done = group_done, .arg = t };
 		cv_rc rc = cv_store_submit(t->f->store, &t->group);
@@ -771,17 +775,86 @@ static txn_t *read_bundle(cv_exchange_t *ex, json_object *bundle)
 	return t;
 }
 
-void cv_fhir_bundle(cv_exchange_t *ex)
+static void bundle(cv_exchange_t *ex, cv_store_write_t *extra)
 {
-	json_object *bundle = NULL;
-	if (!cv_fhir_negotiate(ex) || !cv_fhir_parse_body(ex, &bundle))
+	json_object *b = NULL;
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_parse_body(ex, &b))
 		return;
-	if (strcmp(str_at(bundle, "resourceType"), "Bundle") != 0)
+	if (strcmp(str_at(b, "resourceType"), "Bundle") != 0)
 		return cv_fhir_error(ex, 400, "invalid", "POST to the base takes a Bundle (transaction or batch)");
-	txn_t *t = read_bundle(ex, bundle);
+	txn_t *t = read_bundle(ex, b);
 	if (!t)
 		return;
+	if (extra && t->batch)
+		return cv_fhir_error(ex, 400, "invalid", "import takes transaction Bundles");
+	t->extra = extra;
 	if (!process(t))
 		return refuse(t, t->failed);
 	submit(t);
+}
+
+void cv_fhir_bundle(cv_exchange_t *ex)
+{
+	bundle(ex, NULL);
+}
+
+/* ---- outside HTTP (import) ------------------------------------------------ */
+
+typedef struct sync_ex {
+	cv_exchange_t ex;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int resumed;
+} sync_ex_t;
+
+static const char *sync_header(cv_exchange_t *ex, const char *name)
+{
+	(void)ex;
+	return strcasecmp(name, "Content-Type") == 0 ? "application/fhir+json" : NULL;
+}
+
+static void sync_resume(cv_exchange_t *ex)
+{
+	sync_ex_t *s = (sync_ex_t *)ex;
+	pthread_mutex_lock(&s->mu);
+	s->resumed = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+cv_rc cv_fhir_transaction_sync(cv_fhir_t *f, const char *body, size_t len, cv_store_write_t *extra, cv_pool_t *pool,
+			       unsigned *status, cv_buf_t *out)
+{
+	sync_ex_t *s = cv_pool_alloc(pool, sizeof *s);
+	if (!s)
+		return CV_E_NOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	cv_exchange_t *ex = &s->ex;
+	ex->method = "POST";
+	ex->path = "/fhir";
+	ex->header = sync_header;
+	ex->body = body;
+	ex->body_len = len;
+	ex->base_url = "urn:carevault:import";
+	ex->principal = (cv_principal_t){ .kind = CV_PRINCIPAL_ADMIN, .id = "import" };
+	ex->request_id = "import";
+	ex->pool = pool;
+	ex->app = f;
+	ex->resume = sync_resume;
+	cv_buf_init(&ex->resp, 256u << 20);
+	bundle(ex, extra);
+	if (ex->pending) {
+		pthread_mutex_lock(&s->mu);
+		while (!s->resumed)
+			pthread_cond_wait(&s->cond, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+		ex->cont(ex);
+	}
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cond);
+	*status = ex->status;
+	cv_rc rc = cv_buf_append(out, ex->resp.data ? ex->resp.data : "", ex->resp.len);
+	cv_buf_release(&ex->resp);
+	return rc;
 }

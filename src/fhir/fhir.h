@@ -89,6 +89,14 @@ void cv_fhir_delete_conditional(cv_exchange_t *ex);
 /* POST /fhir with a transaction or batch Bundle. */
 void cv_fhir_bundle(cv_exchange_t *ex);
 
+/* Runs a transaction Bundle outside HTTP (bulk import), as POST /fhir would,
+ * with `extra` (a PUT_META write, or NULL) committed in the same database
+ * transaction; waits for the commit. *status gets the HTTP status the request
+ * would have had, out the response body (transaction-response or
+ * OperationOutcome). Call from a thread that may block. */
+cv_rc cv_fhir_transaction_sync(cv_fhir_t *f, const char *body, size_t len, cv_store_write_t *extra, cv_pool_t *pool,
+			       unsigned *status, cv_buf_t *out);
+
 /* The one mapping from cv_rc to an HTTP status. */
 unsigned cv_fhir_status(cv_rc rc);
 

@@ -157,12 +157,13 @@ static cv_rc folded(ps_t *p, const char *name, const char *v, char **f, size_t *
 	return CV_OK;
 }
 
-/* A folded prefix key: exact up to CV_SP_PREFIX_MAX characters, else the
- * indexed prefix narrows and `fine` checks the whole of it. */
+/* A folded prefix key: exact when the value's length is an indexed prefix
+ * length, else the longest indexed prefix narrows and `fine` checks the
+ * whole value. */
 static cv_rc prefix_terms(ps_t *p, build_t *b, const char *code, const char *key, cv_mt_kind fine, const char *f,
 			  size_t flen)
 {
-	size_t cut = cv_fold_prefix(f, flen, CV_SP_PREFIX_MAX);
+	size_t cut = cv_fold_prefix(f, flen, cv_sp_prefix_cut(cv_fold_chars(f, flen)));
 	cv_rc rc = hash(p, b, code, key, f, cut);
 	if (!rc && cut < flen)
 		refine_last(b, (cv_mterm_t){ .kind = fine, .key = f, .key_len = flen });
@@ -231,38 +232,38 @@ static const char *local_ref(ps_t *p, const char *v)
 	return hist ? cv_pool_strndup(p->pool, v, (size_t)(hist - v)) : v;
 }
 
-static cv_rc reference_value(ps_t *p, build_t *b, const cv_sp_t *sp, const char *name, const char *mod,
-			     const char *v)
+static cv_rc reference_value(ps_t *p, build_t *b, const cv_sp_t *sp, const char *name, const char *code,
+			     const char *mod, const char *v)
 {
 	if (!v[0])
 		return bad(p, name, "empty value");
 	if (mod && strcmp(mod, "identifier") == 0) {
 		const char *bar = unescaped(v, '|');
 		if (!bar)
-			return hash_s(p, b, sp->code, "idn:", v);
-		return bar == v ? hash_s(p, b, sp->code, "idn:", v + 1) : hash_s(p, b, sp->code, "id:", v);
+			return hash_s(p, b, code, "idn:", v);
+		return bar == v ? hash_s(p, b, code, "idn:", v + 1) : hash_s(p, b, code, "id:", v);
 	}
 	if (mod && !cv_model_is_resource(p->m, mod))
 		return unsupported(p, name, "reference parameters take a resource type, :identifier or :missing "
 					    "as modifier");
 	const char *local = local_ref(p, v);
 	if (!local)
-		return hash_s(p, b, sp->code, "u:", v);
+		return hash_s(p, b, code, "u:", v);
 	const char *slash = strchr(local, '/');
 	if (mod) {
 		const char *id = slash ? slash + 1 : local;
 		char *ref = cv_pool_printf(p->pool, "%s/%s", mod, id);
 		if (slash && (strncmp(local, mod, (size_t)(slash - local)) != 0 || strlen(mod) != (size_t)(slash - local)))
 			return bad(p, name, "the reference's type differs from the modifier");
-		return ref ? hash_s(p, b, sp->code, "r:", ref) : CV_E_NOMEM;
+		return ref ? hash_s(p, b, code, "r:", ref) : CV_E_NOMEM;
 	}
 	if (slash)
-		return hash_s(p, b, sp->code, "r:", local);
+		return hash_s(p, b, code, "r:", local);
 	if (sp->ntargets == 1) {
 		char *ref = cv_pool_printf(p->pool, "%s/%s", sp->targets[0], local);
-		return ref ? hash_s(p, b, sp->code, "r:", ref) : CV_E_NOMEM;
+		return ref ? hash_s(p, b, code, "r:", ref) : CV_E_NOMEM;
 	}
-	return hash_s(p, b, sp->code, "i:", local);
+	return hash_s(p, b, code, "i:", local);
 }
 
 static cv_rc uri_value(ps_t *p, build_t *b, const char *name, const char *code, const char *mod, const char *v)
@@ -445,7 +446,7 @@ static cv_rc value_terms(ps_t *p, build_t *b, const cv_sp_t *sp, cv_sp_type type
 	switch (type) {
 	case CV_SP_STRING: return string_value(p, b, name, code, mod, v);
 	case CV_SP_TOKEN: return token_value(p, b, name, code, mod, v);
-	case CV_SP_REFERENCE: return reference_value(p, b, sp, name, mod, v);
+	case CV_SP_REFERENCE: return reference_value(p, b, sp, name, code, mod, v);
 	case CV_SP_URI: return uri_value(p, b, name, code, mod, v);
 	case CV_SP_DATE: return mod ? unsupported(p, name, "date parameters take only :missing")
 				    : date_value(p, b, sp, name, code, v);
@@ -475,7 +476,9 @@ static cv_rc composite_value(ps_t *p, build_t *b, const cv_sp_t *sp, const char 
 		return CV_E_NOMEM;
 	for (size_t k = 0; !rc && k < n; k++) {
 		build_t part = { .c = b->c };
-		rc = value_terms(p, &part, sp, sp->comp[k].type, name, sp->code, NULL, parts[k]);
+		/* the first part narrows through its own parameter's index entries */
+		rc = value_terms(p, &part, sp, sp->comp[k].type, name, k == 0 ? sp->comp[0].code : sp->code, NULL,
+				 parts[k]);
 		if (!rc && part.nm != 1)
 			rc = bad(p, name, "a composite part must be a single value");
 		if (rc)

@@ -409,14 +409,26 @@ static json_object *obj_get(json_object *o, const char *name)
 	return v;
 }
 
-/* Folded prefixes (1..CV_SP_PREFIX_MAX characters) of text under `prefix`. */
+const unsigned cv_sp_prefix_lengths[] = { 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32 };
+const size_t cv_sp_prefix_count = sizeof cv_sp_prefix_lengths / sizeof cv_sp_prefix_lengths[0];
+
+size_t cv_sp_prefix_cut(size_t n)
+{
+	size_t cut = 0;
+	for (size_t i = 0; i < cv_sp_prefix_count && cv_sp_prefix_lengths[i] <= n; i++)
+		cut = cv_sp_prefix_lengths[i];
+	return cut;
+}
+
+/* Folded prefixes of the indexed lengths of text under `prefix`; the whole
+ * text too when it is shorter than the longest (an exact value is its own
+ * prefix). */
 static cv_rc folded_prefixes(cv_sp_entries_t *out, const char *code, const char *prefix, const char *f, size_t flen)
 {
 	cv_rc rc = CV_OK;
 	size_t chars = cv_fold_chars(f, flen);
-	size_t max = chars < CV_SP_PREFIX_MAX ? chars : CV_SP_PREFIX_MAX;
-	for (size_t k = 1; !rc && k <= max; k++)
-		rc = hash_key(out, code, prefix, f, cv_fold_prefix(f, flen, k));
+	for (size_t i = 0; !rc && i < cv_sp_prefix_count && cv_sp_prefix_lengths[i] <= chars; i++)
+		rc = hash_key(out, code, prefix, f, cv_fold_prefix(f, flen, cv_sp_prefix_lengths[i]));
 	return rc;
 }
 
@@ -832,11 +844,14 @@ cv_rc cv_sp_entries_of(const cv_fp_item_t *item, const char *code, cv_sp_type as
 	}
 }
 
+/* A composite's own entries, for checking a candidate: its first component's
+ * values (the index itself keeps none: a composite search narrows through the
+ * first component's own parameter, see fhir/search_parse.c). */
 static cv_rc composite_entries(const cv_sp_t *sp, const cv_model_t *m, json_object *res, const cv_fp_list_t *vals,
 			       cv_sp_mode mode, cv_sp_entries_t *out)
 {
 	cv_rc rc = CV_OK;
-	if (!sp->ncomp || !sp->comp[0].compiled)
+	if (mode == CV_SP_INDEX || !sp->ncomp || !sp->comp[0].compiled)
 		return CV_OK;
 	for (size_t i = 0; !rc && i < vals->n; i++) {
 		if (vals->v[i].kind != CV_FP_NODE)
@@ -857,7 +872,7 @@ cv_rc cv_sp_extract_one(const cv_sp_t *sp, const cv_model_t *m, json_object *res
 {
 	char err[128];
 	cv_fp_list_t vals;
-	if (!sp->compiled || sp->type == CV_SP_SPECIAL)
+	if (!sp->compiled || sp->type == CV_SP_SPECIAL || (sp->type == CV_SP_COMPOSITE && mode == CV_SP_INDEX))
 		return CV_OK;
 	cv_fp_env_t env = { .model = m, .resource = res };
 	cv_rc rc = cv_fhirpath_eval(sp->compiled, &env, out->pool, &vals, err, sizeof err);
@@ -875,6 +890,38 @@ cv_rc cv_sp_extract_one(const cv_sp_t *sp, const cv_model_t *m, json_object *res
 	return rc;
 }
 
+static int cmp_entry(const void *a, const void *b)
+{
+	const cv_ix_entry_t *x = a, *y = b;
+	int c = strcmp(x->param, y->param);
+	if (c || (c = (int)x->kind - (int)y->kind))
+		return c;
+	if (x->kind == CV_IX_DATE)
+		return x->lo != y->lo ? (x->lo < y->lo ? -1 : 1) : x->hi != y->hi ? (x->hi < y->hi ? -1 : 1) : 0;
+	if (x->kind == CV_IX_NUM) {
+		if (x->nlo != y->nlo || x->nhi != y->nhi)
+			return x->nlo < y->nlo || (x->nlo == y->nlo && x->nhi < y->nhi) ? -1 : 1;
+		return strcmp(x->key, y->key);
+	}
+	size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+	c = memcmp(x->key, y->key, n);
+	return c ? c : x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+/* Sorts the entries and drops duplicates (the same code in code and
+ * combo-code, the same text as display and text, ...). */
+static void dedupe(cv_sp_entries_t *out)
+{
+	if (out->n < 2)
+		return;
+	qsort(out->v, out->n, sizeof *out->v, cmp_entry);
+	size_t w = 1;
+	for (size_t i = 1; i < out->n; i++)
+		if (cmp_entry(&out->v[w - 1], &out->v[i]) != 0)
+			out->v[w++] = out->v[i];
+	out->n = w;
+}
+
 cv_rc cv_sp_extract(const cv_sp_registry_t *r, const cv_model_t *m, json_object *res, cv_sp_mode mode,
 		    cv_sp_entries_t *out)
 {
@@ -890,5 +937,7 @@ cv_rc cv_sp_extract(const cv_sp_registry_t *r, const cv_model_t *m, json_object 
 			continue;
 		rc = cv_sp_extract_one(sp, m, res, mode, out);
 	}
+	if (!rc)
+		dedupe(out);
 	return rc;
 }

@@ -9,7 +9,7 @@
  *
  * Extraction evaluates a resource's parameters and turns each value into
  * index entries (core/ixentry.h) whose keys are normalised text:
- *   string     "p:" folded prefixes (1 to CV_SP_PREFIX_MAX characters),
+ *   string     "p:" folded prefixes (of cv_sp_prefix_lengths characters),
  *              "e:" exact text, "g:" folded trigrams (for :contains)
  *   token      "c:" code, "sc:" system|code, "s:" system|, "n:" code without
  *              system, "t:" folded prefixes of the text/display (for :text),
@@ -21,7 +21,8 @@
  *              HASH keys "y:" year, "ym:" year-month, "d:" full date, so the
  *              date is never stored in the clear
  *   number, quantity  a NUM range with units ("" any, "c|code", "s|system|code")
- *   composite  the first component's entries, under the composite's code
+ *   composite  nothing: a composite search narrows through its first
+ *              component's own parameter, then checks each candidate
  *   every parameter with a value: "m:" (for :missing)
  * The store blinds HASH keys before anything is written. In match mode (to
  * check a search on an opened resource) extraction adds what the index does
@@ -42,6 +43,15 @@
 #include "model/model.h"
 
 #define CV_SP_PREFIX_MAX 32   /* longest folded prefix indexed, in characters */
+
+/* The prefix lengths indexed (in characters): a search value of another
+ * length uses the longest indexed prefix shorter than it, and the candidates
+ * are checked against the whole value. */
+extern const unsigned cv_sp_prefix_lengths[];
+extern const size_t cv_sp_prefix_count;
+
+/* The longest indexed prefix length <= n (0 if none). */
+size_t cv_sp_prefix_cut(size_t n);
 #define CV_SP_TRIGRAM_MAX 256 /* strings longer than this (folded, in bytes) get no trigrams */
 
 typedef enum {

@@ -464,19 +464,16 @@ static cv_rc reindex(cv_backend_t *b, cv_store_write_t *w)
 
 static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w);
 
-/* Applies one write inside a savepoint: a write that fails leaves nothing behind. */
+/* Applies one write. A write refused on its own (conflict, not found) has
+ * written nothing when it returns; any other failure is a storage failure,
+ * and the caller rolls the whole transaction back (no savepoint per write:
+ * SQLite's savepoints cost time in proportion to the pages a transaction has
+ * dirtied, which made large batches quadratic). */
 static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 {
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
-	if (exec(b->wdb, "SAVEPOINT w"))
-		return CV_E_STORAGE;
-	cv_rc rc = w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
-	if (rc && !sqlite3_get_autocommit(b->wdb))
-		exec(b->wdb, "ROLLBACK TO w");
-	if (!sqlite3_get_autocommit(b->wdb))
-		exec(b->wdb, "RELEASE w");
-	return rc;
+	return w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
 }
 
 /* Applies a group: all members or none. */
@@ -517,9 +514,13 @@ static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w)
 
 static void fail_all(cv_store_write_t *batch, cv_rc rc)
 {
-	for (cv_store_write_t *w = batch; w; w = w->next)
+	for (cv_store_write_t *w = batch; w; w = w->next) {
 		if (w->result == CV_OK)
 			w->result = rc;
+		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+			if (w->members[i]->result == CV_OK || w->members[i]->result == CV_E_ABORTED)
+				w->members[i]->result = rc;
+	}
 }
 
 static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
@@ -530,8 +531,10 @@ static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
 		return;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
 		w->result = w->op == CV_STORE_GROUP ? apply_group(b, w) : apply_one(b, w);
-		if (sqlite3_get_autocommit(b->wdb)) {
-			/* SQLite rolled the whole transaction back (I/O error, disk full) */
+		if (w->result == CV_E_STORAGE || sqlite3_get_autocommit(b->wdb)) {
+			/* a storage failure (I/O error, disk full): nothing of the batch is kept */
+			if (!sqlite3_get_autocommit(b->wdb))
+				exec(b->wdb, "ROLLBACK");
 			fail_all(batch, CV_E_STORAGE);
 			return;
 		}
@@ -749,7 +752,8 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	cv_rc rc = open_conn(path, 1, &b->wdb, err, errlen);
 	if (!rc)
 		rc = exec(b->wdb, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
-				  "PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON");
+				  "PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON; "
+				  "PRAGMA cache_size = -65536");
 	if (!rc)
 		rc = migrate(b->wdb, err, errlen);
 	if (!rc)

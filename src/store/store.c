@@ -33,6 +33,7 @@ struct cv_store {
 	pthread_t committer;         /* the committer thread */
 	cv_key_t *data_key;          /* seals resource bodies */
 	cv_key_t *index_key;         /* computes row ids (blind indexes) */
+	cv_hmac_t index_hmac;        /* the index key, keyed once for index entries */
 };
 
 #define KEY_DATA_ID 1
@@ -142,6 +143,8 @@ cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, 
 	rc = load_key(s, master, "key.data", KEY_DATA_ID, &s->data_key, err, errlen);
 	if (!rc)
 		rc = load_key(s, master, "key.index", KEY_INDEX_ID, &s->index_key, err, errlen);
+	if (!rc)
+		cv_crypto_hmac_init(&s->index_hmac, s->index_key);
 	if (rc) {
 		cv_store_close(s);
 		return rc;
@@ -162,6 +165,7 @@ void cv_store_close(cv_store_t *s)
 	s->ops->close(s->be);
 	cv_key_free(s->data_key);
 	cv_key_free(s->index_key);
+	cv_crypto_wipe(&s->index_hmac, sizeof s->index_hmac);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
 	free(s);
@@ -208,7 +212,7 @@ static void blind_key(const cv_store_t *s, const char *type, const char *param, 
 {
 	const void *parts[4] = { "ix", type, param, key };
 	size_t lens[4] = { 2, strlen(type), strlen(param), len };
-	cv_crypto_blind_parts(s->index_key, parts, lens, 4, out, CV_IX_BLIND_BYTES);
+	cv_crypto_hmac_parts(&s->index_hmac, parts, lens, 4, out, CV_IX_BLIND_BYTES);
 }
 
 #define CV_STORE_INDEX_MAX 100000 /* most index entries of one resource */
