@@ -13,18 +13,49 @@
 
 static const char *const type_interactions =
 	"[{\"code\":\"read\"},{\"code\":\"vread\"},{\"code\":\"update\"},{\"code\":\"delete\"},"
-	"{\"code\":\"create\"},{\"code\":\"history-instance\"},{\"code\":\"history-type\"}]";
+	"{\"code\":\"create\"},{\"code\":\"search-type\"},{\"code\":\"history-instance\"},"
+	"{\"code\":\"history-type\"}]";
 
-static cv_rc resource_entry(cv_buf_t *b, const char *type, int first)
+static const char *const sp_type_names[] = {
+	[CV_SP_NUMBER] = "number", [CV_SP_DATE] = "date", [CV_SP_STRING] = "string", [CV_SP_TOKEN] = "token",
+	[CV_SP_REFERENCE] = "reference", [CV_SP_COMPOSITE] = "composite", [CV_SP_QUANTITY] = "quantity",
+	[CV_SP_URI] = "uri", [CV_SP_SPECIAL] = "special",
+};
+
+/* The search parameters of type that can be searched (and the result parameters). */
+static cv_rc search_params(cv_buf_t *b, const cv_sp_registry_t *reg, const char *type)
 {
-	return cv_buf_printf(b, "%s{\"type\":\"%s\",\"interaction\":%s,\"versioning\":\"versioned-update\","
-				"\"readHistory\":true,\"updateCreate\":true,\"conditionalCreate\":false,"
-				"\"conditionalRead\":\"not-supported\",\"conditionalUpdate\":false,"
-				"\"conditionalDelete\":\"not-supported\"}",
-			     first ? "" : ",", type, type_interactions);
+	cv_rc rc = cv_buf_puts(b, ",\"searchParam\":[");
+	size_t n = cv_sp_count(reg, type);
+	int first = 1;
+	for (size_t i = 0; !rc && i < n; i++) {
+		const cv_sp_t *sp = cv_sp_at(reg, type, i);
+		if (!sp->compiled || sp->type == CV_SP_SPECIAL)
+			continue;
+		rc = cv_buf_printf(b, "%s{\"name\":\"%s\",\"type\":\"%s\"}", first ? "" : ",", sp->code,
+				   sp_type_names[sp->type]);
+		first = 0;
+	}
+	return rc ? rc : cv_buf_puts(b, "]");
 }
 
-static cv_rc build(cv_buf_t *b, const cv_model_t *m)
+static cv_rc resource_entry(cv_buf_t *b, const cv_sp_registry_t *reg, const char *type, int first)
+{
+	cv_rc rc = cv_buf_printf(b, "%s{\"type\":\"%s\",\"interaction\":%s,\"versioning\":\"versioned-update\","
+				    "\"readHistory\":true,\"updateCreate\":true,\"conditionalCreate\":true,"
+				    "\"conditionalRead\":\"not-supported\",\"conditionalUpdate\":true,"
+				    "\"conditionalDelete\":\"single\",\"searchInclude\":[\"*\"],"
+				    "\"searchRevInclude\":[\"*\"]",
+				 first ? "" : ",", type, type_interactions);
+	if (!rc)
+		rc = search_params(b, reg, type);
+	if (!rc && strcmp(type, "Patient") == 0)
+		rc = cv_buf_puts(b, ",\"operation\":[{\"name\":\"everything\","
+				    "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Patient-everything\"}]");
+	return rc ? rc : cv_buf_puts(b, "}");
+}
+
+static cv_rc build(cv_buf_t *b, const cv_model_t *m, const cv_sp_registry_t *reg)
 {
 	char now[40];
 	cv_time_format_instant(cv_time_now_us(), now, sizeof now);
@@ -39,9 +70,10 @@ static cv_rc build(cv_buf_t *b, const cv_model_t *m)
 		"\"resource\":[", now, CV_VERSION);
 	size_t n = cv_model_resource_count(m);
 	for (size_t i = 0; !rc && i < n; i++)
-		rc = resource_entry(b, cv_model_resource_name(m, i), i == 0);
+		rc = resource_entry(b, reg, cv_model_resource_name(m, i), i == 0);
 	if (!rc)
-		rc = cv_buf_puts(b, "],\"interaction\":[{\"code\":\"history-system\"}]}]}");
+		rc = cv_buf_puts(b, "],\"interaction\":[{\"code\":\"transaction\"},{\"code\":\"batch\"},"
+				    "{\"code\":\"history-system\"}]}]}");
 	return rc;
 }
 
@@ -62,7 +94,7 @@ cv_rc cv_fhir_init(cv_fhir_t *f, cv_store_t *s, const cv_model_t *m, const cv_co
 		cv_log(CV_LOG_WARN, "fhir.search_params_uncompiled", (cv_log_field_t[]){ CV_LI("count", failed) }, 1);
 	cv_buf_t b;
 	cv_buf_init(&b, 4u << 20);
-	rc = build(&b, m);
+	rc = build(&b, m, f->search);
 	if (rc) {
 		cv_buf_release(&b);
 		cv_sp_registry_free(f->search);
