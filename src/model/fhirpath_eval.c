@@ -693,6 +693,13 @@ static bool qty_align(const cv_fp_item_t *a, const cv_fp_item_t *b, double *bv)
 	return true;
 }
 
+bool fp_qty_comparable(const cv_fp_item_t *a, const cv_fp_item_t *b)
+{
+	double bv;
+
+	return qty_align(a, b, &bv);
+}
+
 static bool unit_eq(const char *a, const char *b)
 {
 	static const char *const cal[][2] = {
@@ -964,6 +971,92 @@ static cv_rc push_qty(fp_ev_t *ev, fp_coll_t *out, double d, const char *unit)
 	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
 }
 
+/* Writes d as FHIRPath date/dateTime/time text (without '@' / 'T' prefix for times). */
+static void dt_format(const dt_t *dp, bool time_only, char *buf, size_t len)
+{
+	dt_t d = *dp;
+	size_t n = 0;
+	int prec = d.prec;
+
+	buf[0] = '\0';
+	if (!time_only) {
+		n += (size_t)snprintf(buf + n, len - n, "%04d", d.f[0]);
+		if (prec >= 2)
+			n += (size_t)snprintf(buf + n, len - n, "-%02d", d.f[1]);
+		if (prec >= 3)
+			n += (size_t)snprintf(buf + n, len - n, "-%02d", d.f[2]);
+		if (prec >= 4)
+			n += (size_t)snprintf(buf + n, len - n, "T");
+	}
+	if (prec >= 4)
+		n += (size_t)snprintf(buf + n, len - n, "%02d", d.f[3]);
+	if (prec >= 5)
+		n += (size_t)snprintf(buf + n, len - n, ":%02d", d.f[4]);
+	if (prec >= 6)
+		n += (size_t)snprintf(buf + n, len - n, ":%02d", d.f[5]);
+	if (prec >= 7)
+		n += (size_t)snprintf(buf + n, len - n, ".%03d", d.f[6]);
+	if (d.tz && !time_only && n < len) {
+		if (d.tzmin == 0)
+			snprintf(buf + n, len - n, "Z");
+		else
+			snprintf(buf + n, len - n, "%c%02d:%02d", d.tzmin < 0 ? '-' : '+', abs(d.tzmin) / 60,
+				 abs(d.tzmin) % 60);
+	}
+}
+
+static int month_len(int y, int m)
+{
+	static const int md[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	if (m < 1 || m > 12)
+		return 31;
+	return md[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100) || y % 400 == 0));
+}
+
+/* Digits of precision per field count: date/dateTime, then time. */
+static const int dt_digits[8] = {0, 4, 6, 8, 10, 12, 14, 17};
+static const int tm_digits[8] = {0, 0, 0, 0, 2, 4, 6, 9};
+
+int fp_dt_precision(const char *s, bool time_only)
+{
+	dt_t d;
+
+	if (!parse_dt(s, time_only, &d))
+		return -1;
+	return time_only ? tm_digits[d.prec] : dt_digits[d.prec];
+}
+
+const char *fp_dt_boundary(fp_ev_t *ev, const char *s, bool time_only, int digits, bool high)
+{
+	static const int lo[7] = {0, 1, 1, 0, 0, 0, 0};
+	dt_t d;
+	int target = 0;
+	char buf[64];
+
+	if (!parse_dt(s, time_only, &d))
+		return NULL;
+	for (int i = time_only ? 4 : 1; i < 8; i++) {
+		if ((time_only ? tm_digits[i] : dt_digits[i]) == digits)
+			target = i;
+	}
+	if (!target)
+		return NULL;
+	if (d.prec == 4)
+		d.prec = 5; /* "T08" reads as 08:00, as the suite expects */
+	for (int i = d.prec; i < target; i++) {
+		int hi[7] = {9999, 12, month_len(d.f[0], d.f[1]), 23, 59, 59, 999};
+		d.f[i] = high ? hi[i] : lo[i];
+	}
+	d.prec = target;
+	if (!time_only && target >= 4 && !d.tz) {
+		d.tz = true;
+		d.tzmin = high ? -12 * 60 : 14 * 60;
+	}
+	dt_format(&d, time_only, buf, sizeof(buf));
+	return cv_pool_strdup(ev->pool, buf);
+}
+
 /* Adds sign * q (a calendar or UCUM time quantity) to a date/dateTime/time. */
 static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q, int sign, fp_coll_t *out)
 {
@@ -1020,34 +1113,7 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 		d.f[5] = (int)(secs / 1000LL % 60);
 		d.f[6] = (int)(secs % 1000LL);
 	}
-	{
-		size_t n = 0;
-		int prec = d.prec;
-		if (!time_only) {
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%04d", d.f[0]);
-			if (prec >= 2)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "-%02d", d.f[1]);
-			if (prec >= 3)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "-%02d", d.f[2]);
-			if (prec >= 4)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "T");
-		}
-		if (prec >= 4)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%02d", d.f[3]);
-		if (prec >= 5)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%02d", d.f[4]);
-		if (prec >= 6)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%02d", d.f[5]);
-		if (prec >= 7)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%03d", d.f[6]);
-		if (d.tz && !time_only && n < sizeof(buf)) {
-			if (d.tzmin == 0)
-				snprintf(buf + n, sizeof(buf) - n, "Z");
-			else
-				snprintf(buf + n, sizeof(buf) - n, "%c%02d:%02d", d.tzmin < 0 ? '-' : '+', abs(d.tzmin) / 60,
-					 abs(d.tzmin) % 60);
-		}
-	}
+	dt_format(&d, time_only, buf, sizeof(buf));
 	it.s = cv_pool_strdup(ev->pool, buf);
 	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
 }
@@ -1294,6 +1360,11 @@ static cv_rc unary(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp_c
 		return fp_push(ev, out, &v);
 	if (v.kind == CV_FP_INTEGER)
 		return v.i == INT64_MIN ? CV_OK : fp_push_int(ev, out, -v.i);
+	if (v.kind == CV_FP_DECIMAL && v.s) {
+		v.d = -v.d;
+		v.s = v.s[0] == '-' ? v.s + 1 : v.d == 0 ? v.s : cv_pool_printf(ev->pool, "-%s", v.s);
+		return v.s ? fp_push(ev, out, &v) : CV_E_NOMEM;
+	}
 	if (v.kind == CV_FP_DECIMAL)
 		return fp_push_dec(ev, out, -v.d);
 	if (v.kind == CV_FP_QUANTITY)

@@ -1638,6 +1638,122 @@ static cv_rc fn_round(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, c
 	}
 }
 
+/* ---- precision and boundaries ------------------------------------------------------------- */
+
+static int text_places(const char *s)
+{
+	const char *dot = s ? strchr(s, '.') : NULL;
+
+	return dot ? (int)strlen(dot + 1) : 0;
+}
+
+static cv_rc fn_precision(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			  fp_coll_t *out)
+{
+	cv_fp_item_t v;
+	bool have;
+	int p = -1;
+	cv_rc rc = one_value(ev, in, call->fn->name, &v, &have);
+
+	if (rc || !have)
+		return rc;
+	if (v.kind == CV_FP_DECIMAL || v.kind == CV_FP_QUANTITY)
+		p = text_places(v.s);
+	else if (v.kind == CV_FP_INTEGER)
+		p = 0;
+	else if (v.kind == CV_FP_DATE || v.kind == CV_FP_DATETIME || v.kind == CV_FP_TIME)
+		p = fp_dt_precision(v.s, v.kind == CV_FP_TIME);
+	return p < 0 ? CV_OK : fp_push_int(ev, out, p);
+}
+
+/* The boundary of a number with `places` decimals, at `digits` decimals. */
+static const char *num_boundary(fp_ev_t *ev, double v, int places, int digits, bool high)
+{
+	double half = 0.5 * pow(10.0, -places), b = high ? v + half : v - half;
+	double scale = pow(10.0, digits), x = b * scale;
+
+	x = high ? ceil(x - 1e-7) : floor(x + 1e-7);
+	if (x == 0)
+		x = 0; /* no negative zero */
+	return cv_pool_printf(ev->pool, "%.*f", digits, x / scale);
+}
+
+static cv_rc boundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, bool high,
+		      fp_coll_t *out)
+{
+	cv_fp_item_t v, r;
+	bool have, hp = false;
+	int64_t digits = -1;
+	cv_rc rc = one_value(ev, in, call->fn->name, &v, &have);
+
+	if (!rc && call->nargs)
+		rc = int_arg(ev, call, 0, focus, &digits, &hp);
+	if (rc || !have)
+		return rc;
+	r = v;
+	if (v.kind == CV_FP_INTEGER || v.kind == CV_FP_DECIMAL || v.kind == CV_FP_QUANTITY) {
+		if (!hp)
+			digits = 8;
+		if (digits < 0 || digits > 28)
+			return CV_OK;
+		r.kind = v.kind == CV_FP_QUANTITY ? CV_FP_QUANTITY : CV_FP_DECIMAL;
+		r.s = num_boundary(ev, v.d, v.kind == CV_FP_INTEGER ? 0 : text_places(v.s), (int)digits, high);
+		if (!r.s)
+			return CV_E_NOMEM;
+		r.d = strtod(r.s, NULL);
+		return fp_push(ev, out, &r);
+	}
+	if (v.kind == CV_FP_DATE || v.kind == CV_FP_DATETIME || v.kind == CV_FP_TIME) {
+		if (!hp)
+			digits = v.kind == CV_FP_TIME ? 9 : v.kind == CV_FP_DATE ? 8 : 17;
+		r.s = fp_dt_boundary(ev, v.s, v.kind == CV_FP_TIME, (int)digits, high);
+		if (r.s && v.kind == CV_FP_DATE && digits > 8)
+			r.kind = CV_FP_DATETIME;
+		return r.s ? fp_push(ev, out, &r) : CV_OK;
+	}
+	return CV_OK;
+}
+
+static cv_rc fn_lowboundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			    fp_coll_t *out)
+{
+	return boundary(ev, call, in, focus, false, out);
+}
+
+static cv_rc fn_highboundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			     fp_coll_t *out)
+{
+	return boundary(ev, call, in, focus, true, out);
+}
+
+static cv_rc fn_comparable(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			   fp_coll_t *out)
+{
+	fp_coll_t o = {0};
+	cv_fp_item_t a, b;
+	bool ha, hb;
+	cv_rc rc = one_value(ev, in, call->fn->name, &a, &ha);
+
+	if (!rc)
+		rc = arg(ev, call, 0, focus, &o);
+	if (!rc)
+		rc = one_value(ev, &o, call->fn->name, &b, &hb);
+	if (rc || !ha || !hb)
+		return rc;
+	if (a.kind != CV_FP_QUANTITY || b.kind != CV_FP_QUANTITY)
+		return fp_fail(ev, CV_E_INVALID, "comparable() applies to quantities");
+	{
+		/* comparable if equality is decidable: same dimension */
+		fp_coll_t l = {0}, r = {0}, e = {0};
+		rc = fp_push(ev, &l, &a);
+		if (!rc)
+			rc = fp_push(ev, &r, &b);
+		if (!rc)
+			rc = fp_push_bool(ev, &e, fp_qty_comparable(&a, &b));
+		return rc ? rc : copy(ev, &e, 0, e.n, out);
+	}
+}
+
 /* ---- aggregate -------------------------------------------------------------------------- */
 
 static cv_rc fn_aggregate(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
@@ -1674,7 +1790,6 @@ static const fp_fn_t fns[] = {
 	{"checkModifiers", 1, 1, false, NULL},
 	{"children", 0, 0, false, fn_children},
 	{"combine", 1, 1, false, fn_combine},
-	{"comparable", 1, 1, false, NULL},
 	{"conformsTo", 1, 1, false, NULL},
 	{"contains", 1, 1, false, fn_contains},
 	{"convertsToBoolean", 0, 0, false, fn_ctoboolean},
@@ -1698,7 +1813,6 @@ static const fp_fn_t fns[] = {
 	{"first", 0, 0, false, fn_first},
 	{"floor", 0, 0, false, fn_floor},
 	{"hasValue", 0, 0, false, fn_hasvalue},
-	{"highBoundary", 0, 1, false, NULL},
 	{"htmlChecks", 0, 0, false, NULL},
 	{"iif", 2, 3, false, fn_iif},
 	{"indexOf", 1, 1, false, fn_indexof},
@@ -1709,7 +1823,6 @@ static const fp_fn_t fns[] = {
 	{"length", 0, 0, false, fn_length},
 	{"ln", 0, 0, false, fn_ln},
 	{"log", 1, 1, false, fn_log},
-	{"lowBoundary", 0, 1, false, NULL},
 	{"lower", 0, 0, false, fn_lower},
 	{"matches", 1, 1, false, fn_matches},
 	{"memberOf", 1, 1, false, NULL},
@@ -1717,7 +1830,6 @@ static const fp_fn_t fns[] = {
 	{"now", 0, 0, false, fn_now},
 	{"ofType", 1, 1, true, fn_oftype},
 	{"power", 1, 1, false, fn_power},
-	{"precision", 0, 0, false, NULL},
 	{"repeat", 1, 1, false, fn_repeat},
 	{"replace", 2, 2, false, fn_replace},
 	{"replaceMatches", 2, 2, false, fn_replacematches},
@@ -1751,6 +1863,10 @@ static const fp_fn_t fns[] = {
 	{"union", 1, 1, false, fn_union},
 	{"upper", 0, 0, false, fn_upper},
 	{"where", 1, 1, false, fn_where},
+	{"precision", 0, 0, false, fn_precision},
+	{"lowBoundary", 0, 1, false, fn_lowboundary},
+	{"highBoundary", 0, 1, false, fn_highboundary},
+	{"comparable", 1, 1, false, fn_comparable},
 	{"type", 0, 0, false, fn_type},
 	{"matchesFull", 1, 1, false, fn_matchesfull},
 	{"unescape", 1, 1, false, fn_unescape},

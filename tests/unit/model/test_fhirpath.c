@@ -26,7 +26,7 @@
 #endif
 
 /* The suite's pass count this implementation reached; a drop is a regression. */
-#define SUITE_FLOOR 833
+#define SUITE_FLOOR 890
 
 static cv_model_t *model;
 
