@@ -1118,6 +1118,28 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
 }
 
+/* Quantity times or by quantity, in the base units of both ("cm" * "m": "m2"). */
+static cv_rc qty_muldiv(fp_ev_t *ev, fp_op op, const cv_fp_item_t *a, const cv_fp_item_t *b, fp_coll_t *out)
+{
+	const char *da, *db, *unit;
+	double fa, fb, x, y;
+
+	unit_canon(a->unit, &da, &fa);
+	unit_canon(b->unit, &db, &fb);
+	x = a->d * fa;
+	y = b->d * fb;
+	if (op == OP_DIV && y == 0)
+		return CV_OK;
+	if (op == OP_MUL)
+		unit = strcmp(da, "1") == 0 ? db : strcmp(db, "1") == 0 ? da
+		       : strcmp(da, db) == 0 ? cv_pool_printf(ev->pool, "%s2", da) : cv_pool_printf(ev->pool, "%s.%s", da, db);
+	else
+		unit = strcmp(da, db) == 0 ? "1" : strcmp(db, "1") == 0 ? da : cv_pool_printf(ev->pool, "%s/%s", da, db);
+	if (!unit)
+		return CV_E_NOMEM;
+	return push_qty(ev, out, op == OP_MUL ? x * y : x / y, unit);
+}
+
 static cv_rc int_arith(fp_ev_t *ev, fp_op op, int64_t a, int64_t b, fp_coll_t *out)
 {
 	int64_t r;
@@ -1183,6 +1205,8 @@ static cv_rc arith_op(fp_ev_t *ev, fp_op op, const fp_coll_t *l, const fp_coll_t
 			return CV_OK;
 		return push_qty(ev, out, op == OP_PLUS ? a.d + b.d : a.d - b.d, a.unit);
 	}
+	if (a.kind == CV_FP_QUANTITY && b.kind == CV_FP_QUANTITY && (op == OP_MUL || op == OP_DIV))
+		return qty_muldiv(ev, op, &a, &b, out);
 	if (a.kind == CV_FP_QUANTITY && is_num(b.kind) && (op == OP_MUL || op == OP_DIV))
 		return b.d == 0 && op == OP_DIV ? CV_OK : push_qty(ev, out, op == OP_MUL ? a.d * b.d : a.d / b.d, a.unit);
 	if (is_num(a.kind) && b.kind == CV_FP_QUANTITY && op == OP_MUL)

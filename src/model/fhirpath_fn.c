@@ -1742,16 +1742,101 @@ static cv_rc fn_comparable(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *
 		return rc;
 	if (a.kind != CV_FP_QUANTITY || b.kind != CV_FP_QUANTITY)
 		return fp_fail(ev, CV_E_INVALID, "comparable() applies to quantities");
-	{
-		/* comparable if equality is decidable: same dimension */
-		fp_coll_t l = {0}, r = {0}, e = {0};
-		rc = fp_push(ev, &l, &a);
-		if (!rc)
-			rc = fp_push(ev, &r, &b);
-		if (!rc)
-			rc = fp_push_bool(ev, &e, fp_qty_comparable(&a, &b));
-		return rc ? rc : copy(ev, &e, 0, e.n, out);
+	return fp_push_bool(ev, out, fp_qty_comparable(&a, &b));
+}
+
+/* ---- sort and conformsTo --------------------------------------------------------------------- */
+
+/* Orders two sort keys: empty first, then numbers, strings, dates by value. */
+static int key_cmp(fp_ev_t *ev, const fp_coll_t *a, const fp_coll_t *b)
+{
+	cv_fp_item_t x, y;
+
+	if (a->n == 0 || b->n == 0)
+		return (a->n != 0) - (b->n != 0);
+	if (!fp_sysval(ev, &a->v[0], &x) || !fp_sysval(ev, &b->v[0], &y))
+		return 0;
+	if ((x.kind == CV_FP_INTEGER || x.kind == CV_FP_DECIMAL) && (y.kind == CV_FP_INTEGER || y.kind == CV_FP_DECIMAL))
+		return (x.d > y.d) - (x.d < y.d);
+	if (x.kind == CV_FP_STRING && y.kind == CV_FP_STRING) {
+		int c = strcmp(x.s, y.s);
+		return (c > 0) - (c < 0);
 	}
+	if ((x.kind == CV_FP_DATE || x.kind == CV_FP_DATETIME || x.kind == CV_FP_TIME) && x.kind == y.kind) {
+		int c = fp_dt_cmp(x.s, y.s, x.kind == CV_FP_TIME);
+		return c == 2 ? strcmp(x.s, y.s) : c;
+	}
+	if (x.kind == CV_FP_BOOLEAN && y.kind == CV_FP_BOOLEAN)
+		return (int)x.b - (int)y.b;
+	return 0;
+}
+
+static cv_rc fn_sort(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	cv_rc rc = CV_OK;
+	size_t nk = call->nargs ? call->nargs : 1;
+	fp_coll_t *keys;
+	size_t *order;
+
+	if (in->n == 0)
+		return CV_OK;
+	keys = cv_pool_alloc(ev->pool, in->n * nk * sizeof(*keys));
+	order = cv_pool_alloc(ev->pool, in->n * sizeof(*order));
+	if (!keys || !order)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < in->n && !rc; i++) {
+		order[i] = i;
+		for (size_t k = 0; k < nk && !rc; k++) {
+			const fp_node_t *a = call->nargs ? call->args[k] : NULL;
+			if (a && a->kind == N_UNARY && a->op == OP_MINUS)
+				a = a->left; /* descending: the key is the operand */
+			if (a)
+				rc = lambda(ev, a, &in->v[i], i, &keys[i * nk + k]);
+			else
+				rc = fp_push(ev, &keys[i * nk + k], &in->v[i]);
+			if (!rc && keys[i * nk + k].n > 1)
+				rc = fp_fail(ev, CV_E_INVALID, "a sort key must be a single value");
+		}
+	}
+	/* insertion sort: stable, and every comparison is a counted step */
+	for (size_t i = 1; i < in->n && !rc; i++) {
+		size_t cur = order[i], j = i;
+		while (j > 0 && !rc) {
+			int c = 0;
+			for (size_t k = 0; k < nk && c == 0; k++) {
+				const fp_node_t *a = call->nargs ? call->args[k] : NULL;
+				const fp_coll_t *ka = &keys[order[j - 1] * nk + k], *kb = &keys[cur * nk + k];
+				c = key_cmp(ev, ka, kb);
+				/* descending reverses values; an empty key stays first */
+				if (a && a->kind == N_UNARY && a->op == OP_MINUS && ka->n && kb->n)
+					c = -c;
+			}
+			rc = fp_step(ev);
+			if (c <= 0)
+				break;
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = cur;
+	}
+	for (size_t i = 0; i < in->n && !rc; i++)
+		rc = fp_push(ev, out, &in->v[order[i]]);
+	return rc;
+}
+
+static cv_rc fn_conformsto(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			   fp_coll_t *out)
+{
+	static const char base[] = "http://hl7.org/fhir/StructureDefinition/";
+	const char *url;
+	cv_rc rc = str_arg(ev, call, 0, focus, &url);
+
+	if (rc || !url || in->n != 1 || in->v[0].kind != CV_FP_NODE || !in->v[0].type)
+		return rc;
+	/* only the base definitions are known: a resource conforms to its type's and its ancestors' */
+	if (strncmp(url, base, sizeof(base) - 1) != 0 || !cv_model_type_known(ev->env->model, url + sizeof(base) - 1))
+		return fp_fail(ev, CV_E_INVALID, "conformsTo() knows the base definitions only");
+	return fp_push_bool(ev, out, cv_model_type_derives(ev->env->model, in->v[0].type, url + sizeof(base) - 1));
 }
 
 /* ---- aggregate -------------------------------------------------------------------------- */
@@ -1790,7 +1875,6 @@ static const fp_fn_t fns[] = {
 	{"checkModifiers", 1, 1, false, NULL},
 	{"children", 0, 0, false, fn_children},
 	{"combine", 1, 1, false, fn_combine},
-	{"conformsTo", 1, 1, false, NULL},
 	{"contains", 1, 1, false, fn_contains},
 	{"convertsToBoolean", 0, 0, false, fn_ctoboolean},
 	{"convertsToDate", 0, 0, false, fn_ctodate},
@@ -1839,7 +1923,6 @@ static const fp_fn_t fns[] = {
 	{"single", 0, 0, false, fn_single},
 	{"skip", 1, 1, false, fn_skip},
 	{"slice", 2, 2, false, NULL},
-	{"sort", 0, 4, false, NULL},
 	{"sqrt", 0, 0, false, fn_sqrt},
 	{"startsWith", 1, 1, false, fn_startswith},
 	{"subsetOf", 1, 1, false, fn_subsetof},
@@ -1863,6 +1946,8 @@ static const fp_fn_t fns[] = {
 	{"union", 1, 1, false, fn_union},
 	{"upper", 0, 0, false, fn_upper},
 	{"where", 1, 1, false, fn_where},
+	{"sort", 0, 4, false, fn_sort},
+	{"conformsTo", 1, 1, false, fn_conformsto},
 	{"precision", 0, 0, false, fn_precision},
 	{"lowBoundary", 0, 1, false, fn_lowboundary},
 	{"highBoundary", 0, 1, false, fn_highboundary},
