@@ -846,8 +846,13 @@ static cv_rc equiv_op(fp_ev_t *ev, const fp_coll_t *l, const fp_coll_t *r, bool 
 	/* order does not matter: every item of l has an equivalent in r */
 	for (size_t i = 0; i < l->n && res; i++) {
 		bool found = false;
+		cv_rc rc;
 		for (size_t j = 0; j < r->n && !found; j++)
 			found = fp_item_equiv(ev, &l->v[i], &r->v[j]);
+		ev->steps += r->n;
+		rc = fp_step(ev);
+		if (rc)
+			return rc;
 		res = found;
 	}
 	return fp_push_bool(ev, out, negate ? !res : res);
@@ -1074,6 +1079,8 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	cv_fp_item_t it = *a;
 	bool time_only = a->kind == CV_FP_TIME;
 
+	if (!(fabs(q->d) <= 1e9))
+		return CV_OK; /* beyond any calendar: empty */
 	if (q->unit && (strcmp(q->unit, "a") == 0 || strcmp(q->unit, "mo") == 0))
 		return fp_fail(ev, CV_E_INVALID, "use the calendar units year and month with dates, not 'a' or 'mo'");
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -1084,8 +1091,6 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	}
 	if (field < 0 || !parse_dt(a->s, time_only, &d))
 		return fp_fail(ev, CV_E_INVALID, "cannot add a quantity of unit '%.32s' to a date", q->unit ? q->unit : "");
-	if (fabs(q->d) > 1e9)
-		return CV_OK;
 	if (field < 2) {
 		int64_t months = d.f[0] * 12LL + (d.f[1] ? d.f[1] - 1 : 0) + (field == 0 ? amount * 12 : amount);
 		d.f[0] = (int)(months / 12);
@@ -1174,7 +1179,7 @@ static cv_rc dec_arith(fp_ev_t *ev, fp_op op, double a, double b, fp_coll_t *out
 	case OP_MUL: return fp_push_dec(ev, out, a * b);
 	case OP_DIV: return b == 0 ? CV_OK : fp_push_dec(ev, out, a / b);
 	case OP_IDIV:
-		if (b == 0 || fabs(a / b) > 9e18)
+		if (b == 0 || !(fabs(a / b) <= 9e18))
 			return CV_OK;
 		return fp_push_int(ev, out, (int64_t)trunc(a / b));
 	default: return b == 0 ? CV_OK : fp_push_dec(ev, out, fmod(a, b));

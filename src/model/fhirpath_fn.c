@@ -122,8 +122,11 @@ static cv_rc copy(fp_ev_t *ev, const fp_coll_t *in, size_t from, size_t to, fp_c
 	return rc;
 }
 
+/* True if c holds an item equal to it. Each comparison counts as a step:
+ * callers check the bound with fp_step() in their loops. */
 static bool coll_has(fp_ev_t *ev, const fp_coll_t *c, const cv_fp_item_t *it)
 {
+	ev->steps += c->n;
 	for (size_t i = 0; i < c->n; i++) {
 		if (fp_item_eq(ev, &c->v[i], it) == 1)
 			return true;
@@ -225,9 +228,13 @@ static cv_rc subset(fp_ev_t *ev, const fp_coll_t *a, const fp_coll_t *b, fp_coll
 {
 	bool res = true;
 
-	for (size_t i = 0; i < a->n && res; i++)
+	cv_rc rc = CV_OK;
+
+	for (size_t i = 0; i < a->n && res && !rc; i++) {
 		res = coll_has(ev, b, &a->v[i]);
-	return fp_push_bool(ev, out, res);
+		rc = fp_step(ev);
+	}
+	return rc ? rc : fp_push_bool(ev, out, res);
 }
 
 static cv_rc fn_subsetof(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
@@ -302,7 +309,8 @@ static cv_rc fn_repeat(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 	for (size_t i = 0; i < in->n && !rc; i++) {
 		rc = lambda(ev, call->args[0], &in->v[i], i, &r);
 		for (size_t j = 0; j < r.n && !rc; j++) {
-			if (!coll_has(ev, out, &r.v[j]))
+			rc = fp_step(ev);
+			if (!rc && !coll_has(ev, out, &r.v[j]))
 				rc = fp_push(ev, out, &r.v[j]);
 		}
 	}
@@ -310,7 +318,8 @@ static cv_rc fn_repeat(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 		cv_fp_item_t it = out->v[k];
 		rc = lambda(ev, call->args[0], &it, k, &r);
 		for (size_t j = 0; j < r.n && !rc; j++) {
-			if (!coll_has(ev, out, &r.v[j]))
+			rc = fp_step(ev);
+			if (!rc && !coll_has(ev, out, &r.v[j]))
 				rc = fp_push(ev, out, &r.v[j]);
 		}
 	}
@@ -402,7 +411,8 @@ static cv_rc fn_intersect(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *i
 
 	rc = arg(ev, call, 0, focus, &o);
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		if (coll_has(ev, &o, &in->v[i]) && !coll_has(ev, out, &in->v[i]))
+		rc = fp_step(ev);
+		if (!rc && coll_has(ev, &o, &in->v[i]) && !coll_has(ev, out, &in->v[i]))
 			rc = fp_push(ev, out, &in->v[i]);
 	}
 	return rc;
@@ -415,7 +425,8 @@ static cv_rc fn_exclude(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 
 	rc = arg(ev, call, 0, focus, &o);
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		if (!coll_has(ev, &o, &in->v[i]))
+		rc = fp_step(ev);
+		if (!rc && !coll_has(ev, &o, &in->v[i]))
 			rc = fp_push(ev, out, &in->v[i]);
 	}
 	return rc;
@@ -871,6 +882,13 @@ static cv_rc compile_re(fp_ev_t *ev, const char *pat, regex_t *re, bool whole)
 
 	if (strlen(pat) > FP_MAX_REGEX)
 		return fp_fail(ev, CV_E_LIMIT, "regular expression too long");
+	/* back-references make matching exponential: refuse them */
+	for (const char *p = pat; *p; p++) {
+		if (*p == '\\' && p[1] >= '1' && p[1] <= '9')
+			return fp_fail(ev, CV_E_INVALID, "back-references are not supported in regular expressions");
+		if (*p == '\\' && p[1])
+			p++;
+	}
 	full = whole ? cv_pool_printf(ev->pool, "^(%s)$", pat) : cv_pool_strdup(ev->pool, pat);
 	if (!full)
 		return CV_E_NOMEM;
