@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#define FP_MAX_REGEX 1024 /* longest regular expression accepted */
+#define FP_MAX_REGEX 256 /* longest regular expression accepted */
 
 /* ---- argument helpers ------------------------------------------------------ */
 
@@ -876,19 +876,68 @@ static cv_rc fn_replace(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 	return fp_push_str(ev, out, r);
 }
 
+/* Refuses what makes glibc's regcomp/regexec blow up in memory or time:
+ * back-references, a quantifier right after another one, more than
+ * FP_MAX_QUANT quantifiers, and intervals {m,n} with bounds over FP_MAX_INTERVAL. */
+#define FP_MAX_QUANT 32
+#define FP_MAX_INTERVAL 64
+
+static bool re_safe(const char *pat)
+{
+	int quants = 0;
+	bool after_quant = false, in_bracket = false;
+
+	for (const char *p = pat; *p; p++) {
+		if (in_bracket) {
+			if (*p == ']' && p[-1] != '[' && !(p[-1] == '^' && p[-2] == '['))
+				in_bracket = false;
+			continue;
+		}
+		if (*p == '\\') {
+			if (p[1] >= '1' && p[1] <= '9')
+				return false;
+			if (p[1])
+				p++;
+			after_quant = false;
+			continue;
+		}
+		if (*p == '[') {
+			in_bracket = true;
+			after_quant = false;
+			continue;
+		}
+		if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+			if (after_quant || ++quants > FP_MAX_QUANT)
+				return false;
+			after_quant = true;
+			if (*p == '{') {
+				char *end;
+				long m = strtol(p + 1, &end, 10), n = m;
+				if (*end == ',')
+					n = end[1] == '}' ? FP_MAX_INTERVAL : strtol(end + 1, &end, 10);
+				if (m > FP_MAX_INTERVAL || n > FP_MAX_INTERVAL || n < 0)
+					return false;
+				while (*p && *p != '}')
+					p++;
+				if (!*p)
+					return false;
+			}
+			continue;
+		}
+		after_quant = false;
+	}
+	return true;
+}
+
 static cv_rc compile_re(fp_ev_t *ev, const char *pat, regex_t *re, bool whole)
 {
 	char *full;
 
 	if (strlen(pat) > FP_MAX_REGEX)
 		return fp_fail(ev, CV_E_LIMIT, "regular expression too long");
-	/* back-references make matching exponential: refuse them */
-	for (const char *p = pat; *p; p++) {
-		if (*p == '\\' && p[1] >= '1' && p[1] <= '9')
-			return fp_fail(ev, CV_E_INVALID, "back-references are not supported in regular expressions");
-		if (*p == '\\' && p[1])
-			p++;
-	}
+	if (!re_safe(pat))
+		return fp_fail(ev, CV_E_INVALID, "regular expression too complex (back-references, stacked or "
+						 "large repetitions are refused)");
 	full = whole ? cv_pool_printf(ev->pool, "^(%s)$", pat) : cv_pool_strdup(ev->pool, pat);
 	if (!full)
 		return CV_E_NOMEM;
