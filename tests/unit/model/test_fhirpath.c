@@ -301,6 +301,11 @@ static void test_operators(void **state)
 	expect(&f, f.pat, "false implies {}", 1, "true");
 	expect(&f, f.pat, "'12'.toInteger() + 1", 1, "13");
 	expect(&f, f.pat, "'abc'.matches('^a.c$')", 1, "true");
+	expect(&f, f.pat, "'abcabc'.replaceMatches('(b)(c)', '$2$1')", 1, "acbacb");
+	expect(&f, f.pat, "(3 | 1 | 2).sort(-$this).first()", 1, "3");
+	expect(&f, f.pat, "'aGVsbG8='.decode('base64')", 1, "hello");
+	expect(&f, f.pat, "1.587.lowBoundary(2)", 1, "1.58");
+	expect(&f, f.pat, "Patient.name.first().type().name", 1, "HumanName");
 	expect(&f, f.pat, "(1 | 2 | 2 | 3).count()", 1, "3");
 	expect(&f, f.pat, "%ucum", 1, "http://unitsofmeasure.org");
 	expect(&f, f.pat, "%resource.id", 1, "p1");
@@ -342,6 +347,10 @@ static void test_errors_and_limits(void **state)
 	assert_false(out.v[0].b);
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.given > 'A'", &out), CV_E_INVALID);
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.given1", &out), CV_E_INVALID);
+	assert_int_equal(run(&f.pool, f.pat, "'aa'.matches('(a)\\1')", &out), CV_E_INVALID);
+	assert_int_equal(run(&f.pool, f.pat, "'a'.matches('a{1000}')", &out), CV_E_INVALID);
+	assert_int_equal(run(&f.pool, f.pat, "Patient.name.as(HumanName)", &out), CV_E_INVALID);
+	assert_int_equal(run(&f.pool, f.pat, "Patient.name.ofType(HumanNameX)", &out), CV_E_INVALID);
 	big = cv_pool_printf(&f.pool, "%s.select(%s).select(%s).select(%s).select(%s).select(%s)", x, x, x, x, x, x);
 	assert_int_equal(run(&f.pool, f.pat, big, &out), CV_E_LIMIT);
 	cv_pool_release(&f.pool);
