@@ -356,6 +356,60 @@ static void test_errors_and_limits(void **state)
 	cv_pool_release(&f.pool);
 }
 
+/* ---- the model's navigation API ------------------------------------------------------ */
+
+static void test_model_navigation(void **state)
+{
+	const cv_model_elem_t *e, *c, *item, *sub;
+	const char *ct = NULL;
+	size_t n;
+	bool found = false;
+
+	e = cv_model_elem(model, "Observation", NULL, "value");
+	assert_non_null(e);
+	assert_true(cv_model_elem_is_choice(e));
+	assert_false(cv_model_elem_repeats(e));
+	assert_string_equal(cv_model_elem_name(e), "value");
+	for (size_t i = 0; i < cv_model_elem_type_count(e); i++)
+		found = found || strcmp(cv_model_elem_type(e, i), "Quantity") == 0;
+	assert_true(found);
+	assert_ptr_equal(cv_model_elem_by_key(model, "Observation", NULL, "valueQuantity", &ct), e);
+	assert_string_equal(ct, "Quantity");
+	assert_null(cv_model_elem_by_key(model, "Observation", NULL, "valueFoo", &ct));
+	assert_null(cv_model_elem(model, "Observation", NULL, "valueQuantity"));
+
+	c = cv_model_elem(model, "Patient", NULL, "contact");
+	assert_non_null(c);
+	assert_true(cv_model_elem_is_backbone(c));
+	assert_true(cv_model_elem_repeats(c));
+	assert_string_equal(cv_model_elem_type(c, 0), "BackboneElement");
+	e = cv_model_elem(model, NULL, c, "name");
+	assert_non_null(e);
+	assert_string_equal(cv_model_elem_type(e, 0), "HumanName");
+	n = cv_model_elem_child_count(model, NULL, c);
+	assert_true(n > 5);
+	assert_non_null(cv_model_elem_child(model, NULL, c, n - 1));
+	assert_null(cv_model_elem_child(model, NULL, c, n));
+
+	/* contentReference: Questionnaire.item.item has the children of Questionnaire.item */
+	item = cv_model_elem(model, "Questionnaire", NULL, "item");
+	sub = cv_model_elem(model, NULL, item, "item");
+	assert_non_null(sub);
+	assert_true(cv_model_elem_is_backbone(sub));
+	assert_non_null(cv_model_elem(model, NULL, sub, "linkId"));
+
+	assert_true(cv_model_type_known(model, "DomainResource"));
+	assert_false(cv_model_type_known(model, "Nope"));
+	assert_string_equal(cv_model_type_base(model, "Patient"), "DomainResource");
+	assert_string_equal(cv_model_type_base(model, "Age"), "Quantity");
+	assert_true(cv_model_type_derives(model, "Age", "Quantity"));
+	assert_true(cv_model_type_derives(model, "Patient", "Resource"));
+	assert_true(cv_model_type_derives(model, "code", "string"));
+	assert_false(cv_model_type_derives(model, "Quantity", "Age"));
+	assert_true(cv_model_type_is_primitive(model, "dateTime"));
+	assert_false(cv_model_type_is_primitive(model, "HumanName"));
+}
+
 /* ---- the official suite ------------------------------------------------------------- */
 
 typedef struct suite_stats {
@@ -617,6 +671,7 @@ static void test_search_expressions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_model_navigation),
 		cmocka_unit_test(test_paths_and_indexers),
 		cmocka_unit_test(test_choice_types),
 		cmocka_unit_test(test_where_union_resolve),
