@@ -55,6 +55,12 @@ cv_rc fp_push(fp_ev_t *ev, fp_coll_t *c, const cv_fp_item_t *it)
 		c->v = v;
 		c->cap = cap;
 	}
+	if (it->kind == CV_FP_STRING && it->s) {
+		/* computed strings count too: `$this & $this` doubles at each step */
+		ev->bytes += strlen(it->s);
+		if (ev->bytes > FP_MAX_BYTES)
+			return fp_fail(ev, CV_E_LIMIT, "evaluation used more than %u bytes", FP_MAX_BYTES);
+	}
 	c->v[c->n++] = *it;
 	return fp_step(ev);
 }

@@ -351,6 +351,7 @@ static void test_errors_and_limits(void **state)
 	assert_int_equal(run(&f.pool, f.pat, "'a'.matches('a{1000}')", &out), CV_E_INVALID);
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.as(HumanName)", &out), CV_E_INVALID);
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.ofType(HumanNameX)", &out), CV_E_INVALID);
+	assert_int_equal(run(&f.pool, f.pat, "'ab'.repeat($this & $this)", &out), CV_E_LIMIT);
 	big = cv_pool_printf(&f.pool, "%s.select(%s).select(%s).select(%s).select(%s).select(%s)", x, x, x, x, x, x);
 	assert_int_equal(run(&f.pool, f.pat, big, &out), CV_E_LIMIT);
 	cv_pool_release(&f.pool);
