@@ -1739,6 +1739,10 @@ static const char *num_boundary(fp_ev_t *ev, double v, int places, int digits, b
 	double half = 0.5 * pow(10.0, -places), b = high ? v + half : v - half;
 	double scale = pow(10.0, digits), x = b * scale;
 
+	/* a boundary below the output's resolution is zero, signed like the
+	   input (the R4 suite: (-0.0034).lowBoundary(1) is -0.0) */
+	if (fabs(b) < 1.0 / scale)
+		return cv_pool_printf(ev->pool, "%s%.*f", v < 0 ? "-" : "", digits, 0.0);
 	x = high ? ceil(x - 1e-7) : floor(x + 1e-7);
 	if (x == 0)
 		x = 0; /* no negative zero */

@@ -26,7 +26,7 @@
 #endif
 
 /* The suite's pass count this implementation reached; a drop is a regression. */
-#define SUITE_FLOOR 904
+#define SUITE_FLOOR 907
 
 static cv_model_t *model;
 
