@@ -150,6 +150,24 @@ static json_object *member(json_object *obj, const char *key)
 	return v;
 }
 
+/* The text of a JSON number without json_object_get_string(), which caches
+ * its output in the object: evaluation never writes to the input tree, so
+ * threads may share it. A decimal made by the strict parser carries its
+ * source text as userdata (json_object_new_double_s). */
+static const char *num_text(fp_ev_t *ev, json_object *n)
+{
+	if (json_object_is_type(n, json_type_double)) {
+		const char *ud = json_object_get_userdata(n);
+		return ud ? ud : fp_dec_text(ev, json_object_get_double(n));
+	}
+	return cv_pool_printf(ev->pool, "%lld", (long long)json_object_get_int64(n));
+}
+
+static const char *str_of(json_object *v)
+{
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
 static bool quantity_of(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 {
 	json_object *v = member(in->node, "value");
@@ -160,9 +178,9 @@ static bool quantity_of(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 		return false;
 	*out = (cv_fp_item_t){.kind = CV_FP_QUANTITY};
 	out->d = json_object_get_double(v);
-	out->s = json_object_get_string(v);
-	out->unit = code ? json_object_get_string(code) : unit ? json_object_get_string(unit) : "1";
-	return true;
+	out->s = num_text(ev, v);
+	out->unit = str_of(code) ? str_of(code) : str_of(unit) ? str_of(unit) : "1";
+	return out->s != NULL;
 }
 
 bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
@@ -196,7 +214,9 @@ bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 	} else if (json_object_is_type(n, json_type_int) || json_object_is_type(n, json_type_double)) {
 		out->kind = CV_FP_DECIMAL;
 		out->d = json_object_get_double(n);
-		out->s = json_object_get_string(n);
+		out->s = num_text(ev, n);
+		if (!out->s)
+			return false;
 	} else {
 		out->s = json_object_get_string(n);
 		if (t && strcmp(t, "date") == 0)

@@ -658,7 +658,7 @@ static cv_rc resolve_one(fp_ev_t *ev, const cv_fp_item_t *it, fp_coll_t *out)
 	if (target) {
 		json_object *rt = NULL;
 		r.node = target;
-		if (json_object_object_get_ex(target, "resourceType", &rt))
+		if (json_object_object_get_ex(target, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
 			r.type = cv_model_type_name(ev->env->model, json_object_get_string(rt));
 		return fp_push(ev, out, &r);
 	}

@@ -8,6 +8,7 @@
  * compiled and evaluated over the examples of its base type.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -411,6 +412,57 @@ static void test_model_navigation(void **state)
 	assert_false(cv_model_type_is_primitive(model, "HumanName"));
 }
 
+/* ---- one compiled tree, several threads ------------------------------------------------- */
+
+typedef struct thread_arg {
+	const cv_fhirpath_t *e;
+	json_object *res;
+	int ok;
+} thread_arg_t;
+
+static void *eval_many(void *p)
+{
+	thread_arg_t *a = p;
+
+	for (int i = 0; i < 200; i++) {
+		cv_pool_t pool;
+		cv_fp_env_t env = {.model = model, .resource = a->res};
+		cv_fp_list_t out;
+		char err[128];
+		cv_pool_init(&pool, 0);
+		if (cv_fhirpath_eval(a->e, &env, &pool, &out, err, sizeof(err)) == CV_OK && out.n == 1 &&
+		    out.v[0].kind == CV_FP_STRING && strcmp(out.v[0].s, "Doe, Jon Q") == 0)
+			a->ok++;
+		cv_pool_release(&pool);
+	}
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	cv_fhirpath_t *e = NULL;
+	char err[128];
+	pthread_t t[4];
+	thread_arg_t a[4];
+	fx_t f;
+
+	fx_init(&f);
+	assert_int_equal(cv_fhirpath_compile("Patient.name.where(use = 'official').select(family & ', ' & "
+					     "given.join(' '))",
+					     &e, err, sizeof(err)),
+			 CV_OK);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (thread_arg_t){.e = e, .res = f.pat};
+		assert_int_equal(pthread_create(&t[i], NULL, eval_many, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(a[i].ok, 200);
+	}
+	cv_fhirpath_free(e);
+	cv_pool_release(&f.pool);
+}
+
 /* ---- the official suite ------------------------------------------------------------- */
 
 typedef struct suite_stats {
@@ -684,6 +736,7 @@ int main(void)
 		cmocka_unit_test(test_extensions_and_siblings),
 		cmocka_unit_test(test_operators),
 		cmocka_unit_test(test_errors_and_limits),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_official_suite),
 		cmocka_unit_test(test_search_expressions),
 	};
