@@ -1117,18 +1117,17 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	}
 	if (field < 0 || !parse_dt(a->s, time_only, &d))
 		return fp_fail(ev, CV_E_INVALID, "cannot add a quantity of unit '%.32s' to a date", q->unit ? q->unit : "");
+	if (field < 2 && time_only)
+		return fp_fail(ev, CV_E_INVALID, "cannot add years or months to a time");
 	if (field < 2) {
 		int64_t months = d.f[0] * 12LL + (d.f[1] ? d.f[1] - 1 : 0) + (field == 0 ? amount * 12 : amount);
+		if (months < 12 || months >= 10000 * 12LL)
+			return CV_OK; /* outside years 1..9999: empty */
 		d.f[0] = (int)(months / 12);
 		if (d.prec >= 2)
 			d.f[1] = (int)(months % 12) + 1;
-		if (d.prec >= 3) {
-			static const int md[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-			int y = d.f[0], m = d.f[1];
-			int max = md[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100) || y % 400 == 0));
-			if (d.f[2] > max)
-				d.f[2] = max;
-		}
+		if (d.prec >= 3 && d.f[2] > month_len(d.f[0], d.f[1]))
+			d.f[2] = month_len(d.f[0], d.f[1]);
 	} else {
 		int64_t unit_ms[] = {0, 0, 86400000LL, 3600000LL, 60000LL, 1000LL, 1LL};
 		int64_t ms;
@@ -1139,6 +1138,8 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 		secs = ms - days * 86400000LL;
 		if (!time_only)
 			civil_from_days(days, &d.f[0], &d.f[1], &d.f[2]);
+		if (!time_only && (d.f[0] < 1 || d.f[0] > 9999))
+			return CV_OK; /* outside years 1..9999: empty */
 		d.f[3] = (int)(secs / 3600000LL);
 		d.f[4] = (int)(secs / 60000LL % 60);
 		d.f[5] = (int)(secs / 1000LL % 60);

@@ -297,6 +297,9 @@ static void test_operators(void **state)
 	expect(&f, f.pat, "@2012-04-15 < @2012-05", 1, "true");
 	expect(&f, f.pat, "@2012-05 < @2012-05-15", 0, NULL);
 	expect(&f, f.pat, "@2014-01-01 + 1 month", 1, "@2014-02-01");
+	expect(&f, f.pat, "@2014-03-31 - 1 month", 1, "@2014-02-28");
+	expect(&f, f.pat, "@0001-01-01 - 1 day", 0, NULL);
+	expect(&f, f.pat, "@T10:00 + 90 minutes", 1, "@T11:30");
 	expect(&f, f.pat, "iif(Patient.active, 'yes', 'no')", 1, "yes");
 	expect(&f, f.pat, "true implies {}", 0, NULL);
 	expect(&f, f.pat, "false implies {}", 1, "true");
@@ -353,6 +356,7 @@ static void test_errors_and_limits(void **state)
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.as(HumanName)", &out), CV_E_INVALID);
 	assert_int_equal(run(&f.pool, f.pat, "Patient.name.ofType(HumanNameX)", &out), CV_E_INVALID);
 	assert_int_equal(run(&f.pool, f.pat, "'ab'.repeat($this & $this)", &out), CV_E_LIMIT);
+	assert_int_equal(run(&f.pool, f.pat, "@T10 + -1 month", &out), CV_E_INVALID); /* found by fuzzing */
 	big = cv_pool_printf(&f.pool, "%s.select(%s).select(%s).select(%s).select(%s).select(%s)", x, x, x, x, x, x);
 	assert_int_equal(run(&f.pool, f.pat, big, &out), CV_E_LIMIT);
 	cv_pool_release(&f.pool);
