@@ -1198,12 +1198,29 @@ static cv_rc int_arith(fp_ev_t *ev, fp_op op, int64_t a, int64_t b, fp_coll_t *o
 	}
 }
 
-static cv_rc dec_arith(fp_ev_t *ev, fp_op op, double a, double b, fp_coll_t *out)
+/* Pushes d written with the given decimal places (a sum keeps its operands'
+ * scale: 1.50 + 1 is 2.50), or as the shortest text when that is unknown. */
+static cv_rc push_scaled(fp_ev_t *ev, fp_coll_t *out, double d, int scale)
 {
+	cv_fp_item_t it = {.kind = CV_FP_DECIMAL, .d = d};
+
+	if (!isfinite(d))
+		return CV_OK;
+	if (scale < 0 || scale > 15 || fabs(d) >= 1e15)
+		return fp_push_dec(ev, out, d);
+	it.s = cv_pool_printf(ev->pool, "%.*f", scale, d);
+	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
+}
+
+static cv_rc dec_arith(fp_ev_t *ev, fp_op op, const cv_fp_item_t *x, const cv_fp_item_t *y, fp_coll_t *out)
+{
+	double a = x->d, b = y->d;
+	int pa = x->kind == CV_FP_DECIMAL ? places(x->s) : 0, pb = y->kind == CV_FP_DECIMAL ? places(y->s) : 0;
+
 	switch (op) {
-	case OP_PLUS: return fp_push_dec(ev, out, a + b);
-	case OP_MINUS: return fp_push_dec(ev, out, a - b);
-	case OP_MUL: return fp_push_dec(ev, out, a * b);
+	case OP_PLUS: return push_scaled(ev, out, a + b, pa > pb ? pa : pb);
+	case OP_MINUS: return push_scaled(ev, out, a - b, pa > pb ? pa : pb);
+	case OP_MUL: return push_scaled(ev, out, a * b, pa + pb);
 	case OP_DIV: return b == 0 ? CV_OK : fp_push_dec(ev, out, a / b);
 	case OP_IDIV:
 		if (b == 0 || !(fabs(a / b) <= 9e18))
@@ -1227,7 +1244,7 @@ static cv_rc arith_op(fp_ev_t *ev, fp_op op, const fp_coll_t *l, const fp_coll_t
 	if (a.kind == CV_FP_INTEGER && b.kind == CV_FP_INTEGER)
 		return int_arith(ev, op, a.i, b.i, out);
 	if (is_num(a.kind) && is_num(b.kind))
-		return dec_arith(ev, op, a.d, b.d, out);
+		return dec_arith(ev, op, &a, &b, out);
 	if (a.kind == CV_FP_STRING && b.kind == CV_FP_STRING && op == OP_PLUS)
 		return fp_push_str(ev, out, cv_pool_printf(ev->pool, "%s%s", a.s, b.s));
 	if ((is_dt(a.kind) || a.kind == CV_FP_TIME) && b.kind == CV_FP_QUANTITY && (op == OP_PLUS || op == OP_MINUS))
