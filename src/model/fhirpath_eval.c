@@ -483,6 +483,21 @@ static const char *value_type(fp_ev_t *ev, const char *declared, json_object *v)
 	return declared;
 }
 
+/* The FHIR type of a JSON primitive at a position the model does not know
+ * (a type() result, an element of an unknown type); NULL for objects. */
+static const char *json_type_name(json_object *v)
+{
+	if (!v)
+		return NULL;
+	switch (json_object_get_type(v)) {
+	case json_type_string: return "string";
+	case json_type_boolean: return "boolean";
+	case json_type_int: return "integer";
+	case json_type_double: return "decimal";
+	default: return NULL;
+	}
+}
+
 /* Pushes the values of one element: v (value, array or not) paired with
  * its `_element` sibling x, typed type (elem: backbone definition). */
 static cv_rc push_values(fp_ev_t *ev, json_object *v, json_object *x, const char *type,
@@ -506,7 +521,7 @@ static cv_rc push_values(fp_ev_t *ev, json_object *v, json_object *x, const char
 			continue;
 		it.node = vi ? vi : xi;
 		it.ext = xi;
-		it.type = value_type(ev, type, it.node);
+		it.type = value_type(ev, type ? type : json_type_name(vi), it.node);
 		rc = fp_push(ev, out, &it);
 	}
 	return rc;

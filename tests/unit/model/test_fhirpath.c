@@ -503,6 +503,42 @@ static bool jbool(json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) && json_object_get_boolean(v);
 }
 
+/* True if the item has the type the suite names (System or FHIR name). */
+static bool type_matches(const cv_fp_item_t *it, const char *want)
+{
+	static const struct {
+		const char *want;
+		cv_fp_kind kind;
+		const char *fhir[6];
+	} t[] = {
+		{"boolean", CV_FP_BOOLEAN, {"boolean"}},
+		{"integer", CV_FP_INTEGER, {"integer", "positiveInt", "unsignedInt"}},
+		{"decimal", CV_FP_DECIMAL, {"decimal"}},
+		{"string", CV_FP_STRING, {"string", "markdown", "code", "id", "uri"}},
+		{"code", CV_FP_STRING, {"code"}},
+		{"id", CV_FP_STRING, {"id"}},
+		{"date", CV_FP_DATE, {"date"}},
+		{"dateTime", CV_FP_DATETIME, {"dateTime", "instant"}},
+		{"time", CV_FP_TIME, {"time"}},
+		{"Quantity", CV_FP_QUANTITY, {"Quantity"}},
+	};
+
+	if (!want)
+		return true;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (strcmp(t[i].want, want) != 0)
+			continue;
+		if (it->kind != CV_FP_NODE)
+			return it->kind == t[i].kind;
+		for (int j = 0; j < 6 && t[i].fhir[j]; j++) {
+			if (it->type && strcmp(it->type, t[i].fhir[j]) == 0)
+				return true;
+		}
+		return false;
+	}
+	return true;
+}
+
 /* Compares the result with the expected outputs; the reason of a mismatch in *why. */
 static bool same_outputs(cv_pool_t *pool, const cv_fp_list_t *out, json_object *exp, bool ordered, const char **why)
 {
@@ -515,12 +551,13 @@ static bool same_outputs(cv_pool_t *pool, const cv_fp_list_t *out, json_object *
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *want = jstr(json_object_array_get_idx(exp, i), "value");
+		const char *wtype = jstr(json_object_array_get_idx(exp, i), "type");
 		bool found = false;
 		for (size_t j = ordered ? i : 0; j < (ordered ? i + 1 : n) && !found; j++) {
 			const char *got = render(pool, &out->v[ordered ? i : j]);
 			if (!ordered && used[j])
 				continue;
-			found = got && want && strcmp(got, want) == 0;
+			found = got && want && strcmp(got, want) == 0 && type_matches(&out->v[ordered ? i : j], wtype);
 			if (found && !ordered)
 				used[j] = true;
 		}
