@@ -88,7 +88,11 @@ typedef struct cv_fp_env {
 } cv_fp_env_t;
 
 /* Compiles expr. CV_E_INVALID with a message (and the offset) in err on a
- * syntax error or an unknown function; CV_E_NOMEM. Free with cv_fhirpath_free. */
+ * syntax error or an unknown function; CV_E_NOMEM. Free with cv_fhirpath_free.
+ * Also: CV_E_LIMIT for an expression nested deeper than 64 levels or longer
+ * than 64 KiB; CV_E_UNSUPPORTED for a FHIRPath function this evaluator knows
+ * but does not implement (memberOf, htmlChecks, elementDefinition, slice,
+ * checkModifiers, ...). */
 cv_rc cv_fhirpath_compile(const char *expr, cv_fhirpath_t **out, char *err, size_t errlen);
 
 /* Frees a compiled expression (NULL is fine). */
@@ -96,6 +100,9 @@ void cv_fhirpath_free(cv_fhirpath_t *e);
 
 /* Evaluates e against env->resource. The result collection and everything it
  * points to (except nodes of the input tree) is allocated in pool.
+ * Bounds: evaluation depth 200, 100000 items per collection, 2000000 steps,
+ * 32 MiB of collections; over one, CV_E_LIMIT. A member name that no item's
+ * type defines (`name.given1`) is CV_E_INVALID, not an empty result.
  * CV_E_INVALID with a message in err for a run-time type error (for example
  * a comparison of a collection of several items), CV_E_LIMIT when a bound
  * was hit, CV_E_NOMEM. */

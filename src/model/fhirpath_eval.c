@@ -55,6 +55,12 @@ cv_rc fp_push(fp_ev_t *ev, fp_coll_t *c, const cv_fp_item_t *it)
 		c->v = v;
 		c->cap = cap;
 	}
+	if (it->kind == CV_FP_STRING && it->s) {
+		/* computed strings count too: `$this & $this` doubles at each step */
+		ev->bytes += strlen(it->s);
+		if (ev->bytes > FP_MAX_BYTES)
+			return fp_fail(ev, CV_E_LIMIT, "evaluation used more than %u bytes", FP_MAX_BYTES);
+	}
 	c->v[c->n++] = *it;
 	return fp_step(ev);
 }
@@ -144,6 +150,24 @@ static json_object *member(json_object *obj, const char *key)
 	return v;
 }
 
+/* The text of a JSON number without json_object_get_string(), which caches
+ * its output in the object: evaluation never writes to the input tree, so
+ * threads may share it. A decimal made by the strict parser carries its
+ * source text as userdata (json_object_new_double_s). */
+static const char *num_text(fp_ev_t *ev, json_object *n)
+{
+	if (json_object_is_type(n, json_type_double)) {
+		const char *ud = json_object_get_userdata(n);
+		return ud ? ud : fp_dec_text(ev, json_object_get_double(n));
+	}
+	return cv_pool_printf(ev->pool, "%lld", (long long)json_object_get_int64(n));
+}
+
+static const char *str_of(json_object *v)
+{
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
 static bool quantity_of(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 {
 	json_object *v = member(in->node, "value");
@@ -154,9 +178,9 @@ static bool quantity_of(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 		return false;
 	*out = (cv_fp_item_t){.kind = CV_FP_QUANTITY};
 	out->d = json_object_get_double(v);
-	out->s = json_object_get_string(v);
-	out->unit = code ? json_object_get_string(code) : unit ? json_object_get_string(unit) : "1";
-	return true;
+	out->s = num_text(ev, v);
+	out->unit = str_of(code) ? str_of(code) : str_of(unit) ? str_of(unit) : "1";
+	return out->s != NULL;
 }
 
 bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
@@ -190,7 +214,9 @@ bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out)
 	} else if (json_object_is_type(n, json_type_int) || json_object_is_type(n, json_type_double)) {
 		out->kind = CV_FP_DECIMAL;
 		out->d = json_object_get_double(n);
-		out->s = json_object_get_string(n);
+		out->s = num_text(ev, n);
+		if (!out->s)
+			return false;
 	} else {
 		out->s = json_object_get_string(n);
 		if (t && strcmp(t, "date") == 0)
@@ -457,6 +483,21 @@ static const char *value_type(fp_ev_t *ev, const char *declared, json_object *v)
 	return declared;
 }
 
+/* The FHIR type of a JSON primitive at a position the model does not know
+ * (a type() result, an element of an unknown type); NULL for objects. */
+static const char *json_type_name(json_object *v)
+{
+	if (!v)
+		return NULL;
+	switch (json_object_get_type(v)) {
+	case json_type_string: return "string";
+	case json_type_boolean: return "boolean";
+	case json_type_int: return "integer";
+	case json_type_double: return "decimal";
+	default: return NULL;
+	}
+}
+
 /* Pushes the values of one element: v (value, array or not) paired with
  * its `_element` sibling x, typed type (elem: backbone definition). */
 static cv_rc push_values(fp_ev_t *ev, json_object *v, json_object *x, const char *type,
@@ -480,7 +521,7 @@ static cv_rc push_values(fp_ev_t *ev, json_object *v, json_object *x, const char
 			continue;
 		it.node = vi ? vi : xi;
 		it.ext = xi;
-		it.type = value_type(ev, type, it.node);
+		it.type = value_type(ev, type ? type : json_type_name(vi), it.node);
 		rc = fp_push(ev, out, &it);
 	}
 	return rc;
@@ -693,6 +734,13 @@ static bool qty_align(const cv_fp_item_t *a, const cv_fp_item_t *b, double *bv)
 	return true;
 }
 
+bool fp_qty_comparable(const cv_fp_item_t *a, const cv_fp_item_t *b)
+{
+	double bv;
+
+	return qty_align(a, b, &bv);
+}
+
 static bool unit_eq(const char *a, const char *b)
 {
 	static const char *const cal[][2] = {
@@ -839,8 +887,13 @@ static cv_rc equiv_op(fp_ev_t *ev, const fp_coll_t *l, const fp_coll_t *r, bool 
 	/* order does not matter: every item of l has an equivalent in r */
 	for (size_t i = 0; i < l->n && res; i++) {
 		bool found = false;
+		cv_rc rc;
 		for (size_t j = 0; j < r->n && !found; j++)
 			found = fp_item_equiv(ev, &l->v[i], &r->v[j]);
+		ev->steps += r->n;
+		rc = fp_step(ev);
+		if (rc)
+			return rc;
 		res = found;
 	}
 	return fp_push_bool(ev, out, negate ? !res : res);
@@ -964,6 +1017,92 @@ static cv_rc push_qty(fp_ev_t *ev, fp_coll_t *out, double d, const char *unit)
 	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
 }
 
+/* Writes d as FHIRPath date/dateTime/time text (without '@' / 'T' prefix for times). */
+static void dt_format(const dt_t *dp, bool time_only, char *buf, size_t len)
+{
+	dt_t d = *dp;
+	size_t n = 0;
+	int prec = d.prec;
+
+	buf[0] = '\0';
+	if (!time_only) {
+		n += (size_t)snprintf(buf + n, len - n, "%04d", d.f[0]);
+		if (prec >= 2)
+			n += (size_t)snprintf(buf + n, len - n, "-%02d", d.f[1]);
+		if (prec >= 3)
+			n += (size_t)snprintf(buf + n, len - n, "-%02d", d.f[2]);
+		if (prec >= 4)
+			n += (size_t)snprintf(buf + n, len - n, "T");
+	}
+	if (prec >= 4)
+		n += (size_t)snprintf(buf + n, len - n, "%02d", d.f[3]);
+	if (prec >= 5)
+		n += (size_t)snprintf(buf + n, len - n, ":%02d", d.f[4]);
+	if (prec >= 6)
+		n += (size_t)snprintf(buf + n, len - n, ":%02d", d.f[5]);
+	if (prec >= 7)
+		n += (size_t)snprintf(buf + n, len - n, ".%03d", d.f[6]);
+	if (d.tz && !time_only && n < len) {
+		if (d.tzmin == 0)
+			snprintf(buf + n, len - n, "Z");
+		else
+			snprintf(buf + n, len - n, "%c%02d:%02d", d.tzmin < 0 ? '-' : '+', abs(d.tzmin) / 60,
+				 abs(d.tzmin) % 60);
+	}
+}
+
+static int month_len(int y, int m)
+{
+	static const int md[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	if (m < 1 || m > 12)
+		return 31;
+	return md[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100) || y % 400 == 0));
+}
+
+/* Digits of precision per field count: date/dateTime, then time. */
+static const int dt_digits[8] = {0, 4, 6, 8, 10, 12, 14, 17};
+static const int tm_digits[8] = {0, 0, 0, 0, 2, 4, 6, 9};
+
+int fp_dt_precision(const char *s, bool time_only)
+{
+	dt_t d;
+
+	if (!parse_dt(s, time_only, &d))
+		return -1;
+	return time_only ? tm_digits[d.prec] : dt_digits[d.prec];
+}
+
+const char *fp_dt_boundary(fp_ev_t *ev, const char *s, bool time_only, int digits, bool high)
+{
+	static const int lo[7] = {0, 1, 1, 0, 0, 0, 0};
+	dt_t d;
+	int target = 0;
+	char buf[64];
+
+	if (!parse_dt(s, time_only, &d))
+		return NULL;
+	for (int i = time_only ? 4 : 1; i < 8; i++) {
+		if ((time_only ? tm_digits[i] : dt_digits[i]) == digits)
+			target = i;
+	}
+	if (!target)
+		return NULL;
+	if (d.prec == 4)
+		d.prec = 5; /* "T08" reads as 08:00, as the suite expects */
+	for (int i = d.prec; i < target; i++) {
+		int hi[7] = {9999, 12, month_len(d.f[0], d.f[1]), 23, 59, 59, 999};
+		d.f[i] = high ? hi[i] : lo[i];
+	}
+	d.prec = target;
+	if (!time_only && target >= 4 && !d.tz) {
+		d.tz = true;
+		d.tzmin = high ? -12 * 60 : 14 * 60;
+	}
+	dt_format(&d, time_only, buf, sizeof(buf));
+	return cv_pool_strdup(ev->pool, buf);
+}
+
 /* Adds sign * q (a calendar or UCUM time quantity) to a date/dateTime/time. */
 static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q, int sign, fp_coll_t *out)
 {
@@ -981,6 +1120,8 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	cv_fp_item_t it = *a;
 	bool time_only = a->kind == CV_FP_TIME;
 
+	if (!(fabs(q->d) <= 1e9))
+		return CV_OK; /* beyond any calendar: empty */
 	if (q->unit && (strcmp(q->unit, "a") == 0 || strcmp(q->unit, "mo") == 0))
 		return fp_fail(ev, CV_E_INVALID, "use the calendar units year and month with dates, not 'a' or 'mo'");
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -991,20 +1132,17 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 	}
 	if (field < 0 || !parse_dt(a->s, time_only, &d))
 		return fp_fail(ev, CV_E_INVALID, "cannot add a quantity of unit '%.32s' to a date", q->unit ? q->unit : "");
-	if (fabs(q->d) > 1e9)
-		return CV_OK;
+	if (field < 2 && time_only)
+		return fp_fail(ev, CV_E_INVALID, "cannot add years or months to a time");
 	if (field < 2) {
 		int64_t months = d.f[0] * 12LL + (d.f[1] ? d.f[1] - 1 : 0) + (field == 0 ? amount * 12 : amount);
+		if (months < 12 || months >= 10000 * 12LL)
+			return CV_OK; /* outside years 1..9999: empty */
 		d.f[0] = (int)(months / 12);
 		if (d.prec >= 2)
 			d.f[1] = (int)(months % 12) + 1;
-		if (d.prec >= 3) {
-			static const int md[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-			int y = d.f[0], m = d.f[1];
-			int max = md[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100) || y % 400 == 0));
-			if (d.f[2] > max)
-				d.f[2] = max;
-		}
+		if (d.prec >= 3 && d.f[2] > month_len(d.f[0], d.f[1]))
+			d.f[2] = month_len(d.f[0], d.f[1]);
 	} else {
 		int64_t unit_ms[] = {0, 0, 86400000LL, 3600000LL, 60000LL, 1000LL, 1LL};
 		int64_t ms;
@@ -1015,41 +1153,38 @@ static cv_rc date_add(fp_ev_t *ev, const cv_fp_item_t *a, const cv_fp_item_t *q,
 		secs = ms - days * 86400000LL;
 		if (!time_only)
 			civil_from_days(days, &d.f[0], &d.f[1], &d.f[2]);
+		if (!time_only && (d.f[0] < 1 || d.f[0] > 9999))
+			return CV_OK; /* outside years 1..9999: empty */
 		d.f[3] = (int)(secs / 3600000LL);
 		d.f[4] = (int)(secs / 60000LL % 60);
 		d.f[5] = (int)(secs / 1000LL % 60);
 		d.f[6] = (int)(secs % 1000LL);
 	}
-	{
-		size_t n = 0;
-		int prec = d.prec;
-		if (!time_only) {
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%04d", d.f[0]);
-			if (prec >= 2)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "-%02d", d.f[1]);
-			if (prec >= 3)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "-%02d", d.f[2]);
-			if (prec >= 4)
-				n += (size_t)snprintf(buf + n, sizeof(buf) - n, "T");
-		}
-		if (prec >= 4)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%02d", d.f[3]);
-		if (prec >= 5)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%02d", d.f[4]);
-		if (prec >= 6)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ":%02d", d.f[5]);
-		if (prec >= 7)
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, ".%03d", d.f[6]);
-		if (d.tz && !time_only && n < sizeof(buf)) {
-			if (d.tzmin == 0)
-				snprintf(buf + n, sizeof(buf) - n, "Z");
-			else
-				snprintf(buf + n, sizeof(buf) - n, "%c%02d:%02d", d.tzmin < 0 ? '-' : '+', abs(d.tzmin) / 60,
-					 abs(d.tzmin) % 60);
-		}
-	}
+	dt_format(&d, time_only, buf, sizeof(buf));
 	it.s = cv_pool_strdup(ev->pool, buf);
 	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
+}
+
+/* Quantity times or by quantity, in the base units of both ("cm" * "m": "m2"). */
+static cv_rc qty_muldiv(fp_ev_t *ev, fp_op op, const cv_fp_item_t *a, const cv_fp_item_t *b, fp_coll_t *out)
+{
+	const char *da, *db, *unit;
+	double fa, fb, x, y;
+
+	unit_canon(a->unit, &da, &fa);
+	unit_canon(b->unit, &db, &fb);
+	x = a->d * fa;
+	y = b->d * fb;
+	if (op == OP_DIV && y == 0)
+		return CV_OK;
+	if (op == OP_MUL)
+		unit = strcmp(da, "1") == 0 ? db : strcmp(db, "1") == 0 ? da
+		       : strcmp(da, db) == 0 ? cv_pool_printf(ev->pool, "%s2", da) : cv_pool_printf(ev->pool, "%s.%s", da, db);
+	else
+		unit = strcmp(da, db) == 0 ? "1" : strcmp(db, "1") == 0 ? da : cv_pool_printf(ev->pool, "%s/%s", da, db);
+	if (!unit)
+		return CV_E_NOMEM;
+	return push_qty(ev, out, op == OP_MUL ? x * y : x / y, unit);
 }
 
 static cv_rc int_arith(fp_ev_t *ev, fp_op op, int64_t a, int64_t b, fp_coll_t *out)
@@ -1078,15 +1213,32 @@ static cv_rc int_arith(fp_ev_t *ev, fp_op op, int64_t a, int64_t b, fp_coll_t *o
 	}
 }
 
-static cv_rc dec_arith(fp_ev_t *ev, fp_op op, double a, double b, fp_coll_t *out)
+/* Pushes d written with the given decimal places (a sum keeps its operands'
+ * scale: 1.50 + 1 is 2.50), or as the shortest text when that is unknown. */
+static cv_rc push_scaled(fp_ev_t *ev, fp_coll_t *out, double d, int scale)
 {
+	cv_fp_item_t it = {.kind = CV_FP_DECIMAL, .d = d};
+
+	if (!isfinite(d))
+		return CV_OK;
+	if (scale < 0 || scale > 15 || fabs(d) >= 1e15)
+		return fp_push_dec(ev, out, d);
+	it.s = cv_pool_printf(ev->pool, "%.*f", scale, d);
+	return it.s ? fp_push(ev, out, &it) : CV_E_NOMEM;
+}
+
+static cv_rc dec_arith(fp_ev_t *ev, fp_op op, const cv_fp_item_t *x, const cv_fp_item_t *y, fp_coll_t *out)
+{
+	double a = x->d, b = y->d;
+	int pa = x->kind == CV_FP_DECIMAL ? places(x->s) : 0, pb = y->kind == CV_FP_DECIMAL ? places(y->s) : 0;
+
 	switch (op) {
-	case OP_PLUS: return fp_push_dec(ev, out, a + b);
-	case OP_MINUS: return fp_push_dec(ev, out, a - b);
-	case OP_MUL: return fp_push_dec(ev, out, a * b);
+	case OP_PLUS: return push_scaled(ev, out, a + b, pa > pb ? pa : pb);
+	case OP_MINUS: return push_scaled(ev, out, a - b, pa > pb ? pa : pb);
+	case OP_MUL: return push_scaled(ev, out, a * b, pa + pb);
 	case OP_DIV: return b == 0 ? CV_OK : fp_push_dec(ev, out, a / b);
 	case OP_IDIV:
-		if (b == 0 || fabs(a / b) > 9e18)
+		if (b == 0 || !(fabs(a / b) <= 9e18))
 			return CV_OK;
 		return fp_push_int(ev, out, (int64_t)trunc(a / b));
 	default: return b == 0 ? CV_OK : fp_push_dec(ev, out, fmod(a, b));
@@ -1107,7 +1259,7 @@ static cv_rc arith_op(fp_ev_t *ev, fp_op op, const fp_coll_t *l, const fp_coll_t
 	if (a.kind == CV_FP_INTEGER && b.kind == CV_FP_INTEGER)
 		return int_arith(ev, op, a.i, b.i, out);
 	if (is_num(a.kind) && is_num(b.kind))
-		return dec_arith(ev, op, a.d, b.d, out);
+		return dec_arith(ev, op, &a, &b, out);
 	if (a.kind == CV_FP_STRING && b.kind == CV_FP_STRING && op == OP_PLUS)
 		return fp_push_str(ev, out, cv_pool_printf(ev->pool, "%s%s", a.s, b.s));
 	if ((is_dt(a.kind) || a.kind == CV_FP_TIME) && b.kind == CV_FP_QUANTITY && (op == OP_PLUS || op == OP_MINUS))
@@ -1117,6 +1269,8 @@ static cv_rc arith_op(fp_ev_t *ev, fp_op op, const fp_coll_t *l, const fp_coll_t
 			return CV_OK;
 		return push_qty(ev, out, op == OP_PLUS ? a.d + b.d : a.d - b.d, a.unit);
 	}
+	if (a.kind == CV_FP_QUANTITY && b.kind == CV_FP_QUANTITY && (op == OP_MUL || op == OP_DIV))
+		return qty_muldiv(ev, op, &a, &b, out);
 	if (a.kind == CV_FP_QUANTITY && is_num(b.kind) && (op == OP_MUL || op == OP_DIV))
 		return b.d == 0 && op == OP_DIV ? CV_OK : push_qty(ev, out, op == OP_MUL ? a.d * b.d : a.d / b.d, a.unit);
 	if (is_num(a.kind) && b.kind == CV_FP_QUANTITY && op == OP_MUL)
@@ -1294,6 +1448,11 @@ static cv_rc unary(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *focus, fp_c
 		return fp_push(ev, out, &v);
 	if (v.kind == CV_FP_INTEGER)
 		return v.i == INT64_MIN ? CV_OK : fp_push_int(ev, out, -v.i);
+	if (v.kind == CV_FP_DECIMAL && v.s) {
+		v.d = -v.d;
+		v.s = v.s[0] == '-' ? v.s + 1 : v.d == 0 ? v.s : cv_pool_printf(ev->pool, "-%s", v.s);
+		return v.s ? fp_push(ev, out, &v) : CV_E_NOMEM;
+	}
 	if (v.kind == CV_FP_DECIMAL)
 		return fp_push_dec(ev, out, -v.d);
 	if (v.kind == CV_FP_QUANTITY)

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#define FP_MAX_REGEX 1024 /* longest regular expression accepted */
+#define FP_MAX_REGEX 256 /* longest regular expression accepted */
 
 /* ---- argument helpers ------------------------------------------------------ */
 
@@ -122,8 +122,11 @@ static cv_rc copy(fp_ev_t *ev, const fp_coll_t *in, size_t from, size_t to, fp_c
 	return rc;
 }
 
+/* True if c holds an item equal to it. Each comparison counts as a step:
+ * callers check the bound with fp_step() in their loops. */
 static bool coll_has(fp_ev_t *ev, const fp_coll_t *c, const cv_fp_item_t *it)
 {
+	ev->steps += c->n;
 	for (size_t i = 0; i < c->n; i++) {
 		if (fp_item_eq(ev, &c->v[i], it) == 1)
 			return true;
@@ -225,9 +228,13 @@ static cv_rc subset(fp_ev_t *ev, const fp_coll_t *a, const fp_coll_t *b, fp_coll
 {
 	bool res = true;
 
-	for (size_t i = 0; i < a->n && res; i++)
+	cv_rc rc = CV_OK;
+
+	for (size_t i = 0; i < a->n && res && !rc; i++) {
 		res = coll_has(ev, b, &a->v[i]);
-	return fp_push_bool(ev, out, res);
+		rc = fp_step(ev);
+	}
+	return rc ? rc : fp_push_bool(ev, out, res);
 }
 
 static cv_rc fn_subsetof(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
@@ -302,7 +309,8 @@ static cv_rc fn_repeat(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 	for (size_t i = 0; i < in->n && !rc; i++) {
 		rc = lambda(ev, call->args[0], &in->v[i], i, &r);
 		for (size_t j = 0; j < r.n && !rc; j++) {
-			if (!coll_has(ev, out, &r.v[j]))
+			rc = fp_step(ev);
+			if (!rc && !coll_has(ev, out, &r.v[j]))
 				rc = fp_push(ev, out, &r.v[j]);
 		}
 	}
@@ -310,7 +318,8 @@ static cv_rc fn_repeat(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, 
 		cv_fp_item_t it = out->v[k];
 		rc = lambda(ev, call->args[0], &it, k, &r);
 		for (size_t j = 0; j < r.n && !rc; j++) {
-			if (!coll_has(ev, out, &r.v[j]))
+			rc = fp_step(ev);
+			if (!rc && !coll_has(ev, out, &r.v[j]))
 				rc = fp_push(ev, out, &r.v[j]);
 		}
 	}
@@ -402,7 +411,8 @@ static cv_rc fn_intersect(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *i
 
 	rc = arg(ev, call, 0, focus, &o);
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		if (coll_has(ev, &o, &in->v[i]) && !coll_has(ev, out, &in->v[i]))
+		rc = fp_step(ev);
+		if (!rc && coll_has(ev, &o, &in->v[i]) && !coll_has(ev, out, &in->v[i]))
 			rc = fp_push(ev, out, &in->v[i]);
 	}
 	return rc;
@@ -415,7 +425,8 @@ static cv_rc fn_exclude(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 
 	rc = arg(ev, call, 0, focus, &o);
 	for (size_t i = 0; i < in->n && !rc; i++) {
-		if (!coll_has(ev, &o, &in->v[i]))
+		rc = fp_step(ev);
+		if (!rc && !coll_has(ev, &o, &in->v[i]))
 			rc = fp_push(ev, out, &in->v[i]);
 	}
 	return rc;
@@ -647,7 +658,7 @@ static cv_rc resolve_one(fp_ev_t *ev, const cv_fp_item_t *it, fp_coll_t *out)
 	if (target) {
 		json_object *rt = NULL;
 		r.node = target;
-		if (json_object_object_get_ex(target, "resourceType", &rt))
+		if (json_object_object_get_ex(target, "resourceType", &rt) && json_object_is_type(rt, json_type_string))
 			r.type = cv_model_type_name(ev->env->model, json_object_get_string(rt));
 		return fp_push(ev, out, &r);
 	}
@@ -865,12 +876,68 @@ static cv_rc fn_replace(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in,
 	return fp_push_str(ev, out, r);
 }
 
+/* Refuses what makes glibc's regcomp/regexec blow up in memory or time:
+ * back-references, a quantifier right after another one, more than
+ * FP_MAX_QUANT quantifiers, and intervals {m,n} with bounds over FP_MAX_INTERVAL. */
+#define FP_MAX_QUANT 32
+#define FP_MAX_INTERVAL 64
+
+static bool re_safe(const char *pat)
+{
+	int quants = 0;
+	bool after_quant = false, in_bracket = false;
+
+	for (const char *p = pat; *p; p++) {
+		if (in_bracket) {
+			if (*p == ']' && p[-1] != '[' && !(p[-1] == '^' && p[-2] == '['))
+				in_bracket = false;
+			continue;
+		}
+		if (*p == '\\') {
+			if (p[1] >= '1' && p[1] <= '9')
+				return false;
+			if (p[1])
+				p++;
+			after_quant = false;
+			continue;
+		}
+		if (*p == '[') {
+			in_bracket = true;
+			after_quant = false;
+			continue;
+		}
+		if (*p == '*' || *p == '+' || *p == '?' || *p == '{') {
+			if (after_quant || ++quants > FP_MAX_QUANT)
+				return false;
+			after_quant = true;
+			if (*p == '{') {
+				char *end;
+				long m = strtol(p + 1, &end, 10), n = m;
+				if (*end == ',')
+					n = end[1] == '}' ? FP_MAX_INTERVAL : strtol(end + 1, &end, 10);
+				if (m > FP_MAX_INTERVAL || n > FP_MAX_INTERVAL || n < 0)
+					return false;
+				while (*p && *p != '}')
+					p++;
+				if (!*p)
+					return false;
+			}
+			continue;
+		}
+		after_quant = false;
+	}
+	return true;
+}
+
 static cv_rc compile_re(fp_ev_t *ev, const char *pat, regex_t *re, bool whole)
 {
 	char *full;
 
 	if (strlen(pat) > FP_MAX_REGEX)
 		return fp_fail(ev, CV_E_LIMIT, "regular expression too long");
+	if (!re_safe(pat))
+		return fp_fail(ev, CV_E_INVALID, "regular expression too complex (back-references, stacked or "
+						 "large repetitions are refused)");
 	full = whole ? cv_pool_printf(ev->pool, "^(%s)$", pat) : cv_pool_strdup(ev->pool, pat);
 	if (!full)
 		return CV_E_NOMEM;
@@ -1638,6 +1705,211 @@ static cv_rc fn_round(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, c
 	}
 }
 
+/* ---- precision and boundaries ------------------------------------------------------------- */
+
+static int text_places(const char *s)
+{
+	const char *dot = s ? strchr(s, '.') : NULL;
+
+	return dot ? (int)strlen(dot + 1) : 0;
+}
+
+static cv_rc fn_precision(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			  fp_coll_t *out)
+{
+	cv_fp_item_t v;
+	bool have;
+	int p = -1;
+	cv_rc rc = one_value(ev, in, call->fn->name, &v, &have);
+
+	if (rc || !have)
+		return rc;
+	if (v.kind == CV_FP_DECIMAL || v.kind == CV_FP_QUANTITY)
+		p = text_places(v.s);
+	else if (v.kind == CV_FP_INTEGER)
+		p = 0;
+	else if (v.kind == CV_FP_DATE || v.kind == CV_FP_DATETIME || v.kind == CV_FP_TIME)
+		p = fp_dt_precision(v.s, v.kind == CV_FP_TIME);
+	return p < 0 ? CV_OK : fp_push_int(ev, out, p);
+}
+
+/* The boundary of a number with `places` decimals, at `digits` decimals. */
+static const char *num_boundary(fp_ev_t *ev, double v, int places, int digits, bool high)
+{
+	double half = 0.5 * pow(10.0, -places), b = high ? v + half : v - half;
+	double scale = pow(10.0, digits), x = b * scale;
+
+	/* a boundary below the output's resolution is zero, signed like the
+	   input (the R4 suite: (-0.0034).lowBoundary(1) is -0.0) */
+	if (fabs(b) < 1.0 / scale)
+		return cv_pool_printf(ev->pool, "%s%.*f", v < 0 ? "-" : "", digits, 0.0);
+	x = high ? ceil(x - 1e-7) : floor(x + 1e-7);
+	if (x == 0)
+		x = 0; /* no negative zero */
+	return cv_pool_printf(ev->pool, "%.*f", digits, x / scale);
+}
+
+static cv_rc boundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, bool high,
+		      fp_coll_t *out)
+{
+	cv_fp_item_t v, r;
+	bool have, hp = false;
+	int64_t digits = -1;
+	cv_rc rc = one_value(ev, in, call->fn->name, &v, &have);
+
+	if (!rc && call->nargs)
+		rc = int_arg(ev, call, 0, focus, &digits, &hp);
+	if (rc || !have)
+		return rc;
+	r = v;
+	if (v.kind == CV_FP_INTEGER || v.kind == CV_FP_DECIMAL || v.kind == CV_FP_QUANTITY) {
+		if (!hp)
+			digits = 8;
+		if (digits < 0 || digits > 28)
+			return CV_OK;
+		r.kind = v.kind == CV_FP_QUANTITY ? CV_FP_QUANTITY : CV_FP_DECIMAL;
+		r.s = num_boundary(ev, v.d, v.kind == CV_FP_INTEGER ? 0 : text_places(v.s), (int)digits, high);
+		if (!r.s)
+			return CV_E_NOMEM;
+		r.d = strtod(r.s, NULL);
+		return fp_push(ev, out, &r);
+	}
+	if (v.kind == CV_FP_DATE || v.kind == CV_FP_DATETIME || v.kind == CV_FP_TIME) {
+		if (!hp)
+			digits = v.kind == CV_FP_TIME ? 9 : v.kind == CV_FP_DATE ? 8 : 17;
+		r.s = fp_dt_boundary(ev, v.s, v.kind == CV_FP_TIME, (int)digits, high);
+		if (r.s && v.kind == CV_FP_DATE && digits > 8)
+			r.kind = CV_FP_DATETIME;
+		return r.s ? fp_push(ev, out, &r) : CV_OK;
+	}
+	return CV_OK;
+}
+
+static cv_rc fn_lowboundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			    fp_coll_t *out)
+{
+	return boundary(ev, call, in, focus, false, out);
+}
+
+static cv_rc fn_highboundary(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			     fp_coll_t *out)
+{
+	return boundary(ev, call, in, focus, true, out);
+}
+
+static cv_rc fn_comparable(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			   fp_coll_t *out)
+{
+	fp_coll_t o = {0};
+	cv_fp_item_t a, b;
+	bool ha, hb;
+	cv_rc rc = one_value(ev, in, call->fn->name, &a, &ha);
+
+	if (!rc)
+		rc = arg(ev, call, 0, focus, &o);
+	if (!rc)
+		rc = one_value(ev, &o, call->fn->name, &b, &hb);
+	if (rc || !ha || !hb)
+		return rc;
+	if (a.kind != CV_FP_QUANTITY || b.kind != CV_FP_QUANTITY)
+		return fp_fail(ev, CV_E_INVALID, "comparable() applies to quantities");
+	return fp_push_bool(ev, out, fp_qty_comparable(&a, &b));
+}
+
+/* ---- sort and conformsTo --------------------------------------------------------------------- */
+
+/* Orders two sort keys: empty first, then numbers, strings, dates by value. */
+static int key_cmp(fp_ev_t *ev, const fp_coll_t *a, const fp_coll_t *b)
+{
+	cv_fp_item_t x, y;
+
+	if (a->n == 0 || b->n == 0)
+		return (a->n != 0) - (b->n != 0);
+	if (!fp_sysval(ev, &a->v[0], &x) || !fp_sysval(ev, &b->v[0], &y))
+		return 0;
+	if ((x.kind == CV_FP_INTEGER || x.kind == CV_FP_DECIMAL) && (y.kind == CV_FP_INTEGER || y.kind == CV_FP_DECIMAL))
+		return (x.d > y.d) - (x.d < y.d);
+	if (x.kind == CV_FP_STRING && y.kind == CV_FP_STRING) {
+		int c = strcmp(x.s, y.s);
+		return (c > 0) - (c < 0);
+	}
+	if ((x.kind == CV_FP_DATE || x.kind == CV_FP_DATETIME || x.kind == CV_FP_TIME) && x.kind == y.kind) {
+		int c = fp_dt_cmp(x.s, y.s, x.kind == CV_FP_TIME);
+		return c == 2 ? strcmp(x.s, y.s) : c;
+	}
+	if (x.kind == CV_FP_BOOLEAN && y.kind == CV_FP_BOOLEAN)
+		return (int)x.b - (int)y.b;
+	return 0;
+}
+
+static cv_rc fn_sort(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)
+{
+	cv_rc rc = CV_OK;
+	size_t nk = call->nargs ? call->nargs : 1;
+	fp_coll_t *keys;
+	size_t *order;
+
+	if (in->n == 0)
+		return CV_OK;
+	keys = cv_pool_alloc(ev->pool, in->n * nk * sizeof(*keys));
+	order = cv_pool_alloc(ev->pool, in->n * sizeof(*order));
+	if (!keys || !order)
+		return CV_E_NOMEM;
+	for (size_t i = 0; i < in->n && !rc; i++) {
+		order[i] = i;
+		for (size_t k = 0; k < nk && !rc; k++) {
+			const fp_node_t *a = call->nargs ? call->args[k] : NULL;
+			if (a && a->kind == N_UNARY && a->op == OP_MINUS)
+				a = a->left; /* descending: the key is the operand */
+			if (a)
+				rc = lambda(ev, a, &in->v[i], i, &keys[i * nk + k]);
+			else
+				rc = fp_push(ev, &keys[i * nk + k], &in->v[i]);
+			if (!rc && keys[i * nk + k].n > 1)
+				rc = fp_fail(ev, CV_E_INVALID, "a sort key must be a single value");
+		}
+	}
+	/* insertion sort: stable, and every comparison is a counted step */
+	for (size_t i = 1; i < in->n && !rc; i++) {
+		size_t cur = order[i], j = i;
+		while (j > 0 && !rc) {
+			int c = 0;
+			for (size_t k = 0; k < nk && c == 0; k++) {
+				const fp_node_t *a = call->nargs ? call->args[k] : NULL;
+				const fp_coll_t *ka = &keys[order[j - 1] * nk + k], *kb = &keys[cur * nk + k];
+				c = key_cmp(ev, ka, kb);
+				/* descending reverses values; an empty key stays first */
+				if (a && a->kind == N_UNARY && a->op == OP_MINUS && ka->n && kb->n)
+					c = -c;
+			}
+			rc = fp_step(ev);
+			if (c <= 0)
+				break;
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = cur;
+	}
+	for (size_t i = 0; i < in->n && !rc; i++)
+		rc = fp_push(ev, out, &in->v[order[i]]);
+	return rc;
+}
+
+static cv_rc fn_conformsto(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
+			   fp_coll_t *out)
+{
+	static const char base[] = "http://hl7.org/fhir/StructureDefinition/";
+	const char *url;
+	cv_rc rc = str_arg(ev, call, 0, focus, &url);
+
+	if (rc || !url || in->n != 1 || in->v[0].kind != CV_FP_NODE || !in->v[0].type)
+		return rc;
+	/* only the base definitions are known: a resource conforms to its type's and its ancestors' */
+	if (strncmp(url, base, sizeof(base) - 1) != 0 || !cv_model_type_known(ev->env->model, url + sizeof(base) - 1))
+		return fp_fail(ev, CV_E_INVALID, "conformsTo() knows the base definitions only");
+	return fp_push_bool(ev, out, cv_model_type_derives(ev->env->model, in->v[0].type, url + sizeof(base) - 1));
+}
+
 /* ---- aggregate -------------------------------------------------------------------------- */
 
 static cv_rc fn_aggregate(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
@@ -1674,8 +1946,6 @@ static const fp_fn_t fns[] = {
 	{"checkModifiers", 1, 1, false, NULL},
 	{"children", 0, 0, false, fn_children},
 	{"combine", 1, 1, false, fn_combine},
-	{"comparable", 1, 1, false, NULL},
-	{"conformsTo", 1, 1, false, NULL},
 	{"contains", 1, 1, false, fn_contains},
 	{"convertsToBoolean", 0, 0, false, fn_ctoboolean},
 	{"convertsToDate", 0, 0, false, fn_ctodate},
@@ -1698,7 +1968,6 @@ static const fp_fn_t fns[] = {
 	{"first", 0, 0, false, fn_first},
 	{"floor", 0, 0, false, fn_floor},
 	{"hasValue", 0, 0, false, fn_hasvalue},
-	{"highBoundary", 0, 1, false, NULL},
 	{"htmlChecks", 0, 0, false, NULL},
 	{"iif", 2, 3, false, fn_iif},
 	{"indexOf", 1, 1, false, fn_indexof},
@@ -1709,7 +1978,6 @@ static const fp_fn_t fns[] = {
 	{"length", 0, 0, false, fn_length},
 	{"ln", 0, 0, false, fn_ln},
 	{"log", 1, 1, false, fn_log},
-	{"lowBoundary", 0, 1, false, NULL},
 	{"lower", 0, 0, false, fn_lower},
 	{"matches", 1, 1, false, fn_matches},
 	{"memberOf", 1, 1, false, NULL},
@@ -1717,7 +1985,6 @@ static const fp_fn_t fns[] = {
 	{"now", 0, 0, false, fn_now},
 	{"ofType", 1, 1, true, fn_oftype},
 	{"power", 1, 1, false, fn_power},
-	{"precision", 0, 0, false, NULL},
 	{"repeat", 1, 1, false, fn_repeat},
 	{"replace", 2, 2, false, fn_replace},
 	{"replaceMatches", 2, 2, false, fn_replacematches},
@@ -1727,7 +1994,6 @@ static const fp_fn_t fns[] = {
 	{"single", 0, 0, false, fn_single},
 	{"skip", 1, 1, false, fn_skip},
 	{"slice", 2, 2, false, NULL},
-	{"sort", 0, 4, false, NULL},
 	{"sqrt", 0, 0, false, fn_sqrt},
 	{"startsWith", 1, 1, false, fn_startswith},
 	{"subsetOf", 1, 1, false, fn_subsetof},
@@ -1751,6 +2017,12 @@ static const fp_fn_t fns[] = {
 	{"union", 1, 1, false, fn_union},
 	{"upper", 0, 0, false, fn_upper},
 	{"where", 1, 1, false, fn_where},
+	{"sort", 0, 4, false, fn_sort},
+	{"conformsTo", 1, 1, false, fn_conformsto},
+	{"precision", 0, 0, false, fn_precision},
+	{"lowBoundary", 0, 1, false, fn_lowboundary},
+	{"highBoundary", 0, 1, false, fn_highboundary},
+	{"comparable", 1, 1, false, fn_comparable},
 	{"type", 0, 0, false, fn_type},
 	{"matchesFull", 1, 1, false, fn_matchesfull},
 	{"unescape", 1, 1, false, fn_unescape},

@@ -152,4 +152,14 @@ const char *fp_dec_text(fp_ev_t *ev, double d);
  * precisions differ so that the answer is unknown. */
 int fp_dt_cmp(const char *a, const char *b, bool time_only);
 
+/* Digits of precision of a date/dateTime/time text (4 for "2014"), -1 if invalid. */
+int fp_dt_precision(const char *s, bool time_only);
+
+/* The lowest (highest) date/time s may stand for, at digits of precision
+ * (4, 6, 8, 10, 12, 14, 17; time 2, 4, 6, 9), in the pool; NULL if none. */
+const char *fp_dt_boundary(fp_ev_t *ev, const char *s, bool time_only, int digits, bool high);
+
+/* True if quantities a and b have units of one dimension. */
+bool fp_qty_comparable(const cv_fp_item_t *a, const cv_fp_item_t *b);
+
 #endif

@@ -60,7 +60,9 @@ const cv_model_elem_t *cv_model_elem(const cv_model_t *m, const char *type, cons
 				     const char *name);
 
 /* The element a JSON key names: "valueQuantity" finds the choice element
- * "value" and sets *choice_type to "Quantity" (NULL for a plain element). */
+ * "value" and sets *choice_type to "Quantity" (NULL for a plain element);
+ * choice_type must not be NULL. A choice element is not found by its bare
+ * name here ("value" is no JSON key): use cv_model_elem for that. */
 const cv_model_elem_t *cv_model_elem_by_key(const cv_model_t *m, const char *type, const cv_model_elem_t *parent,
 					    const char *key, const char **choice_type);
 
