@@ -360,11 +360,13 @@ static cv_rc step_once(cv_backend_t *b, sqlite3_stmt *st, const char *what)
 	return s == SQLITE_DONE || s == SQLITE_ROW ? CV_OK : db_error(b->wdb, what);
 }
 
-/* Replaces the index entries of row key rk with w's. */
+/* Replaces the index entries of row key rk with w's (a resource's first
+ * version has none to remove). */
 static cv_rc write_index(cv_backend_t *b, int64_t rk, const cv_store_write_t *w, int deleted)
 {
 	cv_rc rc = CV_OK;
-	for (int i = 0; !rc && i < 3; i++) {
+	bool fresh = w->op == CV_STORE_PUT_VERSION && w->expect_version == 0;
+	for (int i = 0; !rc && !fresh && i < 3; i++) {
 		sqlite3_bind_int64(b->w_del[i], 1, rk);
 		rc = step_once(b, b->w_del[i], "index_delete");
 	}
@@ -476,11 +478,13 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 	return w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
 }
 
-/* Applies a group: all members or none. */
+/* Applies a group's members in order, stopping at the first failure (whose
+ * result it returns). Undoing the members applied before it is the caller's
+ * job: sqlite_apply redoes the batch without the group. (A savepoint per group
+ * would do it too, but SQLite's savepoints cost time in proportion to the
+ * pages the transaction has dirtied.) */
 static cv_rc apply_group(cv_backend_t *b, cv_store_write_t *g)
 {
-	if (exec(b->wdb, "SAVEPOINT g"))
-		return CV_E_STORAGE;
 	cv_rc rc = CV_OK;
 	for (size_t i = 0; i < g->nmembers; i++)
 		g->members[i]->result = CV_E_ABORTED;
@@ -489,15 +493,10 @@ static cv_rc apply_group(cv_backend_t *b, cv_store_write_t *g)
 		m->result = m->op == CV_STORE_GROUP ? CV_E_INVALID : apply_one(b, m);
 		rc = m->result;
 	}
-	if (rc) {
+	if (rc)
 		for (size_t i = 0; i < g->nmembers; i++)
 			if (g->members[i]->result == CV_OK)
 				g->members[i]->result = CV_E_ABORTED;
-		if (!sqlite3_get_autocommit(b->wdb))
-			exec(b->wdb, "ROLLBACK TO g");
-	}
-	if (!sqlite3_get_autocommit(b->wdb))
-		exec(b->wdb, "RELEASE g");
 	return rc;
 }
 
@@ -523,26 +522,46 @@ static void fail_all(cv_store_write_t *batch, cv_rc rc)
 	}
 }
 
-static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
+/* One attempt at the batch: 1 when it is done (committed or failed for
+ * good), 0 when a group failed and the batch must be redone without it. */
+static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 {
 	for (cv_store_write_t *w = batch; w; w = w->next)
-		w->result = CV_E_STORAGE;
+		if (!w->skip)
+			w->result = CV_E_STORAGE;
 	if (exec(b->wdb, "BEGIN IMMEDIATE"))
-		return;
+		return 1;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
+		if (w->skip)
+			continue;
 		w->result = w->op == CV_STORE_GROUP ? apply_group(b, w) : apply_one(b, w);
 		if (w->result == CV_E_STORAGE || sqlite3_get_autocommit(b->wdb)) {
 			/* a storage failure (I/O error, disk full): nothing of the batch is kept */
 			if (!sqlite3_get_autocommit(b->wdb))
 				exec(b->wdb, "ROLLBACK");
 			fail_all(batch, CV_E_STORAGE);
-			return;
+			return 1;
+		}
+		if (w->op == CV_STORE_GROUP && w->result) {
+			/* part of the group is applied: undo everything, redo the rest */
+			w->skip = true;
+			exec(b->wdb, "ROLLBACK");
+			return 0;
 		}
 	}
 	if (exec(b->wdb, "COMMIT")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
 	}
+	return 1;
+}
+
+static void sqlite_apply(cv_backend_t *b, cv_store_write_t *batch)
+{
+	for (cv_store_write_t *w = batch; w; w = w->next)
+		w->skip = false;
+	while (!apply_batch(b, batch))
+		;
 }
 
 static cv_rc sqlite_count(cv_backend_t *b, uint64_t *versions)

@@ -86,6 +86,7 @@ typedef struct cv_store_write {
 	char rid[2 * CV_BLIND_BYTES + 1];
 	cv_buf_t sealed;
 	cv_buf_t blinded;        /* CV_IX_BLIND_BYTES per HASH entry, in entry order */
+	bool skip;               /* a back end's: a failed group left out when the batch is redone */
 } cv_store_write_t;
 
 #define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
