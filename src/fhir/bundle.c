@@ -52,6 +52,10 @@ typedef struct tentry {
 	int64_t version;            /* the version it wrote (or found) */
 	int64_t cur;                /* the current version before it */
 	cv_store_write_t w;
+	bool claimed;               /* a conditional create: `claim` goes with the write */
+	cv_store_write_t claim;     /* serialises creates with the same ifNoneExist */
+	cv_store_write_t group;     /* batch: the claim and the write together */
+	cv_store_write_t *pair[2];
 	cv_buf_t body;              /* the stamped resource */
 	cv_outcome_t oo;            /* why it failed */
 	cv_buf_t got;               /* GET: the resource or searchset found */
@@ -313,6 +317,18 @@ static int resolve_post(txn_t *t, tentry_t *e)
 	e->cur = 0;
 	e->write = true;
 	e->status = 201;
+	if (e->if_none_exist) {
+		char name[64];
+		const char *text = cv_pool_printf(t->ex->pool, "%s?%s", e->type, e->if_none_exist);
+		if (!text)
+			return fail(e, 500, "exception", "out of memory");
+		cv_store_claim_name(t->f->store, text, name);
+		e->claimed = true;
+		e->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(t->ex->pool, name),
+					       .updated_us = cv_time_now_us() };
+		if (!e->claim.name)
+			return fail(e, 500, "exception", "out of memory");
+	}
 	return e->id && map_add(t, e->full_url, e->type, e->id) == CV_OK;
 }
 
@@ -638,12 +654,18 @@ static void finish(cv_exchange_t *ex)
 {
 	txn_t *t = ex->cont_arg;
 	ex->pending = 0;
-	for (size_t i = 0; i < t->n; i++)
-		if (t->e[i].write)
-			result_status(&t->e[i], t->e[i].w.result);
+	for (size_t i = 0; i < t->n; i++) {
+		tentry_t *e = &t->e[i];
+		if (e->claimed && e->claim.result == CV_E_CONFLICT)
+			fail(e, 409, "conflict", "another request is creating a resource with the same ifNoneExist; "
+				 "retry to find it");
+		else if (e->write)
+			result_status(e, e->w.result);
+	}
 	if (!t->batch && t->group.result) {
 		for (size_t i = 0; i < t->n; i++)
-			if (t->e[i].write && t->e[i].w.result && t->e[i].w.result != CV_E_ABORTED)
+			if ((t->e[i].write && t->e[i].w.result && t->e[i].w.result != CV_E_ABORTED) ||
+			    (t->e[i].claimed && t->e[i].claim.result == CV_E_CONFLICT))
 				return refuse(t, &t->e[i]);
 		return cv_fhir_fail(ex, t->group.result, NULL, "the transaction could not be committed");
 	}
@@ -653,23 +675,29 @@ static void finish(cv_exchange_t *ex)
 static void submit(txn_t *t)
 {
 	cv_exchange_t *ex = t->ex;
-	size_t writes = t->extra ? 1 : 0;
-	for (size_t i = 0; i < t->n; i++)
-		writes += t->e[i].write && t->e[i].status < 300;
-	if (!writes)
+	size_t writes = 0, members = t->extra ? 1 : 0; /* entries that write; store writes */
+	for (size_t i = 0; i < t->n; i++) {
+		bool w = t->e[i].write && t->e[i].status < 300;
+		writes += w;
+		members += w ? (t->e[i].claimed ? 2 : 1) : 0;
+	}
+	if (!members)
 		return respond(t);
 	ex->cont = finish;
 	ex->cont_arg = t;
 	ex->pending = 1;
 	if (!t->batch) {
-		t->members = cv_pool_alloc(ex->pool, writes * sizeof *t->members);
+		t->members = cv_pool_alloc(ex->pool, members * sizeof *t->members);
 		if (!t->members) {
 			ex->pending = 0;
 			return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
 		}
-		for (size_t i = 0; i < t->n; i++)
+		for (size_t i = 0; i < t->n; i++) {
+			if (t->e[i].claimed)
+				t->members[t->nmembers++] = &t->e[i].claim;
 			if (t->e[i].write)
 				t->members[t->nmembers++] = &t->e[i].w;
+		}
 		if (t->extra)
 			t->members[t->nmembers++] = t->extra;
 		t->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = t->members, .nmembers = t->nmembers,
@@ -686,9 +714,16 @@ static void submit(txn_t *t)
 		tentry_t *e = &t->e[i];
 		if (!e->write || e->status >= 300)
 			continue;
-		e->w.done = batch_done;
-		e->w.arg = t;
-		cv_rc rc = cv_store_submit(t->f->store, &e->w);
+		cv_store_write_t *sw = &e->w;
+		if (e->claimed) {
+			e->pair[0] = &e->claim;
+			e->pair[1] = &e->w;
+			e->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = e->pair, .nmembers = 2 };
+			sw = &e->group;
+		}
+		sw->done = batch_done;
+		sw->arg = t;
+		cv_rc rc = cv_store_submit(t->f->store, sw);
 		if (rc) {
 			e->w.result = rc;
 			__atomic_sub_fetch(&t->waiting, 1, __ATOMIC_ACQ_REL);
@@ -710,9 +745,27 @@ static int resolve(txn_t *t, tentry_t *e)
 	}
 }
 
+/* Two entries with the same fullUrl make references ambiguous. */
+static int unique_full_urls(txn_t *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (!t->e[i].full_url || t->e[i].status >= 300)
+			continue;
+		for (size_t j = i + 1; j < t->n; j++)
+			if (t->e[j].full_url && strcmp(t->e[i].full_url, t->e[j].full_url) == 0) {
+				fail(&t->e[j], 400, "invalid", "two entries have the same fullUrl");
+				if (!t->batch)
+					return (t->failed = &t->e[j]), 0;
+			}
+	}
+	return 1;
+}
+
 /* Processes the entries in the spec's order; a transaction stops at the first failure. */
 static int process(txn_t *t)
 {
+	if (!unique_full_urls(t))
+		return 0;
 	static const tmethod order[] = { T_DELETE, T_POST, T_PUT };
 	for (size_t o = 0; o < sizeof order / sizeof order[0]; o++)
 		for (size_t i = 0; i < t->n; i++) {

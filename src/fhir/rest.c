@@ -234,6 +234,10 @@ typedef struct wctx {
 	int64_t if_match;      /* the version If-Match named, or 0 */
 	int attempts;          /* writes tried (conflicts are retried) */
 	int created;           /* answered 201 */
+	const char *ine;       /* If-None-Exist criteria of a conditional create, or NULL */
+	cv_store_write_t claim; /* conditional create: serialises creates with the same criteria */
+	cv_store_write_t group; /* the claim and the write together */
+	cv_store_write_t *pair[2];
 } wctx_t;
 
 static void write_done(cv_store_write_t *w)
@@ -307,18 +311,45 @@ static void submit_write(wctx_t *c)
 	ex->cont = finish_write;
 	ex->cont_arg = c;
 	ex->pending = 1;
-	rc = cv_store_submit(ctx(ex)->store, &c->w);
+	cv_store_write_t *w = &c->w;
+	if (c->ine) {
+		char name[64];
+		cv_store_claim_name(ctx(ex)->store, cv_pool_printf(ex->pool, "%s?%s", c->type, c->ine), name);
+		c->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(ex->pool, name),
+					       .updated_us = cv_time_now_us() };
+		c->pair[0] = &c->claim;
+		c->pair[1] = &c->w;
+		c->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = c->pair, .nmembers = 2,
+					       .done = write_done, .arg = c };
+		w = &c->group;
+	}
+	rc = c->claim.name || !c->ine ? cv_store_submit(ctx(ex)->store, w) : CV_E_NOMEM;
 	if (rc) {
 		ex->pending = 0;
 		cv_fhir_fail(ex, rc, NULL, "the store is not accepting writes; retry later");
 	}
 }
 
+static int conditional_match(cv_exchange_t *ex, const char *query, const cv_param_t *params, size_t np,
+			     const char **id);
+static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id);
+
 static void finish_write(cv_exchange_t *ex)
 {
 	wctx_t *c = ex->cont_arg;
 	ex->pending = 0;
 	cv_rc rc = c->w.result;
+	if (c->ine && c->claim.result == CV_E_CONFLICT) {
+		/* another conditional create with the same criteria ran at the same time */
+		const char *found = NULL;
+		int n = conditional_match(ex, c->ine, NULL, 0, &found);
+		if (n == 1)
+			return answer_version(ex, 0, found);
+		if (n == 0)
+			cv_fhir_error(ex, 409, "conflict", "another request is creating a resource with the same "
+				      "If-None-Exist; retry to find it");
+		return;
+	}
 	if (rc == CV_E_CONFLICT && !c->if_match && c->attempts < MAX_WRITE_ATTEMPTS)
 		return submit_write(c);
 	if (rc == CV_E_CONFLICT && c->if_match)
@@ -435,12 +466,14 @@ void cv_fhir_create(cv_exchange_t *ex)
 			return;
 		}
 	}
+	const char *criteria_text = ine ? (strchr(ine, '?') ? strchr(ine, '?') + 1 : ine) : NULL;
 	cv_crypto_uuid(uuid);
 	wctx_t *c = new_write(ex, obj, cv_pool_strdup(ex->pool, uuid));
 	if (!c)
 		return;
 	if (c->if_match)
 		return cv_fhir_error(ex, 400, "invalid", "If-Match does not apply to create");
+	c->ine = criteria_text;
 	submit_write(c);
 }
 

@@ -92,6 +92,8 @@ static const struct {
 			 "WHERE COALESCE((SELECT max(version) FROM cv_version WHERE type = $1 AND rid = $2), 0) "
 			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
 	{ "count", "SELECT count(*)::bigint FROM cv_version" },
+	{ "claim", "INSERT INTO cv_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
+		   "SET value = excluded.value WHERE cv_meta.value < $3 RETURNING name" },
 	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
 			 "VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::boolean) ON CONFLICT (type, rid) "
 			 "DO UPDATE SET version = excluded.version, seq = excluded.seq, "
@@ -511,6 +513,22 @@ static cv_rc apply_meta(PGconn *c, cv_store_write_t *w)
 	return rc;
 }
 
+static cv_rc apply_claim(PGconn *c, cv_store_write_t *w)
+{
+	char now[21], old[21];
+	snprintf(now, sizeof now, "%020lld", (long long)(w->updated_us < 0 ? 0 : w->updated_us));
+	int64_t o = w->updated_us - CV_STORE_CLAIM_US;
+	snprintf(old, sizeof old, "%020lld", (long long)(o < 0 ? 0 : o));
+	const char *vals[3] = { w->name, now, old };
+	int lens[3] = { 0, 20, 20 }, fmts[3] = { 0, 1, 1 };
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "claim", 3, vals, lens, fmts, &r);
+	if (!rc && PQntuples(r) == 0)
+		rc = CV_E_CONFLICT;
+	PQclear(r);
+	return rc;
+}
+
 /* One write. Only a failed statement aborts a PostgreSQL transaction, and
  * that fails the whole batch, so a single write needs no savepoint: a
  * conflict or a missing row writes nothing. */
@@ -520,6 +538,7 @@ static cv_rc apply_one(PGconn *c, cv_store_write_t *w)
 	case CV_STORE_PUT_META: return apply_meta(c, w);
 	case CV_STORE_PUT_VERSION: return apply_version(c, w);
 	case CV_STORE_REINDEX: return apply_reindex(c, w);
+	case CV_STORE_CLAIM: return apply_claim(c, w);
 	default: return CV_E_INVALID;
 	}
 }

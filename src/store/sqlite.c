@@ -38,6 +38,9 @@ struct cv_backend {
 	sqlite3_stmt *w_insh;         /* insert a hash entry */
 	sqlite3_stmt *w_insd;         /* insert a date entry */
 	sqlite3_stmt *w_insn;         /* insert a number entry */
+	sqlite3_stmt *w_claim;        /* claim a meta name unless claimed recently */
+	sqlite3_stmt *w_prune;        /* forget old claims */
+	unsigned claims;              /* claims since the last prune */
 	rconn_t readers[READ_CONNS_MAX];
 	cv_slots_t slots;                 /* which readers are free */
 };
@@ -194,6 +197,8 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_insh);
 	sqlite3_finalize(b->w_insd);
 	sqlite3_finalize(b->w_insn);
+	sqlite3_finalize(b->w_claim);
+	sqlite3_finalize(b->w_prune);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -466,6 +471,34 @@ static cv_rc reindex(cv_backend_t *b, cv_store_write_t *w)
 
 static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w);
 
+/* Claim values are the claim's time as 20 zero-padded digits, so that they
+ * compare as text in time order. */
+static void claim_value(int64_t us, char out[21])
+{
+	snprintf(out, 21, "%020lld", (long long)(us < 0 ? 0 : us));
+}
+
+static cv_rc apply_claim(cv_backend_t *b, cv_store_write_t *w)
+{
+	char now[21], old[21];
+	claim_value(w->updated_us, now);
+	claim_value(w->updated_us - CV_STORE_CLAIM_US, old);
+	sqlite3_stmt *st = b->w_claim;
+	sqlite3_bind_text(st, 1, w->name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, now, 20, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, old, 20, SQLITE_STATIC);
+	cv_rc rc = step_once(b, st, "claim");
+	if (!rc && sqlite3_changes(b->wdb) == 0)
+		rc = CV_E_CONFLICT;
+	if (!rc && ++b->claims >= 1000) {
+		/* claims only matter while requests race: drop the ones long expired */
+		b->claims = 0;
+		sqlite3_bind_blob(b->w_prune, 1, old, 20, SQLITE_STATIC);
+		rc = step_once(b, b->w_prune, "claim_prune");
+	}
+	return rc;
+}
+
 /* Applies one write. A write refused on its own (conflict, not found) has
  * written nothing when it returns; any other failure is a storage failure,
  * and the caller rolls the whole transaction back (no savepoint per write:
@@ -475,6 +508,8 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 {
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
+	if (w->op == CV_STORE_CLAIM)
+		return apply_claim(b, w);
 	return w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
 }
 
@@ -804,6 +839,11 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = prepare(b->wdb, "INSERT INTO cv_ix_num(rk, param, unit, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5)",
 			     &b->w_insn);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE "
+				     "SET value = excluded.value WHERE cv_meta.value < ?3", &b->w_claim);
+	if (!rc)
+		rc = prepare(b->wdb, "DELETE FROM cv_meta WHERE name LIKE 'claim.%' AND value < ?1", &b->w_prune);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

@@ -244,7 +244,8 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 	w->next = NULL;
 	switch (w->op) {
 	case CV_STORE_PUT_META:
-		return CV_OK;
+	case CV_STORE_CLAIM:
+		return w->name ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_VERSION:
 		rc = seal_version(s, w);
 		break;
@@ -486,6 +487,17 @@ cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsi
 {
 	search_ctx_t c = { .s = s, .pool = pool, .fn = fn, .arg = arg };
 	return s->ops->scan_current(s->be, type, after, limit, pool, search_one, &c);
+}
+
+void cv_store_claim_name(cv_store_t *s, const char *text, char out[64])
+{
+	uint8_t h[16];
+	char hex[33];
+	const void *parts[2] = { "claim", text };
+	size_t lens[2] = { 5, strlen(text) };
+	cv_crypto_hmac_parts(&s->index_hmac, parts, lens, 2, h, sizeof h);
+	cv_crypto_hex(h, sizeof h, hex);
+	snprintf(out, 64, "claim.%s", hex);
 }
 
 #define TOKEN_MAX 4096

@@ -54,7 +54,12 @@ typedef enum {
 	CV_STORE_GROUP,       /* several writes that commit all together or not at all */
 	CV_STORE_REINDEX,     /* replaces the search index of type/id if its current version is
 	                         expect_version (else CV_E_NOTFOUND: it changed or went) */
+	CV_STORE_CLAIM,       /* claims meta name `name` at updated_us: CV_E_CONFLICT when it was
+	                         claimed less than CV_STORE_CLAIM_US before (serialises conditional
+	                         creates across threads and nodes) */
 } cv_store_op;
+
+#define CV_STORE_CLAIM_US (60LL * 1000000) /* how long a claim holds */
 
 
 /* A write. The caller owns it and keeps it (and what it points to) alive
@@ -218,6 +223,10 @@ cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out);
  * reindexing and exports). */
 cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			    cv_store_hit_fn fn, void *arg);
+
+/* The meta name that claims `text` (a conditional create's type and
+ * criteria): "claim." and a blinded hash of it, so no criteria value is stored. */
+void cv_store_claim_name(cv_store_t *s, const char *text, char out[64]);
 
 /* Seals / opens a small token (paging cursors) under the store's data key,
  * bound to `purpose`: base64url text, tamper-proof, unreadable to clients. */
