@@ -427,8 +427,30 @@ static cv_rc includes(page_t *p, cv_outcome_t *oo)
 	return rc;
 }
 
+/* The top-level element name of a JSON key: "deceasedBoolean" is "deceased"
+ * when the type has a choice element of that name ("_birthDate" is "birthDate"). */
+static bool summary_key(const cv_sp_registry_t *reg, const char *type, const char *key)
+{
+	char name[128];
+	if (key[0] == '_')
+		key++;
+	if (cv_sp_in_summary(reg, type, key))
+		return true;
+	size_t n = strlen(key);
+	for (size_t i = n; i > 1 && i < sizeof name; i--) {
+		if (key[i - 1] < 'A' || key[i - 1] > 'Z')
+			continue;
+		memcpy(name, key, i - 1);
+		name[i - 1] = '\0';
+		if (cv_sp_in_summary(reg, type, name))
+			return true;
+	}
+	return false;
+}
+
 /* _elements and _summary: a reduced copy of the resource, marked SUBSETTED. */
-static cv_rc subset(const cv_search_plan_t *plan, json_object *obj, cv_buf_t *out)
+static cv_rc subset(const cv_sp_registry_t *reg, const cv_search_plan_t *plan, const char *type, json_object *obj,
+		    cv_buf_t *out)
 {
 	json_object *copy = json_object_new_object();
 	if (!copy)
@@ -438,6 +460,8 @@ static cv_rc subset(const cv_search_plan_t *plan, json_object *obj, cv_buf_t *ou
 		bool keep = strcmp(key, "resourceType") == 0 || strcmp(key, "id") == 0 || strcmp(key, "meta") == 0;
 		if (plan->summary == CV_SUMMARY_TEXT)
 			keep = keep || strcmp(key, "text") == 0;
+		else if (plan->summary == CV_SUMMARY_TRUE)
+			keep = keep || summary_key(reg, type, key);
 		else if (plan->summary == CV_SUMMARY_DATA)
 			keep = strcmp(key, "text") != 0;
 		for (size_t i = 0; !keep && i < plan->nelements; i++) {
@@ -476,9 +500,11 @@ static cv_rc write_entry(cv_buf_t *b, page_t *p, const match_t *m, const char *m
 {
 	cv_rc rc = cv_buf_printf(b, "%s{\"fullUrl\":\"%s/%s/%s\",\"resource\":", first ? "" : ",", p->ex->base_url,
 				 m->v.type, m->id ? m->id : "");
-	bool reduce = p->plan->nelements || p->plan->summary == CV_SUMMARY_TEXT || p->plan->summary == CV_SUMMARY_DATA;
+	bool reduce = p->plan->nelements || p->plan->summary == CV_SUMMARY_TEXT ||
+		      p->plan->summary == CV_SUMMARY_DATA || p->plan->summary == CV_SUMMARY_TRUE;
 	if (!rc)
-		rc = reduce ? subset(p->plan, m->obj, b) : cv_buf_append(b, m->v.body, m->v.body_len);
+		rc = reduce ? subset(p->f->search, p->plan, m->v.type, m->obj, b)
+			    : cv_buf_append(b, m->v.body, m->v.body_len);
 	if (!rc)
 		rc = cv_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
 	return rc;

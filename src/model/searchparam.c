@@ -40,6 +40,8 @@ struct cv_sp_registry {
 	cv_sp_t *v;         /* sorted by (base, code) */
 	size_t ncomp;
 	comp_entry_t *comp; /* sorted by type */
+	size_t nsum;
+	comp_entry_t *sum;  /* summary elements by type, sorted by type */
 };
 
 static const struct {
@@ -188,15 +190,16 @@ static cv_rc load_params(cv_sp_registry_t *r, json_object *params, size_t *faile
 	return CV_OK;
 }
 
-static cv_rc load_compartment(cv_sp_registry_t *r, json_object *comp)
+/* A {type: [name, ...]} table (compartment parameters, summary elements). */
+static cv_rc load_lists(cv_sp_registry_t *r, json_object *comp, comp_entry_t **out, size_t *count)
 {
 	size_t n = (size_t)json_object_object_length(comp), i = 0;
-	r->comp = cv_pool_alloc(&r->pool, (n ? n : 1) * sizeof *r->comp);
-	if (!r->comp)
+	comp_entry_t *list = cv_pool_alloc(&r->pool, (n ? n : 1) * sizeof *list);
+	if (!list)
 		return CV_E_NOMEM;
 	json_object_object_foreach(comp, type, codes)
 	{
-		comp_entry_t *c = &r->comp[i++];
+		comp_entry_t *c = &list[i++];
 		c->type = type;
 		c->n = json_object_array_length(codes);
 		c->codes = cv_pool_alloc(&r->pool, (c->n ? c->n : 1) * sizeof *c->codes);
@@ -205,8 +208,9 @@ static cv_rc load_compartment(cv_sp_registry_t *r, json_object *comp)
 		for (size_t k = 0; k < c->n; k++)
 			c->codes[k] = json_object_get_string(json_object_array_get_idx(codes, k));
 	}
-	r->ncomp = n;
-	qsort(r->comp, r->ncomp, sizeof *r->comp, cmp_comp);
+	qsort(list, n, sizeof *list, cmp_comp);
+	*out = list;
+	*count = n;
 	return CV_OK;
 }
 
@@ -219,17 +223,20 @@ cv_rc cv_sp_registry_new(const cv_model_t *m, cv_sp_registry_t **out, size_t *fa
 		return CV_E_NOMEM;
 	cv_pool_init(&r->pool, 0);
 	r->root = json_tokener_parse((const char *)cv_search_blob);
-	json_object *params, *comp;
+	json_object *params, *comp, *sum;
 	cv_rc rc = CV_OK;
 	if (!r->root || !json_object_object_get_ex(r->root, "params", &params) ||
-	    !json_object_object_get_ex(r->root, "compartment", &comp)) {
+	    !json_object_object_get_ex(r->root, "compartment", &comp) ||
+	    !json_object_object_get_ex(r->root, "summary", &sum)) {
 		snprintf(err, errlen, "the embedded search parameter table is unreadable");
 		rc = CV_E_INTERNAL;
 	}
 	if (!rc)
 		rc = load_params(r, params, &bad);
 	if (!rc)
-		rc = load_compartment(r, comp);
+		rc = load_lists(r, comp, &r->comp, &r->ncomp);
+	if (!rc)
+		rc = load_lists(r, sum, &r->sum, &r->nsum);
 	if (rc) {
 		if (rc == CV_E_NOMEM)
 			snprintf(err, errlen, "out of memory loading search parameters");
@@ -319,6 +326,16 @@ size_t cv_sp_compartment(const cv_sp_registry_t *r, const char *type, const char
 		return 0;
 	*codes = c->codes;
 	return c->n;
+}
+
+bool cv_sp_in_summary(const cv_sp_registry_t *r, const char *type, const char *element)
+{
+	comp_entry_t key = { .type = type };
+	const comp_entry_t *c = bsearch(&key, r->sum, r->nsum, sizeof *r->sum, cmp_comp);
+	for (size_t i = 0; c && i < c->n; i++)
+		if (strcmp(c->codes[i], element) == 0)
+			return true;
+	return false;
 }
 
 /* --- entries ------------------------------------------------------------- */

@@ -111,6 +111,11 @@ size_t cv_sp_total(const cv_sp_registry_t *r);
  * (CompartmentDefinition-patient): count, and the codes. 0 if none. */
 size_t cv_sp_compartment(const cv_sp_registry_t *r, const char *type, const char *const **codes);
 
+/* True if the top-level element `element` of `type` is in its summary
+ * (isSummary or mandatory in the definition), for _summary=true. A choice
+ * element is named without its type suffix ("deceased"). */
+bool cv_sp_in_summary(const cv_sp_registry_t *r, const char *type, const char *element);
+
 typedef enum { CV_SP_INDEX, CV_SP_MATCH } cv_sp_mode;
 
 /* A growable list of index entries in a pool. */
