@@ -411,6 +411,10 @@ static cv_rc number_value(ps_t *p, build_t *b, const char *name, const char *cod
 		double w = fabs(val) * 0.1;
 		lo = val - w;
 		hi = val + w;
+	} else if (cmp != CV_CMP_EQ && cmp != CV_CMP_NE) {
+		/* gt, ge, lt, le, sa, eb compare with the value exactly ("gt100: greater than
+		 * exactly 100"); only eq and ne use the precision the value was written with */
+		lo = hi = val;
 	}
 	cv_rc rc = grow(p, b);
 	if (rc)
