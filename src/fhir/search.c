@@ -615,6 +615,217 @@ static cv_rc cursor_open(cv_fhir_t *f, const cv_search_plan_t *plan, cv_store_cu
 	return rc;
 }
 
+/* ---- sorting in memory ------------------------------------------------------ */
+
+#define MSORT_PURPOSE "carevault search cursor v1 (sorted in memory)"
+
+typedef struct skey {
+	int kind;            /* 0: no value (sorts last), 1: text, 2: number */
+	const char *s;
+	size_t len;
+	double d;
+} skey_t;
+
+typedef struct sorted {
+	match_t m;
+	skey_t k[CV_STORE_SORT_MAX];
+} sorted_t;
+
+typedef struct msort {
+	cv_fhir_t *f;
+	const cv_search_plan_t *plan;
+	cv_pool_t *pool;
+	sorted_t *v;
+	size_t n, cap;
+} msort_t;
+
+/* The prefix of the entries a parameter type sorts by. */
+static const char *sort_tag(cv_sp_type t)
+{
+	return t == CV_SP_STRING ? "f:" : t == CV_SP_TOKEN ? "c:" : t == CV_SP_REFERENCE ? "r:" : "u:";
+}
+
+static int text_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : al < bl ? -1 : al > bl;
+}
+
+/* The value m sorts by for key ms: the lowest (ascending) or highest (descending). */
+static void sort_value(msort_t *st, const cv_search_msort_t *ms, const match_t *m, skey_t *k)
+{
+	memset(k, 0, sizeof *k);
+	if (!ms->sp) {
+		*k = (skey_t){ .kind = 2, .d = (double)m->v.updated_us };
+		return;
+	}
+	cv_sp_entries_t es = { .pool = st->pool };
+	if (cv_sp_extract_one(ms->sp, st->f->model, m->obj, CV_SP_MATCH, &es))
+		return;
+	const char *tag = sort_tag(ms->sp->type);
+	size_t tl = strlen(tag);
+	for (size_t i = 0; i < es.n; i++) {
+		const cv_ix_entry_t *e = &es.v[i];
+		skey_t c = { 0 };
+		if (e->kind == CV_IX_DATE)
+			c = (skey_t){ .kind = 2, .d = (double)(ms->desc ? e->hi : e->lo) };
+		else if (e->kind == CV_IX_HASH && e->key_len >= tl && memcmp(e->key, tag, tl) == 0)
+			c = (skey_t){ .kind = 1, .s = e->key + tl, .len = e->key_len - tl };
+		if (!c.kind || (k->kind && k->kind != c.kind))
+			continue;
+		int better = !k->kind || (c.kind == 2 ? (ms->desc ? c.d > k->d : c.d < k->d)
+						      : (ms->desc ? text_cmp(c.s, c.len, k->s, k->len) > 0
+								  : text_cmp(c.s, c.len, k->s, k->len) < 0));
+		if (better)
+			*k = c;
+	}
+}
+
+static int key_cmp(const skey_t *a, const skey_t *b, bool desc)
+{
+	if (!a->kind || !b->kind)
+		return a->kind ? -1 : b->kind ? 1 : 0; /* no value: last either way */
+	int c = a->kind != b->kind ? a->kind - b->kind
+	      : a->kind == 2 ? (a->d < b->d ? -1 : a->d > b->d) : text_cmp(a->s, a->len, b->s, b->len);
+	return desc ? -c : c;
+}
+
+static int sorted_cmp_plan(const cv_search_plan_t *plan, const sorted_t *a, const sorted_t *b)
+{
+	for (size_t i = 0; i < plan->nmsort; i++) {
+		int c = key_cmp(&a->k[i], &b->k[i], plan->msort[i].desc);
+		if (c)
+			return c;
+	}
+	return a->m.at.rk < b->m.at.rk ? -1 : a->m.at.rk > b->m.at.rk;
+}
+
+static int sorted_cmp(const void *a, const void *b, void *plan)
+{
+	return sorted_cmp_plan(plan, a, b);
+}
+
+static cv_rc take_sorted(void *arg, const match_t *m)
+{
+	msort_t *st = arg;
+	if (st->n == st->cap)
+		return CV_E_LIMIT;
+	sorted_t *x = &st->v[st->n++];
+	x->m = *m;
+	for (size_t i = 0; i < st->plan->nmsort; i++)
+		sort_value(st, &st->plan->msort[i], m, &x->k[i]);
+	return CV_OK;
+}
+
+/* Cursor of a position in the sorted order: query hash, row key, the keys. */
+static const char *msort_cursor(cv_fhir_t *f, cv_pool_t *pool, const cv_search_plan_t *plan, const sorted_t *x)
+{
+	cv_buf_t b, out;
+	cv_buf_init(&b, 8192);
+	cv_buf_init(&out, 16384);
+	uint8_t q[16];
+	query_hash(plan, q);
+	cv_rc rc = cv_buf_append(&b, q, sizeof q);
+	if (!rc)
+		rc = cv_buf_append(&b, &x->m.at.rk, sizeof x->m.at.rk);
+	for (size_t i = 0; !rc && i < plan->nmsort; i++) {
+		const skey_t *k = &x->k[i];
+		uint8_t kind = (uint8_t)k->kind;
+		uint16_t len = (uint16_t)(k->len > 1024 ? 1024 : k->len);
+		rc = cv_buf_append(&b, &kind, 1);
+		if (!rc && k->kind == 2)
+			rc = cv_buf_append(&b, &k->d, sizeof k->d);
+		if (!rc && k->kind == 1 && !(rc = cv_buf_append(&b, &len, sizeof len)))
+			rc = cv_buf_append(&b, k->s, len);
+	}
+	const char *tok = NULL;
+	if (!rc && !cv_store_token_seal(f->store, MSORT_PURPOSE, b.data, b.len, &out))
+		tok = cv_pool_strndup(pool, out.data, out.len);
+	cv_buf_release(&b);
+	cv_buf_release(&out);
+	return tok;
+}
+
+static cv_rc msort_cursor_open(cv_fhir_t *f, cv_pool_t *pool, const cv_search_plan_t *plan, sorted_t *x)
+{
+	cv_buf_t b;
+	cv_buf_init(&b, 16384);
+	uint8_t q[16];
+	query_hash(plan, q);
+	cv_rc rc = cv_store_token_open(f->store, MSORT_PURPOSE, plan->cursor, &b);
+	size_t at = sizeof q + sizeof x->m.at.rk;
+	if (!rc && (b.len < at || memcmp(b.data, q, sizeof q) != 0))
+		rc = CV_E_INVALID;
+	memset(x, 0, sizeof *x);
+	if (!rc)
+		memcpy(&x->m.at.rk, b.data + sizeof q, sizeof x->m.at.rk);
+	for (size_t i = 0; !rc && i < plan->nmsort; i++) {
+		skey_t *k = &x->k[i];
+		uint16_t len;
+		if (at >= b.len) {
+			rc = CV_E_INVALID;
+			break;
+		}
+		k->kind = (uint8_t)b.data[at++];
+		if (k->kind == 2 && at + sizeof k->d <= b.len) {
+			memcpy(&k->d, b.data + at, sizeof k->d);
+			at += sizeof k->d;
+		} else if (k->kind == 1 && at + sizeof len <= b.len) {
+			memcpy(&len, b.data + at, sizeof len);
+			at += sizeof len;
+			if (at + len > b.len || !(k->s = cv_pool_strndup(pool, b.data + at, len)))
+				rc = CV_E_INVALID;
+			k->len = len;
+			at += len;
+		} else if (k->kind != 0) {
+			rc = CV_E_INVALID;
+		}
+	}
+	cv_buf_release(&b);
+	return rc;
+}
+
+/* A page of a search sorted in memory: every match is opened and sorted (at
+ * most CV_SEARCH_MSORT_MAX of them), and the page starts after the cursor's
+ * position in that order, so pages stay consistent while others write. */
+static cv_rc msort_page(page_t *p, bool *more, const char **next, uint64_t *total, cv_outcome_t *oo)
+{
+	cv_search_plan_t *plan = p->plan;
+	msort_t st = { .f = p->f, .plan = plan, .pool = p->ex->pool, .cap = CV_SEARCH_MSORT_MAX + 1 };
+	st.v = cv_pool_alloc(p->ex->pool, st.cap * sizeof *st.v);
+	if (!st.v)
+		return CV_E_NOMEM;
+	run_t r = { .f = p->f, .plan = plan, .want = st.cap, .scan_max = SEARCH_COUNT_MAX, .fn = take_sorted,
+		    .arg = &st, .keep = p->ex->pool };
+	cv_rc rc = run_plan(&r, NULL, oo);
+	if (!rc && (st.n > CV_SEARCH_MSORT_MAX || r.more)) {
+		cv_outcome_add(oo, CV_SEV_ERROR, "too-costly", NULL, "_sort by string, token or reference values sorts "
+			       "at most %d matches in memory (their index values are blinded): narrow the search or "
+			       "sort by a date", CV_SEARCH_MSORT_MAX);
+		return CV_E_INVALID;
+	}
+	if (rc)
+		return rc;
+	qsort_r(st.v, st.n, sizeof *st.v, sorted_cmp, plan);
+	size_t from = 0;
+	if (plan->cursor) {
+		sorted_t after;
+		if (msort_cursor_open(p->f, p->ex->pool, plan, &after)) {
+			cv_outcome_add(oo, CV_SEV_ERROR, "invalid", NULL, "_cursor is not a cursor this server issued "
+				       "for this search");
+			return CV_E_INVALID;
+		}
+		while (from < st.n && sorted_cmp_plan(plan, &st.v[from], &after) <= 0)
+			from++;
+	}
+	for (size_t i = from; i < st.n && p->n < p->cap; i++)
+		p->v[p->n++] = st.v[i].m;
+	*total = st.n;
+	*more = from + p->n < st.n;
+	*next = *more && p->n ? msort_cursor(p->f, p->ex->pool, plan, &st.v[from + p->n - 1]) : NULL;
+	return *more && p->n && !*next ? CV_E_NOMEM : CV_OK;
+}
+
 /* ---- the interaction ---------------------------------------------------- */
 
 static bool lenient(cv_exchange_t *ex)
@@ -700,7 +911,7 @@ static void search(cv_exchange_t *ex)
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
 	cv_store_cursor_t after = { .set = false };
-	if (plan->cursor && cursor_open(f, plan, &after))
+	if (plan->cursor && !plan->nmsort && cursor_open(f, plan, &after))
 		return cv_fhir_error(ex, 400, "invalid", "_cursor is not a cursor this server issued for this search");
 	page_t *p = cv_pool_alloc(ex->pool, sizeof *p);
 	if (!p)
@@ -713,12 +924,19 @@ static void search(cv_exchange_t *ex)
 	run_t r = { .f = f, .plan = plan, .want = p->cap, .scan_max = SEARCH_SCAN_MAX, .fn = keep_match, .arg = p,
 		    .keep = ex->pool };
 	rc = p->v ? CV_OK : CV_E_NOMEM;
-	if (!rc && p->cap)
-		rc = run_plan(&r, plan->cursor ? &after : NULL, &oo);
 	uint64_t total = 0;
-	bool have_total = false, exact = true;
-	if (!rc && (plan->summary == CV_SUMMARY_COUNT || plan->total == CV_TOTAL_ACCURATE ||
-		    plan->total == CV_TOTAL_ESTIMATE)) {
+	bool have_total = false, exact = true, sorted = false;
+	const char *next = NULL;
+	if (!rc && p->cap && plan->nmsort) {
+		rc = msort_page(p, &r.more, &next, &total, &oo);
+		sorted = have_total = !rc && plan->total != CV_TOTAL_NONE;
+	} else if (!rc && p->cap) {
+		rc = run_plan(&r, plan->cursor ? &after : NULL, &oo);
+	}
+	if (sorted) {
+		/* the in-memory sort counted every match already */
+	} else if (!rc && (plan->summary == CV_SUMMARY_COUNT || plan->total == CV_TOTAL_ACCURATE ||
+			   plan->total == CV_TOTAL_ESTIMATE)) {
 		rc = count_all(f, ex, plan, &total, &exact, &oo);
 		have_total = exact;
 	} else if (!rc && plan->total != CV_TOTAL_NONE && !plan->cursor && !r.more) {
@@ -731,8 +949,7 @@ static void search(cv_exchange_t *ex)
 		return cv_fhir_outcome(ex, 400, &oo);
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, "the search could not be run; retry later");
-	const char *next = NULL;
-	if (r.more && p->cap && !(next = cursor_make(f, ex->pool, plan, &r.last)))
+	if (!plan->nmsort && r.more && p->cap && !(next = cursor_make(f, ex->pool, plan, &r.last)))
 		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
 	if ((rc = write_bundle(p, have_total, total, next, &oo)))
 		return cv_fhir_fail(ex, rc, NULL, NULL);

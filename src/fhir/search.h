@@ -89,6 +89,15 @@ typedef enum { CV_SUMMARY_NONE, CV_SUMMARY_COUNT, CV_SUMMARY_TRUE, CV_SUMMARY_TE
 	       CV_SUMMARY_FALSE } cv_summary;
 typedef enum { CV_TOTAL_DEFAULT, CV_TOTAL_NONE, CV_TOTAL_ESTIMATE, CV_TOTAL_ACCURATE } cv_total;
 
+/* A sort key the index cannot order (string, token, reference, uri and
+ * birth-date values are blinded): sorted in memory over the opened matches. */
+typedef struct cv_search_msort {
+	const cv_sp_t *sp;            /* NULL for _lastUpdated */
+	bool desc;
+} cv_search_msort_t;
+
+#define CV_SEARCH_MSORT_MAX 5000  /* most matches sorted in memory */
+
 typedef struct cv_search_plan {
 	const char *type;
 	size_t n;
@@ -96,6 +105,8 @@ typedef struct cv_search_plan {
 	unsigned count;               /* page size */
 	size_t nsort;
 	cv_store_sort_t sort[CV_STORE_SORT_MAX];
+	size_t nmsort;                /* when set, all the sort keys are here and nsort is 0 */
+	cv_search_msort_t msort[CV_STORE_SORT_MAX];
 	size_t ninc;
 	cv_search_include_t inc[CV_SEARCH_INCLUDES_MAX];
 	cv_summary summary;

@@ -721,28 +721,37 @@ static cv_rc sort_param(ps_t *p, cv_search_plan_t *plan, const char *name, const
 	cv_rc rc = split(p->pool, v, ',', keys, CV_STORE_SORT_MAX, &n);
 	if (rc == CV_E_LIMIT)
 		return bad(p, name, "at most 4 sort keys");
+	bool memory = false;
 	for (size_t i = 0; !rc && i < n; i++) {
 		bool desc = keys[i][0] == '-';
 		const char *code = keys[i] + desc;
 		if (plan->nsort >= CV_STORE_SORT_MAX)
 			return bad(p, name, "at most 4 sort keys");
 		cv_store_sort_t *s = &plan->sort[plan->nsort];
+		cv_search_msort_t *ms = &plan->msort[plan->nsort];
+		*ms = (cv_search_msort_t){ .desc = desc };
 		if (strcmp(code, "_lastUpdated") == 0) {
 			*s = (cv_store_sort_t){ .kind = CV_SORT_UPDATED, .desc = desc };
 		} else {
 			const cv_sp_t *sp = cv_sp_find(p->reg, plan->type, code);
-			if (!sp)
+			if (!sp || !sp->compiled)
 				return bad(p, name, "unknown parameter to sort by");
+			ms->sp = sp;
 			if (sp->type == CV_SP_DATE && !sp->blind_date)
 				*s = (cv_store_sort_t){ .kind = CV_SORT_DATE, .param = sp->code, .desc = desc };
 			else if (sp->type == CV_SP_NUMBER || sp->type == CV_SP_QUANTITY)
 				*s = (cv_store_sort_t){ .kind = CV_SORT_NUM, .param = sp->code, .desc = desc };
+			else if (sp->type == CV_SP_STRING || sp->type == CV_SP_TOKEN || sp->type == CV_SP_REFERENCE ||
+				 sp->type == CV_SP_URI || sp->type == CV_SP_DATE)
+				memory = true; /* blinded in the index: sorted over the opened matches */
 			else
-				return unsupported(p, name, "sorting is by date, number and quantity parameters and "
-							    "_lastUpdated (string, token and reference values are "
-							    "blinded in the index)");
+				return unsupported(p, name, "composite and special parameters cannot be sorted by");
 		}
 		plan->nsort++;
+	}
+	if (!rc && memory) {
+		plan->nmsort = plan->nsort;
+		plan->nsort = 0;
 	}
 	return rc;
 }
