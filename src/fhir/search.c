@@ -218,44 +218,46 @@ static cv_rc take_id(void *arg, const match_t *m)
 	return rc;
 }
 
-/* Runs a chain's inner search and turns the clause into index terms. */
+/* Runs a chain's inner search (every target type of a forward chain) and
+ * turns the clause into index terms: references to what it found. */
 static cv_rc resolve_chain(cv_fhir_t *f, cv_pool_t *pool, const char *type, cv_search_clause_t *c, cv_outcome_t *oo)
 {
-	cv_search_chain_t *ch = c->chain;
+	size_t n = 0;
+	cv_store_term_t *t = cv_pool_alloc(pool, (CV_SEARCH_CHAIN_MAX + 1) * sizeof *t);
 	ids_t *ids = cv_pool_alloc(pool, sizeof *ids);
-	if (!ids)
+	if (!t || !ids)
 		return CV_E_NOMEM;
-	ids->link = ch->reverse ? ch->link : NULL;
-	ids->want_type = type;
-	ids->model = f->model;
-	ids->pool = pool;
-	run_t r = { .f = f, .plan = ch->inner, .want = CV_SEARCH_CHAIN_MAX, .scan_max = SEARCH_COUNT_MAX,
-		    .fn = take_id, .arg = ids, .keep = pool };
-	cv_rc rc = run_plan(&r, NULL, oo);
-	if (rc == CV_E_LIMIT || (!rc && r.more)) {
-		cv_outcome_add(oo, CV_SEV_ERROR, "too-costly", NULL, "search parameter '%s' matches more than %d "
-			       "resources: narrow it", c->name, CV_SEARCH_CHAIN_MAX);
-		return CV_E_INVALID;
-	}
-	if (rc)
-		return rc;
-	cv_store_term_t *t = cv_pool_alloc(pool, (ids->n ? ids->n : 1) * sizeof *t);
-	if (!t)
-		return CV_E_NOMEM;
-	for (size_t i = 0; i < ids->n; i++) {
-		if (ch->reverse) {
-			t[i] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = ids->v[i] };
-		} else {
+	for (cv_search_chain_t *ch = c->chain; ch; ch = ch->next) {
+		memset(ids, 0, sizeof *ids);
+		ids->link = ch->reverse ? ch->link : NULL;
+		ids->want_type = type;
+		ids->model = f->model;
+		ids->pool = pool;
+		run_t r = { .f = f, .plan = ch->inner, .want = CV_SEARCH_CHAIN_MAX, .scan_max = SEARCH_COUNT_MAX,
+			    .fn = take_id, .arg = ids, .keep = pool };
+		cv_rc rc = run_plan(&r, NULL, oo);
+		if (rc == CV_E_LIMIT || (!rc && (r.more || n + ids->n > CV_SEARCH_CHAIN_MAX))) {
+			cv_outcome_add(oo, CV_SEV_ERROR, "too-costly", NULL, "search parameter '%s' matches more than %d "
+				       "resources: narrow it", c->name, CV_SEARCH_CHAIN_MAX);
+			return CV_E_INVALID;
+		}
+		if (rc)
+			return rc;
+		for (size_t i = 0; i < ids->n; i++, n++) {
+			if (ch->reverse) {
+				t[n] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = ids->v[i] };
+				continue;
+			}
 			const char *key = cv_pool_printf(pool, "r:%s/%s", ch->target, ids->v[i]);
 			if (!key)
 				return CV_E_NOMEM;
-			t[i] = (cv_store_term_t){ .kind = CV_TERM_HASH, .param = c->sp->code, .key = key,
+			t[n] = (cv_store_term_t){ .kind = CV_TERM_HASH, .param = c->sp->code, .key = key,
 						  .key_len = strlen(key) };
 		}
 	}
-	if (ids->n == 0) /* nothing matched: a term no resource has */
-		t[0] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = "" };
-	c->sql = (cv_store_clause_t){ .n = ids->n ? ids->n : 1, .terms = t };
+	if (n == 0) /* nothing matched: a term no resource has */
+		t[n++] = (cv_store_term_t){ .kind = CV_TERM_ID, .key = "" };
+	c->sql = (cv_store_clause_t){ .n = n, .terms = t };
 	c->use_sql = true;
 	c->chain = NULL;
 	return CV_OK;

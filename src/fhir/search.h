@@ -62,6 +62,7 @@ typedef struct cv_search_chain {
 	const char *target;           /* the type searched by the inner plan */
 	const cv_sp_t *link;          /* reverse: the inner type's reference parameter */
 	struct cv_search_plan *inner; /* the search on `target` */
+	struct cv_search_chain *next; /* forward chains without a type: the next target type */
 } cv_search_chain_t;
 
 typedef struct cv_search_clause {

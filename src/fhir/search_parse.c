@@ -563,6 +563,18 @@ static cv_rc id_clause(ps_t *p, build_t *b, const char *name, const char *value)
 
 static cv_rc plan_new(ps_t *p, const char *type, const char *name, const char *value, cv_search_plan_t **out);
 
+/* One target type of a forward chain: its inner search, linked into the clause. */
+static cv_rc chain_target(ps_t *p, build_t *b, const char *target, const char *inner, const char *value)
+{
+	cv_search_chain_t *ch = cv_pool_alloc(p->pool, sizeof *ch);
+	if (!ch)
+		return CV_E_NOMEM;
+	ch->target = target;
+	ch->next = b->c->chain;
+	b->c->chain = ch;
+	return plan_new(p, target, inner, value, &ch->inner);
+}
+
 /* subject:Patient.name=x, subject.name=x: the inner search runs first. */
 static cv_rc chain_clause(ps_t *p, build_t *b, const char *type, const char *name, const char *value)
 {
@@ -576,18 +588,26 @@ static cv_rc chain_clause(ps_t *p, build_t *b, const char *type, const char *nam
 	const cv_sp_t *sp = cv_sp_find(p->reg, type, left);
 	if (!sp || sp->type != CV_SP_REFERENCE)
 		return bad(p, name, "a chain starts with a reference parameter of the resource searched");
-	const char *target = colon;
-	if (!target && sp->ntargets == 1)
-		target = sp->targets[0];
-	if (!target || !cv_model_is_resource(p->m, target))
-		return bad(p, name, "say which type the chain goes through, as in subject:Patient.name");
-	cv_search_chain_t *ch = cv_pool_alloc(p->pool, sizeof *ch);
-	if (!ch)
-		return CV_E_NOMEM;
-	ch->target = target;
 	b->c->sp = sp;
-	b->c->chain = ch;
-	return plan_new(p, target, dot + 1, value, &ch->inner);
+	if (colon) {
+		if (!cv_model_is_resource(p->m, colon))
+			return bad(p, name, "the chain's type is not a resource type");
+		return chain_target(p, b, colon, dot + 1, value);
+	}
+	/* no type given: every target type that has the next parameter */
+	size_t inner_len = strcspn(dot + 1, ".:");
+	char *inner = cv_pool_strndup(p->pool, dot + 1, inner_len);
+	cv_rc rc = inner ? CV_OK : CV_E_NOMEM;
+	size_t found = 0;
+	for (size_t i = 0; !rc && i < sp->ntargets; i++) {
+		if (!cv_sp_find(p->reg, sp->targets[i], inner) && strncmp(inner, "_has", 4) != 0)
+			continue;
+		rc = chain_target(p, b, sp->targets[i], dot + 1, value);
+		found++;
+	}
+	if (!rc && !found)
+		return bad(p, name, "no type the reference may point at has that parameter");
+	return rc;
 }
 
 /* _has:Observation:patient:code=x: resources that such Observations point at. */
