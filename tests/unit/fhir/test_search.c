@@ -459,11 +459,19 @@ static void numbers_parse(void **state)
 	assert_string_equal(c->sql.terms[0].key, "c|mg");
 	c = clause(f, "Observation", "value-quantity", "5.4||");
 	assert_null(c->sql.terms[0].key);
-	static const char *const bad[] = { "abc", "", "gt", "1e999", "nan", "inf", " 5", "5 ", "5|mg", "1|a|b|c",
-					   "0x10" };
+	static const char *const bad[] = { "abc", "", "gt", "1e999", "nan", "inf", " 5", "5 ", "5|mg", "1|a|b|c" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		refused(f, "Observation", "value-quantity", bad[i], CV_E_INVALID);
 	refused(f, "Observation", "value-quantity:missing", "maybe", CV_E_INVALID);
+	refused(f, "Observation", "value-quantity", "1e", CV_E_INVALID);
+}
+
+/* A number is a decimal ("0x10" is not 16, "0x1p3" not 8) */
+static void numbers_are_decimal(void **state)
+{
+	fx_t *f = *state;
+	refused(f, "Observation", "value-quantity", "0x10", CV_E_INVALID);
+	refused(f, "Observation", "value-quantity", "gt0x1p3", CV_E_INVALID);
 	refused(f, "Observation", "value-quantity:exact", "5", CV_E_UNSUPPORTED);
 }
 
@@ -1074,19 +1082,29 @@ static void composites_match(void **state)
 	NO_MATCH("Observation", "code-value-quantity", "8480-6$gt120", o);
 	NO_MATCH("Observation", "code-value-quantity", "8462-4$gt100", o);
 	MATCH("Observation", "code-value-quantity", "8462-4$gt100,8480-6$lt200", o);
-	/* components: both parts on the same component */
-	const char *bp = "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"
-			 "\"http://loinc.org\",\"code\":\"85354-9\"}]},\"component\":["
-			 "{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8480-6\"}]},"
-			 "\"valueQuantity\":{\"value\":150,\"code\":\"mm[Hg]\"}},"
-			 "{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8462-4\"}]},"
-			 "\"valueQuantity\":{\"value\":90,\"code\":\"mm[Hg]\"}}]}";
-	MATCH("Observation", "component-code-value-quantity", "8480-6$gt140", bp);
-	MATCH("Observation", "component-code-value-quantity", "8462-4$lt100", bp);
+}
+
+#define OBS_BP                                                                                                 \
+	"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":"                 \
+	"\"http://loinc.org\",\"code\":\"85354-9\"}]},\"component\":["                                              \
+	"{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8480-6\"}]},"                           \
+	"\"valueQuantity\":{\"value\":150,\"code\":\"mm[Hg]\"}},"                                                    \
+	"{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8462-4\"}]},"                           \
+	"\"valueQuantity\":{\"value\":90,\"code\":\"mm[Hg]\"}}]}"
+
+/* composites over backbone elements (Observation.component): both parts on the same component */
+static void component_composites_match(void **state)
+{
+	fx_t *f = *state;
+	const char *bp = OBS_BP;
+	NO_MATCH("Observation", "code-value-quantity", "8480-6$150", bp);
 	NO_MATCH("Observation", "component-code-value-quantity", "8462-4$gt140", bp);
 	NO_MATCH("Observation", "component-code-value-quantity", "8480-6$lt100", bp);
+	MATCH("Observation", "component-code-value-quantity", "8480-6$gt140", bp);
+	MATCH("Observation", "component-code-value-quantity", "8462-4$lt100", bp);
+	NO_MATCH("Observation", "component-code-value-quantity", "8480-6$90", bp); /* parts of two components */
 	MATCH("Observation", "combo-code-value-quantity", "8480-6$150", bp);
-	NO_MATCH("Observation", "code-value-quantity", "8480-6$150", bp);
+	NO_MATCH("Observation", "combo-code-value-quantity", "8462-4$150", bp);
 }
 
 static void composites_missing(void **state)
@@ -1163,6 +1181,7 @@ int main(void)
 		T(strings_parse),
 		T(references_parse),
 		T(numbers_parse),
+		T(numbers_are_decimal),
 		T(composites_parse),
 		T(result_parameters),
 		T(form_decoding),
@@ -1176,6 +1195,7 @@ int main(void)
 		T(references_match),
 		T(birth_dates_match),
 		T(composites_match),
+		T(component_composites_match),
 		T(composites_missing),
 		T(unchecked_clauses_keep_exact_twins),
 	};

@@ -586,6 +586,20 @@ static void observation_entries(void **state)
 	has(&es, "code-value-quantity", "m:");
 }
 
+/* In match mode a composite over backbone elements (Observation.component)
+ * gives its first component's values, as one over the resource does. */
+static void component_composite_match_entries(void **state)
+{
+	fx_t *f = *state;
+	cv_sp_entries_t es = extract(f,
+		"{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"bp\"},"
+		"\"component\":[{\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8480-6\"}]},"
+		"\"valueQuantity\":{\"value\":150,\"code\":\"mm[Hg]\"}}]}", CV_SP_MATCH);
+	has(&es, "component-code", "c:8480-6"); /* the component's own parameter sees it */
+	has(&es, "component-code-value-quantity", "c:8480-6");
+	has(&es, "component-code-value-quantity", "m:");
+}
+
 static void observation_periods_and_zones(void **state)
 {
 	fx_t *f = *state;
@@ -756,6 +770,7 @@ int main(void)
 		cmocka_unit_test(patient_tokens_and_markers),
 		cmocka_unit_test(birth_date_is_blinded),
 		cmocka_unit_test(observation_entries),
+		cmocka_unit_test(component_composite_match_entries),
 		cmocka_unit_test(observation_periods_and_zones),
 		cmocka_unit_test(references_canonicals_and_uris),
 		cmocka_unit_test(duplicates_are_removed),
