@@ -305,6 +305,15 @@ static void tokens_parse(void **state)
 	assert_int_equal(c->sql.n, 2);
 	assert_true(sql_has(c, "gender", "c:male"));
 	assert_true(sql_has(c, "gender", "c:female"));
+	/* at most CV_SEARCH_VALUES_MAX values */
+	char many[CV_SEARCH_VALUES_MAX * 3 + 8];
+	size_t len = 0;
+	for (int i = 0; i < CV_SEARCH_VALUES_MAX; i++)
+		len += (size_t)snprintf(many + len, sizeof many - len, i ? ",xy" : "xy");
+	c = clause(f, "Patient", "identifier", many);
+	assert_int_equal(c->sql.n, CV_SEARCH_VALUES_MAX);
+	snprintf(many + len, sizeof many - len, ",xy");
+	refused(f, "Patient", "identifier", many, CV_E_INVALID);
 	/* an escaped comma is part of the value */
 	c = clause(f, "Patient", "identifier", "a\\,b");
 	one_hash(c, "identifier", "c:a,b");
@@ -1131,6 +1140,24 @@ static void old_birth_dates_are_found_by_range(void **state)
 	MATCH("Patient", "birthdate", "ne1900", p);
 }
 
+/* A deceased dateTime with a zone: eq on its day and gt that day cannot both
+ * hold for a one-second value */
+static void death_dates_with_zones_are_consistent(void **state)
+{
+	fx_t *f = *state;
+	const char *p = "{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"2020-03-04T23:30:00-05:00\"}";
+	bool eq = matches(f, "Patient", "death-date", "2020-03-04", p);
+	bool gt = matches(f, "Patient", "death-date", "gt2020-03-04", p);
+	bool eq5 = matches(f, "Patient", "death-date", "2020-03-05", p);
+	bool lt5 = matches(f, "Patient", "death-date", "lt2020-03-05", p);
+	if ((eq && gt) || (eq5 && lt5) || (!eq && !eq5))
+		fail_msg("death-date: eq 03-04 %d, gt 03-04 %d, eq 03-05 %d, lt 03-05 %d", eq, gt, eq5, lt5);
+	/* and the same value on a date parameter that is not blinded */
+	const char *o = OBS_AT("2020-03-04T23:30:00-05:00");
+	assert_false(matches(f, "Observation", "date", "2020-03-04", o));
+	assert_true(matches(f, "Observation", "date", "2020-03-05", o));
+}
+
 static void composites_missing(void **state)
 {
 	fx_t *f = *state;
@@ -1221,6 +1248,7 @@ int main(void)
 		T(composites_match),
 		T(component_composites_match),
 		T(composites_missing),
+		T(death_dates_with_zones_are_consistent),
 		T(remote_references_are_not_local),
 		T(old_birth_dates_are_found_by_range),
 		T(unchecked_clauses_keep_exact_twins),
