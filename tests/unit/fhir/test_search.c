@@ -238,6 +238,9 @@ static void unknown_parameters(void **state)
 	const char *kv2[] = { "zzsecretname", "JohnDoe1234" };
 	assert_int_equal(parse_n(f, "Patient", kv2, 1, false), CV_E_INVALID);
 	assert_null(strstr(f->oo.head->diagnostics, "JohnDoe1234"));
+	/* an unsupported modifier of a known parameter is refused even when lenient */
+	const char *kv6[] = { "name:below", "x" };
+	assert_int_equal(parse_n(f, "Patient", kv6, 1, true), CV_E_UNSUPPORTED);
 	/* a bad value is refused even when lenient */
 	const char *kv3[] = { "birthdate", "yesterday" };
 	assert_int_equal(parse_n(f, "Patient", kv3, 1, true), CV_E_INVALID);
@@ -360,6 +363,14 @@ static void tokens_keep_escaped_bars(void **state)
 	 * the system "a" with the code "b" */
 	const cv_search_clause_t *c = clause(f, "Patient", "identifier", "a\\|b");
 	one_hash(c, "identifier", "c:a|b");
+}
+
+/* "\$" in a composite's part is a '$', not a separator */
+static void composite_parts_keep_escaped_dollars(void **state)
+{
+	fx_t *f = *state;
+	const cv_search_clause_t *c = clause(f, "Observation", "code-value-quantity", "a\\$b$5");
+	one_hash(c, "code", "c:a$b");
 }
 
 static void strings_parse(void **state)
@@ -1229,6 +1240,7 @@ int main(void)
 		T(dates_parse),
 		T(tokens_parse),
 		T(tokens_keep_escaped_bars),
+		T(composite_parts_keep_escaped_dollars),
 		T(strings_parse),
 		T(references_parse),
 		T(numbers_parse),
