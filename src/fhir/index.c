@@ -18,7 +18,7 @@
 #include "core/log.h"
 
 /* Bump when extraction or normalisation changes what an index entry is. */
-#define INDEX_VERSION "search-index-1"
+#define INDEX_VERSION "search-index-2"
 #define REINDEX_BATCH 256
 
 cv_rc cv_fhir_index(const cv_fhir_t *f, json_object *obj, cv_pool_t *pool, const cv_ix_entry_t **out, size_t *n)

@@ -74,7 +74,7 @@ static bool part_holds(const cv_sp_t *sp, size_t k, const cv_model_t *m, json_ob
 	cv_fp_list_t sub;
 	if (!sp->comp[k].compiled || item->kind != CV_FP_NODE)
 		return false;
-	cv_fp_env_t env = { .model = m, .resource = res, .context = item->node };
+	cv_fp_env_t env = { .model = m, .resource = res, .context = item->node, .context_item = item };
 	if (cv_fhirpath_eval(sp->comp[k].compiled, &env, pool, &sub, err, sizeof err))
 		return false;
 	cv_sp_entries_t es = { .pool = pool };

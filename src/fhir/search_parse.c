@@ -16,12 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/time.h"
 #include "model/fold.h"
 
 #define CHAIN_DEPTH_MAX 3 /* nested chains and _has */
-#define BLIND_YEAR_MIN 1850
 
 /* A parse in progress: where messages go and what the clause gathers. */
 typedef struct ps {
@@ -58,7 +58,8 @@ static cv_rc unsupported(ps_t *p, const char *name, const char *what)
 
 /* ---- values ------------------------------------------------------------- */
 
-/* Splits v at unescaped `sep`, removing the escapes (\, \$ \| \\) from the parts. */
+/* Splits v at unescaped `sep`. The escape of sep itself ("\\,") is removed;
+ * other escapes ("\\|", "\\$", "\\\\") stay for the next stage (unesc). */
 static cv_rc split(cv_pool_t *pool, const char *v, char sep, char **out, size_t max, size_t *n)
 {
 	size_t len = strlen(v);
@@ -69,6 +70,8 @@ static cv_rc split(cv_pool_t *pool, const char *v, char sep, char **out, size_t 
 	out[k++] = buf;
 	for (size_t i = 0; i < len; i++) {
 		if (v[i] == '\\' && i + 1 < len && strchr(",$|\\", v[i + 1])) {
+			if (v[i + 1] != sep)
+				buf[w++] = v[i];
 			buf[w++] = v[++i];
 		} else if (v[i] == sep) {
 			buf[w++] = '\0';
@@ -82,6 +85,21 @@ static cv_rc split(cv_pool_t *pool, const char *v, char sep, char **out, size_t 
 	buf[w] = '\0';
 	*n = k;
 	return CV_OK;
+}
+
+/* v with its escapes (\\, \\$ \\| \\\\) removed, in pool (NULL: out of memory). */
+static char *unesc(cv_pool_t *pool, const char *v, size_t len)
+{
+	char *out = cv_pool_alloc(pool, len + 1);
+	size_t w = 0;
+	for (size_t i = 0; out && i < len; i++) {
+		if (v[i] == '\\' && i + 1 < len && strchr(",$|\\", v[i + 1]))
+			i++;
+		out[w++] = v[i];
+	}
+	if (out)
+		out[w] = '\0';
+	return out;
 }
 
 /* Position of the first unescaped c in v, or NULL. */
@@ -193,31 +211,37 @@ static cv_rc string_value(ps_t *p, build_t *b, const char *name, const char *cod
 
 static cv_rc token_value(ps_t *p, build_t *b, const char *name, const char *code, const char *mod, const char *v)
 {
+	size_t len = strlen(v);
 	if (!v[0])
 		return bad(p, name, "empty value");
 	if (mod && strcmp(mod, "text") == 0) {
-		char *f;
+		char *f, *t = unesc(p->pool, v, len);
 		size_t flen;
-		cv_rc rc = folded(p, name, v, &f, &flen);
+		cv_rc rc = t ? folded(p, name, t, &f, &flen) : CV_E_NOMEM;
 		return rc ? rc : prefix_terms(p, b, code, "t:", CV_MT_TFPREFIX, f, flen);
 	}
 	if (mod && strcmp(mod, "of-type") == 0) {
 		const char *a = unescaped(v, '|'), *c = a ? unescaped(a + 1, '|') : NULL;
+		char *t = unesc(p->pool, v, len);
 		if (!c || !c[1])
 			return bad(p, name, ":of-type takes type-system|type-code|value");
-		return hash_s(p, b, code, "ot:", v);
+		return t ? hash_s(p, b, code, "ot:", t) : CV_E_NOMEM;
 	}
 	if (mod && strcmp(mod, "not") != 0)
 		return unsupported(p, name, "token parameters take the modifiers :not, :text, :of-type and :missing");
 	const char *bar = unescaped(v, '|');
+	char *sys = bar ? unesc(p->pool, v, (size_t)(bar - v)) : NULL;
+	char *val = unesc(p->pool, bar ? bar + 1 : v, bar ? len - (size_t)(bar + 1 - v) : len);
+	if (!val || (bar && !sys))
+		return CV_E_NOMEM;
 	if (!bar)
-		return hash_s(p, b, code, "c:", v);
-	if (bar == v)
-		return bar[1] ? hash_s(p, b, code, "n:", bar + 1)
-			      : bad(p, name, "'|' alone is not a token");
-	if (!bar[1]) /* system| */
-		return hash_s(p, b, code, "s:", v);
-	return hash_s(p, b, code, "sc:", v);
+		return hash_s(p, b, code, "c:", val);
+	if (!sys[0])
+		return val[0] ? hash_s(p, b, code, "n:", val) : bad(p, name, "'|' alone is not a token");
+	char *sc = cv_pool_printf(p->pool, "%s|%s", sys, val);
+	if (!sc)
+		return CV_E_NOMEM;
+	return hash_s(p, b, code, val[0] ? "sc:" : "s:", sc);
 }
 
 /* A local reference "Type/id" from what the client wrote, or NULL. */
@@ -249,6 +273,12 @@ static cv_rc reference_value(ps_t *p, build_t *b, const cv_sp_t *sp, const char 
 	const char *local = local_ref(p, v);
 	if (!local)
 		return hash_s(p, b, code, "u:", v);
+	if (local != v && strstr(v, "://")) {
+		/* our own base: the local reference, and the URL as some resources may hold it */
+		cv_rc rc = hash_s(p, b, code, "u:", v);
+		if (rc)
+			return rc;
+	}
 	const char *slash = strchr(local, '/');
 	if (mod) {
 		const char *id = slash ? slash + 1 : local;
@@ -324,8 +354,42 @@ static void approximate(int64_t *lo, int64_t *hi)
 	*hi += gap;
 }
 
+/* The year of an instant (UTC). */
+static long utc_year(int64_t us)
+{
+	time_t t = (time_t)(us / 1000000 - (us % 1000000 < 0));
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	return tm.tm_year + 1900L;
+}
+
+/* Keys covering the years first..last: whole centuries ("yc:19"), then
+ * whole decades ("yd:198"), then single years ("y:1987"). */
+static cv_rc year_cover(ps_t *p, build_t *b, const char *code, long first, long last)
+{
+	cv_rc rc = CV_OK;
+	char k[24];
+	for (long y = first; !rc && y <= last;) {
+		if (y % 100 == 0 && y + 99 <= last) {
+			snprintf(k, sizeof k, "%02ld", y / 100);
+			rc = hash_s(p, b, code, "yc:", k);
+			y += 100;
+		} else if (y % 10 == 0 && y + 9 <= last) {
+			snprintf(k, sizeof k, "%03ld", y / 10);
+			rc = hash_s(p, b, code, "yd:", k);
+			y += 10;
+		} else {
+			snprintf(k, sizeof k, "%04ld", y);
+			rc = hash_s(p, b, code, "y:", k);
+			y++;
+		}
+	}
+	return rc;
+}
+
 /* Identifying dates: eq on a year, month or day is one blinded key; any other
- * comparison narrows to the blinded years it may concern, then checks. */
+ * comparison narrows to the blinded years it may concern (few keys, thanks to
+ * the century and decade keys), then checks the opened date. */
 static cv_rc blind_date_value(ps_t *p, build_t *b, const char *code, cv_cmp cmp, const char *v, int64_t lo,
 			      int64_t hi, int prec)
 {
@@ -333,33 +397,26 @@ static cv_rc blind_date_value(ps_t *p, build_t *b, const char *code, cv_cmp cmp,
 	static const size_t lens[] = { 0, 4, 7, 10 };
 	if (cmp == CV_CMP_EQ && prec <= 3)
 		return hash(p, b, code, keys[prec], v, lens[prec]);
-	int64_t year_now = 1970 + cv_time_now_us() / (31556952LL * 1000000);
-	long y0 = strtol(v, NULL, 10), first = BLIND_YEAR_MIN, last = year_now + 1;
-	if (cmp == CV_CMP_EQ || cmp == CV_CMP_AP)
-		first = last = y0;
-	if (cmp == CV_CMP_AP) {
-		first -= (year_now - y0) / 10 + 1;
-		last += (year_now - y0) / 10 + 1;
-	}
-	if (cmp == CV_CMP_GT || cmp == CV_CMP_GE || cmp == CV_CMP_SA)
-		first = y0;
-	if (cmp == CV_CMP_LT || cmp == CV_CMP_LE || cmp == CV_CMP_EB)
-		last = y0;
-	cv_rc rc = CV_OK;
+	if (cmp == CV_CMP_AP)
+		approximate(&lo, &hi);
+	long first = 1, last = 9999;
+	if (cmp == CV_CMP_EQ || cmp == CV_CMP_AP || cmp == CV_CMP_GT || cmp == CV_CMP_GE || cmp == CV_CMP_SA)
+		first = utc_year(cmp == CV_CMP_EQ || cmp == CV_CMP_AP ? lo : hi);
+	if (cmp == CV_CMP_EQ || cmp == CV_CMP_AP || cmp == CV_CMP_LT || cmp == CV_CMP_LE || cmp == CV_CMP_EB)
+		last = utc_year(cmp == CV_CMP_EQ || cmp == CV_CMP_AP ? hi : lo);
+	if (cmp == CV_CMP_GT || cmp == CV_CMP_GE)
+		first = utc_year(lo); /* ge also takes dates inside the value's own range */
+	first = first < 1 ? 1 : first;
+	last = last > 9999 ? 9999 : last;
 	size_t m_at = b->nm;
-	for (long y = first; !rc && y <= last; y++) {
-		char ys[8];
-		snprintf(ys, sizeof ys, "%04ld", y);
-		rc = hash_s(p, b, code, "y:", ys);
-	}
+	cv_rc rc = first == 1 && last == 9999 ? hash_s(p, b, code, "m:", "") /* any date at all */
+					      : year_cover(p, b, code, first, last);
 	if (rc)
 		return rc;
 	/* the check: the real comparison on the opened date, once for this value */
 	b->nm = m_at;
 	if ((rc = grow(p, b)))
 		return rc;
-	if (cmp == CV_CMP_AP)
-		approximate(&lo, &hi);
 	b->m[b->nm++] = (cv_mterm_t){ .kind = CV_MT_DATE, .cmp = cmp, .lo = lo, .hi = hi };
 	b->c->check = true;
 	return CV_OK;
@@ -381,9 +438,37 @@ static cv_rc date_value(ps_t *p, build_t *b, const cv_sp_t *sp, const char *name
 }
 
 /* A decimal search value and the range its precision implies ("100" is 99.5 to 100.5). */
+/* A FHIR decimal: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (no hex, no inf, no spaces). */
+static int decimal_text(const char *v)
+{
+	const char *s = v + (*v == '-');
+	if (!isdigit((unsigned char)*s) || (s[0] == '0' && isdigit((unsigned char)s[1])))
+		return 0;
+	while (isdigit((unsigned char)*s))
+		s++;
+	if (*s == '.') {
+		if (!isdigit((unsigned char)*++s))
+			return 0;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s += s[1] == '+' || s[1] == '-' ? 2 : 1;
+		if (!isdigit((unsigned char)*s))
+			return 0;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+/* The range a search number denotes: "100" is [99.5, 100.5), the upper end
+ * excluded (hi is the largest double below it). */
 static int number_range(const char *v, double *lo, double *hi, double *val)
 {
 	char *end;
+	if (!decimal_text(v))
+		return 0;
 	errno = 0;
 	double d = strtod(v, &end);
 	if (end == v || *end || errno || !isfinite(d) || isspace((unsigned char)v[0]))
@@ -396,7 +481,7 @@ static int number_range(const char *v, double *lo, double *hi, double *val)
 	double half = 0.5 * pow(10.0, (double)(e - decimals));
 	*val = d;
 	*lo = d - half;
-	*hi = d + half;
+	*hi = nextafter(d + half, -INFINITY);
 	return 1;
 }
 
@@ -435,6 +520,9 @@ static cv_rc quantity_value(ps_t *p, build_t *b, const char *name, const char *c
 	if (rc)
 		return rc;
 	const char *unit = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(parts[i] = unesc(p->pool, parts[i], strlen(parts[i]))))
+			return CV_E_NOMEM;
 	if (n == 3 && parts[2][0])
 		unit = parts[1][0] ? cv_pool_printf(p->pool, "s|%s|%s", parts[1], parts[2])
 				   : cv_pool_printf(p->pool, "c|%s", parts[2]);
@@ -447,6 +535,8 @@ static cv_rc quantity_value(ps_t *p, build_t *b, const char *name, const char *c
 static cv_rc value_terms(ps_t *p, build_t *b, const cv_sp_t *sp, cv_sp_type type, const char *name,
 			 const char *code, const char *mod, const char *v)
 {
+	if (type != CV_SP_TOKEN && type != CV_SP_QUANTITY && !(v = unesc(p->pool, v, strlen(v))))
+		return CV_E_NOMEM;
 	switch (type) {
 	case CV_SP_STRING: return string_value(p, b, name, code, mod, v);
 	case CV_SP_TOKEN: return token_value(p, b, name, code, mod, v);

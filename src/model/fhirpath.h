@@ -79,6 +79,9 @@ typedef struct cv_fp_env {
 	const cv_model_t *model;     /* types of the nodes (required) */
 	json_object *resource;       /* %resource and the input (a resource, with resourceType) */
 	json_object *context;        /* %context; NULL means `resource` */
+	const cv_fp_item_t *context_item; /* %context as an item of an earlier result (its type and
+	                                     element known: a backbone element such as
+	                                     Observation.component); overrides `context` */
 	cv_fp_resolver_fn resolve;   /* NULL: resolve() yields, for a literal reference
 	                                "Type/id" (relative, absolute or contained "#id"), an item
 	                                whose type is Type and whose node is the Reference's

@@ -1559,7 +1559,9 @@ cv_rc cv_fhirpath_eval(const cv_fhirpath_t *e, const cv_fp_env_t *env, cv_pool_t
 		return CV_E_INVALID;
 	if (env->resource)
 		root_item(&ev, env->resource, &ev.resource);
-	if (env->context || env->resource)
+	if (env->context_item)
+		ev.context = *env->context_item;
+	else if (env->context || env->resource)
 		root_item(&ev, env->context ? env->context : env->resource, &ev.context);
 	if (ev.context.node) {
 		rc = fp_push(&ev, &focus, &ev.context);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/time.h"
 #include "model/fold.h"
@@ -25,7 +26,6 @@ extern const unsigned char cv_search_blob[];
 extern const unsigned long cv_search_blob_len;
 
 #define SP_ENTRIES_MAX 20000 /* most index entries of one resource */
-#define SP_YEARS_MIN 1800    /* identifying dates: years searched by range */
 
 typedef struct comp_entry {
 	const char *type;
@@ -652,10 +652,12 @@ static cv_rc reference_string(cv_sp_entries_t *out, const char *code, const char
 		return CV_OK;
 	const char *type, *id;
 	size_t tl, il;
-	int absolute = strstr(ref, "://") != NULL || strncmp(ref, "urn:", 4) == 0;
-	if (absolute)
-		rc = hash_key(out, code, "u:", ref, strlen(ref));
-	if (!rc && strncmp(ref, "urn:", 4) != 0 && split_reference(ref, &type, &tl, &id, &il)) {
+	/* an absolute reference names a resource on some server: only the URL
+	 * itself is indexed (a search by that URL finds it; a search for a local
+	 * Type/id does not find another server's resource of the same id) */
+	if (strstr(ref, "://") != NULL || strncmp(ref, "urn:", 4) == 0)
+		return hash_key(out, code, "u:", ref, strlen(ref));
+	if (split_reference(ref, &type, &tl, &id, &il)) {
 		rc = hash_key(out, code, "r:", type, tl + 1 + il);
 		if (!rc)
 			rc = hash_key(out, code, "i:", id, il);
@@ -708,14 +710,37 @@ static cv_rc uri_param(const cv_fp_item_t *it, const char *code, cv_sp_entries_t
 	return rc ? rc : hash_key(out, code, "ub:", u, strlen(u));
 }
 
-/* Blinded year, year-month and date of an identifying date. */
+/* The calendar date (UTC) of an instant, as "YYYY-MM-DD". */
+static void utc_date(int64_t us, char out[11])
+{
+	time_t t = (time_t)(us / 1000000 - (us % 1000000 < 0));
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	unsigned y = (unsigned)(tm.tm_year + 1900) % 10000u, mo = (unsigned)(tm.tm_mon + 1) % 100u,
+		 d = (unsigned)tm.tm_mday % 100u;
+	snprintf(out, 11, "%04u-%02u-%02u", y, mo, d);
+}
+
+/* Blinded century, decade, year, year-month and date of an identifying date
+ * (a dateTime with a time counts by its UTC date, as range searches do). The
+ * century and decade keys let a range of years be looked up with few keys. */
 static cv_rc blind_date(cv_sp_entries_t *out, const char *code, const char *s, cv_sp_mode mode)
 {
 	int64_t lo, hi;
 	int prec;
+	char day[11];
 	if (cv_time_range(s, &lo, &hi, &prec))
 		return CV_OK;
-	cv_rc rc = hash_key(out, code, "y:", s, 4);
+	if (prec == 4) {
+		utc_date(lo, day);
+		s = day;
+		prec = 3;
+	}
+	cv_rc rc = hash_key(out, code, "yc:", s, 2);
+	if (!rc)
+		rc = hash_key(out, code, "yd:", s, 3);
+	if (!rc)
+		rc = hash_key(out, code, "y:", s, 4);
 	if (!rc && prec >= 2)
 		rc = hash_key(out, code, "ym:", s, 7);
 	if (!rc && prec >= 3)
@@ -873,7 +898,8 @@ static cv_rc composite_entries(const cv_sp_t *sp, const cv_model_t *m, json_obje
 	for (size_t i = 0; !rc && i < vals->n; i++) {
 		if (vals->v[i].kind != CV_FP_NODE)
 			continue;
-		cv_fp_env_t env = { .model = m, .resource = res, .context = vals->v[i].node };
+		cv_fp_env_t env = { .model = m, .resource = res, .context = vals->v[i].node,
+				    .context_item = &vals->v[i] };
 		cv_fp_list_t sub;
 		char err[128];
 		if (cv_fhirpath_eval(sp->comp[0].compiled, &env, out->pool, &sub, err, sizeof err) != CV_OK)
@@ -889,7 +915,7 @@ cv_rc cv_sp_extract_one(const cv_sp_t *sp, const cv_model_t *m, json_object *res
 {
 	char err[128];
 	cv_fp_list_t vals;
-	if (!sp->compiled || sp->type == CV_SP_SPECIAL || (sp->type == CV_SP_COMPOSITE && mode == CV_SP_INDEX))
+	if (!sp->compiled || sp->type == CV_SP_SPECIAL)
 		return CV_OK;
 	cv_fp_env_t env = { .model = m, .resource = res };
 	cv_rc rc = cv_fhirpath_eval(sp->compiled, &env, out->pool, &vals, err, sizeof err);
@@ -902,7 +928,8 @@ cv_rc cv_sp_extract_one(const cv_sp_t *sp, const cv_model_t *m, json_object *res
 		rc = composite_entries(sp, m, res, &vals, mode, out);
 	for (size_t i = 0; !rc && sp->type != CV_SP_COMPOSITE && i < vals.n; i++)
 		rc = cv_sp_entries_of(&vals.v[i], sp->code, sp->type, sp->blind_date, mode, out);
-	if (!rc && out->n > before)
+	/* a composite has a value when its expression has one (its index keeps only this marker) */
+	if (!rc && (out->n > before || sp->type == CV_SP_COMPOSITE))
 		rc = hash_key(out, sp->code, "m:", "", 0);
 	return rc;
 }
