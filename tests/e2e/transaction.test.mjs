@@ -95,6 +95,53 @@ describe('transaction', () => {
     assert.equal(await countBy('Patient', ip), 1);
   });
 
+  test('urn:uuid references in extensions, contained resources and nested elements are rewritten too', async () => {
+    const pu = urn(); const eu = urn();
+    const b = tx([
+      post(patient(uid()), pu),
+      post({ resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: pu } }, eu),
+      post({
+        resourceType: 'ExplanationOfBenefit', status: 'active', use: 'claim', created: '2020-01-01', outcome: 'complete',
+        type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/claim-type', code: 'professional' }] },
+        patient: { reference: pu }, provider: { reference: '#prov' }, insurer: { display: 'x' },
+        insurance: [{ focal: true, coverage: { reference: '#cov' } }],
+        contained: [
+          { resourceType: 'Coverage', id: 'cov', status: 'active', beneficiary: { reference: pu }, payor: [{ display: 'p' }] },
+          { resourceType: 'Practitioner', id: 'prov', extension: [{ url: 'urn:e2e:ext', valueReference: { reference: eu } }] },
+        ],
+        item: [{ sequence: 1, productOrService: { text: 'x' }, encounter: [{ reference: eu }] }],
+        extension: [{ url: 'urn:e2e:ext', valueReference: { reference: eu } }],
+      }, urn()),
+    ]);
+    const e = assertResponseBundle(await send(b), b);
+    const p = assertWritten(e[0], 201, 'Patient');
+    const enc = assertWritten(e[1], 201, 'Encounter');
+    const x = assertWritten(e[2], 201, 'ExplanationOfBenefit');
+    const r = await server.req('GET', `/fhir/ExplanationOfBenefit/${x.id}`);
+    assertStatus(r, 200);
+    assert.ok(!r.body.includes('urn:uuid:'), 'no urn:uuid left anywhere in the resource');
+    assert.equal(r.json.patient.reference, `Patient/${p.id}`);
+    assert.equal(r.json.item[0].encounter[0].reference, `Encounter/${enc.id}`);
+    assert.equal(r.json.extension[0].valueReference.reference, `Encounter/${enc.id}`);
+    assert.equal(r.json.contained[0].beneficiary.reference, `Patient/${p.id}`);
+    assert.equal(r.json.contained[1].extension[0].valueReference.reference, `Encounter/${enc.id}`);
+    assert.equal(r.json.provider.reference, '#prov', 'local references stay');
+  });
+
+  test('a PUT entry with a urn:uuid fullUrl: references to it become Type/<the PUT id>; a POST id is replaced', async () => {
+    const pu = urn(); const id = uid();
+    const b = tx([
+      { fullUrl: pu, resource: patient(uid(), { id }), request: { method: 'PUT', url: `Patient/${id}` } },
+      post(observation(uid(), pu, { id: 'client-chosen-id' }), urn()),
+    ]);
+    const e = assertResponseBundle(await send(b), b);
+    assert.equal(assertWritten(e[0], 201, 'Patient').id, id);
+    const o = assertWritten(e[1], 201, 'Observation');
+    assert.notEqual(o.id, 'client-chosen-id', 'POST assigns its own id');
+    const r = await server.req('GET', `/fhir/Observation/${o.id}`);
+    assert.equal(r.json.subject.reference, `Patient/${id}`);
+  });
+
   test('Prefer: return=representation includes each written resource', async () => {
     const ip = uid(); const pu = urn();
     const b = tx([post(patient(ip), pu), post(observation(uid(), pu), urn())]);
@@ -176,6 +223,36 @@ describe('transaction', () => {
     const ro = await server.req('GET', `/fhir/Observation/${o.id}`);
     assert.equal(ro.json.subject.reference, `Patient/${a.id}`);
     assert.equal(await countBy('Patient', ident), 1);
+  });
+
+  test('concurrent conditional creates with the same ifNoneExist create exactly one resource', async () => {
+    const ident = uid();
+    const mk = () => tx([post(patient(ident), urn(), { ifNoneExist: `identifier=${SYS}|${ident}` })]);
+    const rs = await Promise.all(Array.from({ length: 8 }, () => send(mk())));
+    const ids = new Set();
+    for (const r of rs) {
+      assertStatus(r, [200, 409, 412], 'concurrent conditional create');
+      if (r.status === 200) {
+        assert.match(r.json.entry[0].response.status, /^(200|201)\b/);
+        ids.add(parseLocation(r.json.entry[0].response.location).id);
+      }
+    }
+    const n = await countBy('Patient', ident);
+    const statuses = rs.map((r) => (r.status === 200 ? r.json.entry[0].response.status.slice(0, 3) : String(r.status))).sort().join(',');
+    assert.equal(n, 1, `exactly one Patient with the identifier (found ${n}; entry statuses ${statuses})`);
+    assert.equal(ids.size, 1, `every answer names the same Patient (${ids.size} different ids)`);
+  });
+
+  test('concurrent transactions with the same ifMatch: one wins, the others 409/412', async () => {
+    const ident = uid();
+    const id = await createDirect(patient(ident));
+    const mk = (g) => tx([{ resource: patient(ident, { id, gender: g }), request: { method: 'PUT', url: `Patient/${id}`, ifMatch: 'W/"1"' } }]);
+    const rs = await Promise.all(['male', 'female', 'other', 'unknown', 'male', 'female'].map((g) => send(mk(g))));
+    const ok = rs.filter((r) => r.status === 200);
+    for (const r of rs) assertStatus(r, [200, 409, 412], 'concurrent ifMatch');
+    assert.equal(ok.length, 1, `exactly one update wins (${ok.length} did)`);
+    const g = await server.req('GET', `/fhir/Patient/${id}`);
+    assert.equal(g.json.meta.versionId, '2');
   });
 
   test('conditional create with more than one match → 412, nothing stored', async () => {
