@@ -226,21 +226,24 @@ describe('transaction', () => {
   });
 
   test('concurrent conditional creates with the same ifNoneExist create exactly one resource', async () => {
-    const ident = uid();
-    const mk = () => tx([post(patient(ident), urn(), { ifNoneExist: `identifier=${SYS}|${ident}` })]);
-    const rs = await Promise.all(Array.from({ length: 8 }, () => send(mk())));
-    const ids = new Set();
-    for (const r of rs) {
-      assertStatus(r, [200, 409, 412], 'concurrent conditional create');
-      if (r.status === 200) {
-        assert.match(r.json.entry[0].response.status, /^(200|201)\b/);
-        ids.add(parseLocation(r.json.entry[0].response.location).id);
+    // three rounds of 8 racing transactions, each round on its own identifier
+    for (let round = 0; round < 3; round++) {
+      const ident = uid();
+      const mk = () => tx([post(patient(ident), urn(), { ifNoneExist: `identifier=${SYS}|${ident}` })]);
+      const rs = await Promise.all(Array.from({ length: 8 }, () => send(mk())));
+      const ids = new Set();
+      for (const r of rs) {
+        assertStatus(r, [200, 409, 412], 'concurrent conditional create');
+        if (r.status === 200) {
+          assert.match(r.json.entry[0].response.status, /^(200|201)\b/);
+          ids.add(parseLocation(r.json.entry[0].response.location).id);
+        }
       }
+      const n = await countBy('Patient', ident);
+      const statuses = rs.map((r) => (r.status === 200 ? r.json.entry[0].response.status.slice(0, 3) : String(r.status))).sort().join(',');
+      assert.equal(n, 1, `round ${round}: exactly one Patient with the identifier (found ${n}; statuses ${statuses})`);
+      assert.equal(ids.size, 1, `round ${round}: every answer names the same Patient (${ids.size} different ids)`);
     }
-    const n = await countBy('Patient', ident);
-    const statuses = rs.map((r) => (r.status === 200 ? r.json.entry[0].response.status.slice(0, 3) : String(r.status))).sort().join(',');
-    assert.equal(n, 1, `exactly one Patient with the identifier (found ${n}; entry statuses ${statuses})`);
-    assert.equal(ids.size, 1, `every answer names the same Patient (${ids.size} different ids)`);
   });
 
   test('concurrent transactions with the same ifMatch: one wins, the others 409/412', async () => {
