@@ -13,8 +13,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { start } from './lib/server.mjs';
-import { assertOperationOutcome, assertStatus, mapLimit } from './lib/fhir.mjs';
+import { assertOperationOutcome, assertStatus, mapLimit, stripServerMeta } from './lib/fhir.mjs';
 import { loadSyntheaBundles, parseLocation, rewriteRefs } from './lib/synthea.mjs';
 
 let server;
@@ -162,6 +163,59 @@ test('a created Observation reads back with its references rewritten to the new 
   assert.match(r.json.subject.reference, /^Patient\/[A-Za-z0-9\-.]+$/);
 });
 
+test('resources read back as sent (ids and references rewritten, contained and nested references too)', async () => {
+  need();
+  for (const [type, m] of model) {
+    const rs = [...m.values()];
+    for (const r of [rs[0], rs[Math.floor(rs.length / 2)], rs[rs.length - 1]]) {
+      const g = await req('GET', `/fhir/${type}/${r.id}`);
+      assertStatus(g, 200, `read ${type}/${r.id}`);
+      assert.ok(!g.body.includes('urn:uuid:'), `${type}/${r.id} still holds a urn:uuid reference`);
+      assert.ok(isDeepStrictEqual(stripServerMeta(g.json, true), r), `${type}/${r.id} differs from what was sent`);
+    }
+  }
+});
+
+test('_tag, _id lists and _elements', async () => {
+  need();
+  for (const type of ['Observation', 'Encounter', 'Patient']) {
+    assert.equal(await count(`/fhir/${type}?_tag=https://smarthealthit.org/tags|synthea-5-2019`, type),
+      all(type).filter((r) => r.meta?.tag?.some((t) => t.code === 'synthea-5-2019')).length, `_tag on ${type}`);
+  }
+  const ps = all('Patient').slice(0, 5);
+  const w = await walk(`/fhir/Patient?_id=${ps.map((p) => p.id).join(',')}`, 'Patient');
+  sameSet(w.ids, ps.map((p) => p.id), '_id=a,b,c,d,e');
+  const e = await page(`/fhir/Patient?_id=${ps[0].id}&_elements=gender`, 'Patient');
+  const got = matches(e)[0];
+  assert.equal(got.gender, ps[0].gender);
+  assert.equal(got.name, undefined, '_elements=gender leaves out name');
+  assert.equal(got.birthDate, undefined, '_elements=gender leaves out birthDate');
+  assert.ok(got.meta?.tag?.some((t) => t.code === 'SUBSETTED'), '_elements marks the resource SUBSETTED');
+});
+
+test('identifier, phone, address and code:text searches', async () => {
+  need();
+  const pats = all('Patient');
+  for (const p of pats.filter((_, i) => i % 6 === 0)) {
+    const mrn = p.identifier.find((i) => i.type?.coding?.[0]?.code === 'MR');
+    const hits = (sys, v) => pats.filter((x) => (x.identifier ?? []).some((i) => i.value === v && (sys === undefined || i.system === sys))).map((x) => x.id);
+    sameSet((await walk(`/fhir/Patient?identifier=${encodeURIComponent(`${mrn.system}|${mrn.value}`)}`, 'Patient')).ids, hits(mrn.system, mrn.value), `identifier=system|MRN of Patient/${p.id}`);
+    sameSet((await walk(`/fhir/Patient?identifier=${encodeURIComponent(mrn.value)}`, 'Patient')).ids, hits(undefined, mrn.value), `identifier=MRN of Patient/${p.id}`);
+    sameSet((await walk(`/fhir/Patient?identifier:of-type=${encodeURIComponent(`http://terminology.hl7.org/CodeSystem/v2-0203|MR|${mrn.value}`)}`, 'Patient')).ids,
+      pats.filter((x) => (x.identifier ?? []).some((i) => i.value === mrn.value && i.type?.coding?.some((c) => c.code === 'MR'))).map((x) => x.id), `identifier:of-type of Patient/${p.id}`);
+    const phone = p.telecom[0].value;
+    sameSet((await walk(`/fhir/Patient?phone=${encodeURIComponent(phone)}`, 'Patient')).ids, pats.filter((x) => (x.telecom ?? []).some((t) => t.value === phone)).map((x) => x.id), `phone of Patient/${p.id}`);
+    const city = p.address[0].city;
+    sameSet((await walk(`/fhir/Patient?address-city=${encodeURIComponent(city.toLowerCase())}`, 'Patient')).ids,
+      pats.filter((x) => (x.address ?? []).some((a) => a.city && fold(a.city).startsWith(fold(city)))).map((x) => x.id), `address-city of Patient/${p.id}`);
+  }
+  const obs = all('Observation');
+  for (const v of ['body h', 'Blood Pressure', 'HEMOGLOBIN']) {
+    const want = obs.filter((o) => [o.code.text, ...o.code.coding.map((c) => c.display)].some((t) => t && fold(t).startsWith(fold(v)))).length;
+    assert.equal(await count(`/fhir/Observation?code:text=${encodeURIComponent(v)}`, 'Observation'), want, `code:text=${v}`);
+  }
+});
+
 // ------------------------------------------------------------ references and tokens
 
 const obsOf = (pref) => all('Observation').filter((o) => o.subject?.reference === pref);
@@ -247,7 +301,7 @@ describe('Observations per LOINC code', () => {
     assert.equal(await count('/fhir/Observation?code=http://loinc.org|', 'Observation'), want, 'system|');
   });
 
-  test('token :not, :missing and quantity / composite', async () => {
+  test('token :not and :missing', async () => {
     need();
     const obs = all('Observation');
     assert.equal(await count('/fhir/Observation?code:not=http://loinc.org|8302-2', 'Observation'),
@@ -259,13 +313,35 @@ describe('Observations per LOINC code', () => {
     assert.equal(await count('/fhir/Observation?value-quantity:missing=true', 'Observation'), obs.filter((o) => !o.valueQuantity).length, 'value-quantity:missing=true');
     assert.equal(await count('/fhir/Patient?death-date:missing=false', 'Patient'), pats.filter((p) => p.deceasedDateTime).length, 'death-date:missing=false');
     assert.equal(await count('/fhir/Patient?death-date:missing=true', 'Patient'), pats.filter((p) => !p.deceasedDateTime).length, 'death-date:missing=true');
-    const tall = obs.filter((o) => hasCoding(o.code, 'http://loinc.org', '8302-2') && o.valueQuantity?.value > 170);
-    assert.equal(await count(`/fhir/Observation?code-value-quantity=${encodeURIComponent('http://loinc.org|8302-2$gt170')}`, 'Observation'), tall.length, 'composite');
-    const cm = obs.filter((o) => o.valueQuantity?.code === 'cm' && o.valueQuantity.system === 'http://unitsofmeasure.org' && o.valueQuantity.value > 170);
-    assert.equal(await count('/fhir/Observation?value-quantity=gt170|http://unitsofmeasure.org|cm', 'Observation'), cm.length, 'quantity gt with system|code');
-    assert.equal(await count('/fhir/Observation?value-quantity=gt170||cm', 'Observation'), cm.length, 'quantity gt with ||code');
-    const le = obs.filter((o) => o.valueQuantity?.code === 'kg' && o.valueQuantity.value <= 60);
-    assert.equal(await count('/fhir/Observation?value-quantity=le60||kg', 'Observation'), le.length, 'quantity le');
+  });
+
+  // R4 3.1.1.5.6 (number, and quantity by reference to it): eq and ne compare
+  // with the range the value's precision implies ("170" is [169.5, 170.5)),
+  // while gt, ge, lt and le compare with the exact value ("values that are
+  // greater than exactly 100").
+  test('quantity and composite prefixes: eq/ne use the implicit range, gt/ge/lt/le the exact value', async () => {
+    need();
+    const obs = all('Observation');
+    const height = (o) => hasCoding(o.code, 'http://loinc.org', '8302-2') && o.valueQuantity ? o.valueQuantity.value : undefined;
+    const cm = (o) => (o.valueQuantity?.code === 'cm' && o.valueQuantity.system === 'http://unitsofmeasure.org' ? o.valueQuantity.value : undefined);
+    const kg = (o) => (o.valueQuantity?.code === 'kg' ? o.valueQuantity.value : undefined);
+    const cmp = {
+      gt: (v, x) => v > x, ge: (v, x) => v >= x, lt: (v, x) => v < x, le: (v, x) => v <= x,
+      eq: (v, x) => v >= x - 0.5 && v < x + 0.5, ne: (v, x) => !(v >= x - 0.5 && v < x + 0.5),
+    };
+    const cases = [];
+    for (const prefix of Object.keys(cmp)) {
+      cases.push([`code-value-quantity=loinc|8302-2$${prefix}170`, `code-value-quantity=${encodeURIComponent(`http://loinc.org|8302-2$${prefix}170`)}`, height, prefix, 170]);
+      cases.push([`value-quantity=${prefix}170|ucum|cm`, `value-quantity=${prefix}170|http://unitsofmeasure.org|cm`, cm, prefix, 170]);
+      cases.push([`value-quantity=${prefix}60||kg`, `value-quantity=${prefix}60||kg`, kg, prefix, 60]);
+    }
+    const wrong = [];
+    for (const [label, q, val, prefix, x] of cases) {
+      const want = obs.filter((o) => val(o) !== undefined && cmp[prefix](val(o), x)).length;
+      const got = await count(`/fhir/Observation?${q}`, 'Observation');
+      if (got !== want) wrong.push(`${label}: expected ${want}, got ${got}`);
+    }
+    assert.deepEqual(wrong, [], `quantity searches with wrong counts:\n${wrong.join('\n')}`);
   });
 });
 
