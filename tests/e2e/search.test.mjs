@@ -817,6 +817,94 @@ describe('deleted resources', () => {
   });
 });
 
+describe('updated resources', () => {
+  test('an update moves the resource from the old index values to the new ones', async () => {
+    need();
+    const p = pickPatients()[0];
+    const o = obsOf(ref(p)).find((x) => x.valueQuantity) ?? obsOf(ref(p))[0];
+    const before = { ...o.code.coding[0] };
+    const updated = structuredClone(o);
+    updated.code = { coding: [{ system: 'urn:e2e:search', code: 'updated' }] };
+    updated.effectiveDateTime = '2031-02-03T04:05:06+00:00';
+    const r = await req('PUT', `/fhir/Observation/${o.id}`, { body: updated });
+    assertStatus(r, 200, 'update');
+    put(updated);
+    assert.equal(await count(`/fhir/Observation?code=${encodeURIComponent(`${before.system}|${before.code}`)}&subject=Patient/${p.id}`, 'Observation'),
+      obsOf(ref(p)).filter((x) => hasCoding(x.code, before.system, before.code)).length, 'old code');
+    const w = await walk(`/fhir/Observation?code=urn:e2e:search|updated`, 'Observation');
+    sameSet(w.ids, [o.id], 'new code');
+    assert.equal(await count(`/fhir/Observation?_id=${o.id}&date=2031-02-03`, 'Observation'), 1, 'new date');
+    assert.equal(await count(`/fhir/Observation?_id=${o.id}&date=${o.effectiveDateTime.slice(0, 10)}`, 'Observation'), 0, 'old date');
+    // a patient's family name
+    const q = all('Patient').find((x) => x.birthDate && x.id !== p.id);
+    const oldFam = q.name[0].family;
+    const uq = structuredClone(q);
+    uq.name[0].family = `Renamed${crypto.randomBytes(3).toString('hex').replace(/\d/g, 'x')}`;
+    assertStatus(await req('PUT', `/fhir/Patient/${q.id}`, { body: uq }), 200, 'update Patient');
+    put(uq);
+    const fams = (x) => x.name.map((n) => n.family).filter(Boolean);
+    sameSet((await walk(`/fhir/Patient?family=${encodeURIComponent(oldFam)}`, 'Patient')).ids,
+      all('Patient').filter((x) => fams(x).some((f) => fold(f).startsWith(fold(oldFam)))).map((x) => x.id), 'old family');
+    sameSet((await walk(`/fhir/Patient?family=${encodeURIComponent(uq.name[0].family.toLowerCase())}`, 'Patient')).ids, [q.id], 'new family');
+    sameSet((await walk(`/fhir/Observation?subject:Patient.family=${encodeURIComponent(uq.name[0].family)}&_count=1000`, 'Observation')).ids,
+      obsOf(ref(q)).map((x) => x.id), 'chain on the new family');
+  });
+});
+
+describe('deleted targets of references', () => {
+  test('a deleted Patient is neither _included nor reached by chains or _has', async () => {
+    need();
+    const fam = `Gone${crypto.randomBytes(3).toString('hex').replace(/\d/g, 'y')}`;
+    const pu = `urn:uuid:${crypto.randomUUID()}`;
+    const b = {
+      resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: pu, resource: { resourceType: 'Patient', name: [{ family: fam }], birthDate: '1901-01-01' }, request: { method: 'POST', url: 'Patient' } },
+        { resource: { resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: pu }, period: { start: '2001-01-01T00:00:00Z', end: '2001-01-01T01:00:00Z' } }, request: { method: 'POST', url: 'Encounter' } },
+      ],
+    };
+    const r = await req('POST', '/fhir', { body: b });
+    assertStatus(r, 200);
+    const pid = parseLocation(r.json.entry[0].response.location).id;
+    const eid = parseLocation(r.json.entry[1].response.location).id;
+    put({ ...b.entry[1].resource, id: eid, subject: { reference: `Patient/${pid}` } });
+    const before = await page(`/fhir/Encounter?_id=${eid}&_include=Encounter:subject`, 'Encounter');
+    sameSet(includes(before).map(ref), [`Patient/${pid}`], 'included while it exists');
+    const d = await req('DELETE', `/fhir/Patient/${pid}`);
+    assertStatus(d, [200, 204, 409], 'delete a referenced Patient');
+    if (d.status === 409) return; // referential integrity: the server refuses, nothing to check
+    const after = await page(`/fhir/Encounter?_id=${eid}&_include=Encounter:subject`, 'Encounter');
+    sameSet(matches(after).map((x) => x.id), [eid], 'the Encounter is still there');
+    assert.equal(includes(after).length, 0, 'the deleted Patient is not _included');
+    assert.equal(await count(`/fhir/Encounter?subject:Patient.family=${fam}`, 'Encounter'), 0, 'chain through a deleted Patient');
+    assert.equal(await count(`/fhir/Patient?family=${fam}`, 'Patient'), 0, 'family of a deleted Patient');
+    assert.equal(await count(`/fhir/Patient?_has:Encounter:patient:_id=${eid}`, 'Patient'), 0, '_has to a deleted Patient');
+    assert.equal(await count('/fhir/Patient?birthdate=1901-01-01', 'Patient'), 0, 'birth date of a deleted Patient');
+    const rev = await page(`/fhir/Patient?_id=${pid}&_revinclude=Encounter:patient`, 'Patient');
+    assert.equal((rev.entry ?? []).length, 0, '_id of a deleted Patient matches nothing, includes nothing');
+  });
+});
+
+describe('limits', () => {
+  test('_count above the server maximum is cut to 1000', async () => {
+    need();
+    const b = await page('/fhir/Observation?_count=5000', 'Observation');
+    assert.equal(matches(b).length, 1000);
+    assert.ok(nextOf(b), 'a next link');
+  });
+
+  test('a chain or _has matching more than 500 resources → 400 too-costly, never a silent cut', async () => {
+    need();
+    for (const q of ['/fhir/Observation?encounter:Encounter.status=finished', '/fhir/Patient?_has:Observation:patient:status=final']) {
+      const r = await req('GET', q);
+      assertStatus(r, 400, q.split('?')[1].split('=')[0]);
+      assertOperationOutcome(r);
+    }
+    const r = await req('GET', '/fhir/Nonsense?x=1');
+    assertStatus(r, 404, 'unknown type');
+    assertOperationOutcome(r);
+  });
+});
+
 // ------------------------------------------------------------ at rest
 
 test('at rest: no patient name, identifier, phone, address line or birth date is in store.db, -wal or -shm', { skip: process.env.CV_PG_BASE ? 'CV_PG_BASE is set: the data is in PostgreSQL (at-rest for PostgreSQL is covered by at-rest.test.mjs)' : false }, async (t) => {
