@@ -795,6 +795,37 @@ describe('paging while another client writes', () => {
   }
 });
 
+describe('paging while another client updates', () => {
+  // an update keeps the resource in the result set; default order and a date
+  // sort must neither repeat it nor skip anything
+  for (const sort of ['', '&_sort=-date']) {
+    test(`no duplicates, nothing missed${sort ? ` (${sort.slice(1)})` : ''}`, async () => {
+      need();
+      const p = pickPatients()[2];
+      const before = obsOf(ref(p)).filter((o) => o.status);
+      let walking = true;
+      let updates = 0;
+      let pagesDuringUpdates = 0;
+      const writers = Promise.all([0, 1, 2].map(async () => {
+        while (walking && updates < 300) {
+          const o = structuredClone(before[Math.floor(Math.random() * before.length)]);
+          o.status = o.status === 'final' ? 'amended' : 'final';
+          const r = await req('PUT', `/fhir/Observation/${o.id}`, { body: o });
+          assertStatus(r, [200, 409], 'concurrent update');
+          if (r.status === 200) { put(o); updates++; }
+        }
+      }));
+      const w = await walk(`/fhir/Observation?subject=Patient/${p.id}&_count=5${sort}`, 'Observation', {
+        onPage: () => { if (updates > 0) pagesDuringUpdates++; },
+      });
+      walking = false;
+      await writers;
+      assert.ok(updates >= 3 && pagesDuringUpdates >= 3, `updates happened during the walk (${updates} updates, ${pagesDuringUpdates} pages)`);
+      sameSet(w.ids, obsOf(ref(p)).map((o) => o.id), 'walk during updates');
+    });
+  }
+});
+
 describe('deleted resources', () => {
   test('a deleted Observation is no longer found by any search', async () => {
     need();

@@ -362,6 +362,23 @@ describe('transaction', () => {
     assertWritten(e[3], 201, 'Patient');
   });
 
+  // R4 http.html#transaction: "servers SHALL either accept all actions and
+  // return a 200 OK, along with a response bundle, or reject all resources
+  // and return an HTTP 400 or 500 type response" -- reads included.
+  for (const [what, get, statuses] of [
+    ['a read of a missing resource', () => `Patient/${uid()}`, [404, 400]],
+    ['a search with an unknown parameter', () => 'Patient?nosuchparameter=1', [400]],
+  ]) {
+    test(`a failing GET entry (${what}) fails the whole transaction`, async () => {
+      const ident = uid();
+      const b = tx([post(patient(ident), urn()), { request: { method: 'GET', url: get() } }]);
+      const r = await send(b);
+      assertStatus(r, statuses, what);
+      assertOperationOutcome(r, what);
+      assert.equal(await countBy('Patient', ident), 0, 'the POST of the failed transaction is not visible');
+    });
+  }
+
   test('response entries are in request order', async () => {
     const ident = uid();
     const id = await createDirect(patient(ident));
