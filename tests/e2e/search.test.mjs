@@ -796,9 +796,10 @@ describe('paging while another client writes', () => {
 });
 
 describe('paging while another client updates', () => {
-  // an update keeps the resource in the result set; default order and a date
-  // sort must neither repeat it nor skip anything
-  for (const sort of ['', '&_sort=-date']) {
+  // an update keeps the resource in the result set; the walk must neither
+  // repeat it nor skip anything ("paging stays correct while others write"),
+  // also when sorted by _lastUpdated, the key an update changes
+  for (const sort of ['', '&_sort=-date', '&_sort=_lastUpdated']) {
     test(`no duplicates, nothing missed${sort ? ` (${sort.slice(1)})` : ''}`, async () => {
       need();
       const p = pickPatients()[2];
