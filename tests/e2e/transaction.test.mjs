@@ -12,7 +12,12 @@ import { parseLocation } from './lib/synthea.mjs';
 let server;
 
 before(async () => { server = await start({ name: 'transaction' }); });
-after(async () => { if (server) await server.cleanup(); });
+// a clean SIGTERM stop (exit 0: no sanitizer report) ends the suite
+after(async () => {
+  if (server) {
+    try { await server.stop(); } finally { await server.cleanup(); }
+  }
+});
 
 const SYS = 'urn:e2e:transaction';
 const uid = () => `e2e-${crypto.randomBytes(6).toString('hex')}`;
