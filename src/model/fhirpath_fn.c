@@ -540,7 +540,7 @@ static cv_rc fn_children(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in
 	cv_rc rc = CV_OK;
 
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], NULL, false, out);
+		rc = fp_children(ev, &in->v[i], NULL, out);
 	return rc;
 }
 
@@ -550,11 +550,11 @@ static cv_rc fn_descendants(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t 
 	cv_rc rc = CV_OK;
 
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], NULL, false, out);
+		rc = fp_children(ev, &in->v[i], NULL, out);
 	/* out is its own queue: each item's children are appended behind it */
 	for (size_t k = 0; k < out->n && !rc; k++) {
 		cv_fp_item_t it = out->v[k];
-		rc = fp_children(ev, &it, NULL, false, out);
+		rc = fp_children(ev, &it, NULL, out);
 	}
 	return rc;
 }
@@ -572,7 +572,7 @@ static cv_rc fn_extension(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *i
 	if (rc || !url)
 		return rc;
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], "extension", false, &ext);
+		rc = fp_children(ev, &in->v[i], "extension", &ext);
 	for (size_t i = 0; i < ext.n && !rc; i++) {
 		json_object *u = NULL;
 		if (json_object_is_type(ext.v[i].node, json_type_object) &&
