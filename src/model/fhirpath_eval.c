@@ -1572,3 +1572,13 @@ cv_rc cv_fhirpath_eval(const cv_fhirpath_t *e, const cv_fp_env_t *env, cv_pool_t
 out:
 	return rc;
 }
+
+bool cv_fp_item_value(const cv_model_t *m, const cv_fp_item_t *it, cv_pool_t *pool, cv_fp_item_t *out)
+{
+	cv_fp_env_t env = {.model = m};
+	fp_ev_t ev = {.env = &env, .pool = pool};
+
+	if (!m || !it || !pool || !out)
+		return false;
+	return fp_sysval(&ev, it, out);
+}

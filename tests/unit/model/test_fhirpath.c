@@ -234,6 +234,23 @@ static void test_choice_types(void **state)
 	expect(&f, f.obs, "Observation.component.value.ofType(CodeableConcept).text", 1, "x");
 	expect(&f, f.obs, "Observation.component.value.ofType(string)", 1, "y");
 	expect(&f, f.obs, "Observation.value > 70 'kg'", 1, "true");
+	{
+		cv_fp_item_t v;
+		assert_int_equal(run(&f.pool, f.obs, "Observation.value | Observation.effective | Observation.status", &out),
+				 CV_OK);
+		assert_int_equal(out.n, 3);
+		assert_true(cv_fp_item_value(model, &out.v[0], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_QUANTITY);
+		assert_string_equal(v.s, "72.50");
+		assert_string_equal(v.unit, "kg");
+		assert_true(cv_fp_item_value(model, &out.v[1], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_DATETIME);
+		assert_true(cv_fp_item_value(model, &out.v[2], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_STRING);
+		assert_string_equal(v.s, "final");
+		assert_int_equal(run(&f.pool, f.obs, "Observation.code", &out), CV_OK);
+		assert_false(cv_fp_item_value(model, &out.v[0], &f.pool, &v));
+	}
 	expect(&f, f.obs, "Observation.effective > @2020-01-02T01:00:00Z", 1, "true");
 	expect(&f, f.pat, "Patient.deceased", 1, "false");
 	expect(&f, f.pat, "Patient.multipleBirth is integer", 1, "true");
