@@ -112,4 +112,13 @@ void cv_fhirpath_free(cv_fhirpath_t *e);
 cv_rc cv_fhirpath_eval(const cv_fhirpath_t *e, const cv_fp_env_t *env, cv_pool_t *pool, cv_fp_list_t *out,
 		       char *err, size_t errlen);
 
+/* The System value of an item, for callers that index or compare results:
+ * a CV_FP_NODE primitive (string, code, uri, date, dateTime, instant, time,
+ * boolean, integer, decimal) or Quantity gives *out of the matching computed
+ * kind (CV_FP_STRING, CV_FP_DATE, ..., with s/b/i/d/unit set; a decimal's s
+ * is its exact source text); a computed item is copied. False for complex
+ * nodes and for primitives with only an `_element` sibling. Strings point into
+ * the input tree or pool, which must outlive *out. */
+bool cv_fp_item_value(const cv_model_t *m, const cv_fp_item_t *it, cv_pool_t *pool, cv_fp_item_t *out);
+
 #endif

@@ -635,7 +635,7 @@ bool fp_knows(fp_ev_t *ev, const cv_fp_item_t *it, const char *name)
 	return cv_model_elem(ev->env->model, it->elem ? NULL : it->type, it->elem, name) != NULL;
 }
 
-cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool strict, fp_coll_t *out)
+cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, fp_coll_t *out)
 {
 	const cv_model_elem_t *e;
 	json_object *v;
@@ -657,8 +657,6 @@ cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool st
 	}
 	if (!is_complex_position(ev, it) && (v || sibling(ev, it->node, name)))
 		return push_values(ev, v, sibling(ev, it->node, name), NULL, NULL, out);
-	if (strict && is_complex_position(ev, it))
-		return fp_fail(ev, CV_E_INVALID, "%s has no element '%.64s'", it->elem ? "the element" : it->type, name);
 	return CV_OK;
 }
 
@@ -1402,7 +1400,7 @@ static cv_rc member_term(fp_ev_t *ev, const fp_node_t *n, const fp_coll_t *in, b
 			continue;
 		}
 		known = known || fp_knows(ev, it, n->name);
-		rc = fp_children(ev, it, n->name, false, out);
+		rc = fp_children(ev, it, n->name, out);
 	}
 	/* a name no item's type defines is an error (`name.given1`), not an empty result */
 	if (!rc && !type_name && in->n && !known)
@@ -1575,4 +1573,14 @@ cv_rc cv_fhirpath_eval(const cv_fhirpath_t *e, const cv_fp_env_t *env, cv_pool_t
 	out->v = res.v;
 out:
 	return rc;
+}
+
+bool cv_fp_item_value(const cv_model_t *m, const cv_fp_item_t *it, cv_pool_t *pool, cv_fp_item_t *out)
+{
+	cv_fp_env_t env = {.model = m};
+	fp_ev_t ev = {.env = &env, .pool = pool};
+
+	if (!m || !it || !pool || !out)
+		return false;
+	return fp_sysval(&ev, it, out);
 }

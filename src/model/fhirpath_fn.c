@@ -19,6 +19,7 @@
 #include <time.h>
 
 #define FP_MAX_REGEX 256 /* longest regular expression accepted */
+#define FP_MAX_REGEX_INPUT 65536u /* longest string a regular expression runs on */
 
 /* ---- argument helpers ------------------------------------------------------ */
 
@@ -540,7 +541,7 @@ static cv_rc fn_children(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in
 	cv_rc rc = CV_OK;
 
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], NULL, false, out);
+		rc = fp_children(ev, &in->v[i], NULL, out);
 	return rc;
 }
 
@@ -550,11 +551,11 @@ static cv_rc fn_descendants(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t 
 	cv_rc rc = CV_OK;
 
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], NULL, false, out);
+		rc = fp_children(ev, &in->v[i], NULL, out);
 	/* out is its own queue: each item's children are appended behind it */
 	for (size_t k = 0; k < out->n && !rc; k++) {
 		cv_fp_item_t it = out->v[k];
-		rc = fp_children(ev, &it, NULL, false, out);
+		rc = fp_children(ev, &it, NULL, out);
 	}
 	return rc;
 }
@@ -572,7 +573,7 @@ static cv_rc fn_extension(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *i
 	if (rc || !url)
 		return rc;
 	for (size_t i = 0; i < in->n && !rc; i++)
-		rc = fp_children(ev, &in->v[i], "extension", false, &ext);
+		rc = fp_children(ev, &in->v[i], "extension", &ext);
 	for (size_t i = 0; i < ext.n && !rc; i++) {
 		json_object *u = NULL;
 		if (json_object_is_type(ext.v[i].node, json_type_object) &&
@@ -958,6 +959,8 @@ static cv_rc matches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, co
 		rc = str_arg(ev, call, 0, focus, &pat);
 	if (rc || !s || !pat)
 		return rc;
+	if (strlen(s) > FP_MAX_REGEX_INPUT)
+		return fp_fail(ev, CV_E_LIMIT, "matches() on a string longer than %u bytes", FP_MAX_REGEX_INPUT);
 	rc = compile_re(ev, pat, &re, whole);
 	if (rc)
 		return rc;
@@ -978,6 +981,15 @@ static cv_rc fn_matchesfull(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t 
 	return matches(ev, call, in, focus, true, out);
 }
 
+/* Appends len bytes of src to r (n used of cap), truncating; r keeps room for a NUL. */
+static void append(char *r, size_t *n, size_t cap, const char *src, size_t len)
+{
+	if (len > cap - 1 - *n)
+		len = cap - 1 - *n;
+	memcpy(r + *n, src, len);
+	*n += len;
+}
+
 static cv_rc fn_replacematches(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus,
 			       fp_coll_t *out)
 {
@@ -996,6 +1008,8 @@ static cv_rc fn_replacematches(fp_ev_t *ev, const fp_node_t *call, const fp_coll
 		return rc;
 	if (!*pat)
 		return fp_push_str(ev, out, s);
+	if (strlen(s) > FP_MAX_REGEX_INPUT)
+		return fp_fail(ev, CV_E_LIMIT, "replaceMatches() on a string longer than %u bytes", FP_MAX_REGEX_INPUT);
 	cap = (strlen(s) + 1) * (strlen(rep) + 2) + 1;
 	if (cap > 16u * 1024 * 1024)
 		return fp_fail(ev, CV_E_LIMIT, "replaceMatches() result too long");
@@ -1005,41 +1019,37 @@ static cv_rc fn_replacematches(fp_ev_t *ev, const fp_node_t *call, const fp_coll
 	rc = compile_re(ev, pat, &re, false);
 	if (rc)
 		return rc;
-	for (const char *p = s; *p || p == s;) {
+	for (const char *p = s; !rc;) {
 		if (regexec(&re, p, 10, m, p == s ? 0 : REG_NOTBOL) != 0) {
-			memcpy(r + n, p, strlen(p));
-			n += strlen(p);
+			append(r, &n, cap, p, strlen(p));
 			break;
 		}
-		memcpy(r + n, p, (size_t)m[0].rm_so);
-		n += (size_t)m[0].rm_so;
+		append(r, &n, cap, p, (size_t)m[0].rm_so);
 		for (const char *q = rep; *q; q++) {
 			if (*q == '$' && q[1] >= '1' && q[1] <= '9' && m[q[1] - '0'].rm_so >= 0) {
 				regmatch_t g = m[q[1] - '0'];
-				if (n + (size_t)(g.rm_eo - g.rm_so) >= cap)
-					break;
-				memcpy(r + n, p + g.rm_so, (size_t)(g.rm_eo - g.rm_so));
-				n += (size_t)(g.rm_eo - g.rm_so);
+				append(r, &n, cap, p + g.rm_so, (size_t)(g.rm_eo - g.rm_so));
 				q++;
-			} else if (n + 1 < cap) {
-				r[n++] = *q;
+			} else {
+				append(r, &n, cap, q, 1);
 			}
 		}
 		if (m[0].rm_eo == m[0].rm_so) {
+			/* an empty match: keep the next character and move past it */
 			if (!p[m[0].rm_eo])
 				break;
-			if (n + 1 < cap)
-				r[n++] = p[m[0].rm_eo];
+			append(r, &n, cap, p + m[0].rm_eo, 1);
 			p += m[0].rm_eo + 1;
 		} else {
 			p += m[0].rm_eo;
 		}
+		rc = fp_step(ev);
 		if (!*p)
 			break;
 	}
 	regfree(&re);
-	r[n < cap ? n : cap - 1] = '\0';
-	return fp_push_str(ev, out, r);
+	r[n] = '\0';
+	return rc ? rc : fp_push_str(ev, out, r);
 }
 
 static cv_rc fn_tochars(fp_ev_t *ev, const fp_node_t *call, const fp_coll_t *in, const fp_coll_t *focus, fp_coll_t *out)

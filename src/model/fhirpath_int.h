@@ -120,7 +120,7 @@ cv_rc fp_step(fp_ev_t *ev);
 bool fp_sysval(fp_ev_t *ev, const cv_fp_item_t *in, cv_fp_item_t *out);
 
 /* Children of an item: of element name (NULL: all children). */
-cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, bool strict, fp_coll_t *out);
+cv_rc fp_children(fp_ev_t *ev, const cv_fp_item_t *it, const char *name, fp_coll_t *out);
 
 /* True if the item's type defines element name (or the item is not a
  * typed complex node, whose elements cannot be known). */

@@ -234,6 +234,23 @@ static void test_choice_types(void **state)
 	expect(&f, f.obs, "Observation.component.value.ofType(CodeableConcept).text", 1, "x");
 	expect(&f, f.obs, "Observation.component.value.ofType(string)", 1, "y");
 	expect(&f, f.obs, "Observation.value > 70 'kg'", 1, "true");
+	{
+		cv_fp_item_t v;
+		assert_int_equal(run(&f.pool, f.obs, "Observation.value | Observation.effective | Observation.status", &out),
+				 CV_OK);
+		assert_int_equal(out.n, 3);
+		assert_true(cv_fp_item_value(model, &out.v[0], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_QUANTITY);
+		assert_string_equal(v.s, "72.50");
+		assert_string_equal(v.unit, "kg");
+		assert_true(cv_fp_item_value(model, &out.v[1], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_DATETIME);
+		assert_true(cv_fp_item_value(model, &out.v[2], &f.pool, &v));
+		assert_int_equal(v.kind, CV_FP_STRING);
+		assert_string_equal(v.s, "final");
+		assert_int_equal(run(&f.pool, f.obs, "Observation.code", &out), CV_OK);
+		assert_false(cv_fp_item_value(model, &out.v[0], &f.pool, &v));
+	}
 	expect(&f, f.obs, "Observation.effective > @2020-01-02T01:00:00Z", 1, "true");
 	expect(&f, f.pat, "Patient.deceased", 1, "false");
 	expect(&f, f.pat, "Patient.multipleBirth is integer", 1, "true");
@@ -414,6 +431,44 @@ static void test_model_navigation(void **state)
 	assert_false(cv_model_type_derives(model, "Quantity", "Age"));
 	assert_true(cv_model_type_is_primitive(model, "dateTime"));
 	assert_false(cv_model_type_is_primitive(model, "HumanName"));
+}
+
+/* ---- allocation failures -------------------------------------------------------------- */
+
+/* Every evaluation under a pool too small for it fails cleanly (no crash,
+ * no leak under ASan), and succeeds once the pool is large enough. */
+static void test_allocation_failures(void **state)
+{
+	static const char *const exprs[] = {
+		"Patient.name.where(use = 'official').select(family & ', ' & given.join(' '))",
+		"Patient.descendants().ofType(string).distinct().count()",
+		"(Patient.name.given | Patient.identifier.value).sort().last().upper().replace('O', '0')",
+		"Patient.birthDate + 1 year > @1970 and Patient.multipleBirth.toString().toDecimal() * 1.5 = 3.0",
+		"Patient.generalPractitioner.resolve().ofType(Organization).name.lowBoundary().exists().not()",
+	};
+	fx_t f;
+
+	fx_init(&f);
+	for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+		cv_fhirpath_t *e = NULL;
+		char err[128];
+		cv_rc rc = CV_E_NOMEM;
+
+		assert_int_equal(cv_fhirpath_compile(exprs[i], &e, err, sizeof(err)), CV_OK);
+		for (size_t cap = 1024; rc != CV_OK && cap < 4u * 1024 * 1024; cap += cap / 8) {
+			cv_pool_t pool;
+			cv_fp_env_t env = {.model = model, .resource = f.pat};
+			cv_fp_list_t out;
+			cv_pool_init(&pool, cap);
+			rc = cv_fhirpath_eval(e, &env, &pool, &out, err, sizeof(err));
+			cv_pool_release(&pool);
+		}
+		if (rc != CV_OK)
+			print_error("%s: %s\n", exprs[i], err);
+		assert_int_equal(rc, CV_OK);
+		cv_fhirpath_free(e);
+	}
+	cv_pool_release(&f.pool);
 }
 
 /* ---- one compiled tree, several threads ------------------------------------------------- */
@@ -777,6 +832,7 @@ int main(void)
 		cmocka_unit_test(test_extensions_and_siblings),
 		cmocka_unit_test(test_operators),
 		cmocka_unit_test(test_errors_and_limits),
+		cmocka_unit_test(test_allocation_failures),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_official_suite),
 		cmocka_unit_test(test_search_expressions),
