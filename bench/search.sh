@@ -15,8 +15,8 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-srcs=(tests/data/synthea/*.json tests/data/synthea/*.json.gz)
-existing=(); for f in "${srcs[@]}"; do [ -f "$f" ] && existing+=("$f"); done
+existing=(); for f in tests/data/synthea/*.json.gz; do [ -f "$f" ] && existing+=("$f"); done
+[ ${#existing[@]} -gt 0 ] || existing=(tests/data/synthea/*.json)
 total=$(python3 bench/replicate.py "$work/in" "$WANT" "${existing[@]}")
 files=$(ls "$work/in" | wc -l)
 "$BIN" init --data "$work/data" >/dev/null 2>&1
