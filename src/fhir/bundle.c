@@ -761,6 +761,61 @@ static int unique_full_urls(txn_t *t)
 	return 1;
 }
 
+/* Does an entry of this transaction write type/id (and not delete it)? */
+static const tentry_t *written(const txn_t *t, const char *type, size_t tl, const char *id, size_t il)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const tentry_t *e = &t->e[i];
+		if (e->write && e->method != T_DELETE && e->id && strlen(e->type) == tl && strncmp(e->type, type, tl) == 0 &&
+		    strlen(e->id) == il && strncmp(e->id, id, il) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* A transaction's GETs run after its commit, but one that cannot succeed
+ * (a read of nothing, a search that is not valid) must fail the whole
+ * transaction: checked before anything is committed. */
+static int precheck_get(txn_t *t, tentry_t *e)
+{
+	const char *q = strchr(e->get, '?'), *slash = strchr(e->get, '/');
+	if (q) {
+		cv_search_plan_t *plan = cv_pool_alloc(t->ex->pool, sizeof *plan);
+		cv_param_t *params = cv_pool_alloc(t->ex->pool, CV_EX_MAX_PARAMS * sizeof *params);
+		char *type = cv_pool_strndup(t->ex->pool, e->get, (size_t)(q - e->get));
+		size_t n = 0;
+		cv_search_limits_t lim = { .default_count = 50, .max_count = 1000 };
+		if (!plan || !params || !type)
+			return fail(e, 500, "exception", "out of memory");
+		if (!cv_model_is_resource(t->f->model, type))
+			return fail(e, 404, "not-supported", "request.url names no known resource type");
+		if (cv_search_form_decode(q + 1, strlen(q + 1), t->ex->pool, params, CV_EX_MAX_PARAMS, &n) ||
+		    cv_search_parse(t->f->search, t->f->model, type, params, n, t->ex->base_url, false, &lim, t->ex->pool,
+				    plan, &e->oo))
+			return fail(e, 400, "invalid", "request.url is not a valid search");
+		return 1;
+	}
+	const char *hist = slash ? strstr(slash, "/_history/") : NULL;
+	size_t tl = slash ? (size_t)(slash - e->get) : 0, il = slash ? (hist ? (size_t)(hist - slash - 1)
+									    : strlen(slash + 1)) : 0;
+	if (!slash || tl == 0 || il == 0 || tl > 64 || il > 64)
+		return fail(e, 400, "invalid", "request.url of a GET is Type/id, Type/id/_history/vid or Type?query");
+	if (!hist && written(t, e->get, tl, slash + 1, il))
+		return 1;
+	char type[65], id[65];
+	memcpy(type, e->get, tl);
+	type[tl] = '\0';
+	memcpy(id, slash + 1, il);
+	id[il] = '\0';
+	cv_store_version_t v;
+	cv_rc rc = cv_model_is_resource(t->f->model, type) && cv_fhir_valid_id(id)
+			   ? cv_store_read(t->f->store, type, id, 0, t->ex->pool, &v) : CV_E_NOTFOUND;
+	if (rc == CV_E_NOTFOUND || (!rc && v.deleted && !hist))
+		return fail(e, rc ? 404 : 410, rc ? "not-found" : "deleted", rc ? "no such resource" : "the resource "
+			    "was deleted");
+	return rc ? fail(e, cv_fhir_status(rc), "exception", "the store could not be read") : 1;
+}
+
 /* Processes the entries in the spec's order; a transaction stops at the first failure. */
 static int process(txn_t *t)
 {
@@ -780,6 +835,9 @@ static int process(txn_t *t)
 			if (t->e[i].status >= 300)
 				return (t->failed = &t->e[i]), 0;
 	}
+	for (size_t i = 0; !t->batch && i < t->n; i++)
+		if (t->e[i].method == T_GET && !precheck_get(t, &t->e[i]))
+			return (t->failed = &t->e[i]), 0;
 	t->now = cv_time_now_us() / 1000 * 1000;
 	for (size_t i = 0; i < t->n; i++) {
 		tentry_t *e = &t->e[i];

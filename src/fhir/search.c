@@ -65,6 +65,7 @@ static cv_rc store_query(const cv_search_plan_t *plan, cv_pool_t *pool, cv_store
 	q->clauses = cl;
 	q->nsort = plan->nsort;
 	memcpy(q->sort, plan->sort, sizeof q->sort);
+	q->as_of_seq = plan->as_of_seq;
 	return CV_OK;
 }
 
@@ -569,6 +570,7 @@ static cv_rc write_bundle(page_t *p, bool have_total, uint64_t total, const char
 typedef struct cursor_tok {
 	uint8_t query[16];        /* SHA-256 (cut) of type and canonical query */
 	cv_store_cursor_t at;
+	int64_t as_of_seq;        /* the snapshot of a _lastUpdated sort */
 } cursor_tok_t;
 
 static void query_hash(const cv_search_plan_t *plan, uint8_t out[16])
@@ -588,6 +590,7 @@ static const char *cursor_make(cv_fhir_t *f, cv_pool_t *pool, const cv_search_pl
 	memset(&t, 0, sizeof t);
 	query_hash(plan, t.query);
 	t.at = *at;
+	t.as_of_seq = plan->as_of_seq;
 	cv_buf_t out;
 	cv_buf_init(&out, 4096);
 	const char *s = NULL;
@@ -597,7 +600,7 @@ static const char *cursor_make(cv_fhir_t *f, cv_pool_t *pool, const cv_search_pl
 	return s;
 }
 
-static cv_rc cursor_open(cv_fhir_t *f, const cv_search_plan_t *plan, cv_store_cursor_t *at)
+static cv_rc cursor_open(cv_fhir_t *f, cv_search_plan_t *plan, cv_store_cursor_t *at)
 {
 	cursor_tok_t t;
 	uint8_t want[16];
@@ -612,6 +615,7 @@ static cv_rc cursor_open(cv_fhir_t *f, const cv_search_plan_t *plan, cv_store_cu
 		if (memcmp(want, t.query, sizeof want) != 0 || !t.at.set)
 			rc = CV_E_INVALID;
 		*at = t.at;
+		plan->as_of_seq = t.as_of_seq;
 	}
 	cv_buf_release(&out);
 	return rc;
@@ -915,6 +919,9 @@ static void search(cv_exchange_t *ex)
 	cv_store_cursor_t after = { .set = false };
 	if (plan->cursor && !plan->nmsort && cursor_open(f, plan, &after))
 		return cv_fhir_error(ex, 400, "invalid", "_cursor is not a cursor this server issued for this search");
+	for (size_t i = 0; !plan->cursor && i < plan->nsort; i++)
+		if (plan->sort[i].kind == CV_SORT_UPDATED && (rc = cv_store_last_seq(f->store, &plan->as_of_seq)))
+			return cv_fhir_fail(ex, rc, NULL, "the search could not be run; retry later");
 	page_t *p = cv_pool_alloc(ex->pool, sizeof *p);
 	if (!p)
 		return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);

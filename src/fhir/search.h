@@ -115,6 +115,7 @@ typedef struct cv_search_plan {
 	size_t nelements;             /* _elements */
 	const char **elements;
 	const char *cursor;           /* _cursor (a sealed token), or NULL */
+	int64_t as_of_seq;            /* _lastUpdated sorts: the snapshot the walk started with */
 	const char *path;             /* links: the path after the base, when not the type ("Patient/1/$everything") */
 	cv_buf_t canonical;           /* the parameters that shape results, re-encoded (self link, cursor binding) */
 } cv_search_plan_t;

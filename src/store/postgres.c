@@ -92,6 +92,7 @@ static const struct {
 			 "WHERE COALESCE((SELECT max(version) FROM cv_version WHERE type = $1 AND rid = $2), 0) "
 			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
 	{ "count", "SELECT count(*)::bigint FROM cv_version" },
+	{ "last_seq", "SELECT COALESCE(max(seq), 0)::bigint FROM cv_version" },
 	{ "claim", "INSERT INTO cv_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
 		   "SET value = excluded.value WHERE cv_meta.value < $3 RETURNING name" },
 	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
@@ -782,6 +783,16 @@ static cv_rc pg_search_count(cv_backend_t *b, const cv_store_query_t *q, uint64_
 	return rc;
 }
 
+static cv_rc pg_last_seq(cv_backend_t *b, int64_t *out)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "last_seq", 0, NULL, NULL, NULL, &r);
+	if (!rc)
+		*out = get_i64(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
 static cv_rc pg_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			     cv_store_hit_fn fn, void *arg)
 {
@@ -823,6 +834,7 @@ static const cv_backend_ops_t pg_ops = {
 	.scan_meta = pg_scan_meta,
 	.search = pg_search,
 	.search_count = pg_search_count,
+	.last_seq = pg_last_seq,
 	.scan_current = pg_scan_current,
 };
 

@@ -229,9 +229,18 @@ static cv_rc where(cv_sql_t *s, const cv_store_query_t *q)
 }
 
 /* One sort key as an ascending, never-NULL expression. */
-static cv_rc sort_key(cv_sql_t *s, const cv_store_sort_t *k)
+static cv_rc sort_key(cv_sql_t *s, const cv_store_sort_t *k, int64_t as_of)
 {
 	cv_rc rc;
+	if (k->kind == CV_SORT_UPDATED && as_of > 0) {
+		/* the time of the version current at as_of: an update made since does not move it */
+		rc = cv_buf_printf(&s->text, "%sCOALESCE((SELECT v.updated_us FROM cv_version v WHERE v.type = r.type "
+					     "AND v.rid = r.rid AND v.seq <= ", k->desc ? "-" : "");
+		if (!rc)
+			rc = ph_int(s, as_of);
+		return rc ? rc : cv_buf_printf(&s->text, " ORDER BY v.version DESC LIMIT 1), %s)",
+					       k->desc ? "-4611686018427387904" : "4611686018427387904");
+	}
 	if (k->kind == CV_SORT_UPDATED)
 		return put(s, k->desc ? "-r.updated_us" : "r.updated_us");
 	int num = k->kind == CV_SORT_NUM;
@@ -257,7 +266,7 @@ cv_rc cv_query_search_sql(const cv_store_query_t *q, cv_sql_t *s)
 	for (size_t i = 0; !rc && i < q->nsort; i++) {
 		rc = put(s, ", ");
 		if (!rc)
-			rc = sort_key(s, &q->sort[i]);
+			rc = sort_key(s, &q->sort[i], q->as_of_seq);
 		if (!rc)
 			rc = cv_buf_printf(&s->text, " AS k%zu", i);
 	}

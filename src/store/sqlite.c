@@ -761,6 +761,20 @@ static cv_rc sqlite_search_count(cv_backend_t *b, const cv_store_query_t *q, uin
 	return rc;
 }
 
+static cv_rc sqlite_last_seq(cv_backend_t *b, int64_t *out)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT COALESCE(max(seq), 0) FROM cv_version", &st);
+	if (!rc && sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else if (!rc)
+		rc = db_error(r->db, "last_seq");
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
 static cv_rc sqlite_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit,
 				 cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
 {
@@ -798,6 +812,7 @@ static const cv_backend_ops_t sqlite_ops = {
 	.scan_meta = sqlite_scan_meta,
 	.search = sqlite_search,
 	.search_count = sqlite_search_count,
+	.last_seq = sqlite_last_seq,
 	.scan_current = sqlite_scan_current,
 };
 

@@ -470,6 +470,11 @@ cv_rc cv_store_search(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool,
 	return s->ops->search(s->be, &bq, pool, search_one, &c);
 }
 
+cv_rc cv_store_last_seq(cv_store_t *s, int64_t *out)
+{
+	return s->ops->last_seq(s->be, out);
+}
+
 cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out)
 {
 	cv_pool_t pool;

@@ -200,6 +200,9 @@ typedef struct cv_store_query {
 	cv_store_sort_t sort[CV_STORE_SORT_MAX];
 	cv_store_cursor_t after;           /* keyset paging */
 	unsigned limit;
+	int64_t as_of_seq;                 /* > 0: a _lastUpdated sort key is the time of the version
+	                                      current at this write sequence (cv_store_last_seq), so
+	                                      pages keep their order while others update */
 } cv_store_query_t;
 
 /* One search result: the opened current version, and the cursor that
@@ -214,6 +217,9 @@ typedef cv_rc (*cv_store_hit_fn)(void *arg, const cv_store_hit_t *hit);
 /* Calls fn for each match in order, at most q->limit times (fn returning
  * non-zero stops early with that code). CV_E_INVALID for a malformed query. */
 cv_rc cv_store_search(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg);
+
+/* The sequence number of the latest write (0 for an empty store). */
+cv_rc cv_store_last_seq(cv_store_t *s, int64_t *out);
 
 /* Counts the matches of q (limit, sort and cursor ignored). */
 cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out);

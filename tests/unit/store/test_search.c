@@ -229,6 +229,35 @@ static void keyset_paging_in_sort_orders(void **state)
 	}
 }
 
+/* Sorted by last update as of a snapshot, an update made since does not
+ * move a resource: a walk neither repeats nor skips it. */
+static void updated_sort_keeps_its_snapshot(void **state)
+{
+	fx_t *f = *state;
+	assert_int_equal(put_obs(f, "a", 0, "c:1", 1, 1, 1), CV_OK); /* updated_us 1000 */
+	assert_int_equal(put_obs(f, "b", 0, "c:1", 1, 1, 1), CV_OK);
+	assert_int_equal(put_obs(f, "c", 0, "c:1", 1, 1, 1), CV_OK);
+	int64_t snap = 0;
+	assert_int_equal(cv_store_last_seq(f->s, &snap), CV_OK);
+	assert_true(snap > 0);
+	assert_int_equal(put_obs(f, "a", 1, "c:1", 1, 1, 1), CV_OK); /* now updated_us 1001: last */
+	cv_store_query_t q = { .type = "Observation", .nsort = 1, .limit = 10 };
+	q.sort[0] = (cv_store_sort_t){ .kind = CV_SORT_UPDATED };
+	collect_t got = { .n = 0 };
+	assert_int_equal(cv_store_search(f->s, &q, &f->pool, collect, &got), CV_OK);
+	assert_string_equal(got.ids[2], "a"); /* without a snapshot: moved to the end */
+	q.as_of_seq = snap;
+	got.n = 0;
+	assert_int_equal(cv_store_search(f->s, &q, &f->pool, collect, &got), CV_OK);
+	assert_int_equal(got.n, 3);
+	assert_string_equal(got.ids[0], "a"); /* as of the snapshot: where it was */
+	assert_int_equal(put_obs(f, "d", 0, "c:1", 1, 1, 1), CV_OK); /* created since: last */
+	got.n = 0;
+	assert_int_equal(cv_store_search(f->s, &q, &f->pool, collect, &got), CV_OK);
+	assert_int_equal(got.n, 4);
+	assert_string_equal(got.ids[3], "d");
+}
+
 static void groups_are_all_or_nothing(void **state)
 {
 	fx_t *f = *state;
@@ -323,6 +352,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(date_prefixes, setup, teardown),
 		cmocka_unit_test_setup_teardown(number_ranges_and_units, setup, teardown),
 		cmocka_unit_test_setup_teardown(keyset_paging_in_sort_orders, setup, teardown),
+		cmocka_unit_test_setup_teardown(updated_sort_keeps_its_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(groups_are_all_or_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(updates_and_deletes_replace_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(keys_are_not_on_disk, setup, teardown),
