@@ -63,6 +63,8 @@ static cv_rc take(void *arg, const cv_store_hit_t *h)
 	lim.max_depth = 256;
 	r->last_rk = h->at.rk;
 	cv_rc rc = cv_json_parse((const char *)h->v.body, h->v.body_len, &lim, r->pool, &obj, &err);
+	if (!rc)
+		rc = cv_json_pool_own(r->pool, obj);
 	if (rc)
 		return rc;
 	json_object *id;

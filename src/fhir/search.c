@@ -81,7 +81,8 @@ static cv_rc parse_body(const cv_store_version_t *v, cv_pool_t *pool, json_objec
 	cv_json_limits_t lim;
 	cv_json_limits_default(&lim);
 	lim.max_depth = 256;
-	return cv_json_parse((const char *)v->body, v->body_len, &lim, pool, out, &err);
+	cv_rc rc = cv_json_parse((const char *)v->body, v->body_len, &lim, pool, out, &err);
+	return rc ? rc : cv_json_pool_own(pool, *out); /* released with the pool */
 }
 
 typedef struct batch {
