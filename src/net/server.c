@@ -80,6 +80,8 @@ typedef struct req {
 
 /* ---- connection tracking and the reaper -------------------------------- */
 
+#define PROCESSING_WINDOW_US (600LL * 1000000) /* the most a handler may take, once the request is in */
+
 /* Moves a connection's deadline. No lock: the entry lives until the close
  * notification, which libmicrohttpd delivers on this connection's own thread
  * after its last request callback; the reaper reads it atomically. */
@@ -271,6 +273,8 @@ static enum MHD_Result send_response(req_t *r)
 	r->status = ex->status;
 	r->bytes = len;
 	r->answered = 1;
+	/* the client has request-timeout seconds to take the response */
+	track_deadline(r->conn, (int64_t)r->srv->cfg->request_timeout * 1000000);
 	enum MHD_Result res = MHD_queue_response(r->conn, ex->status, resp);
 	MHD_destroy_response(resp);
 	return res;
@@ -464,8 +468,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		r->ran = 1;
 		cv_exchange_add_header(&r->ex, "Connection", "close");
 		cv_fhir_error(&r->ex, 503, "transient", "the server is shutting down; retry");
-	} else if (!r->ran)
+	} else if (!r->ran) {
+		/* the whole request is here: the deadline was for the client's sending; the
+		 * server's own work gets its own, longer bound (a large transaction under load) */
+		track_deadline(c, PROCESSING_WINDOW_US);
 		run_pipeline(r, url, method);
+	}
 	else if (r->ex.pending) {
 		pthread_mutex_lock(&r->mu);
 		int woken = r->woken;
