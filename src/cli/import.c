@@ -471,6 +471,9 @@ static int open_all(importer_t *im, char *err, size_t errlen)
 	im->fhir_ready = !rc;
 	if (!rc && (rc = cv_fhir_reindex(&im->fhir, NULL, NULL)))
 		snprintf(err, errlen, "cannot bring the search index up to date: %s", cv_rc_str(rc));
+	cv_store_write_t bulk = { .op = CV_STORE_BULK };
+	if (!rc)
+		cv_store_write_sync(im->store, &bulk); /* speed only: failing it is harmless */
 	return rc ? -1 : 0;
 }
 

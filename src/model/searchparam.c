@@ -35,7 +35,7 @@ typedef struct comp_entry {
 
 struct cv_sp_registry {
 	cv_pool_t pool;     /* strings and arrays */
-	json_object *root;  /* the parsed table (strings point into it) */
+	json_object *root;  /* the parsed table, while loading (strings are copied into the pool) */
 	size_t n;
 	cv_sp_t *v;         /* sorted by (base, code) */
 	size_t ncomp;
@@ -73,6 +73,13 @@ static const char *member_str(json_object *o, const char *name)
 	return json_object_get_string(v);
 }
 
+/* A copy of a string of the table in the registry's pool: the parsed table
+ * is freed once loaded. */
+static const char *keep(cv_sp_registry_t *r, const char *s)
+{
+	return s ? cv_pool_strdup(&r->pool, s) : NULL;
+}
+
 static cv_sp_type type_of(const char *name)
 {
 	for (size_t i = 0; name && i < sizeof sp_types / sizeof sp_types[0]; i++)
@@ -105,8 +112,10 @@ static cv_rc load_components(cv_sp_registry_t *r, cv_sp_t *sp, json_object *comp
 		return CV_E_NOMEM;
 	for (size_t i = 0; i < n; i++) {
 		json_object *pair = json_object_array_get_idx(comp, i);
-		sp->comp[i].code = json_object_get_string(json_object_array_get_idx(pair, 0));
-		sp->comp[i].expr = json_object_get_string(json_object_array_get_idx(pair, 1));
+		sp->comp[i].code = keep(r, json_object_get_string(json_object_array_get_idx(pair, 0)));
+		sp->comp[i].expr = keep(r, json_object_get_string(json_object_array_get_idx(pair, 1)));
+		if (!sp->comp[i].code || !sp->comp[i].expr)
+			return CV_E_NOMEM;
 		sp->comp[i].compiled = compile(sp->comp[i].expr, failed);
 	}
 	sp->ncomp = n;
@@ -122,7 +131,8 @@ static cv_rc load_targets(cv_sp_registry_t *r, cv_sp_t *sp, json_object *targets
 	if (!sp->targets)
 		return CV_E_NOMEM;
 	for (size_t i = 0; i < n; i++)
-		sp->targets[i] = json_object_get_string(json_object_array_get_idx(targets, i));
+		if (!(sp->targets[i] = keep(r, json_object_get_string(json_object_array_get_idx(targets, i)))))
+			return CV_E_NOMEM;
 	sp->ntargets = n;
 	return CV_OK;
 }
@@ -142,15 +152,19 @@ static cv_rc load_param(cv_sp_registry_t *r, json_object *p, size_t *at, size_t 
 		return CV_E_INTERNAL;
 	json_object_object_get_ex(p, "target", &targets);
 	json_object_object_get_ex(p, "comp", &comp);
-	const char *code = member_str(p, "code");
+	const char *code = keep(r, member_str(p, "code"));
 	cv_sp_type type = type_of(member_str(p, "type"));
+	if (!code)
+		return CV_E_NOMEM;
 	json_object_object_foreach(expr, base, e)
 	{
 		cv_sp_t *sp = &r->v[(*at)++];
 		sp->code = code;
-		sp->base = base;
+		sp->base = keep(r, base);
 		sp->type = type;
-		sp->expr = json_object_get_string(e);
+		sp->expr = keep(r, json_object_get_string(e));
+		if (!sp->base || !sp->expr)
+			return CV_E_NOMEM;
 		sp->compiled = compile(sp->expr, failed);
 		sp->blind_date = type == CV_SP_DATE && is_blind_date(code, base);
 		cv_rc rc = load_targets(r, sp, targets);
@@ -200,13 +214,14 @@ static cv_rc load_lists(cv_sp_registry_t *r, json_object *comp, comp_entry_t **o
 	json_object_object_foreach(comp, type, codes)
 	{
 		comp_entry_t *c = &list[i++];
-		c->type = type;
+		c->type = keep(r, type);
 		c->n = json_object_array_length(codes);
 		c->codes = cv_pool_alloc(&r->pool, (c->n ? c->n : 1) * sizeof *c->codes);
-		if (!c->codes)
+		if (!c->codes || !c->type)
 			return CV_E_NOMEM;
 		for (size_t k = 0; k < c->n; k++)
-			c->codes[k] = json_object_get_string(json_object_array_get_idx(codes, k));
+			if (!(c->codes[k] = keep(r, json_object_get_string(json_object_array_get_idx(codes, k)))))
+				return CV_E_NOMEM;
 	}
 	qsort(list, n, sizeof *list, cmp_comp);
 	*out = list;
@@ -243,6 +258,8 @@ cv_rc cv_sp_registry_new(const cv_model_t *m, cv_sp_registry_t **out, size_t *fa
 		cv_sp_registry_free(r);
 		return rc;
 	}
+	json_object_put(r->root); /* everything needed was copied into the pool */
+	r->root = NULL;
 	if (failed)
 		*failed = bad;
 	*out = r;

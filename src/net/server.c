@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -81,6 +82,7 @@ typedef struct req {
 /* ---- connection tracking and the reaper -------------------------------- */
 
 #define PROCESSING_WINDOW_US (600LL * 1000000) /* the most a handler may take, once the request is in */
+#define TRIM_EVERY_US (5LL * 1000000)          /* how often idle memory is given back */
 
 /* Moves a connection's deadline. No lock: the entry lives until the close
  * notification, which libmicrohttpd delivers on this connection's own thread
@@ -129,9 +131,23 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
 	pthread_mutex_unlock(&srv->mu);
 }
 
+/* Gives memory freed by finished requests back to the system when the
+ * server is quiet (called with srv->mu held; drops it meanwhile): request pools come and go in 8 KiB blocks on every HTTP
+ * thread's malloc arena, and glibc keeps what it can reuse. */
+static void trim_when_quiet(cv_server_t *srv, int64_t now, int64_t *last)
+{
+	if (now - *last < TRIM_EVERY_US || atomic_load(&srv->active) != 0)
+		return;
+	*last = now;
+	pthread_mutex_unlock(&srv->mu); /* trimming takes a while: do not hold up new connections */
+	malloc_trim(0);
+	pthread_mutex_lock(&srv->mu);
+}
+
 static void *reaper_main(void *arg)
 {
 	cv_server_t *srv = arg;
+	int64_t last_trim = cv_time_mono_us();
 	pthread_mutex_lock(&srv->mu);
 	while (!srv->stopping) {
 		struct timespec ts;
@@ -147,6 +163,7 @@ static void *reaper_main(void *arg)
 				cv_log(CV_LOG_INFO, "net.deadline", (cv_log_field_t[]){ CV_LS("action", "closed") }, 1);
 			}
 		}
+		trim_when_quiet(srv, now, &last_trim);
 	}
 	pthread_mutex_unlock(&srv->mu);
 	return NULL;

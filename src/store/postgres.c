@@ -540,6 +540,7 @@ static cv_rc apply_one(PGconn *c, cv_store_write_t *w)
 	case CV_STORE_PUT_VERSION: return apply_version(c, w);
 	case CV_STORE_REINDEX: return apply_reindex(c, w);
 	case CV_STORE_CLAIM: return apply_claim(c, w);
+	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}
 }

@@ -510,6 +510,8 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return apply_meta(b, w);
 	if (w->op == CV_STORE_CLAIM)
 		return apply_claim(b, w);
+	if (w->op == CV_STORE_BULK) /* a page cache that holds the index B-trees being filled */
+		return exec(b->wdb, "PRAGMA cache_size = -65536");
 	return w->op == CV_STORE_REINDEX ? reindex(b, w) : insert_version(b, w);
 }
 
@@ -822,7 +824,7 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = exec(b->wdb, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; "
 				  "PRAGMA temp_store = MEMORY; PRAGMA secure_delete = ON; "
-				  "PRAGMA cache_size = -65536");
+				  "PRAGMA cache_size = -4096");
 	if (!rc)
 		rc = migrate(b->wdb, err, errlen);
 	if (!rc)

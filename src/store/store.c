@@ -246,6 +246,8 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 	case CV_STORE_PUT_META:
 	case CV_STORE_CLAIM:
 		return w->name ? CV_OK : CV_E_INVALID;
+	case CV_STORE_BULK:
+		return CV_OK;
 	case CV_STORE_PUT_VERSION:
 		rc = seal_version(s, w);
 		break;

@@ -54,6 +54,7 @@ typedef enum {
 	CV_STORE_GROUP,       /* several writes that commit all together or not at all */
 	CV_STORE_REINDEX,     /* replaces the search index of type/id if its current version is
 	                         expect_version (else CV_E_NOTFOUND: it changed or went) */
+	CV_STORE_BULK,        /* the writer uses more memory for speed from now on (bulk loading) */
 	CV_STORE_CLAIM,       /* claims meta name `name` at updated_us: CV_E_CONFLICT when it was
 	                         claimed less than CV_STORE_CLAIM_US before (serialises conditional
 	                         creates across threads and nodes) */
