@@ -437,9 +437,10 @@ static cv_rc write_index(PGconn *c, const char *rk, const cv_store_write_t *w, i
 		int lens[2] = { (int)w->blinded.len, 0 }, fmts[2] = { 1, 0 };
 		rc = run_write(c, "ix_hash", 2, vals, lens, fmts, NULL);
 	}
+	if (rc)
+		return rc;
 	ix_arrays_t a;
-	if (!rc)
-		rc = arrays_build(w, &a);
+	rc = arrays_build(w, &a);
 	if (!rc && a.nd) {
 		const char *vals[4] = { rk, a.dp.data, a.dl.data, a.dh.data };
 		rc = run_write(c, "ix_date", 4, vals, NULL, NULL, NULL);

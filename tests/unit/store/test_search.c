@@ -44,6 +44,7 @@ typedef struct fx {
 	cv_key_t *master;
 	cv_store_t *s;
 	cv_pool_t pool;
+	char url[1024]; /* the PostgreSQL database, or "" */
 } fx_t;
 
 static int setup(void **state)
@@ -56,10 +57,9 @@ static int setup(void **state)
 	assert_int_equal(cv_crypto_init(err, sizeof err), CV_OK);
 	assert_int_equal(cv_crypto_master_create(key, err, sizeof err), CV_OK);
 	assert_int_equal(cv_crypto_master_load(key, &f->master, err, sizeof err), CV_OK);
-	char url[1024] = "";
 	if (pg_base)
-		pg_database(url, sizeof url);
-	assert_int_equal(cv_store_open(f->dir, url, 2, f->master, &f->s, err, sizeof err), CV_OK);
+		pg_database(f->url, sizeof f->url);
+	assert_int_equal(cv_store_open(f->dir, f->url, 2, f->master, &f->s, err, sizeof err), CV_OK);
 	cv_pool_init(&f->pool, 0);
 	*state = f;
 	return 0;
@@ -345,6 +345,35 @@ static void tokens_are_sealed(void **state)
 	cv_buf_release(&back);
 }
 
+/* Runs one SQL statement on the fixture's PostgreSQL database. */
+static void pg_sql(fx_t *f, const char *sql)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "psql '%s' -v ON_ERROR_STOP=1 -qc \"%s\" >/dev/null", f->url, sql);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* PostgreSQL only: an index statement that fails after the version and the
+ * current row were written fails the whole write; nothing of it remains. */
+static void failed_index_write_leaves_nothing(void **state)
+{
+	fx_t *f = *state;
+	if (!f->url[0])
+		skip();
+	pg_sql(f, "CREATE FUNCTION cv_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+		  "'BEGIN RAISE EXCEPTION ''refused by the test''; END'");
+	pg_sql(f, "CREATE TRIGGER cv_test_refuse BEFORE INSERT ON cv_ix_hash "
+		  "FOR EACH STATEMENT EXECUTE FUNCTION cv_test_refuse()");
+	assert_int_equal(put_obs(f, "half", 0, "c:7", 1, 1, 1), CV_E_STORAGE);
+	pg_sql(f, "DROP TRIGGER cv_test_refuse ON cv_ix_hash");
+	cv_store_version_t v;
+	assert_int_equal(cv_store_read(f->s, "Observation", "half", 0, &f->pool, &v), CV_E_NOTFOUND);
+	cv_store_term_t t = { .kind = CV_TERM_DATE, .param = "date", .cmp = CV_CMP_EQ, .lo = US(1), .hi = US(2) - 1 };
+	assert_string_equal(find(f, &t, 1, false), "");
+	assert_int_equal(put_obs(f, "half", 0, "c:7", 1, 1, 1), CV_OK);
+	assert_string_equal(find(f, &t, 1, false), "half");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +386,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(updates_and_deletes_replace_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(keys_are_not_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(tokens_are_sealed, setup, teardown),
+		cmocka_unit_test_setup_teardown(failed_index_write_leaves_nothing, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("search on SQLite", tests, NULL, NULL);
 	pg_base = getenv("CV_TEST_PG_BASE");
