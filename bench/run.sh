@@ -45,6 +45,10 @@ curl -sf --cacert "$work/data/tls/cert.pem" -H "Authorization: Bearer $TOKEN" \
   https://127.0.0.1:$CVPORT/fhir/Patient/bench-1 > "$work/www/fhir/Patient/bench-1"
 size=$(stat -c %s "$work/www/fhir/Patient/bench-1")
 
+# nginx's workers run as www-data: the document root must be readable to them
+# (the temporary directory is 0700 and holds the keys, which stay 0600)
+chmod 711 "$work"; chmod -R a+rX "$work/www"
+
 cat > "$work/nginx.conf" <<NGX
 worker_processes $THREADS;
 pid $work/nginx.pid;
@@ -69,6 +73,9 @@ mkdir -p "$work/tmp"
 nginx -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx.out" &
 ngx_pid=$!
 for _ in $(seq 100); do curl -sf --cacert "$work/data/tls/cert.pem" https://127.0.0.1:$NGXPORT/fhir/Patient/bench-1 >/dev/null && break; sleep 0.1; done
+# the baseline must serve the same bytes, not an error page
+cmp -s <(curl -sf --cacert "$work/data/tls/cert.pem" https://127.0.0.1:$NGXPORT/fhir/Patient/bench-1) \
+  "$work/www/fhir/Patient/bench-1" || { echo "bench: nginx does not serve the resource" >&2; exit 1; }
 
 rps() { awk '/Requests\/sec/ {print $2}'; }
 run_wrk() { wrk -t$THREADS -c$CONNS -d${DUR}s "$@" 2>&1; }
@@ -128,6 +135,7 @@ pg_cr2=$(CV_TOKEN=$PGTOKEN both /fhir/Observation -s bench/create.lua)
 ngx_rps=$(mean "${ngx_all[@]}"); cv_rps=$(mean "${cv_all[@]}"); cr_rps=$(echo "$cr_out" | rps)
 cr_bad=$(echo "$cr_out" | awk -F= '/^non2xx=/ {print $2}')
 cv_bad=$(echo "$cv_out" | awk '/Non-2xx/ {n += $5} END {print n + 0}')
+ngx_bad=$(echo "$ngx_out" | awk '/Non-2xx/ {n += $5} END {print n + 0}')
 ratio=$(python3 -c "print(f'{float(\"$cv_rps\")/float(\"$ngx_rps\"):.2f}')")
 rss=$(echo "$idle_out" | sed -E 's/.*rss_with_1000_idle_kb=([0-9]+).*/\1/')
 rss_mb=$(python3 -c "print(f'{$rss/1024:.1f}')")
@@ -157,7 +165,7 @@ cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
   echo
   echo "Two nodes on a 2-core machine share the same cores (and PostgreSQL runs there too): the two-node figures show that the nodes work together on one database, not how they scale on separate machines."
   echo
-  echo "Non-2xx answers during the runs: reads ${cv_bad:-0}, creates ${cr_bad:-0}."
+  echo "Non-2xx answers during the runs: carevault reads ${cv_bad:-0}, creates ${cr_bad:-0}; nginx reads ${ngx_bad:-0}."
   echo
   echo "Command: \`make bench\` (BENCH_SECONDS=$DUR)."
   echo

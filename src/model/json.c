@@ -139,9 +139,12 @@ static int on_key(void *ctx, const unsigned char *s, size_t n)
 	if (memchr(s, '\0', n))
 		return fail(p, "a key contains a NUL character");
 	free(p->key);
-	p->key = strndup((const char *)s, n);
+	/* s is not terminated (it points into the document): copy exactly n bytes */
+	p->key = malloc(n + 1);
 	if (!p->key)
 		return fail(p, "out of memory");
+	memcpy(p->key, s, n);
+	p->key[n] = '\0';
 	if (json_object_object_get_ex(top, p->key, NULL))
 		return fail(p, "an object has the same key twice");
 	return 1;
