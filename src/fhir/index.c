@@ -62,6 +62,8 @@ static cv_rc take(void *arg, const cv_store_hit_t *h)
 	cv_json_limits_default(&lim);
 	lim.max_depth = 256;
 	r->last_rk = h->at.rk;
+	if (h->v.type[0] == CV_STORE_INTERNAL_PREFIX)
+		return CV_OK; /* accounts and the like have no search index */
 	cv_rc rc = cv_json_parse((const char *)h->v.body, h->v.body_len, &lim, r->pool, &obj, &err);
 	if (!rc)
 		rc = cv_json_pool_own(r->pool, obj);

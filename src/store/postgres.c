@@ -301,6 +301,8 @@ static cv_rc history_sql(const cv_store_history_query_t *q, const char *rid, cv_
 	if (!rc && q->type) {
 		vals[(*n)++] = q->type;
 		rc = cv_buf_printf(sql, " AND type = $%d", *n);
+	} else if (!rc) {
+		rc = cv_buf_puts(sql, " AND type NOT LIKE '~%'");
 	}
 	if (!rc && rid) {
 		vals[(*n)++] = rid;

@@ -312,8 +312,8 @@ static cv_rc history_sql(const cv_store_history_query_t *q, const char *rid, cv_
 {
 	cv_rc rc = cv_buf_puts(sql, "SELECT seq, version, updated_us, deleted, body, type, rid "
 				    "FROM cv_version WHERE 1");
-	if (!rc && q->type)
-		rc = cv_buf_puts(sql, " AND type = ?1");
+	if (!rc)
+		rc = cv_buf_puts(sql, q->type ? " AND type = ?1" : " AND type NOT LIKE '~%'");
 	if (!rc && rid)
 		rc = cv_buf_puts(sql, " AND rid = ?2");
 	if (!rc && q->since_us > 0)

@@ -127,7 +127,11 @@ cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out);
 cv_rc cv_store_read(cv_store_t *s, const char *type, const char *id, int64_t version, cv_pool_t *pool,
 		    cv_store_version_t *out);
 
-/* History query: newest first. type NULL = all types; id NULL = all
+/* Internal record types (accounts, sessions, clients) start with '~', which
+ * no FHIR type does: system-wide history (type NULL) leaves them out. */
+#define CV_STORE_INTERNAL_PREFIX '~'
+
+/* History query: newest first. type NULL = all FHIR types; id NULL = all
  * resources of the type. since_us > 0 keeps versions written at or after it; before_seq > 0
  * keeps versions with seq < before_seq (the paging cursor). */
 typedef struct cv_store_history_query {
