@@ -7,4 +7,7 @@
 /* `carevault import`: argv[0] is "import". Returns the exit code. */
 int cv_cli_import(int argc, char **argv);
 
+/* `carevault user`: argv[0] is "user". Returns the exit code. */
+int cv_cli_user(int argc, char **argv);
+
 #endif

@@ -64,6 +64,7 @@ static void usage(FILE *out)
 		"  init     create a data directory: master key, TLS certificate, store, bootstrap token\n"
 		"  serve    serve the FHIR R4 API over HTTPS\n"
 		"  import   load transaction Bundles or NDJSON files (resumable, with progress)\n"
+		"  user     add, list, disable, enable user accounts; reset MFA; revoke sessions\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -460,6 +461,8 @@ int main(int argc, char **argv)
 		return cmd_migrate(argc - 1, argv + 1);
 	if (strcmp(argv[1], "import") == 0)
 		return cv_cli_import(argc - 1, argv + 1);
+	if (strcmp(argv[1], "user") == 0)
+		return cv_cli_user(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

@@ -1,0 +1,407 @@
+/*
+ * user.c - `carevault user`: add, list, disable, enable, reset-mfa and
+ * revoke-sessions for the accounts of a data directory (auth/account).
+ *
+ * The password comes on standard input only (--password-stdin), never on
+ * the command line where `ps` and shell history would keep it. For staff
+ * roles (and patients given --mfa) a TOTP seed is made at once: the
+ * otpauth:// URI and ten recovery codes are printed once, for the
+ * administrator to hand over (with --qr FILE, the URI as a QR code in SVG).
+ */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/account.h"
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+#define PASSWORD_INPUT_MAX 1024
+#define UPDATE_TRIES 5
+#define ISSUER "carevault"
+
+typedef struct user_cmd {
+	cv_config_t cfg;
+	const char *verb;
+	const char *username;
+	const char *role;
+	const char *patient;
+	const char *practitioner;
+	const char *qr_file;
+	int password_stdin;
+	int mfa;
+	cv_key_t *master;
+	cv_store_t *store;
+} user_cmd_t;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault user add --data DIR --username NAME --role ROLE\n"
+		"                          [--patient ID | --practitioner ID] --password-stdin [--mfa] [--qr FILE]\n"
+		"       carevault user list --data DIR\n"
+		"       carevault user disable|enable|reset-mfa|revoke-sessions --data DIR --username NAME\n\n"
+		"Roles: patient (linked to its Patient), nurse and doctor (linked to their Practitioner),\n"
+		"admin, billing, auditor, researcher (optionally linked to a Practitioner).\n"
+		"The password is read from standard input (one line): at least 12 characters, not a common\n"
+		"or breached password, not containing the user name. Staff accounts always get TOTP MFA\n"
+		"(patients with --mfa): the otpauth:// URI and ten recovery codes are printed once.\n"
+		"disable stops the user's sessions and tokens at once; enable lets them log in again;\n"
+		"reset-mfa makes a new TOTP seed and recovery codes; revoke-sessions ends every session\n"
+		"and token of the user. Every command takes --store URL and --config FILE as serve does.\n");
+}
+
+static int bad(const char *msg)
+{
+	fprintf(stderr, "carevault user: %s\n", msg);
+	return 2;
+}
+
+static int parse_args(user_cmd_t *u, int argc, char **argv, char *err, size_t errlen)
+{
+	cv_config_defaults(&u->cfg);
+	if (cv_config_load_env(&u->cfg, err, errlen))
+		return -1;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char **slot = strcmp(a, "--username") == 0	 ? &u->username
+				    : strcmp(a, "--role") == 0		 ? &u->role
+				    : strcmp(a, "--patient") == 0	 ? &u->patient
+				    : strcmp(a, "--practitioner") == 0 ? &u->practitioner
+				    : strcmp(a, "--qr") == 0		 ? &u->qr_file
+									 : NULL;
+		if (strcmp(a, "--password-stdin") == 0) {
+			u->password_stdin = 1;
+		} else if (strcmp(a, "--mfa") == 0) {
+			u->mfa = 1;
+		} else if (slot && v) {
+			*slot = v;
+			i++;
+		} else if ((strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) && v) {
+			cv_rc rc = strcmp(a, "--config") == 0 ? cv_config_load_file(&u->cfg, v, err, errlen)
+							       : cv_config_set(&u->cfg, a + 2, v, err, errlen);
+			if (rc)
+				return -1;
+			i++;
+		} else {
+			snprintf(err, errlen, "unknown option or missing value: %s (see carevault user --help)", a);
+			return -1;
+		}
+	}
+	cv_config_finish(&u->cfg);
+	if (!u->cfg.data_dir[0]) {
+		snprintf(err, errlen, "--data DIR is required");
+		return -1;
+	}
+	if (strcmp(u->verb, "list") != 0 && !u->username) {
+		snprintf(err, errlen, "--username NAME is required");
+		return -1;
+	}
+	return 0;
+}
+
+static int open_store(user_cmd_t *u, char *err, size_t errlen)
+{
+	char kpath[CV_PATH_MAX + 32];
+	snprintf(kpath, sizeof kpath, "%s/master.key", u->cfg.data_dir);
+	cv_rc rc = cv_crypto_init(err, errlen);
+	if (!rc)
+		rc = cv_crypto_master_load(kpath, &u->master, err, errlen);
+	if (!rc)
+		rc = cv_store_open(u->cfg.data_dir, u->cfg.store_url, 1, u->master, &u->store, err, errlen);
+	return rc ? -1 : 0;
+}
+
+/* Reads one line (the password) from stdin into out; strips the line end. */
+static int read_password(char *out, size_t cap)
+{
+	size_t n = 0;
+	int c;
+	while (n + 1 < cap && (c = fgetc(stdin)) != EOF && c != '\n')
+		out[n++] = (char)c;
+	if (n + 1 >= cap)
+		return -1;
+	if (n && out[n - 1] == '\r')
+		n--;
+	out[n] = '\0';
+	return 0;
+}
+
+/* The link from --patient / --practitioner: "Type/id", checked to exist. */
+static int make_link(user_cmd_t *u, char *link, size_t cap, char *err, size_t errlen)
+{
+	if (u->patient && u->practitioner) {
+		snprintf(err, errlen, "give --patient or --practitioner, not both");
+		return -1;
+	}
+	link[0] = '\0';
+	if (u->patient)
+		snprintf(link, cap, "Patient/%s", u->patient);
+	else if (u->practitioner)
+		snprintf(link, cap, "Practitioner/%s", u->practitioner);
+	return 0;
+}
+
+static int link_exists(user_cmd_t *u, const char *link, char *err, size_t errlen)
+{
+	if (!link[0])
+		return 0;
+	const char *slash = strchr(link, '/');
+	char type[32];
+	snprintf(type, sizeof type, "%.*s", (int)(slash - link), link);
+	cv_pool_t pool;
+	cv_store_version_t v;
+	cv_pool_init(&pool, 0);
+	cv_rc rc = cv_store_read(u->store, type, slash + 1, 0, &pool, &v);
+	int gone = rc == CV_OK && v.deleted;
+	cv_pool_release(&pool);
+	if (rc || gone) {
+		snprintf(err, errlen, "%s %s", link,
+			 rc == CV_E_NOTFOUND || gone ? "does not exist: create it first" : "cannot be read");
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives a a new TOTP seed (sealed) and recovery codes; prints the URI and codes. */
+static int enrol_mfa(user_cmd_t *u, cv_account_t *a, cv_buf_t *shown, char *err, size_t errlen)
+{
+	uint8_t seed[CV_TOTP_SEED_BYTES];
+	char codes[CV_TOTP_RECOVERY_COUNT][CV_TOTP_RECOVERY_LEN];
+	cv_buf_t sealed;
+	cv_buf_init(&sealed, 4096);
+	cv_totp_seed_new(seed);
+	cv_totp_recovery_new(codes);
+	cv_rc rc = cv_store_token_seal(u->store, "totp-seed", seed, sizeof seed, &sealed);
+	if (!rc)
+		rc = cv_totp_uri(ISSUER, a->username, seed, sizeof seed, shown);
+	for (int i = 0; !rc && i < CV_TOTP_RECOVERY_COUNT; i++)
+		rc = cv_totp_recovery_hash(codes[i], a->recovery[i]);
+	if (!rc) {
+		free(a->totp_sealed);
+		a->totp_sealed = strdup(sealed.data);
+		rc = a->totp_sealed ? CV_OK : CV_E_NOMEM;
+	}
+	if (!rc) {
+		a->mfa = true;
+		a->totp_last_step = -1;
+		a->recovery_used = 0;
+		rc = cv_buf_puts(shown, "\nrecovery codes (each works once):\n");
+		for (int i = 0; !rc && i < CV_TOTP_RECOVERY_COUNT; i++)
+			rc = cv_buf_printf(shown, "  %s\n", codes[i]);
+	}
+	sodium_memzero(seed, sizeof seed);
+	sodium_memzero(codes, sizeof codes);
+	cv_buf_release(&sealed);
+	if (rc)
+		snprintf(err, errlen, "cannot enrol MFA: %s", cv_rc_str(rc));
+	return rc ? -1 : 0;
+}
+
+/* Writes the otpauth URI (the first line of shown) as a QR code in SVG to the --qr file. */
+static int write_qr(user_cmd_t *u, const cv_buf_t *shown, char *err, size_t errlen)
+{
+	if (!u->qr_file)
+		return 0;
+	char uri[CV_TOTP_QR_TEXT_MAX];
+	snprintf(uri, sizeof uri, "%.*s", (int)strcspn(shown->data, "\n"), shown->data);
+	cv_buf_t svg;
+	cv_buf_init(&svg, 1u << 20);
+	cv_rc rc = cv_totp_qr_svg(uri, &svg);
+	sodium_memzero(uri, sizeof uri);
+	int fd = rc ? -1 : open(u->qr_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int ok = fd >= 0 && write(fd, svg.data, svg.len) == (ssize_t)svg.len && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (svg.data)
+		sodium_memzero(svg.data, svg.len);
+	cv_buf_release(&svg);
+	if (!ok)
+		snprintf(err, errlen, "cannot write the QR code to %s", u->qr_file);
+	return ok ? 0 : -1;
+}
+
+static int set_password(user_cmd_t *u, cv_account_t *a, char *err, size_t errlen)
+{
+	char pw[PASSWORD_INPUT_MAX], why[256];
+	int ret = -1;
+	if (!u->password_stdin) {
+		snprintf(err, errlen, "give the password on standard input with --password-stdin");
+		return -1;
+	}
+	if (read_password(pw, sizeof pw)) {
+		snprintf(err, errlen, "the password line is too long");
+		goto out;
+	}
+	if (cv_password_check(NULL, a->username, pw, why, sizeof why)) {
+		snprintf(err, errlen, "%s", why);
+		goto out;
+	}
+	char hash[CV_PASSWORD_HASH_MAX];
+	if (cv_password_hash(NULL, pw, hash) || strlen(hash) >= sizeof a->pwhash) {
+		snprintf(err, errlen, "cannot hash the password");
+		goto out;
+	}
+	memcpy(a->pwhash, hash, strlen(hash) + 1);
+	sodium_memzero(hash, sizeof hash);
+	ret = 0;
+out:
+	sodium_memzero(pw, sizeof pw);
+	return ret;
+}
+
+static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
+{
+	cv_role role;
+	char link[CV_LINK_MAX + 16];
+	cv_account_t a;
+	cv_buf_t shown;
+	int ret = -1;
+	memset(&a, 0, sizeof a);
+	cv_buf_init(&shown, 8192);
+	if (cv_role_parse(u->role, &role)) {
+		snprintf(err, errlen, "--role is one of patient, nurse, doctor, admin, billing, auditor, researcher");
+		goto out;
+	}
+	if (cv_account_name_check(u->username, err, errlen) || make_link(u, link, sizeof link, err, errlen) ||
+	    cv_account_link_check(role, link, err, errlen))
+		goto out;
+	if (cv_account_init(&a, u->username, role, link) || set_password(u, &a, err, errlen))
+		goto out;
+	if (open_store(u, err, errlen) || link_exists(u, link, err, errlen))
+		goto out;
+	if ((cv_role_is_staff(role) || u->mfa) && enrol_mfa(u, &a, &shown, err, errlen))
+		goto out;
+	cv_rc rc = cv_account_create(u->store, &a);
+	if (rc) {
+		snprintf(err, errlen, rc == CV_E_CONFLICT ? "the user name is taken" : "cannot store the account: %s",
+			 cv_rc_str(rc));
+		goto out;
+	}
+	printf("user_id: %s\n", a.id);
+	if (a.mfa) {
+		printf("otpauth: %s", shown.data);
+		if (write_qr(u, &shown, err, errlen))
+			goto out;
+	}
+	ret = 0;
+out:
+	if (shown.data)
+		sodium_memzero(shown.data, shown.len);
+	cv_buf_release(&shown);
+	cv_account_release(&a);
+	return ret;
+}
+
+static cv_rc list_one(void *arg, const cv_account_t *a)
+{
+	(void)arg;
+	printf("%s  %-24s %-10s %-8s mfa:%-3s %s\n", a->id, a->username, cv_role_name(a->role),
+	       a->disabled ? "disabled" : "enabled", a->mfa ? "yes" : "no", a->link[0] ? a->link : "-");
+	return CV_OK;
+}
+
+static int cmd_list(user_cmd_t *u, char *err, size_t errlen)
+{
+	if (open_store(u, err, errlen))
+		return -1;
+	cv_rc rc = cv_account_each(u->store, list_one, NULL);
+	if (rc)
+		snprintf(err, errlen, "cannot list the accounts: %s", cv_rc_str(rc));
+	return rc ? -1 : 0;
+}
+
+/* disable, enable, reset-mfa, revoke-sessions: read, change, write (retried on a concurrent change). */
+static int cmd_change(user_cmd_t *u, char *err, size_t errlen)
+{
+	if (open_store(u, err, errlen))
+		return -1;
+	cv_buf_t shown;
+	cv_buf_init(&shown, 8192);
+	cv_rc rc = CV_E_CONFLICT;
+	int ret = -1;
+	for (int tries = 0; rc == CV_E_CONFLICT && tries < UPDATE_TRIES; tries++) {
+		cv_account_t a;
+		cv_buf_reset(&shown);
+		rc = cv_account_find(u->store, u->username, &a);
+		if (rc == CV_E_NOTFOUND) {
+			snprintf(err, errlen, "no such user");
+			goto out;
+		}
+		if (!rc && strcmp(u->verb, "disable") == 0) {
+			a.disabled = true;
+			a.epoch++;
+		} else if (!rc && strcmp(u->verb, "enable") == 0) {
+			a.disabled = false;
+		} else if (!rc && strcmp(u->verb, "revoke-sessions") == 0) {
+			a.epoch++;
+		} else if (!rc) {
+			a.epoch++;
+			if (enrol_mfa(u, &a, &shown, err, errlen)) {
+				cv_account_release(&a);
+				goto out;
+			}
+		}
+		if (!rc)
+			rc = cv_account_update(u->store, &a);
+		cv_account_release(&a);
+	}
+	if (rc) {
+		snprintf(err, errlen, "cannot update the account: %s", cv_rc_str(rc));
+		goto out;
+	}
+	if (strcmp(u->verb, "reset-mfa") == 0) {
+		printf("otpauth: %s", shown.data);
+		if (write_qr(u, &shown, err, errlen))
+			goto out;
+	} else {
+		printf("%s: done\n", u->verb);
+	}
+	ret = 0;
+out:
+	if (shown.data)
+		sodium_memzero(shown.data, shown.len);
+	cv_buf_release(&shown);
+	return ret;
+}
+
+int cv_cli_user(int argc, char **argv)
+{
+	static const char *const verbs[] = { "add", "list", "disable", "enable", "reset-mfa", "revoke-sessions" };
+	user_cmd_t u;
+	char err[512] = "";
+	memset(&u, 0, sizeof u);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+		if (strcmp(argv[1], verbs[i]) == 0)
+			u.verb = verbs[i];
+	if (!u.verb)
+		return bad("unknown command (add, list, disable, enable, reset-mfa, revoke-sessions)");
+	if (parse_args(&u, argc, argv, err, sizeof err))
+		return bad(err);
+	cv_log_set_level(CV_LOG_WARN);
+	int ret = strcmp(u.verb, "add") == 0	? cmd_add(&u, err, sizeof err)
+		  : strcmp(u.verb, "list") == 0 ? cmd_list(&u, err, sizeof err)
+						: cmd_change(&u, err, sizeof err);
+	cv_store_close(u.store);
+	cv_key_free(u.master);
+	if (ret) {
+		fprintf(stderr, "carevault user %s: %s\n", u.verb, err);
+		return 1;
+	}
+	return 0;
+}
