@@ -22,6 +22,7 @@
 #include "crypto/crypto.h"
 #include "fhir/fhir.h"
 #include "model/model.h"
+#include "net/admin.h"
 #include "net/health.h"
 #include "net/server.h"
 #include "net/tls.h"
@@ -48,6 +49,10 @@ static const cv_route_t routes[] = {
 	{ "GET", "/fhir/{type}/{id}", CV_ACT_FHIR_READ, cv_fhir_read },
 	{ "PUT", "/fhir/{type}/{id}", CV_ACT_FHIR_UPDATE, cv_fhir_update },
 	{ "DELETE", "/fhir/{type}/{id}", CV_ACT_FHIR_DELETE, cv_fhir_delete },
+	{ "GET", "/admin/users", CV_ACT_ADMIN_USERS, cv_admin_users_list },
+	{ "POST", "/admin/users", CV_ACT_ADMIN_USERS, cv_admin_users_create },
+	{ "GET", "/admin/users/{id}", CV_ACT_ADMIN_USERS, cv_admin_user_read },
+	{ "POST", "/admin/users/{id}/{action}", CV_ACT_ADMIN_USERS, cv_admin_user_action },
 };
 
 static int fail(const char *what, const char *err)

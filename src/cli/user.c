@@ -19,16 +19,14 @@
 #include <unistd.h>
 
 #include "auth/account.h"
-#include "auth/password.h"
 #include "auth/totp.h"
+#include "auth/users.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 
 #define PASSWORD_INPUT_MAX 1024
-#define UPDATE_TRIES 5
-#define ISSUER "carevault"
 
 typedef struct user_cmd {
 	cv_config_t cfg;
@@ -138,7 +136,7 @@ static int read_password(char *out, size_t cap)
 	return 0;
 }
 
-/* The link from --patient / --practitioner: "Type/id", checked to exist. */
+/* The link from --patient / --practitioner: "Type/id". */
 static int make_link(user_cmd_t *u, char *link, size_t cap, char *err, size_t errlen)
 {
 	if (u->patient && u->practitioner) {
@@ -153,73 +151,17 @@ static int make_link(user_cmd_t *u, char *link, size_t cap, char *err, size_t er
 	return 0;
 }
 
-static int link_exists(user_cmd_t *u, const char *link, char *err, size_t errlen)
+/* Prints the enrolment once and writes the URI as a QR code (SVG) to the --qr file. */
+static int show_enrolment(user_cmd_t *u, const cv_users_enrolment_t *enr, char *err, size_t errlen)
 {
-	if (!link[0])
-		return 0;
-	const char *slash = strchr(link, '/');
-	char type[32];
-	snprintf(type, sizeof type, "%.*s", (int)(slash - link), link);
-	cv_pool_t pool;
-	cv_store_version_t v;
-	cv_pool_init(&pool, 0);
-	cv_rc rc = cv_store_read(u->store, type, slash + 1, 0, &pool, &v);
-	int gone = rc == CV_OK && v.deleted;
-	cv_pool_release(&pool);
-	if (rc || gone) {
-		snprintf(err, errlen, "%s %s", link,
-			 rc == CV_E_NOTFOUND || gone ? "does not exist: create it first" : "cannot be read");
-		return -1;
-	}
-	return 0;
-}
-
-/* Gives a a new TOTP seed (sealed) and recovery codes; prints the URI and codes. */
-static int enrol_mfa(user_cmd_t *u, cv_account_t *a, cv_buf_t *shown, char *err, size_t errlen)
-{
-	uint8_t seed[CV_TOTP_SEED_BYTES];
-	char codes[CV_TOTP_RECOVERY_COUNT][CV_TOTP_RECOVERY_LEN];
-	cv_buf_t sealed;
-	cv_buf_init(&sealed, 4096);
-	cv_totp_seed_new(seed);
-	cv_totp_recovery_new(codes);
-	cv_rc rc = cv_store_token_seal(u->store, "totp-seed", seed, sizeof seed, &sealed);
-	if (!rc)
-		rc = cv_totp_uri(ISSUER, a->username, seed, sizeof seed, shown);
-	for (int i = 0; !rc && i < CV_TOTP_RECOVERY_COUNT; i++)
-		rc = cv_totp_recovery_hash(codes[i], a->recovery[i]);
-	if (!rc) {
-		free(a->totp_sealed);
-		a->totp_sealed = strdup(sealed.data);
-		rc = a->totp_sealed ? CV_OK : CV_E_NOMEM;
-	}
-	if (!rc) {
-		a->mfa = true;
-		a->totp_last_step = -1;
-		a->recovery_used = 0;
-		rc = cv_buf_puts(shown, "\nrecovery codes (each works once):\n");
-		for (int i = 0; !rc && i < CV_TOTP_RECOVERY_COUNT; i++)
-			rc = cv_buf_printf(shown, "  %s\n", codes[i]);
-	}
-	sodium_memzero(seed, sizeof seed);
-	sodium_memzero(codes, sizeof codes);
-	cv_buf_release(&sealed);
-	if (rc)
-		snprintf(err, errlen, "cannot enrol MFA: %s", cv_rc_str(rc));
-	return rc ? -1 : 0;
-}
-
-/* Writes the otpauth URI (the first line of shown) as a QR code in SVG to the --qr file. */
-static int write_qr(user_cmd_t *u, const cv_buf_t *shown, char *err, size_t errlen)
-{
+	printf("otpauth: %s\n\nrecovery codes (each works once):\n", enr->uri);
+	for (int i = 0; i < CV_TOTP_RECOVERY_COUNT; i++)
+		printf("  %s\n", enr->codes[i]);
 	if (!u->qr_file)
 		return 0;
-	char uri[CV_TOTP_QR_TEXT_MAX];
-	snprintf(uri, sizeof uri, "%.*s", (int)strcspn(shown->data, "\n"), shown->data);
 	cv_buf_t svg;
 	cv_buf_init(&svg, 1u << 20);
-	cv_rc rc = cv_totp_qr_svg(uri, &svg);
-	sodium_memzero(uri, sizeof uri);
+	cv_rc rc = cv_totp_qr_svg(enr->uri, &svg);
 	int fd = rc ? -1 : open(u->qr_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int ok = fd >= 0 && write(fd, svg.data, svg.len) == (ssize_t)svg.len && fsync(fd) == 0;
 	if (fd >= 0)
@@ -232,74 +174,37 @@ static int write_qr(user_cmd_t *u, const cv_buf_t *shown, char *err, size_t errl
 	return ok ? 0 : -1;
 }
 
-static int set_password(user_cmd_t *u, cv_account_t *a, char *err, size_t errlen)
+static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
 {
-	char pw[PASSWORD_INPUT_MAX], why[256];
+	char link[CV_LINK_MAX + 16], pw[PASSWORD_INPUT_MAX];
+	cv_account_t a;
+	cv_users_enrolment_t enr;
 	int ret = -1;
+	memset(&a, 0, sizeof a);
+	memset(&enr, 0, sizeof enr);
+	pw[0] = '\0';
 	if (!u->password_stdin) {
 		snprintf(err, errlen, "give the password on standard input with --password-stdin");
 		return -1;
 	}
+	if (make_link(u, link, sizeof link, err, errlen))
+		return -1;
 	if (read_password(pw, sizeof pw)) {
 		snprintf(err, errlen, "the password line is too long");
 		goto out;
 	}
-	if (cv_password_check(NULL, a->username, pw, why, sizeof why)) {
-		snprintf(err, errlen, "%s", why);
+	if (open_store(u, err, errlen))
 		goto out;
-	}
-	char hash[CV_PASSWORD_HASH_MAX];
-	if (cv_password_hash(NULL, pw, hash) || strlen(hash) >= sizeof a->pwhash) {
-		snprintf(err, errlen, "cannot hash the password");
+	cv_users_new_t n = { .username = u->username, .role = u->role, .link = link, .password = pw, .mfa = u->mfa };
+	if (cv_users_create(u->store, &n, &a, &enr, err, errlen))
 		goto out;
-	}
-	memcpy(a->pwhash, hash, strlen(hash) + 1);
-	sodium_memzero(hash, sizeof hash);
+	printf("user_id: %s\n", a.id);
+	if (enr.enrolled && show_enrolment(u, &enr, err, errlen))
+		goto out;
 	ret = 0;
 out:
 	sodium_memzero(pw, sizeof pw);
-	return ret;
-}
-
-static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
-{
-	cv_role role;
-	char link[CV_LINK_MAX + 16];
-	cv_account_t a;
-	cv_buf_t shown;
-	int ret = -1;
-	memset(&a, 0, sizeof a);
-	cv_buf_init(&shown, 8192);
-	if (cv_role_parse(u->role, &role)) {
-		snprintf(err, errlen, "--role is one of patient, nurse, doctor, admin, billing, auditor, researcher");
-		goto out;
-	}
-	if (cv_account_name_check(u->username, err, errlen) || make_link(u, link, sizeof link, err, errlen) ||
-	    cv_account_link_check(role, link, err, errlen))
-		goto out;
-	if (cv_account_init(&a, u->username, role, link) || set_password(u, &a, err, errlen))
-		goto out;
-	if (open_store(u, err, errlen) || link_exists(u, link, err, errlen))
-		goto out;
-	if ((cv_role_is_staff(role) || u->mfa) && enrol_mfa(u, &a, &shown, err, errlen))
-		goto out;
-	cv_rc rc = cv_account_create(u->store, &a);
-	if (rc) {
-		snprintf(err, errlen, rc == CV_E_CONFLICT ? "the user name is taken" : "cannot store the account: %s",
-			 cv_rc_str(rc));
-		goto out;
-	}
-	printf("user_id: %s\n", a.id);
-	if (a.mfa) {
-		printf("otpauth: %s", shown.data);
-		if (write_qr(u, &shown, err, errlen))
-			goto out;
-	}
-	ret = 0;
-out:
-	if (shown.data)
-		sodium_memzero(shown.data, shown.len);
-	cv_buf_release(&shown);
+	cv_users_enrolment_wipe(&enr);
 	cv_account_release(&a);
 	return ret;
 }
@@ -322,57 +227,24 @@ static int cmd_list(user_cmd_t *u, char *err, size_t errlen)
 	return rc ? -1 : 0;
 }
 
-/* disable, enable, reset-mfa, revoke-sessions: read, change, write (retried on a concurrent change). */
+/* disable, enable, reset-mfa, revoke-sessions (retried on a concurrent change). */
 static int cmd_change(user_cmd_t *u, char *err, size_t errlen)
 {
-	if (open_store(u, err, errlen))
+	cv_users_action act;
+	cv_users_enrolment_t enr;
+	if (cv_users_action_parse(u->verb, &act) || open_store(u, err, errlen))
 		return -1;
-	cv_buf_t shown;
-	cv_buf_init(&shown, 8192);
-	cv_rc rc = CV_E_CONFLICT;
+	cv_rc rc = cv_users_apply(u->store, u->username, false, act, &enr, NULL);
 	int ret = -1;
-	for (int tries = 0; rc == CV_E_CONFLICT && tries < UPDATE_TRIES; tries++) {
-		cv_account_t a;
-		cv_buf_reset(&shown);
-		rc = cv_account_find(u->store, u->username, &a);
-		if (rc == CV_E_NOTFOUND) {
-			snprintf(err, errlen, "no such user");
-			goto out;
-		}
-		if (!rc && strcmp(u->verb, "disable") == 0) {
-			a.disabled = true;
-			a.epoch++;
-		} else if (!rc && strcmp(u->verb, "enable") == 0) {
-			a.disabled = false;
-		} else if (!rc && strcmp(u->verb, "revoke-sessions") == 0) {
-			a.epoch++;
-		} else if (!rc) {
-			a.epoch++;
-			if (enrol_mfa(u, &a, &shown, err, errlen)) {
-				cv_account_release(&a);
-				goto out;
-			}
-		}
-		if (!rc)
-			rc = cv_account_update(u->store, &a);
-		cv_account_release(&a);
-	}
-	if (rc) {
+	if (rc == CV_E_NOTFOUND)
+		snprintf(err, errlen, "no such user");
+	else if (rc)
 		snprintf(err, errlen, "cannot update the account: %s", cv_rc_str(rc));
-		goto out;
-	}
-	if (strcmp(u->verb, "reset-mfa") == 0) {
-		printf("otpauth: %s", shown.data);
-		if (write_qr(u, &shown, err, errlen))
-			goto out;
-	} else {
-		printf("%s: done\n", u->verb);
-	}
-	ret = 0;
-out:
-	if (shown.data)
-		sodium_memzero(shown.data, shown.len);
-	cv_buf_release(&shown);
+	else if (act == CV_USERS_RESET_MFA)
+		ret = show_enrolment(u, &enr, err, errlen);
+	else
+		ret = printf("%s: done\n", u->verb) < 0 ? -1 : 0;
+	cv_users_enrolment_wipe(&enr);
 	return ret;
 }
 

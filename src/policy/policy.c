@@ -16,6 +16,7 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_FHIR_CREATE] = "fhir.create",
 	[CV_ACT_FHIR_UPDATE] = "fhir.update",
 	[CV_ACT_FHIR_DELETE] = "fhir.delete",
+	[CV_ACT_ADMIN_USERS] = "admin.users",
 };
 
 const char *cv_action_name(cv_action a)
@@ -28,10 +29,11 @@ static int is_public(cv_action a)
 	return a == CV_ACT_PUBLIC_HEALTH || a == CV_ACT_PUBLIC_META;
 }
 
-/* What the administrator role grants: the whole FHIR API. */
+/* What the administrator role grants: the whole FHIR API (until the
+ * authorization issue narrows it) and account administration. */
 static int admin_grants(cv_action a)
 {
-	return a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE;
+	return (a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE) || a == CV_ACT_ADMIN_USERS;
 }
 
 cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type,

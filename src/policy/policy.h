@@ -24,6 +24,7 @@ typedef enum cv_action {
 	CV_ACT_FHIR_CREATE,   /* create */
 	CV_ACT_FHIR_UPDATE,   /* update, update-as-create */
 	CV_ACT_FHIR_DELETE,   /* delete */
+	CV_ACT_ADMIN_USERS,   /* account administration (/admin/users) */
 	CV_ACT_COUNT
 } cv_action;
 

@@ -147,3 +147,53 @@ test('accounts are not in the FHIR API and not in the store files in plaintext',
     }
   }
 });
+
+test('the admin API: only the administrator, and it never shows a secret twice', async () => {
+  const J = { 'content-type': 'application/json' };
+  const noAuth = await server.req('GET', '/admin/users', { token: '' });
+  assert.equal(noAuth.status, 401);
+  const forged = await server.req('GET', '/admin/users', { token: `${server.token.slice(0, -2)}AA` });
+  assert.equal(forged.status, 401);
+
+  const weak = await server.req('POST', '/admin/users', { headers: J, body: { username: 'api.doc', role: 'admin', password: 'qwerty123456' } });
+  assert.equal(weak.status, 422);
+  assert.equal(weak.json?.resourceType, 'OperationOutcome');
+  assert.ok(!weak.body.includes('qwerty123456'));
+  assert.equal((await server.req('POST', '/admin/users', { headers: J, body: '{"username":' })).status, 400);
+  assert.equal((await server.req('POST', '/admin/users', { headers: J, body: { username: 'x1', role: 'admin', password: 7 } })).status, 400);
+  assert.equal((await server.req('POST', '/admin/users', { headers: J, body: { username: 'x1', role: 'king', password: STRONG } })).status, 422);
+
+  const made = await server.req('POST', '/admin/users', { headers: J, body: { username: 'api.audit', role: 'auditor', password: STRONG } });
+  assert.equal(made.status, 201, made.body);
+  assert.match(made.headers['cache-control'] ?? '', /no-store/);
+  assert.equal(made.headers.location, `/admin/users/${made.json.id}`);
+  assert.equal(made.json.role, 'auditor');
+  assert.equal(made.json.mfa, true);
+  assert.match(made.json.otpauth, /^otpauth:\/\/totp\/carevault:api\.audit\?secret=[A-Z2-7]{32}&/);
+  assert.equal(made.json.recovery_codes.length, 10);
+  assert.ok(!/pwhash|argon2|totp_sealed/.test(made.body), 'no hash or sealed seed in the answer');
+
+  const dup = await server.req('POST', '/admin/users', { headers: J, body: { username: 'API.AUDIT', role: 'auditor', password: STRONG } });
+  assert.equal(dup.status, 409);
+
+  const listed = await server.req('GET', '/admin/users');
+  assert.equal(listed.status, 200);
+  const names = listed.json.users.map((u) => u.username);
+  assert.ok(names.includes('api.audit') && names.includes('Ops.Lead'), 'CLI and API accounts are one list');
+  assert.ok(!/otpauth|recovery|argon2|secret/.test(listed.body), 'the list shows no secret');
+
+  const one = await server.req('GET', `/admin/users/${made.json.id}`);
+  assert.equal(one.status, 200);
+  assert.equal(one.json.username, 'api.audit');
+  assert.equal((await server.req('GET', `/admin/users/${'0'.repeat(32)}`)).status, 404);
+  assert.equal((await server.req('GET', '/admin/users/not-an-id')).status, 404);
+
+  const dis = await server.req('POST', `/admin/users/${made.json.id}/disable`);
+  assert.equal(dis.status, 200);
+  assert.equal(dis.json.disabled, true);
+  assert.equal(find('api.audit').status, 'disabled', 'the CLI sees what the API did');
+  const reset = await server.req('POST', `/admin/users/${made.json.id}/reset-mfa`);
+  assert.equal(reset.status, 200);
+  assert.notEqual(reset.json.otpauth, made.json.otpauth);
+  assert.equal((await server.req('POST', `/admin/users/${made.json.id}/promote`)).status, 404);
+});

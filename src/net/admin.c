@@ -1,0 +1,242 @@
+/*
+ * admin.c - the admin API for accounts (see admin.h). The work is
+ * auth/users' (shared with `carevault user`); here are the JSON in and out.
+ * Account writes wait for their durable commit on the worker thread: they
+ * are rare, and Argon2id hashing takes that long anyway.
+ */
+#include "net/admin.h"
+
+#include <json-c/json.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "auth/users.h"
+#include "fhir/fhir.h"
+#include "model/json.h"
+
+#define LINK_MAX (CV_LINK_MAX + 16)
+
+static cv_store_t *store_of(cv_exchange_t *ex)
+{
+	return ((cv_fhir_t *)ex->app)->store;
+}
+
+/* Adds k: v to o; returns 0 when memory ran out. */
+static int add(json_object *o, const char *k, json_object *v)
+{
+	if (v && json_object_object_add(o, k, v) == 0)
+		return 1;
+	json_object_put(v);
+	return 0;
+}
+
+/* The account as the API shows it: no hash, no seed, no recovery codes. */
+static json_object *account_json(const cv_account_t *a)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	int ok = add(o, "id", json_object_new_string(a->id)) &&
+		 add(o, "username", json_object_new_string(a->username)) &&
+		 add(o, "role", json_object_new_string(cv_role_name(a->role))) &&
+		 (!a->link[0] || add(o, "link", json_object_new_string(a->link))) &&
+		 add(o, "disabled", json_object_new_boolean(a->disabled)) &&
+		 add(o, "mfa", json_object_new_boolean(a->mfa)) &&
+		 add(o, "created_us", json_object_new_int64(a->created_us));
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Adds the enrolment (shown once) to o. */
+static int add_enrolment(json_object *o, const cv_users_enrolment_t *enr)
+{
+	if (!enr->enrolled)
+		return 1;
+	json_object *codes = json_object_new_array();
+	if (!add(o, "recovery_codes", codes) || !add(o, "otpauth", json_object_new_string(enr->uri)))
+		return 0;
+	for (int i = 0; i < CV_TOTP_RECOVERY_COUNT; i++) {
+		json_object *c = json_object_new_string(enr->codes[i]);
+		if (!c || json_object_array_add(codes, c)) {
+			json_object_put(c);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Sends o (taking it) as the JSON answer; wipes the text when it held secrets. */
+static void send_json(cv_exchange_t *ex, unsigned status, json_object *o, bool secret)
+{
+	if (!o) {
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return;
+	}
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (!text || cv_buf_puts(&ex->resp, text)) {
+		json_object_put(o);
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return;
+	}
+	if (secret)
+		sodium_memzero((void *)text, strlen(text));
+	json_object_put(o);
+	ex->status = status;
+	ex->content_type = "application/json";
+	ex->no_store = true;
+}
+
+static cv_rc list_one(void *arg, const cv_account_t *a)
+{
+	json_object *o = account_json(a);
+	if (!o || json_object_array_add(arg, o)) {
+		json_object_put(o);
+		return CV_E_NOMEM;
+	}
+	return CV_OK;
+}
+
+void cv_admin_users_list(cv_exchange_t *ex)
+{
+	json_object *arr = json_object_new_array();
+	cv_rc rc = arr ? cv_account_each(store_of(ex), list_one, arr) : CV_E_NOMEM;
+	if (rc) {
+		json_object_put(arr);
+		cv_fhir_fail(ex, rc, NULL, "the accounts could not be listed");
+		return;
+	}
+	json_object *o = json_object_new_object();
+	if (!o) {
+		json_object_put(arr);
+	} else if (!add(o, "users", arr)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	send_json(ex, 200, o, false);
+}
+
+/* A string member of the body, or NULL (absent); *bad when it is not a string. */
+static const char *member(json_object *body, const char *k, int *bad)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(body, k, &v))
+		return NULL;
+	if (!json_object_is_type(v, json_type_string)) {
+		*bad = 1;
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+/* The JSON object body; answers 400 itself and returns NULL when there is none. */
+static json_object *parse_body(cv_exchange_t *ex)
+{
+	const cv_fhir_t *f = ex->app;
+	const char *err = NULL;
+	json_object *obj = NULL;
+	if (!ex->body || !ex->body_len) {
+		cv_fhir_error(ex, 400, "required", "the request needs a JSON body");
+		return NULL;
+	}
+	cv_rc rc = cv_json_parse(ex->body, ex->body_len, &f->limits, ex->pool, &obj, &err);
+	if (!rc && cv_json_pool_own(ex->pool, obj))
+		rc = CV_E_NOMEM;
+	if (rc == CV_E_NOMEM) {
+		cv_fhir_fail(ex, rc, NULL, NULL);
+		return NULL;
+	}
+	if (rc || !json_object_is_type(obj, json_type_object)) {
+		cv_fhir_error(ex, 400, "structure", "the body must be a JSON object%s%s", err ? ": " : "", err ? err : "");
+		return NULL;
+	}
+	return obj;
+}
+
+static unsigned create_status(cv_rc rc)
+{
+	return rc == CV_E_CONFLICT ? 409 : rc == CV_E_INVALID || rc == CV_E_NOTFOUND ? 422 : cv_fhir_status(rc);
+}
+
+void cv_admin_users_create(cv_exchange_t *ex)
+{
+	json_object *body = parse_body(ex);
+	if (!body)
+		return;
+	int bad = 0;
+	const char *patient = member(body, "patient", &bad), *practitioner = member(body, "practitioner", &bad);
+	json_object *mfa = NULL;
+	json_object_object_get_ex(body, "mfa", &mfa);
+	cv_users_new_t n = { .username = member(body, "username", &bad), .role = member(body, "role", &bad),
+			     .password = member(body, "password", &bad), .mfa = json_object_get_boolean(mfa) };
+	if (bad || !n.username || !n.role || !n.password || (patient && practitioner) ||
+	    (mfa && !json_object_is_type(mfa, json_type_boolean))) {
+		cv_fhir_error(ex, 400, "invalid",
+			      "give username, role and password as strings, at most one of patient and practitioner, "
+			      "and mfa as a boolean");
+		return;
+	}
+	char link[LINK_MAX] = "", why[256];
+	if (patient || practitioner)
+		snprintf(link, sizeof link, "%s/%s", patient ? "Patient" : "Practitioner", patient ? patient : practitioner);
+	n.link = link;
+	cv_account_t a;
+	cv_users_enrolment_t enr;
+	cv_rc rc = cv_users_create(store_of(ex), &n, &a, &enr, why, sizeof why);
+	sodium_memzero((void *)n.password, strlen(n.password));
+	if (rc) {
+		cv_fhir_error(ex, create_status(rc), rc == CV_E_CONFLICT ? "duplicate" : NULL, "%s", why);
+		return;
+	}
+	json_object *o = account_json(&a);
+	if (o && !add_enrolment(o, &enr)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	char *loc = cv_pool_alloc(ex->pool, 64);
+	if (loc) {
+		snprintf(loc, 64, "/admin/users/%s", a.id);
+		cv_exchange_add_header(ex, "Location", loc);
+	}
+	send_json(ex, 201, o, enr.enrolled);
+	cv_users_enrolment_wipe(&enr);
+	cv_account_release(&a);
+}
+
+void cv_admin_user_read(cv_exchange_t *ex)
+{
+	cv_account_t a;
+	cv_rc rc = cv_account_get(store_of(ex), ex->args[0], &a);
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, rc == CV_E_NOTFOUND ? "no such account" : "the account could not be read");
+		return;
+	}
+	send_json(ex, 200, account_json(&a), false);
+	cv_account_release(&a);
+}
+
+void cv_admin_user_action(cv_exchange_t *ex)
+{
+	cv_users_action act;
+	if (cv_users_action_parse(ex->args[1], &act)) {
+		cv_fhir_error(ex, 404, "not-found", "the actions are disable, enable, revoke-sessions and reset-mfa");
+		return;
+	}
+	cv_account_t a;
+	cv_users_enrolment_t enr;
+	cv_rc rc = cv_users_apply(store_of(ex), ex->args[0], true, act, &enr, &a);
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, rc == CV_E_NOTFOUND ? "no such account" : "the account could not be changed");
+		return;
+	}
+	json_object *o = account_json(&a);
+	if (o && !add_enrolment(o, &enr)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	send_json(ex, 200, o, enr.enrolled);
+	cv_users_enrolment_wipe(&enr);
+	cv_account_release(&a);
+}

@@ -1,0 +1,23 @@
+/*
+ * admin.h - the admin API for accounts (policy action admin.users: the
+ * administrator only). ex->app must be the cv_fhir_t (for its store and
+ * JSON limits). Bodies and answers are JSON (application/json); errors are
+ * OperationOutcomes. Answers that show an enrolment (the otpauth URI and the
+ * recovery codes) are marked no-store.
+ *
+ *   GET  /admin/users                  the accounts
+ *   POST /admin/users                  {"username","role","password"[,"patient"|"practitioner"][,"mfa"]}
+ *   GET  /admin/users/{id}             one account
+ *   POST /admin/users/{id}/{action}    disable | enable | revoke-sessions | reset-mfa
+ */
+#ifndef CV_NET_ADMIN_H
+#define CV_NET_ADMIN_H
+
+#include "core/exchange.h"
+
+void cv_admin_users_list(cv_exchange_t *ex);
+void cv_admin_users_create(cv_exchange_t *ex);
+void cv_admin_user_read(cv_exchange_t *ex);
+void cv_admin_user_action(cv_exchange_t *ex);
+
+#endif
