@@ -7,13 +7,19 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/session.h"
+#include "core/pool.h"
+#include "core/time.h"
 #include "crypto/crypto.h"
 
 #define META_BOOTSTRAP "auth.bootstrap"
+#define COOKIE_NAME_LEN (sizeof CV_SESSION_COOKIE - 1)
 
 struct cv_auth {
 	unsigned char bootstrap_hash[32]; /* SHA-256 of the bootstrap token */
 	int have_bootstrap;               /* a bootstrap token exists */
+	cv_store_t *store;                /* sessions and accounts */
+	cv_session_limits_t limits;       /* session timeouts */
 };
 
 cv_rc cv_auth_bootstrap_create(cv_store_t *s, char *out, size_t outlen)
@@ -38,6 +44,8 @@ cv_rc cv_auth_new(cv_store_t *s, cv_auth_t **out)
 		return CV_E_NOMEM;
 	cv_buf_t v;
 	cv_buf_init(&v, 64);
+	a->store = s;
+	cv_auth_session_limits(a, 900, 43200);
 	cv_rc rc = cv_store_meta_get(s, META_BOOTSTRAP, &v);
 	if (!rc && v.len == sizeof a->bootstrap_hash) {
 		memcpy(a->bootstrap_hash, v.data, v.len);
@@ -85,4 +93,64 @@ cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_principal
 	out->kind = CV_PRINCIPAL_ADMIN;
 	out->id = "bootstrap-admin";
 	return CV_OK;
+}
+
+void cv_auth_session_limits(cv_auth_t *a, unsigned idle_s, unsigned absolute_s)
+{
+	a->limits.idle_us = (int64_t)idle_s * 1000000;
+	a->limits.absolute_us = (int64_t)absolute_s * 1000000;
+}
+
+const char *cv_auth_cookie_token(const char *cookie, char *out, size_t cap)
+{
+	const char *p = cookie;
+	while (p && *p) {
+		while (*p == ' ' || *p == ';')
+			p++;
+		size_t n = strcspn(p, ";");
+		if (n > COOKIE_NAME_LEN && strncmp(p, CV_SESSION_COOKIE "=", COOKIE_NAME_LEN + 1) == 0) {
+			size_t vlen = n - COOKIE_NAME_LEN - 1;
+			if (vlen >= cap)
+				return NULL;
+			memcpy(out, p + COOKIE_NAME_LEN + 1, vlen);
+			out[vlen] = '\0';
+			return out;
+		}
+		p += n;
+	}
+	return NULL;
+}
+
+cv_rc cv_auth_cookie(const cv_auth_t *a, const char *cookie, cv_pool_t *pool, cv_principal_t *out)
+{
+	char token[CV_SESSION_TOKEN_MAX];
+	cv_session_info_t info;
+	out->kind = CV_PRINCIPAL_NONE;
+	out->id = NULL;
+	if (!cookie || !cv_auth_cookie_token(cookie, token, sizeof token))
+		return CV_OK;
+	cv_rc rc = cv_session_check(a->store, token, &a->limits, cv_time_now_us(), &info);
+	cv_crypto_wipe(token, sizeof token);
+	if (rc)
+		return rc == CV_E_UNAUTH ? CV_E_UNAUTH : rc;
+	out->id = cv_pool_strdup(pool, info.user);
+	out->role = cv_pool_strdup(pool, info.role);
+	out->link = cv_pool_strdup(pool, info.link);
+	out->session = cv_pool_strdup(pool, info.sid);
+	out->csrf = cv_pool_strdup(pool, info.csrf);
+	cv_crypto_wipe(&info, sizeof info);
+	if (!out->id || !out->role || !out->link || !out->session || !out->csrf)
+		return CV_E_NOMEM;
+	out->kind = CV_PRINCIPAL_USER;
+	return CV_OK;
+}
+
+cv_rc cv_auth_csrf(const cv_principal_t *p, const char *header)
+{
+	if (p->kind != CV_PRINCIPAL_USER || !p->csrf)
+		return CV_OK; /* bearer credentials are not sent by browsers on their own */
+	size_t n = strlen(p->csrf);
+	if (!header || strlen(header) != n || n == 0)
+		return CV_E_DENIED;
+	return cv_crypto_equal(p->csrf, header, n) ? CV_OK : CV_E_DENIED;
 }

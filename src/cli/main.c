@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "net/admin.h"
 #include "net/health.h"
+#include "net/login.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -49,6 +50,11 @@ static const cv_route_t routes[] = {
 	{ "GET", "/fhir/{type}/{id}", CV_ACT_FHIR_READ, cv_fhir_read },
 	{ "PUT", "/fhir/{type}/{id}", CV_ACT_FHIR_UPDATE, cv_fhir_update },
 	{ "DELETE", "/fhir/{type}/{id}", CV_ACT_FHIR_DELETE, cv_fhir_delete },
+	{ "POST", "/auth/login", CV_ACT_AUTH_LOGIN, cv_login },
+	{ "GET", "/auth/session", CV_ACT_AUTH_SESSION, cv_login_session },
+	{ "GET", "/auth/sessions", CV_ACT_AUTH_SESSION, cv_login_sessions },
+	{ "POST", "/auth/logout", CV_ACT_AUTH_SESSION, cv_logout },
+	{ "POST", "/auth/logout-all", CV_ACT_AUTH_SESSION, cv_logout_all },
 	{ "GET", "/admin/users", CV_ACT_ADMIN_USERS, cv_admin_users_list },
 	{ "POST", "/admin/users", CV_ACT_ADMIN_USERS, cv_admin_users_create },
 	{ "GET", "/admin/users/{id}", CV_ACT_ADMIN_USERS, cv_admin_user_read },
@@ -336,6 +342,8 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 		rc = cv_store_open(cfg->data_dir, cfg->store_url, cfg->threads * 2, a->master, &a->store, err, errlen);
 	if (!rc && (rc = cv_auth_new(a->store, &a->auth)))
 		snprintf(err, errlen, "cannot load credentials: %s", cv_rc_str(rc));
+	if (!rc)
+		cv_auth_session_limits(a->auth, cfg->session_idle, cfg->session_absolute);
 	if (!rc && (rc = cv_fhir_init(&a->fhir, a->store, a->model, cfg)))
 		snprintf(err, errlen, "cannot build the capability statement: %s", cv_rc_str(rc));
 	a->fhir_ready = !rc;

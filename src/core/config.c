@@ -41,6 +41,8 @@ static const opt_t options[] = {
 	{ "history-max-count", OPT_UINT, F(history_max_count), 100000, "1000", "largest _count on history" },
 	{ "search-default-count", OPT_UINT, F(search_default_count), 10000, "50", "search page size without _count" },
 	{ "search-max-count", OPT_UINT, F(search_max_count), 10000, "1000", "largest _count on search" },
+	{ "session-idle", OPT_UINT, F(session_idle), 86400, "900", "seconds a portal session may stay unused" },
+	{ "session-absolute", OPT_UINT, F(session_absolute), 604800, "43200", "seconds a portal session lasts at most" },
 	{ "log-level", OPT_LEVEL, F(log_level), 0, "info", "debug, info, warn or error" },
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
 };
@@ -63,6 +65,8 @@ void cv_config_defaults(cv_config_t *cfg)
 	cfg->history_max_count = 1000;
 	cfg->search_default_count = 50;
 	cfg->search_max_count = 1000;
+	cfg->session_idle = 900;
+	cfg->session_absolute = 43200;
 	cfg->log_level = CV_LOG_INFO;
 	cfg->access_log = 1;
 }

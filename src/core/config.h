@@ -37,6 +37,8 @@ typedef struct cv_config {
 	unsigned history_max_count;   /* largest _count on history, 1000 */
 	unsigned search_default_count; /* search page size when _count is absent, 50 */
 	unsigned search_max_count;    /* largest _count on search, 1000 */
+	unsigned session_idle;        /* seconds a portal session may stay unused, 900 */
+	unsigned session_absolute;    /* seconds a portal session lasts at most, 43200 */
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 } cv_config_t;

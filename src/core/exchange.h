@@ -23,12 +23,17 @@
 typedef enum {
 	CV_PRINCIPAL_NONE,   /* not authenticated */
 	CV_PRINCIPAL_ADMIN,  /* the bootstrap administrator */
+	CV_PRINCIPAL_USER,   /* a person logged in to the portal (session cookie) */
 } cv_principal_kind;
 
-/* Who is calling, as established by auth/. */
+/* Who is calling, as established by auth/. Strings live in the request's pool. */
 typedef struct cv_principal {
 	cv_principal_kind kind; /* what sort of caller */
-	const char *id;         /* stable id for logs and audit ("bootstrap-admin"), never a secret */
+	const char *id;         /* stable id for logs and audit ("bootstrap-admin", an account id), never a secret */
+	const char *role;       /* USER: "patient", "nurse", ... */
+	const char *link;       /* USER: "Patient/<id>", "Practitioner/<id>" or "" */
+	const char *session;    /* USER: the session's record id (a hash, not the cookie) */
+	const char *csrf;       /* USER: the session's CSRF token, required on state changes */
 } cv_principal_t;
 
 #define CV_EX_MAX_HEADERS 16
@@ -56,6 +61,7 @@ struct cv_exchange {
 	const char *base_url;     /* "https://host:port/fhir" as the client addressed us */
 	cv_principal_t principal; /* who is calling */
 	const char *request_id;   /* X-Request-Id value */
+	const char *peer;         /* the client's address ("203.0.113.7"), for throttling */
 	cv_pool_t *pool;          /* the request's memory */
 	void *app;                /* the server context handlers need (fhir/'s cv_fhir_t) */
 	/* response */

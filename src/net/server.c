@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -360,12 +361,45 @@ static const char *base_url(req_t *r)
 	return cv_pool_printf(&r->pool, "https://%s/fhir", host);
 }
 
+/* The client's address as text, for throttling; "-" when unknown. */
+static const char *peer_text(req_t *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char host[NI_MAXHOST];
+	if (!ci || !ci->client_addr)
+		return "-";
+	socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, len, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+		return "-";
+	const char *p = cv_pool_strdup(&r->pool, host);
+	return p ? p : "-";
+}
+
+/* Who is calling: a bearer token, else a session cookie, else nobody. */
+static cv_rc authenticate(req_t *r, const char *authz)
+{
+	cv_exchange_t *ex = &r->ex;
+	if (authz)
+		return cv_auth_bearer(r->srv->auth, authz, &ex->principal);
+	return cv_auth_cookie(r->srv->auth, ex_header(ex, "Cookie"), &r->pool, &ex->principal);
+}
+
+static int safe_method(const char *m)
+{
+	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+}
+
 static void authorize(req_t *r)
 {
 	cv_exchange_t *ex = &r->ex;
 	const char *reason = NULL;
 	const char *authz = ex_header(ex, "Authorization");
-	cv_rc rc = cv_auth_bearer(r->srv->auth, authz, &ex->principal);
+	cv_rc rc = authenticate(r, authz);
+	if (!rc && !safe_method(ex->method) && cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
+		/* a cookie-authenticated change without its CSRF token: another site's form */
+		cv_fhir_error(ex, 403, "forbidden", "a change made with a session cookie needs its X-CSRF-Token header");
+		return;
+	}
 	if (!rc)
 		rc = cv_policy_decide(&ex->principal, r->route->action, ex->args[0], &reason);
 	else if (cv_policy_decide(&ex->principal, r->route->action, ex->args[0], &reason) == CV_OK)
@@ -390,6 +424,7 @@ static void run_pipeline(req_t *r, const char *url, const char *method)
 	ex->body = r->body.data;
 	ex->body_len = r->body.len;
 	ex->base_url = base_url(r);
+	ex->peer = peer_text(r);
 	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_param, ex);
 	if (ex->nparams > CV_EX_MAX_PARAMS)
 		return cv_fhir_error(ex, 400, "too-costly", "too many query parameters (at most %d)",

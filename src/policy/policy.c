@@ -17,6 +17,8 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_FHIR_UPDATE] = "fhir.update",
 	[CV_ACT_FHIR_DELETE] = "fhir.delete",
 	[CV_ACT_ADMIN_USERS] = "admin.users",
+	[CV_ACT_AUTH_LOGIN] = "auth.login",
+	[CV_ACT_AUTH_SESSION] = "auth.session",
 };
 
 const char *cv_action_name(cv_action a)
@@ -26,7 +28,7 @@ const char *cv_action_name(cv_action a)
 
 static int is_public(cv_action a)
 {
-	return a == CV_ACT_PUBLIC_HEALTH || a == CV_ACT_PUBLIC_META;
+	return a == CV_ACT_PUBLIC_HEALTH || a == CV_ACT_PUBLIC_META || a == CV_ACT_AUTH_LOGIN;
 }
 
 /* What the administrator role grants: the whole FHIR API (until the
@@ -51,6 +53,11 @@ cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resourc
 		rc = CV_E_UNAUTH;
 	} else if (p->kind == CV_PRINCIPAL_ADMIN && admin_grants(a)) {
 		why = "administrator role";
+		rc = CV_OK;
+	} else if (p->kind == CV_PRINCIPAL_USER && a == CV_ACT_AUTH_SESSION) {
+		/* what a logged-in person may do to data is the authorization issue's: until
+		 * then a session reaches only itself */
+		why = "own session";
 		rc = CV_OK;
 	}
 	if (reason)

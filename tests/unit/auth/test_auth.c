@@ -106,14 +106,24 @@ static void new_token_replaces_old(void **state)
 
 static void policy_denies_by_default(void **state)
 {
-	cv_principal_t anon = { CV_PRINCIPAL_NONE, NULL }, admin = { CV_PRINCIPAL_ADMIN, "bootstrap-admin" };
+	cv_principal_t anon = { .kind = CV_PRINCIPAL_NONE }, admin = { .kind = CV_PRINCIPAL_ADMIN, .id = "bootstrap-admin" };
+	cv_principal_t user = { .kind = CV_PRINCIPAL_USER, .id = "0123", .role = "doctor", .link = "Practitioner/p",
+				.session = "s", .csrf = "c" };
 	const char *why;
 	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_HEALTH, NULL, &why), CV_OK);
 	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_META, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_LOGIN, NULL, &why), CV_OK);
 	for (int a = CV_ACT_FHIR_READ; a <= CV_ACT_FHIR_DELETE; a++) {
 		assert_int_equal(cv_policy_decide(&anon, (cv_action)a, "Patient", &why), CV_E_UNAUTH);
 		assert_int_equal(cv_policy_decide(&admin, (cv_action)a, "Patient", &why), CV_OK);
+		/* a logged-in person reaches no data until the authorization rules exist */
+		assert_int_equal(cv_policy_decide(&user, (cv_action)a, "Patient", &why), CV_E_DENIED);
 	}
+	assert_int_equal(cv_policy_decide(&user, CV_ACT_AUTH_SESSION, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_USERS, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_SESSION, NULL, &why), CV_E_UNAUTH);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_AUTH_SESSION, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_USERS, NULL, &why), CV_OK);
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", &why), CV_E_DENIED);
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", &why), CV_E_DENIED);
 	assert_string_equal(cv_action_name(CV_ACT_FHIR_READ), "fhir.read");
