@@ -430,16 +430,12 @@ cv_rc cv_account_find(cv_store_t *s, const char *username, cv_account_t *out)
 typedef struct each_ctx {
 	cv_rc (*fn)(void *arg, const cv_account_t *a);
 	void *arg;
-	int64_t last;
-	unsigned n;
 } each_ctx_t;
 
 static cv_rc each_one(void *arg, const cv_store_hit_t *h)
 {
 	each_ctx_t *c = arg;
 	cv_account_t a;
-	c->last = h->at.rk;
-	c->n++;
 	cv_rc rc = cv_account_decode((const char *)h->v.body, h->v.body_len, &a);
 	if (rc)
 		return rc;
@@ -452,13 +448,5 @@ static cv_rc each_one(void *arg, const cv_store_hit_t *h)
 cv_rc cv_account_each(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_account_t *a), void *arg)
 {
 	each_ctx_t c = { .fn = fn, .arg = arg };
-	cv_rc rc = CV_OK;
-	do {
-		cv_pool_t pool;
-		cv_pool_init(&pool, 0);
-		c.n = 0;
-		rc = cv_store_scan_current(s, USER_TYPE, c.last, 100, &pool, each_one, &c);
-		cv_pool_release(&pool);
-	} while (!rc && c.n == 100);
-	return rc;
+	return cv_store_each_current(s, USER_TYPE, each_one, &c);
 }

@@ -408,16 +408,12 @@ typedef struct each_ctx {
 	int64_t now_us;
 	cv_rc (*fn)(void *arg, const cv_session_info_t *info);
 	void *arg;
-	int64_t last;
-	unsigned n;
 } each_ctx_t;
 
 static cv_rc each_one(void *arg, const cv_store_hit_t *h)
 {
 	each_ctx_t *c = arg;
 	cv_session_info_t info;
-	c->last = h->at.rk;
-	c->n++;
 	json_object *o = json_tokener_parse((const char *)h->v.body);
 	const char *user = jstr(o, "user"), *sid = jstr(o, "sid");
 	cv_rc rc = CV_OK;
@@ -431,13 +427,5 @@ cv_rc cv_session_each(cv_store_t *s, const char *user, const cv_session_limits_t
 		      cv_rc (*fn)(void *arg, const cv_session_info_t *info), void *arg)
 {
 	each_ctx_t c = { .s = s, .user = user, .lim = lim, .now_us = now_us, .fn = fn, .arg = arg };
-	cv_rc rc;
-	do {
-		cv_pool_t pool;
-		cv_pool_init(&pool, 0);
-		c.n = 0;
-		rc = cv_store_scan_current(s, SESSION_TYPE, c.last, 100, &pool, each_one, &c);
-		cv_pool_release(&pool);
-	} while (!rc && c.n == 100);
-	return rc;
+	return cv_store_each_current(s, SESSION_TYPE, each_one, &c);
 }

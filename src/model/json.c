@@ -362,3 +362,15 @@ cv_rc cv_json_write(json_object *obj, cv_buf_t *out)
 							  &n);
 	return s ? cv_buf_append(out, s, n) : CV_E_NOMEM;
 }
+
+const char *cv_json_member_string(json_object *o, const char *k, int *bad)
+{
+	json_object *v;
+	if (!o || !json_object_object_get_ex(o, k, &v))
+		return NULL;
+	if (!json_object_is_type(v, json_type_string)) {
+		*bad = 1;
+		return NULL;
+	}
+	return json_object_get_string(v);
+}

@@ -118,19 +118,6 @@ void cv_admin_users_list(cv_exchange_t *ex)
 	send_json(ex, 200, o, false);
 }
 
-/* A string member of the body, or NULL (absent); *bad when it is not a string. */
-static const char *member(json_object *body, const char *k, int *bad)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(body, k, &v))
-		return NULL;
-	if (!json_object_is_type(v, json_type_string)) {
-		*bad = 1;
-		return NULL;
-	}
-	return json_object_get_string(v);
-}
-
 /* The JSON object body; answers 400 itself and returns NULL when there is none. */
 static json_object *parse_body(cv_exchange_t *ex)
 {
@@ -166,11 +153,14 @@ void cv_admin_users_create(cv_exchange_t *ex)
 	if (!body)
 		return;
 	int bad = 0;
-	const char *patient = member(body, "patient", &bad), *practitioner = member(body, "practitioner", &bad);
+	const char *patient = cv_json_member_string(body, "patient", &bad);
+	const char *practitioner = cv_json_member_string(body, "practitioner", &bad);
 	json_object *mfa = NULL;
 	json_object_object_get_ex(body, "mfa", &mfa);
-	cv_users_new_t n = { .username = member(body, "username", &bad), .role = member(body, "role", &bad),
-			     .password = member(body, "password", &bad), .mfa = json_object_get_boolean(mfa) };
+	cv_users_new_t n = { .username = cv_json_member_string(body, "username", &bad),
+			     .role = cv_json_member_string(body, "role", &bad),
+			     .password = cv_json_member_string(body, "password", &bad),
+			     .mfa = json_object_get_boolean(mfa) };
 	if (bad || !n.username || !n.role || !n.password || (patient && practitioner) ||
 	    (mfa && !json_object_is_type(mfa, json_type_boolean))) {
 		cv_fhir_error(ex, 400, "invalid",

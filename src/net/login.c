@@ -29,18 +29,6 @@ static cv_session_limits_t limits(cv_exchange_t *ex)
 	return l;
 }
 
-static const char *body_str(json_object *o, const char *k, int *bad)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, k, &v))
-		return NULL;
-	if (!json_object_is_type(v, json_type_string)) {
-		*bad = 1;
-		return NULL;
-	}
-	return json_object_get_string(v);
-}
-
 static void send_text(cv_exchange_t *ex, unsigned status, const char *json)
 {
 	ex->status = status;
@@ -85,10 +73,10 @@ static int login_input(cv_exchange_t *ex, cv_login_t *in)
 	if (!rc && cv_json_pool_own(ex->pool, o))
 		rc = CV_E_NOMEM;
 	if (!rc && json_object_is_type(o, json_type_object)) {
-		in->username = body_str(o, "username", &bad);
-		in->password = body_str(o, "password", &bad);
-		in->code = body_str(o, "code", &bad);
-		in->recovery = body_str(o, "recovery_code", &bad);
+		in->username = cv_json_member_string(o, "username", &bad);
+		in->password = cv_json_member_string(o, "password", &bad);
+		in->code = cv_json_member_string(o, "code", &bad);
+		in->recovery = cv_json_member_string(o, "recovery_code", &bad);
 	}
 	if (rc || bad || !in->username || !in->password || !json_object_is_type(o, json_type_object)) {
 		cv_fhir_error(ex, 400, "invalid",

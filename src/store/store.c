@@ -496,6 +496,36 @@ cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsi
 	return s->ops->scan_current(s->be, type, after, limit, pool, search_one, &c);
 }
 
+typedef struct each_ctx {
+	cv_store_hit_fn fn;
+	void *arg;
+	int64_t last;
+	unsigned n;
+} each_ctx_t;
+
+static cv_rc each_hit(void *arg, const cv_store_hit_t *h)
+{
+	each_ctx_t *c = arg;
+	c->last = h->at.rk;
+	c->n++;
+	return c->fn(c->arg, h);
+}
+
+cv_rc cv_store_each_current(cv_store_t *s, const char *type, cv_store_hit_fn fn, void *arg)
+{
+	enum { BATCH = 100 };
+	each_ctx_t c = { .fn = fn, .arg = arg };
+	cv_rc rc;
+	do {
+		cv_pool_t pool;
+		cv_pool_init(&pool, 0);
+		c.n = 0;
+		rc = cv_store_scan_current(s, type, c.last, BATCH, &pool, each_hit, &c);
+		cv_pool_release(&pool);
+	} while (!rc && c.n == BATCH);
+	return rc;
+}
+
 void cv_store_claim_name(cv_store_t *s, const char *text, char out[64])
 {
 	uint8_t h[16];

@@ -235,6 +235,11 @@ cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out);
 cv_rc cv_store_scan_current(cv_store_t *s, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			    cv_store_hit_fn fn, void *arg);
 
+/* Calls fn for the current version of every resource (or internal record)
+ * of `type`, in creation order, in batches (each batch's memory is released
+ * after it: fn copies what it keeps). */
+cv_rc cv_store_each_current(cv_store_t *s, const char *type, cv_store_hit_fn fn, void *arg);
+
 /* The meta name that claims `text` (a conditional create's type and
  * criteria): "claim." and a blinded hash of it, so no criteria value is stored. */
 void cv_store_claim_name(cv_store_t *s, const char *text, char out[64]);

@@ -8,8 +8,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import { start } from './lib/server.mjs';
+import { base32Decode, totp } from './lib/totp.mjs';
 
 const STRONG = 'a long and unusual passphrase 7';
 const J = { 'content-type': 'application/json' };
@@ -19,22 +19,6 @@ let adminCodes;
 
 const cli = (s, args, input = '') => spawnSync(s.bin, ['user', ...args, '--data', s.dataDir],
   { encoding: 'utf8', timeout: 60_000, env: s.env, input });
-
-function base32Decode(s) {
-  const alpha = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of s) bits += alpha.indexOf(c).toString(2).padStart(5, '0');
-  const out = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(out);
-}
-function totp(seed, t = Date.now() / 1000) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const h = crypto.createHmac('sha1', seed).update(msg).digest();
-  const o = h[19] & 15;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
-}
 
 async function makeUsers(s) {
   const put = await s.req('PUT', '/fhir/Patient/login-p1', { body: { resourceType: 'Patient', id: 'login-p1' } });

@@ -8,10 +8,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { start } from './lib/server.mjs';
+import { base32Decode, totp } from './lib/totp.mjs';
 
 let server;
 before(async () => { server = await start({ name: 'users' }); });
@@ -32,23 +32,6 @@ const list = () => {
   });
 };
 const find = (name) => list().find((u) => u.username === name);
-
-// RFC 4648 base32 and an RFC 6238 code, computed independently of the server
-function base32Decode(s) {
-  const alpha = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of s) bits += alpha.indexOf(c).toString(2).padStart(5, '0');
-  const out = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) out.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(out);
-}
-function totp(seed, t = Date.now() / 1000) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const h = crypto.createHmac('sha1', seed).update(msg).digest();
-  const o = h[19] & 15;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1e6).padStart(6, '0');
-}
 
 test('a weak password is refused with the reason, and no account is made', () => {
   for (const [pw, why] of [['short pw 1', /12 characters/], ['password1234', /common|breached/],

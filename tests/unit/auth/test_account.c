@@ -17,10 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../testpg.h"
 #include "auth/account.h"
 
 static const char *pg_base;
-static int pg_seq;
 
 typedef struct fx {
 	char dir[64];
@@ -28,19 +28,6 @@ typedef struct fx {
 	cv_key_t *master;
 	cv_store_t *s;
 } fx_t;
-
-static void pg_database(char *url, size_t len)
-{
-	char db[64], cmd[1024];
-	snprintf(db, sizeof db, "cv_unit_account_%d_%d", (int)getpid(), ++pg_seq);
-	snprintf(cmd, sizeof cmd, "psql '%s' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE %s' >/dev/null", pg_base, db);
-	assert_int_equal(system(cmd), 0);
-	const char *q = strchr(pg_base, '?');
-	const char *slash = q ? q : pg_base + strlen(pg_base);
-	while (slash > pg_base && *slash != '/')
-		slash--;
-	snprintf(url, len, "%.*s/%s%s", (int)(slash - pg_base), pg_base, db, q ? q : "");
-}
 
 static int setup(void **state)
 {
@@ -53,7 +40,7 @@ static int setup(void **state)
 	assert_int_equal(cv_crypto_master_create(path, err, sizeof err), CV_OK);
 	assert_int_equal(cv_crypto_master_load(path, &f->master, err, sizeof err), CV_OK);
 	if (pg_base)
-		pg_database(f->url, sizeof f->url);
+		assert_int_equal(cv_test_pg_database(pg_base, "cv_unit_account", f->url, sizeof f->url), 0);
 	assert_int_equal(cv_store_open(f->dir, f->url, 2, f->master, &f->s, err, sizeof err), CV_OK);
 	*state = f;
 	return 0;

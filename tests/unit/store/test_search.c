@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../testpg.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 
@@ -23,21 +24,6 @@
  * scripts/test starts one) every test runs a second time on PostgreSQL, each
  * in a database of its own. */
 static const char *pg_base;
-static int pg_seq;
-
-/* Creates a fresh database on pg_base; url gets its URL. */
-static void pg_database(char *url, size_t len)
-{
-	char db[64], cmd[1024];
-	snprintf(db, sizeof db, "cv_unit_search_%d_%d", (int)getpid(), ++pg_seq);
-	snprintf(cmd, sizeof cmd, "psql '%s' -v ON_ERROR_STOP=1 -qc 'CREATE DATABASE %s' >/dev/null", pg_base, db);
-	assert_int_equal(system(cmd), 0);
-	const char *q = strchr(pg_base, '?');
-	const char *slash = q ? q : pg_base + strlen(pg_base);
-	while (slash > pg_base && *slash != '/')
-		slash--;
-	snprintf(url, len, "%.*s/%s%s", (int)(slash - pg_base), pg_base, db, q ? q : "");
-}
 
 typedef struct fx {
 	char dir[64];
@@ -58,7 +44,7 @@ static int setup(void **state)
 	assert_int_equal(cv_crypto_master_create(key, err, sizeof err), CV_OK);
 	assert_int_equal(cv_crypto_master_load(key, &f->master, err, sizeof err), CV_OK);
 	if (pg_base)
-		pg_database(f->url, sizeof f->url);
+		assert_int_equal(cv_test_pg_database(pg_base, "cv_unit_search", f->url, sizeof f->url), 0);
 	assert_int_equal(cv_store_open(f->dir, f->url, 2, f->master, &f->s, err, sizeof err), CV_OK);
 	cv_pool_init(&f->pool, 0);
 	*state = f;
