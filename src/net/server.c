@@ -395,7 +395,10 @@ static void authorize(req_t *r)
 	const char *reason = NULL;
 	const char *authz = ex_header(ex, "Authorization");
 	cv_rc rc = authenticate(r, authz);
-	if (!rc && !safe_method(ex->method) && cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
+	const cv_principal_t nobody = { .kind = CV_PRINCIPAL_NONE };
+	int public_route = cv_policy_decide(&nobody, r->route->action, ex->args[0], NULL) == CV_OK;
+	if (!rc && !public_route && !safe_method(ex->method) &&
+	    cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
 		/* a cookie-authenticated change without its CSRF token: another site's form */
 		cv_fhir_error(ex, 403, "forbidden", "a change made with a session cookie needs its X-CSRF-Token header");
 		return;

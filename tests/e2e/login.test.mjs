@@ -69,6 +69,10 @@ test('a patient logs in: a __Host- cookie that scripts and other sites cannot us
   assert.equal(data.status, 403);
   const adm = await withCookie(server, 'GET', '/admin/users', cookieOf(r));
   assert.equal(adm.status, 403);
+  // logging in again with a session cookie in the jar is a login, not a forged change
+  const again = await withCookie(server, 'POST', '/auth/login', cookieOf(r), { headers: J, body: { username: 'pat.login', password: STRONG } });
+  assert.equal(again.status, 200, diag(again));
+  assert.notEqual(cookieOf(again), cookieOf(r), 'a new session id at every login');
 });
 
 test('wrong password and unknown user get the very same answer', async () => {
