@@ -26,6 +26,8 @@ run: build
 	@if [ ! -f $(DATA)/master.key ]; then $(BUILD)/carevault init --data $(DATA); fi
 	@echo "serving https://localhost:8443/fhir  (token: $(DATA)/bootstrap-token; stop with Ctrl-C)"
 	@echo "try: curl --cacert $(DATA)/tls/cert.pem -H \"Authorization: Bearer \$$(cat $(DATA)/bootstrap-token)\" https://localhost:8443/fhir/Patient/_history"
+	@echo "first administrator account (prints the TOTP enrolment once):"
+	@echo "  $(BUILD)/carevault user add --data $(DATA) --username admin --role admin --password-stdin --qr admin-mfa.svg"
 	@exec $(BUILD)/carevault serve --data $(DATA) --listen $(LISTEN)
 
 test: deps
