@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "auth/session.h"
+#include "auth/token.h"
 #include "core/pool.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
@@ -70,7 +71,26 @@ void cv_auth_free(cv_auth_t *a)
 	free(a);
 }
 
-cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_principal_t *out)
+/* An OAuth access token: the CLIENT principal, with what its scopes permit. */
+static cv_rc access_token(const cv_auth_t *a, const char *tok, cv_pool_t *pool, cv_principal_t *out)
+{
+	cv_token_info_t t;
+	if (!pool)
+		return CV_E_UNAUTH;
+	cv_rc rc = cv_token_check(a->store, tok, cv_time_now_us(), &t);
+	if (rc)
+		return rc == CV_E_UNAUTH ? CV_E_UNAUTH : rc;
+	out->id = cv_pool_strdup(pool, t.client);
+	out->scope = cv_pool_strdup(pool, t.scope);
+	if (!out->id || !out->scope)
+		return CV_E_NOMEM;
+	out->perms = (t.grant.c ? CV_PERM_C : 0) | (t.grant.r ? CV_PERM_R : 0) | (t.grant.u ? CV_PERM_U : 0) |
+		     (t.grant.d ? CV_PERM_D : 0) | (t.grant.s ? CV_PERM_S : 0);
+	out->kind = CV_PRINCIPAL_CLIENT;
+	return CV_OK;
+}
+
+cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_pool_t *pool, cv_principal_t *out)
 {
 	out->kind = CV_PRINCIPAL_NONE;
 	out->id = NULL;
@@ -82,7 +102,11 @@ cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_principal
 	while (*tok == ' ')
 		tok++;
 	size_t len = strlen(tok);
-	if (len == 0 || len > CV_TOKEN_MAX || !a->have_bootstrap)
+	if (len == 0 || len > CV_TOKEN_MAX)
+		return CV_E_UNAUTH;
+	if (strncmp(tok, "cva_", 4) == 0)
+		return access_token(a, tok, pool, out);
+	if (!a->have_bootstrap)
 		return CV_E_UNAUTH;
 	unsigned char hash[32];
 	cv_crypto_sha256(tok, len, hash);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "core/exchange.h"
+#include "core/pool.h"
 #include "core/rc.h"
 #include "store/store.h"
 
@@ -49,10 +50,12 @@ cv_rc cv_auth_csrf(const cv_principal_t *p, const char *header) __attribute__((w
 /* Frees it (NULL is fine). */
 void cv_auth_free(cv_auth_t *a);
 
-/* Establishes the principal from an Authorization header value (may be NULL).
+/* Establishes the principal from an Authorization header value (may be NULL):
+ * the bootstrap token (ADMIN), or an OAuth access token "cva_..." (CLIENT,
+ * its strings in pool; without a pool such a token is refused).
  * No header: CV_OK with kind CV_PRINCIPAL_NONE. A header that is not a valid
  * bearer token: CV_E_UNAUTH. */
-cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_principal_t *out)
+cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_pool_t *pool, cv_principal_t *out)
 	__attribute__((warn_unused_result));
 
 #endif

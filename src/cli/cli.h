@@ -4,10 +4,24 @@
 #ifndef CV_CLI_CLI_H
 #define CV_CLI_CLI_H
 
+#include <stddef.h>
+
+#include "core/config.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+/* Loads DIR/master.key and opens the store of cfg (embedded or cfg->store_url).
+ * Returns 0, or -1 with err set. The caller closes the store and frees the key. */
+int cv_cli_open_store(const cv_config_t *cfg, unsigned read_conns, cv_key_t **master, cv_store_t **store, char *err,
+		      size_t errlen);
+
 /* `carevault import`: argv[0] is "import". Returns the exit code. */
 int cv_cli_import(int argc, char **argv);
 
 /* `carevault user`: argv[0] is "user". Returns the exit code. */
 int cv_cli_user(int argc, char **argv);
+
+/* `carevault client`: argv[0] is "client". Returns the exit code. */
+int cv_cli_client(int argc, char **argv);
 
 #endif

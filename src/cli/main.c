@@ -25,6 +25,7 @@
 #include "net/admin.h"
 #include "net/health.h"
 #include "net/login.h"
+#include "net/oauth.h"
 #include "net/server.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -33,6 +34,9 @@
 #define DRAIN_GRACE_S 30
 
 static const cv_route_t routes[] = {
+	{ "GET", "/.well-known/smart-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_smart_configuration },
+	{ "GET", "/fhir/.well-known/smart-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_smart_configuration },
+	{ "POST", "/auth/token", CV_ACT_AUTH_TOKEN, cv_oauth_token },
 	{ "GET", "/healthz", CV_ACT_PUBLIC_HEALTH, cv_health_live },
 	{ "GET", "/readyz", CV_ACT_PUBLIC_HEALTH, cv_health_ready },
 	{ "GET", "/fhir/metadata", CV_ACT_PUBLIC_META, cv_fhir_metadata },
@@ -76,6 +80,7 @@ static void usage(FILE *out)
 		"  serve    serve the FHIR R4 API over HTTPS\n"
 		"  import   load transaction Bundles or NDJSON files (resumable, with progress)\n"
 		"  user     add, list, disable, enable user accounts; reset MFA; revoke sessions\n"
+		"  client   register OAuth clients (backend services); list, disable, enable\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -476,6 +481,8 @@ int main(int argc, char **argv)
 		return cv_cli_import(argc - 1, argv + 1);
 	if (strcmp(argv[1], "user") == 0)
 		return cv_cli_user(argc - 1, argv + 1);
+	if (strcmp(argv[1], "client") == 0)
+		return cv_cli_client(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

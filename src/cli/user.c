@@ -111,14 +111,7 @@ static int parse_args(user_cmd_t *u, int argc, char **argv, char *err, size_t er
 
 static int open_store(user_cmd_t *u, char *err, size_t errlen)
 {
-	char kpath[CV_PATH_MAX + 32];
-	snprintf(kpath, sizeof kpath, "%s/master.key", u->cfg.data_dir);
-	cv_rc rc = cv_crypto_init(err, errlen);
-	if (!rc)
-		rc = cv_crypto_master_load(kpath, &u->master, err, errlen);
-	if (!rc)
-		rc = cv_store_open(u->cfg.data_dir, u->cfg.store_url, 1, u->master, &u->store, err, errlen);
-	return rc ? -1 : 0;
+	return cv_cli_open_store(&u->cfg, 1, &u->master, &u->store, err, errlen);
 }
 
 /* Reads one line (the password) from stdin into out; strips the line end. */

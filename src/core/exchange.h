@@ -24,7 +24,15 @@ typedef enum {
 	CV_PRINCIPAL_NONE,   /* not authenticated */
 	CV_PRINCIPAL_ADMIN,  /* the bootstrap administrator */
 	CV_PRINCIPAL_USER,   /* a person logged in to the portal (session cookie) */
+	CV_PRINCIPAL_CLIENT, /* a backend service with an OAuth access token (system/ scopes) */
 } cv_principal_kind;
+
+/* What a CLIENT's scopes permit on every resource type (SMART v2 letters). */
+#define CV_PERM_C 1u
+#define CV_PERM_R 2u
+#define CV_PERM_U 4u
+#define CV_PERM_D 8u
+#define CV_PERM_S 16u
 
 /* Who is calling, as established by auth/. Strings live in the request's pool. */
 typedef struct cv_principal {
@@ -34,6 +42,8 @@ typedef struct cv_principal {
 	const char *link;       /* USER: "Patient/<id>", "Practitioner/<id>" or "" */
 	const char *session;    /* USER: the session's record id (a hash, not the cookie) */
 	const char *csrf;       /* USER: the session's CSRF token, required on state changes */
+	const char *scope;      /* CLIENT: the granted scopes */
+	unsigned perms;         /* CLIENT: CV_PERM_* bits the scopes grant on every type */
 } cv_principal_t;
 
 #define CV_EX_MAX_HEADERS 16

@@ -380,7 +380,7 @@ static cv_rc authenticate(req_t *r, const char *authz)
 {
 	cv_exchange_t *ex = &r->ex;
 	if (authz)
-		return cv_auth_bearer(r->srv->auth, authz, &ex->principal);
+		return cv_auth_bearer(r->srv->auth, authz, &r->pool, &ex->principal);
 	return cv_auth_cookie(r->srv->auth, ex_header(ex, "Cookie"), &r->pool, &ex->principal);
 }
 

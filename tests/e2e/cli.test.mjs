@@ -16,7 +16,7 @@ test('version and --help everywhere', () => {
   const v = run('version');
   assert.equal(v.status, 0);
   assert.match(v.stdout, /^carevault \d+\.\d+\.\d+/);
-  for (const args of [['--help'], ['init', '--help'], ['serve', '--help'], ['version', '--help'], ['migrate-store', '--help'], ['user', '--help'], ['import', '--help']]) {
+  for (const args of [['--help'], ['init', '--help'], ['serve', '--help'], ['version', '--help'], ['migrate-store', '--help'], ['user', '--help'], ['import', '--help'], ['client', '--help']]) {
     const r = run(...args);
     assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stdout, /usage: carevault/);

@@ -61,10 +61,10 @@ static void bootstrap_token(void **state)
 	char hdr[CV_TOKEN_MAX + 16];
 	cv_principal_t p;
 	snprintf(hdr, sizeof hdr, "Bearer %s", f->token);
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_OK);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_OK);
 	assert_int_equal(p.kind, CV_PRINCIPAL_ADMIN);
 	snprintf(hdr, sizeof hdr, "bearer %s", f->token);
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_OK);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_OK);
 }
 
 static void forged_tokens(void **state)
@@ -75,19 +75,19 @@ static void forged_tokens(void **state)
 	const char *bad[] = { "Bearer ", "Bearer x", "Basic YWRtaW46YWRtaW4=", "Bearer cvb_", "token",
 			      "Bearer cvb_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		assert_int_equal(cv_auth_bearer(f->a, bad[i], &p), CV_E_UNAUTH);
+		assert_int_equal(cv_auth_bearer(f->a, bad[i], NULL, &p), CV_E_UNAUTH);
 		assert_int_equal(p.kind, CV_PRINCIPAL_NONE);
 	}
 	/* the real token with one character changed, or cut short, or extended */
 	snprintf(hdr, sizeof hdr, "Bearer %s", f->token);
 	hdr[strlen(hdr) - 1] ^= 1;
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH);
 	snprintf(hdr, sizeof hdr, "Bearer %.*s", (int)strlen(f->token) - 1, f->token);
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH);
 	snprintf(hdr, sizeof hdr, "Bearer %sA", f->token);
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH);
 	/* no header: anonymous, not an error */
-	assert_int_equal(cv_auth_bearer(f->a, NULL, &p), CV_OK);
+	assert_int_equal(cv_auth_bearer(f->a, NULL, NULL, &p), CV_OK);
 	assert_int_equal(p.kind, CV_PRINCIPAL_NONE);
 }
 
@@ -101,7 +101,7 @@ static void new_token_replaces_old(void **state)
 	cv_auth_free(f->a);
 	assert_int_equal(cv_auth_new(f->s, &f->a), CV_OK);
 	snprintf(hdr, sizeof hdr, "Bearer %s", old);
-	assert_int_equal(cv_auth_bearer(f->a, hdr, &p), CV_E_UNAUTH);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH);
 }
 
 static void policy_denies_by_default(void **state)

@@ -1,0 +1,445 @@
+/*
+ * client.c - registered OAuth clients as sealed internal records, and system
+ * scopes (see client.h).
+ */
+#include "auth/client.h"
+
+#include <json-c/json.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/jwt.h"
+#include "core/pool.h"
+#include "core/time.h"
+#include "crypto/crypto.h"
+
+#define CLIENT_TYPE "~Client"
+#define RECORD_MAX (CV_CLIENT_JWKS_MAX + (16u << 10))
+#define UPDATE_TRIES 8
+
+static const char *const type_names[] = { "public", "confidential", "backend" };
+
+const char *cv_client_type_name(cv_client_type t)
+{
+	return (unsigned)t < 3 ? type_names[t] : "unknown";
+}
+
+cv_rc cv_client_type_parse(const char *name, cv_client_type *out)
+{
+	for (int i = 0; name && i < 3; i++)
+		if (strcmp(name, type_names[i]) == 0) {
+			*out = (cv_client_type)i;
+			return CV_OK;
+		}
+	return CV_E_INVALID;
+}
+
+/* ---------------------------------------------------------------- scopes */
+
+/* SMART v2 permissions: letters of "cruds", in that order, each once. */
+static cv_rc v2_perms(const char *p, cv_scope_grant_t *g)
+{
+	const char *order = "cruds";
+	bool *flags[5] = { &g->c, &g->r, &g->u, &g->d, &g->s };
+	size_t at = 0;
+	if (!*p)
+		return CV_E_INVALID;
+	for (; *p; p++) {
+		const char *k = strchr(order + at, *p);
+		if (!k || !*p)
+			return CV_E_INVALID;
+		*flags[k - order] = true;
+		at = (size_t)(k - order) + 1;
+	}
+	return CV_OK;
+}
+
+cv_rc cv_scope_parse(const char *scope, cv_scope_grant_t *out)
+{
+	memset(out, 0, sizeof *out);
+	const char *slash = strchr(scope, '/');
+	const char *dot = slash ? strchr(slash, '.') : NULL;
+	if (!dot) { /* openid, fhirUser, launch/patient, offline_access...: not resource scopes */
+		size_t word = strspn(scope, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/");
+		return scope[0] && word == strlen(scope) ? CV_E_UNSUPPORTED : CV_E_INVALID;
+	}
+	if (strchr(scope, '?'))
+		return CV_E_UNSUPPORTED; /* granular scopes come with the authorization rules */
+	size_t ctx = (size_t)(slash - scope);
+	bool known_ctx = (ctx == 6 && strncmp(scope, "system", 6) == 0) || (ctx == 4 && strncmp(scope, "user", 4) == 0) ||
+			 (ctx == 7 && strncmp(scope, "patient", 7) == 0);
+	if (!known_ctx)
+		return CV_E_INVALID;
+	size_t rlen = (size_t)(dot - slash - 1);
+	if (rlen == 0 || strspn(slash + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*") < rlen)
+		return CV_E_INVALID;
+	const char *perm = dot + 1;
+	cv_scope_grant_t g = { false, false, false, false, false };
+	if (strcmp(perm, "read") == 0)
+		g = (cv_scope_grant_t){ .r = true, .s = true };
+	else if (strcmp(perm, "write") == 0)
+		g = (cv_scope_grant_t){ .c = true, .u = true, .d = true };
+	else if (strcmp(perm, "*") == 0)
+		g = (cv_scope_grant_t){ true, true, true, true, true };
+	else if (v2_perms(perm, &g))
+		return CV_E_INVALID;
+	if (ctx != 6 || rlen != 1 || slash[1] != '*')
+		return CV_E_UNSUPPORTED; /* user/, patient/ and single types come with SMART launch and authorization */
+	*out = g;
+	return CV_OK;
+}
+
+static void grant_or(cv_scope_grant_t *a, const cv_scope_grant_t *b)
+{
+	a->c |= b->c;
+	a->r |= b->r;
+	a->u |= b->u;
+	a->d |= b->d;
+	a->s |= b->s;
+}
+
+static bool grant_within(const cv_scope_grant_t *a, const cv_scope_grant_t *b)
+{
+	return (!a->c || b->c) && (!a->r || b->r) && (!a->u || b->u) && (!a->d || b->d) && (!a->s || b->s);
+}
+
+/* Calls fn on each space-separated scope of list. */
+static cv_rc each_scope(const char *list, cv_rc (*fn)(void *arg, const char *scope), void *arg)
+{
+	char one[128];
+	for (const char *p = list ? list : ""; *p;) {
+		p += strspn(p, " ");
+		size_t n = strcspn(p, " ");
+		if (!n)
+			break;
+		if (n >= sizeof one)
+			return CV_E_INVALID;
+		memcpy(one, p, n);
+		one[n] = '\0';
+		cv_rc rc = fn(arg, one);
+		if (rc)
+			return rc;
+		p += n;
+	}
+	return CV_OK;
+}
+
+typedef struct list_ctx {
+	cv_scope_grant_t all;
+	char *why;
+	size_t whylen;
+	const cv_scope_grant_t *within;
+	cv_buf_t *out;
+} list_ctx_t;
+
+static cv_rc list_one(void *arg, const char *scope)
+{
+	list_ctx_t *c = arg;
+	cv_scope_grant_t g;
+	cv_rc rc = cv_scope_parse(scope, &g);
+	if (rc && c->why)
+		snprintf(c->why, c->whylen, "%s: %.60s", rc == CV_E_UNSUPPORTED ? "scope not supported yet (only system/*.<cruds>)"
+										  : "malformed scope", scope);
+	if (!rc)
+		grant_or(&c->all, &g);
+	return rc;
+}
+
+cv_rc cv_scope_list(const char *scopes, cv_scope_grant_t *out, char *why, size_t whylen)
+{
+	list_ctx_t c = { .why = why, .whylen = whylen };
+	cv_rc rc = each_scope(scopes, list_one, &c);
+	*out = c.all;
+	return rc;
+}
+
+static cv_rc grant_one(void *arg, const char *scope)
+{
+	list_ctx_t *c = arg;
+	cv_scope_grant_t g;
+	cv_rc rc = cv_scope_parse(scope, &g);
+	if (rc == CV_E_UNSUPPORTED)
+		return CV_OK; /* not grantable: left out */
+	if (rc)
+		return rc;
+	if (!grant_within(&g, c->within))
+		return CV_OK;
+	return cv_buf_printf(c->out, "%s%s", c->out->len ? " " : "", scope);
+}
+
+cv_rc cv_scope_grant(const cv_client_t *cl, const char *requested, cv_buf_t *granted)
+{
+	cv_scope_grant_t reg;
+	if (cv_scope_list(cl->scope, &reg, NULL, 0))
+		return CV_E_INTERNAL;
+	list_ctx_t c = { .within = &reg, .out = granted };
+	cv_buf_reset(granted);
+	return each_scope(requested, grant_one, &c);
+}
+
+/* ---------------------------------------------------------------- records */
+
+static cv_rc redirect_check(const char *uri, char *why, size_t whylen)
+{
+	size_t n = strlen(uri);
+	bool https = strncmp(uri, "https://", 8) == 0 && n > 8;
+	bool local = strncmp(uri, "http://localhost", 16) == 0 || strncmp(uri, "http://127.0.0.1", 16) == 0;
+	if (n > CV_CLIENT_URI_MAX || (!https && !local) || strchr(uri, '#') || strpbrk(uri, " \t\r\n\"<>\\")) {
+		snprintf(why, whylen, "a redirect URI is https:// (or http://localhost), without a fragment, at most %d bytes",
+			 CV_CLIENT_URI_MAX);
+		return CV_E_INVALID;
+	}
+	return CV_OK;
+}
+
+static cv_rc client_check(const cv_client_t *c, char *why, size_t whylen)
+{
+	cv_scope_grant_t g;
+	size_t n = strlen(c->name);
+	if (n == 0 || strspn(c->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._-") != n) {
+		snprintf(why, whylen, "a client name has 1 to %d letters, digits, spaces and . _ -", CV_CLIENT_NAME_MAX);
+		return CV_E_INVALID;
+	}
+	if (c->type != CV_CLIENT_BACKEND && c->nredirect == 0) {
+		snprintf(why, whylen, "a public or confidential client needs at least one --redirect-uri");
+		return CV_E_INVALID;
+	}
+	for (size_t i = 0; i < c->nredirect; i++)
+		if (redirect_check(c->redirect[i], why, whylen))
+			return CV_E_INVALID;
+	if (c->type == CV_CLIENT_BACKEND && !c->jwks) {
+		snprintf(why, whylen, "a backend client needs its public keys (--jwks-file)");
+		return CV_E_INVALID;
+	}
+	if (c->type != CV_CLIENT_BACKEND) {
+		snprintf(why, whylen, "only backend clients can be registered yet (the SMART app launch is next)");
+		return CV_E_UNSUPPORTED;
+	}
+	if (!c->scope[0]) {
+		snprintf(why, whylen, "give the scopes the client may have (--scope)");
+		return CV_E_INVALID;
+	}
+	cv_rc rc = cv_scope_list(c->scope, &g, why, whylen);
+	if (rc)
+		return rc;
+	return cv_jwt_jwks_check(c->jwks, strlen(c->jwks), why, whylen) ? CV_E_INVALID : CV_OK;
+}
+
+static cv_rc encode(const cv_client_t *c, cv_buf_t *out)
+{
+	char hex[65];
+	json_object *o = json_object_new_object(), *r = json_object_new_array();
+	if (!o || !r) {
+		json_object_put(o);
+		json_object_put(r);
+		return CV_E_NOMEM;
+	}
+	json_object_object_add(o, "redirect_uris", r);
+	for (size_t i = 0; i < c->nredirect; i++)
+		json_object_array_add(r, json_object_new_string(c->redirect[i]));
+	sodium_bin2hex(hex, sizeof hex, c->secret_hash, sizeof c->secret_hash);
+	json_object_object_add(o, "id", json_object_new_string(c->id));
+	json_object_object_add(o, "name", json_object_new_string(c->name));
+	json_object_object_add(o, "type", json_object_new_string(cv_client_type_name(c->type)));
+	json_object_object_add(o, "scope", json_object_new_string(c->scope));
+	json_object_object_add(o, "secret_sha256", json_object_new_string(hex));
+	json_object_object_add(o, "disabled", json_object_new_boolean(c->disabled));
+	json_object_object_add(o, "created_us", json_object_new_int64(c->created_us));
+	if (c->jwks)
+		json_object_object_add(o, "jwks", json_object_new_string(c->jwks));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	cv_buf_reset(out);
+	cv_rc rc = text ? cv_buf_puts(out, text) : CV_E_NOMEM;
+	json_object_put(o);
+	return rc;
+}
+
+static const char *get_str(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+												      : NULL;
+}
+
+static cv_rc copy(char *dst, size_t cap, const char *src)
+{
+	if (!src || strlen(src) >= cap)
+		return CV_E_INTERNAL;
+	memcpy(dst, src, strlen(src) + 1);
+	return CV_OK;
+}
+
+static cv_rc decode(const char *text, cv_client_t *c)
+{
+	memset(c, 0, sizeof *c);
+	json_object *o = json_tokener_parse(text), *r, *v;
+	if (!o)
+		return CV_E_INTERNAL;
+	cv_rc rc = copy(c->id, sizeof c->id, get_str(o, "id"));
+	if (!rc)
+		rc = copy(c->name, sizeof c->name, get_str(o, "name"));
+	if (!rc)
+		rc = cv_client_type_parse(get_str(o, "type"), &c->type) ? CV_E_INTERNAL : CV_OK;
+	if (!rc)
+		rc = copy(c->scope, sizeof c->scope, get_str(o, "scope"));
+	const char *hex = rc ? NULL : get_str(o, "secret_sha256");
+	if (!rc && (!hex || sodium_hex2bin(c->secret_hash, sizeof c->secret_hash, hex, strlen(hex), NULL, NULL, NULL)))
+		rc = CV_E_INTERNAL;
+	if (!rc && json_object_object_get_ex(o, "redirect_uris", &r))
+		for (size_t i = 0; !rc && i < json_object_array_length(r) && i < CV_CLIENT_REDIRECTS; i++)
+			rc = copy(c->redirect[c->nredirect++], CV_CLIENT_URI_MAX + 1,
+				  json_object_get_string(json_object_array_get_idx(r, i)));
+	if (!rc && get_str(o, "jwks") && !(c->jwks = strdup(get_str(o, "jwks"))))
+		rc = CV_E_NOMEM;
+	c->disabled = json_object_object_get_ex(o, "disabled", &v) && json_object_get_boolean(v);
+	c->created_us = json_object_object_get_ex(o, "created_us", &v) ? json_object_get_int64(v) : 0;
+	json_object_put(o);
+	if (rc)
+		cv_client_release(c);
+	return rc;
+}
+
+static cv_rc put(cv_store_t *s, cv_client_t *c)
+{
+	cv_buf_t body;
+	cv_buf_init(&body, RECORD_MAX);
+	cv_rc rc = encode(c, &body);
+	if (!rc) {
+		cv_store_write_t w = { .op = CV_STORE_PUT_VERSION, .type = CLIENT_TYPE, .id = c->id,
+				       .expect_version = c->version, .updated_us = cv_time_now_us(),
+				       .body = (const uint8_t *)body.data, .body_len = body.len };
+		rc = cv_store_write_sync(s, &w);
+		if (!rc)
+			c->version++;
+	}
+	cv_buf_release(&body);
+	return rc;
+}
+
+cv_rc cv_client_register(cv_store_t *s, const char *name, const char *type, const char *const *redirects,
+			 size_t nredirects, const char *scope, const char *jwks, cv_client_t *out,
+			 char secret[CV_CLIENT_SECRET_MAX], char *why, size_t whylen)
+{
+	uint8_t raw[CV_CLIENT_ID_LEN / 2];
+	memset(out, 0, sizeof *out);
+	secret[0] = '\0';
+	if (cv_client_type_parse(type, &out->type)) {
+		snprintf(why, whylen, "the type is public, confidential or backend");
+		return CV_E_INVALID;
+	}
+	if (!name || strlen(name) > CV_CLIENT_NAME_MAX || nredirects > CV_CLIENT_REDIRECTS ||
+	    (scope && strlen(scope) > CV_CLIENT_SCOPE_MAX) || (jwks && strlen(jwks) > CV_CLIENT_JWKS_MAX)) {
+		snprintf(why, whylen, "a name, scope list, JWKS or redirect list is too long");
+		return CV_E_LIMIT;
+	}
+	snprintf(out->name, sizeof out->name, "%s", name);
+	for (size_t i = 0; i < nredirects; i++) {
+		if (strlen(redirects[i]) > CV_CLIENT_URI_MAX) {
+			snprintf(why, whylen, "a redirect URI is too long");
+			return CV_E_LIMIT;
+		}
+		snprintf(out->redirect[out->nredirect++], CV_CLIENT_URI_MAX + 1, "%s", redirects[i]);
+	}
+	/* normalised: single spaces */
+	cv_buf_t norm;
+	cv_buf_init(&norm, CV_CLIENT_SCOPE_MAX + 1);
+	for (const char *p = scope ? scope : ""; *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, " \t");
+		if (n && cv_buf_printf(&norm, "%s%.*s", norm.len ? " " : "", (int)n, p)) {
+			cv_buf_release(&norm);
+			return CV_E_LIMIT;
+		}
+		p += n;
+	}
+	snprintf(out->scope, sizeof out->scope, "%s", norm.data ? norm.data : "");
+	cv_buf_release(&norm);
+	if (jwks && !(out->jwks = strdup(jwks)))
+		return CV_E_NOMEM;
+	cv_rc rc = client_check(out, why, whylen);
+	if (rc) {
+		cv_client_release(out);
+		return rc;
+	}
+	randombytes_buf(raw, sizeof raw);
+	sodium_bin2hex(out->id, sizeof out->id, raw, sizeof raw);
+	out->created_us = cv_time_now_us();
+	if (out->type == CV_CLIENT_CONFIDENTIAL) {
+		cv_crypto_token("cvc_", secret, CV_CLIENT_SECRET_MAX);
+		cv_crypto_sha256(secret, strlen(secret), out->secret_hash);
+	}
+	rc = put(s, out);
+	if (rc) {
+		snprintf(why, whylen, "the client could not be stored");
+		sodium_memzero(secret, CV_CLIENT_SECRET_MAX);
+		cv_client_release(out);
+	}
+	return rc;
+}
+
+cv_rc cv_client_get(cv_store_t *s, const char *id, cv_client_t *out)
+{
+	cv_pool_t pool;
+	cv_store_version_t v;
+	memset(out, 0, sizeof *out);
+	if (!id || strlen(id) != CV_CLIENT_ID_LEN || strspn(id, "0123456789abcdef") != CV_CLIENT_ID_LEN)
+		return CV_E_NOTFOUND;
+	cv_pool_init(&pool, 0);
+	cv_rc rc = cv_store_read(s, CLIENT_TYPE, id, 0, &pool, &v);
+	if (!rc && v.deleted)
+		rc = CV_E_NOTFOUND;
+	if (!rc)
+		rc = decode((const char *)v.body, out);
+	if (!rc)
+		out->version = v.version;
+	cv_pool_release(&pool);
+	return rc;
+}
+
+cv_rc cv_client_set_disabled(cv_store_t *s, const char *id, bool disabled)
+{
+	cv_rc rc = CV_E_CONFLICT;
+	for (int i = 0; rc == CV_E_CONFLICT && i < UPDATE_TRIES; i++) {
+		cv_client_t c;
+		rc = cv_client_get(s, id, &c);
+		if (rc)
+			return rc;
+		c.disabled = disabled;
+		rc = put(s, &c);
+		cv_client_release(&c);
+	}
+	return rc;
+}
+
+typedef struct each_ctx {
+	cv_rc (*fn)(void *arg, const cv_client_t *c);
+	void *arg;
+} each_ctx_t;
+
+static cv_rc each_one(void *arg, const cv_store_hit_t *h)
+{
+	each_ctx_t *e = arg;
+	cv_client_t c;
+	cv_rc rc = decode((const char *)h->v.body, &c);
+	if (rc)
+		return rc;
+	rc = e->fn(e->arg, &c);
+	cv_client_release(&c);
+	return rc;
+}
+
+cv_rc cv_client_each(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_client_t *c), void *arg)
+{
+	each_ctx_t e = { .fn = fn, .arg = arg };
+	return cv_store_each_current(s, CLIENT_TYPE, each_one, &e);
+}
+
+void cv_client_release(cv_client_t *c)
+{
+	if (!c)
+		return;
+	free(c->jwks);
+	c->jwks = NULL;
+}
