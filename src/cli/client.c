@@ -64,7 +64,7 @@ static int parse_args(client_cmd_t *c, int argc, char **argv, char *err, size_t 
 	cv_config_defaults(&c->cfg);
 	if (cv_config_load_env(&c->cfg, err, errlen))
 		return -1;
-	for (int i = 2; i < argc; i++) {
+	for (int i = 2; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		const char **slot = slot_of(c, a);
 		if (!v) {
@@ -82,7 +82,6 @@ static int parse_args(client_cmd_t *c, int argc, char **argv, char *err, size_t 
 			snprintf(err, errlen, "unknown option %s (see carevault client --help)", a);
 			return -1;
 		}
-		i++;
 	}
 	cv_config_finish(&c->cfg);
 	return 0;
