@@ -91,6 +91,17 @@ for r in $(seq "$ROUNDS"); do
   cv_all+=("$(echo "$o" | rps)"); cv_out+="$o"$'\n'
 done
 mean() { python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(f'{sum(v)/len(v):.0f}')" "$@"; }
+# identity: a backend client's token against the bootstrap token on the same read, and login cost
+echo "bench: backend-service token and login"
+auth_out=$(node bench/auth.mjs "$BIN" "$work/data" https://127.0.0.1:$CVPORT "$work/data/tls/cert.pem" 10)
+ACCESS=$(echo "$auth_out" | sed -n 's/^token=//p'); login_ms=$(echo "$auth_out" | sed -n 's/^login_ms=//p')
+tok_all=(); boot_all=()
+for r in $(seq "$ROUNDS"); do
+  boot_all+=("$(run_wrk -H "Authorization: Bearer $TOKEN" https://127.0.0.1:$CVPORT/fhir/Patient/bench-1 | rps)")
+  tok_all+=("$(run_wrk -H "Authorization: Bearer $ACCESS" https://127.0.0.1:$CVPORT/fhir/Patient/bench-1 | rps)")
+done
+boot_rps=$(mean "${boot_all[@]}"); tok_rps=$(mean "${tok_all[@]}")
+tok_cost=$(python3 -c "print(f'{(1 - float(\"$tok_rps\") / float(\"$boot_rps\")) * 100:.1f}')")
 echo "bench: durable creates, carevault"
 cr_out=$(run_wrk -s bench/create.lua https://127.0.0.1:$CVPORT/fhir/Observation)
 echo "bench: 1000 idle keep-alive connections"
@@ -164,6 +175,13 @@ cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
   echo "| durable creates, requests/s | $cr_rps | $pg_cr1 | $pg_cr2 |"
   echo
   echo "Two nodes on a 2-core machine share the same cores (and PostgreSQL runs there too): the two-node figures show that the nodes work together on one database, not how they scale on separate machines."
+  echo
+  echo "Identity (SQLite, same server, rounds alternating):"
+  echo
+  echo "| measurement | result | target |"
+  echo "|---|---|---|"
+  echo "| read by id with a backend-service access token vs the bootstrap token, requests/s | $tok_rps vs $boot_rps ($tok_cost % slower; rounds ${tok_all[*]} / ${boot_all[*]}) | < 5 % slower |"
+  echo "| portal login (Argon2id at libsodium's interactive limits, 64 MiB), mean of 10, ms | $login_ms | - |"
   echo
   echo "Non-2xx answers during the runs: carevault reads ${cv_bad:-0}, creates ${cr_bad:-0}; nginx reads ${ngx_bad:-0}."
   echo
