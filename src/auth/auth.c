@@ -3,6 +3,7 @@
  */
 #include "auth/auth.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,11 +17,32 @@
 #define META_BOOTSTRAP "auth.bootstrap"
 #define COOKIE_NAME_LEN (sizeof CV_SESSION_COOKIE - 1)
 
+#define TOKEN_CACHE 512 /* checked access tokens remembered (by the SHA-256 of the token) */
+
+/* A checked access token, valid while the store has had no write since. */
+typedef struct token_entry {
+	uint8_t key[32];       /* SHA-256 of the token */
+	int64_t seq;           /* the store's last write sequence when it was checked */
+	cv_token_info_t info;  /* what it stands for */
+	int used;
+} token_entry_t;
+
+/* Checking a token reads its record and its client (two opens, two parses).
+ * A token checked before is taken as it was while no write at all has been
+ * made since (the store's last sequence, one indexed max, counts every write
+ * on every node): a revocation or a disabled client is a write, so it still
+ * takes effect at once; an expiry is checked every time. */
+typedef struct token_cache {
+	pthread_mutex_t mu;
+	token_entry_t e[TOKEN_CACHE];
+} token_cache_t;
+
 struct cv_auth {
 	unsigned char bootstrap_hash[32]; /* SHA-256 of the bootstrap token */
 	int have_bootstrap;               /* a bootstrap token exists */
 	cv_store_t *store;                /* sessions and accounts */
 	cv_session_limits_t limits;       /* session timeouts */
+	token_cache_t *tokens;            /* checked access tokens */
 };
 
 cv_rc cv_auth_bootstrap_create(cv_store_t *s, char *out, size_t outlen)
@@ -46,6 +68,12 @@ cv_rc cv_auth_new(cv_store_t *s, cv_auth_t **out)
 	cv_buf_t v;
 	cv_buf_init(&v, 64);
 	a->store = s;
+	a->tokens = calloc(1, sizeof *a->tokens);
+	if (!a->tokens) {
+		free(a);
+		return CV_E_NOMEM;
+	}
+	pthread_mutex_init(&a->tokens->mu, NULL);
 	cv_auth_session_limits(a, 900, 43200);
 	cv_rc rc = cv_store_meta_get(s, META_BOOTSTRAP, &v);
 	if (!rc && v.len == sizeof a->bootstrap_hash) {
@@ -56,7 +84,7 @@ cv_rc cv_auth_new(cv_store_t *s, cv_auth_t **out)
 	}
 	cv_buf_release(&v);
 	if (rc) {
-		free(a);
+		cv_auth_free(a);
 		return rc;
 	}
 	*out = a;
@@ -67,8 +95,52 @@ void cv_auth_free(cv_auth_t *a)
 {
 	if (!a)
 		return;
+	if (a->tokens) {
+		pthread_mutex_destroy(&a->tokens->mu);
+		cv_crypto_wipe(a->tokens, sizeof *a->tokens);
+		free(a->tokens);
+	}
 	cv_crypto_wipe(a, sizeof *a);
 	free(a);
+}
+
+/* The token's entry if it was checked and nothing was written since (copied to out). */
+static int cache_get(token_cache_t *c, const uint8_t key[32], int64_t seq, int64_t now_us, cv_token_info_t *out)
+{
+	token_entry_t *e = &c->e[(key[0] | (unsigned)key[1] << 8) % TOKEN_CACHE];
+	pthread_mutex_lock(&c->mu);
+	int hit = e->used && e->seq == seq && now_us < e->info.expires_us && cv_crypto_equal(e->key, key, 32);
+	if (hit)
+		*out = e->info;
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+static void cache_put(token_cache_t *c, const uint8_t key[32], int64_t seq, const cv_token_info_t *info)
+{
+	token_entry_t *e = &c->e[(key[0] | (unsigned)key[1] << 8) % TOKEN_CACHE];
+	pthread_mutex_lock(&c->mu);
+	memcpy(e->key, key, 32);
+	e->seq = seq;
+	e->info = *info;
+	e->used = 1;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* cv_token_check, through the cache. */
+static cv_rc token_check(const cv_auth_t *a, const char *tok, cv_token_info_t *t)
+{
+	uint8_t key[32];
+	int64_t seq = 0, now = cv_time_now_us();
+	cv_crypto_sha256(tok, strlen(tok), key);
+	int have_seq = cv_store_last_seq(a->store, &seq) == CV_OK; /* read before the check: a write
+								      * meanwhile makes the entry stale */
+	if (have_seq && cache_get(a->tokens, key, seq, now, t))
+		return CV_OK;
+	cv_rc rc = cv_token_check(a->store, tok, now, t);
+	if (!rc && have_seq)
+		cache_put(a->tokens, key, seq, t);
+	return rc;
 }
 
 /* An OAuth access token: the CLIENT principal, with what its scopes permit. */
@@ -77,7 +149,7 @@ static cv_rc access_token(const cv_auth_t *a, const char *tok, cv_pool_t *pool, 
 	cv_token_info_t t;
 	if (!pool)
 		return CV_E_UNAUTH;
-	cv_rc rc = cv_token_check(a->store, tok, cv_time_now_us(), &t);
+	cv_rc rc = token_check(a, tok, &t);
 	if (rc)
 		return rc == CV_E_UNAUTH ? CV_E_UNAUTH : rc;
 	out->id = cv_pool_strdup(pool, t.client);
