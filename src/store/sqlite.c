@@ -25,6 +25,7 @@ typedef struct rconn {
 	sqlite3_stmt *read_cur;  /* current version of a row */
 	sqlite3_stmt *read_ver;  /* one version of a row */
 	sqlite3_stmt *meta_get;  /* a meta value */
+	sqlite3_stmt *last_seq;  /* the latest write's sequence number */
 } rconn_t;
 
 struct cv_backend {
@@ -168,6 +169,8 @@ static cv_rc open_reader(const char *path, rconn_t *r, char *err, size_t errlen)
 		rc = prepare(r->db, SQL_VER, &r->read_ver);
 	if (!rc)
 		rc = prepare(r->db, "SELECT value FROM cv_meta WHERE name = ?1", &r->meta_get);
+	if (!rc)
+		rc = prepare(r->db, "SELECT COALESCE(max(seq), 0) FROM cv_version", &r->last_seq);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot prepare store queries");
 	return rc;
@@ -178,6 +181,7 @@ static void close_reader(rconn_t *r)
 	sqlite3_finalize(r->read_cur);
 	sqlite3_finalize(r->read_ver);
 	sqlite3_finalize(r->meta_get);
+	sqlite3_finalize(r->last_seq);
 	sqlite3_close(r->db);
 }
 
@@ -766,13 +770,13 @@ static cv_rc sqlite_search_count(cv_backend_t *b, const cv_store_query_t *q, uin
 static cv_rc sqlite_last_seq(cv_backend_t *b, int64_t *out)
 {
 	rconn_t *r = reader_take(b);
-	sqlite3_stmt *st = NULL;
-	cv_rc rc = prepare(r->db, "SELECT COALESCE(max(seq), 0) FROM cv_version", &st);
-	if (!rc && sqlite3_step(st) == SQLITE_ROW)
+	sqlite3_stmt *st = r->last_seq; /* prepared once: it runs on every token check */
+	cv_rc rc = CV_OK;
+	if (sqlite3_step(st) == SQLITE_ROW)
 		*out = sqlite3_column_int64(st, 0);
-	else if (!rc)
+	else
 		rc = db_error(r->db, "last_seq");
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	reader_give(b, r);
 	return rc;
 }
