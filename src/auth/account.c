@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/pool.h"
+#include "model/json.h"
 #include "core/time.h"
 
 #define USER_TYPE "~User"
@@ -224,14 +225,6 @@ cv_rc cv_account_encode(const cv_account_t *a, cv_buf_t *out)
 	return rc;
 }
 
-static const char *get_str(json_object *o, const char *k)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static int64_t get_int(json_object *o, const char *k)
 {
 	json_object *v;
@@ -266,15 +259,15 @@ static cv_rc get_recovery(json_object *o, cv_account_t *a)
 
 static cv_rc decode_into(json_object *o, cv_account_t *a)
 {
-	cv_rc rc = copy_str(a->id, sizeof a->id, get_str(o, "id"));
+	cv_rc rc = copy_str(a->id, sizeof a->id, cv_json_member_string(o, "id", &(int){ 0 }));
 	if (!rc)
-		rc = copy_str(a->username, sizeof a->username, get_str(o, "username"));
+		rc = copy_str(a->username, sizeof a->username, cv_json_member_string(o, "username", &(int){ 0 }));
 	if (!rc)
-		rc = cv_role_parse(get_str(o, "role"), &a->role);
+		rc = cv_role_parse(cv_json_member_string(o, "role", &(int){ 0 }), &a->role);
 	if (!rc)
-		rc = copy_str(a->link, sizeof a->link, get_str(o, "link"));
+		rc = copy_str(a->link, sizeof a->link, cv_json_member_string(o, "link", &(int){ 0 }));
 	if (!rc)
-		rc = copy_str(a->pwhash, sizeof a->pwhash, get_str(o, "pwhash"));
+		rc = copy_str(a->pwhash, sizeof a->pwhash, cv_json_member_string(o, "pwhash", &(int){ 0 }));
 	if (rc)
 		return rc;
 	a->disabled = get_int(o, "disabled") != 0;
@@ -283,7 +276,7 @@ static cv_rc decode_into(json_object *o, cv_account_t *a)
 	a->mfa = get_int(o, "mfa") != 0;
 	a->totp_last_step = get_int(o, "totp_last_step");
 	a->recovery_used = (uint16_t)get_int(o, "recovery_used");
-	const char *totp = get_str(o, "totp");
+	const char *totp = cv_json_member_string(o, "totp", &(int){ 0 });
 	if (totp && !(a->totp_sealed = strdup(totp)))
 		return CV_E_NOMEM;
 	return get_recovery(o, a);

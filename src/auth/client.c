@@ -12,6 +12,7 @@
 
 #include "auth/jwt.h"
 #include "core/pool.h"
+#include "model/json.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
 
@@ -256,13 +257,6 @@ static cv_rc encode(const cv_client_t *c, cv_buf_t *out)
 	return rc;
 }
 
-static const char *get_str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-												      : NULL;
-}
-
 static cv_rc copy(char *dst, size_t cap, const char *src)
 {
 	if (!src || strlen(src) >= cap)
@@ -277,21 +271,21 @@ static cv_rc decode(const char *text, cv_client_t *c)
 	json_object *o = json_tokener_parse(text), *r, *v;
 	if (!o)
 		return CV_E_INTERNAL;
-	cv_rc rc = copy(c->id, sizeof c->id, get_str(o, "id"));
+	cv_rc rc = copy(c->id, sizeof c->id, cv_json_member_string(o, "id", &(int){ 0 }));
 	if (!rc)
-		rc = copy(c->name, sizeof c->name, get_str(o, "name"));
+		rc = copy(c->name, sizeof c->name, cv_json_member_string(o, "name", &(int){ 0 }));
 	if (!rc)
-		rc = cv_client_type_parse(get_str(o, "type"), &c->type) ? CV_E_INTERNAL : CV_OK;
+		rc = cv_client_type_parse(cv_json_member_string(o, "type", &(int){ 0 }), &c->type) ? CV_E_INTERNAL : CV_OK;
 	if (!rc)
-		rc = copy(c->scope, sizeof c->scope, get_str(o, "scope"));
-	const char *hex = rc ? NULL : get_str(o, "secret_sha256");
+		rc = copy(c->scope, sizeof c->scope, cv_json_member_string(o, "scope", &(int){ 0 }));
+	const char *hex = rc ? NULL : cv_json_member_string(o, "secret_sha256", &(int){ 0 });
 	if (!rc && (!hex || sodium_hex2bin(c->secret_hash, sizeof c->secret_hash, hex, strlen(hex), NULL, NULL, NULL)))
 		rc = CV_E_INTERNAL;
 	if (!rc && json_object_object_get_ex(o, "redirect_uris", &r))
 		for (size_t i = 0; !rc && i < json_object_array_length(r) && i < CV_CLIENT_REDIRECTS; i++)
 			rc = copy(c->redirect[c->nredirect++], CV_CLIENT_URI_MAX + 1,
 				  json_object_get_string(json_object_array_get_idx(r, i)));
-	if (!rc && get_str(o, "jwks") && !(c->jwks = strdup(get_str(o, "jwks"))))
+	if (!rc && cv_json_member_string(o, "jwks", &(int){ 0 }) && !(c->jwks = strdup(cv_json_member_string(o, "jwks", &(int){ 0 }))))
 		rc = CV_E_NOMEM;
 	c->disabled = json_object_object_get_ex(o, "disabled", &v) && json_object_get_boolean(v);
 	c->created_us = json_object_object_get_ex(o, "created_us", &v) ? json_object_get_int64(v) : 0;

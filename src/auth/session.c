@@ -15,6 +15,7 @@
 #include "auth/totp.h"
 #include "auth/users.h"
 #include "core/pool.h"
+#include "model/json.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
 
@@ -62,23 +63,6 @@ static int64_t jint(json_object *o, const char *k)
 	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
 }
 
-static const char *jstr(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v)
-		       : NULL;
-}
-
-/* hex SHA-256 of text (a record id that keeps text out of the store). */
-static void hash_id(const char *text, char out[65])
-{
-	uint8_t h[32];
-	cv_crypto_sha256(text, strlen(text), h);
-	sodium_bin2hex(out, 65, h, sizeof h);
-	sodium_memzero(h, sizeof h);
-}
-
 /* ---------------------------------------------------------------- throttling */
 
 typedef struct counters {
@@ -115,9 +99,9 @@ static void counters_init(counters_t *c, const char *username, const char *addre
 	for (const char *p = username ? username : ""; *p && i + 1 < sizeof key; p++)
 		key[i++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
 	key[i] = '\0';
-	hash_id(key, c->acct_id);
+	cv_crypto_sha256_hex(key, c->acct_id);
 	snprintf(key, sizeof key, "addr:%s", address ? address : "-");
-	hash_id(key, c->addr_id);
+	cv_crypto_sha256_hex(key, c->addr_id);
 }
 
 static cv_rc counter_write(cv_store_t *s, const char *id, int64_t expect, uint32_t n, int64_t t)
@@ -213,7 +197,7 @@ static cv_rc session_open(cv_store_t *s, const cv_account_t *a, int64_t now_us, 
 	memset(info, 0, sizeof *info);
 	cv_crypto_token("cvs_", token, CV_SESSION_TOKEN_MAX);
 	cv_crypto_token("", info->csrf, sizeof info->csrf);
-	hash_id(token, info->sid);
+	cv_crypto_sha256_hex(token, info->sid);
 	snprintf(body, sizeof body,
 		 "{\"sid\":\"%s\",\"user\":\"%s\",\"epoch\":%lld,\"created_us\":%lld,\"seen_us\":%lld,\"csrf\":\"%s\"}",
 		 info->sid, a->id, (long long)a->epoch, (long long)now_us, (long long)now_us, info->csrf);
@@ -313,7 +297,7 @@ static int64_t clamp_us(int64_t v)
 static cv_rc session_valid(cv_store_t *s, json_object *o, const char *sid, const cv_session_limits_t *lim,
 			   int64_t now_us, cv_session_info_t *info)
 {
-	const char *user = jstr(o, "user"), *csrf = jstr(o, "csrf");
+	const char *user = cv_json_member_string(o, "user", &(int){ 0 }), *csrf = cv_json_member_string(o, "csrf", &(int){ 0 });
 	int64_t created = jint(o, "created_us"), seen = jint(o, "seen_us");
 	if (!user || !csrf || strlen(csrf) > CV_SESSION_CSRF_LEN || now_us - seen > clamp_us(lim->idle_us) ||
 	    now_us - created > clamp_us(lim->absolute_us) || now_us < created)
@@ -366,7 +350,7 @@ cv_rc cv_session_check(cv_store_t *s, const char *token, const cv_session_limits
 	int64_t version = 0;
 	if (!token || strncmp(token, "cvs_", 4) != 0 || strlen(token) >= CV_SESSION_TOKEN_MAX)
 		return CV_E_UNAUTH;
-	hash_id(token, sid);
+	cv_crypto_sha256_hex(token, sid);
 	cv_rc rc = record_read(s, SESSION_TYPE, sid, &o, &version);
 	if (!rc && !o)
 		rc = CV_E_UNAUTH;
@@ -415,7 +399,7 @@ static cv_rc each_one(void *arg, const cv_store_hit_t *h)
 	each_ctx_t *c = arg;
 	cv_session_info_t info;
 	json_object *o = json_tokener_parse((const char *)h->v.body);
-	const char *user = jstr(o, "user"), *sid = jstr(o, "sid");
+	const char *user = cv_json_member_string(o, "user", &(int){ 0 }), *sid = cv_json_member_string(o, "sid", &(int){ 0 });
 	cv_rc rc = CV_OK;
 	if (user && sid && strcmp(user, c->user) == 0 && session_valid(c->s, o, sid, c->lim, c->now_us, &info) == CV_OK)
 		rc = c->fn(c->arg, &info);

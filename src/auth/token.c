@@ -14,18 +14,10 @@
 #define TOKEN_TYPE "~Token"
 #define JTI_TYPE "~Jti"
 
-static void hash_id(const char *text, char out[65])
+static cv_rc put(cv_store_t *s, const char *type, const char *id, const char *body, int64_t now_us)
 {
-	uint8_t h[32];
-	cv_crypto_sha256(text, strlen(text), h);
-	sodium_bin2hex(out, 65, h, sizeof h);
-}
-
-static cv_rc put(cv_store_t *s, const char *type, const char *id, int64_t expect, bool deleted, const char *body,
-		 int64_t now_us)
-{
-	cv_store_write_t w = { .op = CV_STORE_PUT_VERSION, .type = type, .id = id, .expect_version = expect,
-			       .updated_us = now_us, .deleted = deleted, .body = (const uint8_t *)body,
+	cv_store_write_t w = { .op = CV_STORE_PUT_VERSION, .type = type, .id = id, .expect_version = 0,
+			       .updated_us = now_us, .body = (const uint8_t *)body,
 			       .body_len = strlen(body) };
 	return cv_store_write_sync(s, &w);
 }
@@ -37,7 +29,7 @@ cv_rc cv_token_issue(cv_store_t *s, const char *client, const char *scope, int64
 	cv_buf_t body;
 	cv_buf_init(&body, CV_CLIENT_SCOPE_MAX + 256);
 	cv_crypto_token("cva_", token, CV_ACCESS_TOKEN_MAX);
-	hash_id(token, id);
+	cv_crypto_sha256_hex(token, id);
 	json_object *o = json_object_new_object();
 	cv_rc rc = o ? CV_OK : CV_E_NOMEM;
 	if (!rc) {
@@ -49,14 +41,14 @@ cv_rc cv_token_issue(cv_store_t *s, const char *client, const char *scope, int64
 	}
 	json_object_put(o);
 	if (!rc)
-		rc = put(s, TOKEN_TYPE, id, 0, false, body.data, now_us);
+		rc = put(s, TOKEN_TYPE, id, body.data, now_us);
 	cv_buf_release(&body);
 	if (rc)
 		sodium_memzero(token, CV_ACCESS_TOKEN_MAX);
 	return rc;
 }
 
-static cv_rc read_token(cv_store_t *s, const char *id, json_object **out, int64_t *version)
+static cv_rc read_token(cv_store_t *s, const char *id, json_object **out)
 {
 	cv_pool_t pool;
 	cv_store_version_t v;
@@ -67,8 +59,6 @@ static cv_rc read_token(cv_store_t *s, const char *id, json_object **out, int64_
 		rc = CV_E_NOTFOUND;
 	if (!rc && !(*out = json_tokener_parse((const char *)v.body)))
 		rc = CV_E_INTERNAL;
-	if (!rc)
-		*version = v.version;
 	cv_pool_release(&pool);
 	return rc;
 }
@@ -77,12 +67,11 @@ cv_rc cv_token_check(cv_store_t *s, const char *token, int64_t now_us, cv_token_
 {
 	char id[65];
 	json_object *o = NULL, *v;
-	int64_t version;
 	memset(out, 0, sizeof *out);
 	if (!token || strncmp(token, "cva_", 4) != 0 || strlen(token) >= CV_ACCESS_TOKEN_MAX)
 		return CV_E_UNAUTH;
-	hash_id(token, id);
-	cv_rc rc = read_token(s, id, &o, &version);
+	cv_crypto_sha256_hex(token, id);
+	cv_rc rc = read_token(s, id, &o);
 	if (rc)
 		return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
 	const char *client = json_object_object_get_ex(o, "client", &v) ? json_object_get_string(v) : "";
@@ -106,22 +95,6 @@ cv_rc cv_token_check(cv_store_t *s, const char *token, int64_t now_us, cv_token_
 	return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
 }
 
-cv_rc cv_token_revoke(cv_store_t *s, const char *token)
-{
-	char id[65];
-	json_object *o = NULL;
-	int64_t version = 0;
-	if (!token || strncmp(token, "cva_", 4) != 0 || strlen(token) >= CV_ACCESS_TOKEN_MAX)
-		return CV_OK;
-	hash_id(token, id);
-	cv_rc rc = read_token(s, id, &o, &version);
-	json_object_put(o);
-	if (rc)
-		return rc == CV_E_NOTFOUND ? CV_OK : rc;
-	rc = put(s, TOKEN_TYPE, id, version, true, "{}", 0);
-	return rc == CV_E_CONFLICT ? CV_OK : rc;
-}
-
 cv_rc cv_token_jti_use(cv_store_t *s, const char *client, const char *jti, int64_t now_us)
 {
 	char id[65];
@@ -129,7 +102,7 @@ cv_rc cv_token_jti_use(cv_store_t *s, const char *client, const char *jti, int64
 	cv_buf_init(&key, 1024);
 	cv_rc rc = cv_buf_printf(&key, "%s|%s", client, jti);
 	if (!rc)
-		hash_id(key.data, id);
+		cv_crypto_sha256_hex(key.data, id);
 	cv_buf_release(&key);
-	return rc ? rc : put(s, JTI_TYPE, id, 0, false, "{}", now_us);
+	return rc ? rc : put(s, JTI_TYPE, id, "{}", now_us);
 }

@@ -42,9 +42,6 @@ cv_rc cv_token_issue(cv_store_t *s, const char *client, const char *scope, int64
 cv_rc cv_token_check(cv_store_t *s, const char *token, int64_t now_us, cv_token_info_t *out)
 	__attribute__((warn_unused_result));
 
-/* Revokes a token (RFC 7009: an unknown token is not an error). */
-cv_rc cv_token_revoke(cv_store_t *s, const char *token);
-
 /* Records the use of assertion id jti by client. CV_E_CONFLICT when it was
  * used before (a replay). */
 cv_rc cv_token_jti_use(cv_store_t *s, const char *client, const char *jti, int64_t now_us);

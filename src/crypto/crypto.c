@@ -354,3 +354,11 @@ void cv_sha256_final(cv_sha256_t *h, uint8_t out[32])
 {
 	crypto_hash_sha256_final((crypto_hash_sha256_state *)(void *)h->state, out);
 }
+
+void cv_crypto_sha256_hex(const char *text, char out[65])
+{
+	uint8_t h[32];
+	cv_crypto_sha256(text, strlen(text), h);
+	cv_crypto_hex(h, sizeof h, out);
+	sodium_memzero(h, sizeof h);
+}

@@ -104,6 +104,9 @@ void cv_crypto_token(const char *prefix, char *out, size_t outlen);
 /* SHA-256 of data. */
 void cv_crypto_sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* Lowercase hex of the SHA-256 of a string (a record id that keeps the string out of the store). */
+void cv_crypto_sha256_hex(const char *text, char out[65]);
+
 /* Streaming SHA-256 (for checksums over many rows). */
 typedef struct cv_sha256 {
 	unsigned char state[128] __attribute__((aligned(16))); /* libsodium's state, opaque */

@@ -23,6 +23,7 @@
 #include "core/time.h"
 #include "fhir/fhir.h"
 #include "fhir/search.h"
+#include "model/json.h"
 
 #define ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #define ASSERTION_MAX_LIFE_S 300
@@ -105,13 +106,6 @@ static json_object *peek_claims(const char *jwt, cv_pool_t *pool)
 	return json_tokener_parse((const char *)raw);
 }
 
-static const char *claim_str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-												      : NULL;
-}
-
 /* aud is the token endpoint, or an array holding it. */
 static int aud_ok(json_object *claims, const char *endpoint)
 {
@@ -131,7 +125,7 @@ static cv_rc claims_ok(cv_exchange_t *ex, json_object *claims, const char *clien
 {
 	json_object *v;
 	int64_t now = cv_time_now_us() / 1000000;
-	const char *iss = claim_str(claims, "iss"), *sub = claim_str(claims, "sub"), *jti = claim_str(claims, "jti");
+	const char *iss = cv_json_member_string(claims, "iss", &(int){ 0 }), *sub = cv_json_member_string(claims, "sub", &(int){ 0 }), *jti = cv_json_member_string(claims, "jti", &(int){ 0 });
 	if (!iss || !sub || strcmp(iss, client_id) != 0 || strcmp(sub, client_id) != 0 || !aud_ok(claims, endpoint))
 		return CV_E_UNAUTH;
 	if (!json_object_object_get_ex(claims, "exp", &v) || !json_object_is_type(v, json_type_int))
@@ -150,7 +144,7 @@ static cv_rc authenticate_client(cv_exchange_t *ex, const char *assertion, const
 {
 	char why[128] = "";
 	json_object *peek = peek_claims(assertion, ex->pool), *claims = NULL;
-	const char *iss = peek ? claim_str(peek, "iss") : NULL;
+	const char *iss = peek ? cv_json_member_string(peek, "iss", &(int){ 0 }) : NULL;
 	cv_rc rc = iss ? cv_client_get(ctx(ex)->store, iss, c) : CV_E_UNAUTH;
 	json_object_put(peek);
 	if (rc == CV_E_NOTFOUND)
