@@ -1,13 +1,14 @@
 /*
- * fuzz_scope.c - the OAuth scope parser: never crashes; a scope it accepts
- * grants something, and a list's union holds every scope it accepted.
+ * fuzz_scope.c - the OAuth scope parser: never crashes; a resource scope it
+ * accepts grants something and lies within itself; a list intersected with
+ * itself keeps every scope it holds once.
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/client.h"
+#include "auth/scope.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -18,11 +19,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data, size);
 	s[size] = '\0';
-	cv_scope_grant_t one, all;
-	if (cv_scope_parse(s, &one) == CV_OK)
-		assert(one.c || one.r || one.u || one.d || one.s);
-	char why[128];
-	(void)cv_scope_list(s, &all, why, sizeof why);
+	cv_scope_t one;
+	if (cv_scope_parse(s, &one) == CV_OK) {
+		assert(one.kind != CV_SCOPE_RESOURCE || (one.perms && !(one.perms & ~CV_SCOPE_ALL)));
+		assert(cv_scope_within(&one, &one));
+	}
+	cv_buf_t out;
+	cv_buf_init(&out, 4096);
+	if (cv_scope_intersect(s, s, &out) == CV_OK)
+		assert(out.len <= size);
+	(void)cv_scope_perms(s, CV_SCOPE_PATIENT, "Patient");
+	(void)cv_scope_has(s, CV_SCOPE_OPENID);
+	cv_buf_release(&out);
 	free(s);
 	return 0;
 }

@@ -337,8 +337,12 @@ cv_rc cv_account_create(cv_store_t *s, cv_account_t *a)
 		cv_store_write_t wl, wu;
 		version_write(&wl, LOGIN_TYPE, folded, 0, &login);
 		version_write(&wu, USER_TYPE, a->id, 0, &user);
-		cv_store_write_t *members[2] = { &wl, &wu };
-		cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = 2 };
+		/* the first administrator retires the bootstrap token, in the same commit */
+		cv_store_write_t wb = { .op = CV_STORE_PUT_META, .name = CV_META_BOOTSTRAP, .body = (const uint8_t *)"",
+					.body_len = 0 };
+		cv_store_write_t *members[3] = { &wl, &wu, &wb };
+		cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members,
+				       .nmembers = a->role == CV_ROLE_ADMIN ? 3 : 2 };
 		rc = cv_store_write_sync(s, &g);
 		if (rc == CV_E_CONFLICT && wl.result != CV_E_CONFLICT)
 			rc = CV_E_INTERNAL; /* a random id collided: 128 bits make that a bug */

@@ -35,6 +35,7 @@
 #define CV_PWHASH_MAX 128          /* an encoded Argon2id hash (crypto_pwhash_STRBYTES) */
 #define CV_RECOVERY_CODES 10       /* recovery codes per account */
 #define CV_RECOVERY_HASH 32        /* bytes of a recovery code's hash */
+#define CV_META_BOOTSTRAP "auth.bootstrap" /* the bootstrap token's hash; empty once retired */
 
 typedef enum {
 	CV_ROLE_PATIENT,
@@ -89,7 +90,9 @@ cv_rc cv_account_init(cv_account_t *a, const char *username, cv_role role, const
 void cv_account_release(cv_account_t *a);
 
 /* Stores a new account and its name, all or nothing. CV_E_CONFLICT when the
- * (folded) name is taken. Sets a->version. */
+ * (folded) name is taken. Sets a->version. An administrator's account
+ * retires the bootstrap token in the same commit (from the first one on,
+ * administrators log in, and scripts use backend clients). */
 cv_rc cv_account_create(cv_store_t *s, cv_account_t *a);
 
 /* Writes a->version + 1 of an existing account. CV_E_CONFLICT when someone

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/account.h"
 #include "auth/session.h"
 #include "auth/token.h"
 #include "core/pool.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
 
-#define META_BOOTSTRAP "auth.bootstrap"
 #define COOKIE_NAME_LEN (sizeof CV_SESSION_COOKIE - 1)
 
 #define TOKEN_CACHE 512 /* checked access tokens remembered (by the SHA-256 of the token) */
@@ -35,6 +35,8 @@ typedef struct token_entry {
 typedef struct token_cache {
 	pthread_mutex_t mu;
 	token_entry_t e[TOKEN_CACHE];
+	int64_t boot_seq;  /* the last sequence at which the bootstrap token was seen live (0: not yet) */
+	int boot_retired;  /* it was retired (for good: a retired token never comes back) */
 } token_cache_t;
 
 struct cv_auth {
@@ -52,7 +54,7 @@ cv_rc cv_auth_bootstrap_create(cv_store_t *s, char *out, size_t outlen)
 		return CV_E_LIMIT;
 	cv_crypto_token("cvb_", out, outlen);
 	cv_crypto_sha256(out, strlen(out), hash);
-	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = META_BOOTSTRAP,
+	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = CV_META_BOOTSTRAP,
 			       .body = hash, .body_len = sizeof hash };
 	cv_rc rc = cv_store_write_sync(s, &w);
 	if (rc)
@@ -75,7 +77,7 @@ cv_rc cv_auth_new(cv_store_t *s, cv_auth_t **out)
 	}
 	pthread_mutex_init(&a->tokens->mu, NULL);
 	cv_auth_session_limits(a, 900, 43200);
-	cv_rc rc = cv_store_meta_get(s, META_BOOTSTRAP, &v);
+	cv_rc rc = cv_store_meta_get(s, CV_META_BOOTSTRAP, &v);
 	if (!rc && v.len == sizeof a->bootstrap_hash) {
 		memcpy(a->bootstrap_hash, v.data, v.len);
 		a->have_bootstrap = 1;
@@ -143,7 +145,21 @@ static cv_rc token_check(const cv_auth_t *a, const char *tok, cv_token_info_t *t
 	return rc;
 }
 
-/* An OAuth access token: the CLIENT principal, with what its scopes permit. */
+/* A person's token: the USER principal as their app may act for them. */
+static cv_rc user_principal(const cv_token_info_t *t, cv_pool_t *pool, cv_principal_t *out)
+{
+	out->id = cv_pool_strdup(pool, t->user);
+	out->role = cv_pool_strdup(pool, t->role);
+	out->link = cv_pool_strdup(pool, t->link);
+	out->patient = t->patient[0] ? cv_pool_strdup(pool, t->patient) : NULL;
+	if (!out->id || !out->role || !out->link || (t->patient[0] && !out->patient))
+		return CV_E_NOMEM;
+	out->kind = CV_PRINCIPAL_USER;
+	return CV_OK;
+}
+
+/* An OAuth access token: a backend service (CLIENT) or a person through an
+ * app (USER), with the token's scopes and client. */
 static cv_rc access_token(const cv_auth_t *a, const char *tok, cv_pool_t *pool, cv_principal_t *out)
 {
 	cv_token_info_t t;
@@ -152,14 +168,47 @@ static cv_rc access_token(const cv_auth_t *a, const char *tok, cv_pool_t *pool, 
 	cv_rc rc = token_check(a, tok, &t);
 	if (rc)
 		return rc == CV_E_UNAUTH ? CV_E_UNAUTH : rc;
-	out->id = cv_pool_strdup(pool, t.client);
 	out->scope = cv_pool_strdup(pool, t.scope);
-	if (!out->id || !out->scope)
+	out->client = cv_pool_strdup(pool, t.client);
+	if (!out->scope || !out->client)
 		return CV_E_NOMEM;
-	out->perms = (t.grant.c ? CV_PERM_C : 0) | (t.grant.r ? CV_PERM_R : 0) | (t.grant.u ? CV_PERM_U : 0) |
-		     (t.grant.d ? CV_PERM_D : 0) | (t.grant.s ? CV_PERM_S : 0);
+	if (t.user[0])
+		return user_principal(&t, pool, out);
+	out->id = out->client;
 	out->kind = CV_PRINCIPAL_CLIENT;
 	return CV_OK;
+}
+
+/* The bootstrap token still stands: no administrator account has retired it.
+ * Retiring is committed with the account (a write, so the store's last
+ * sequence moves): while the sequence has not moved since it was last seen
+ * live, it still is; otherwise the meta value is read again. */
+static cv_rc bootstrap_live(const cv_auth_t *a)
+{
+	token_cache_t *c = a->tokens;
+	int64_t seq = 0;
+	cv_rc rc = cv_store_last_seq(a->store, &seq);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->mu);
+	int known = c->boot_retired ? -1 : (c->boot_seq == seq ? 1 : 0);
+	pthread_mutex_unlock(&c->mu);
+	if (known)
+		return known > 0 ? CV_OK : CV_E_UNAUTH;
+	cv_buf_t v;
+	cv_buf_init(&v, 64);
+	rc = cv_store_meta_get(a->store, CV_META_BOOTSTRAP, &v);
+	int live = !rc && v.len == sizeof a->bootstrap_hash && cv_crypto_equal(v.data, a->bootstrap_hash, v.len);
+	cv_buf_release(&v);
+	if (rc && rc != CV_E_NOTFOUND)
+		return rc;
+	pthread_mutex_lock(&c->mu);
+	if (live)
+		c->boot_seq = seq;
+	else
+		c->boot_retired = 1;
+	pthread_mutex_unlock(&c->mu);
+	return live ? CV_OK : CV_E_UNAUTH;
 }
 
 cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_pool_t *pool, cv_principal_t *out)
@@ -186,6 +235,9 @@ cv_rc cv_auth_bearer(const cv_auth_t *a, const char *authorization, cv_pool_t *p
 	cv_crypto_wipe(hash, sizeof hash);
 	if (!same)
 		return CV_E_UNAUTH;
+	cv_rc rc = bootstrap_live(a);
+	if (rc)
+		return rc;
 	out->kind = CV_PRINCIPAL_ADMIN;
 	out->id = "bootstrap-admin";
 	return CV_OK;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "auth/jwt.h"
+#include "auth/scope.h"
 #include "core/pool.h"
 #include "model/json.h"
 #include "core/time.h"
@@ -37,149 +38,6 @@ cv_rc cv_client_type_parse(const char *name, cv_client_type *out)
 	return CV_E_INVALID;
 }
 
-/* ---------------------------------------------------------------- scopes */
-
-/* SMART v2 permissions: letters of "cruds", in that order, each once. */
-static cv_rc v2_perms(const char *p, cv_scope_grant_t *g)
-{
-	const char *order = "cruds";
-	bool *flags[5] = { &g->c, &g->r, &g->u, &g->d, &g->s };
-	size_t at = 0;
-	if (!*p)
-		return CV_E_INVALID;
-	for (; *p; p++) {
-		const char *k = strchr(order + at, *p);
-		if (!k || !*p)
-			return CV_E_INVALID;
-		*flags[k - order] = true;
-		at = (size_t)(k - order) + 1;
-	}
-	return CV_OK;
-}
-
-cv_rc cv_scope_parse(const char *scope, cv_scope_grant_t *out)
-{
-	memset(out, 0, sizeof *out);
-	const char *slash = strchr(scope, '/');
-	const char *dot = slash ? strchr(slash, '.') : NULL;
-	if (!dot) { /* openid, fhirUser, launch/patient, offline_access...: not resource scopes */
-		size_t word = strspn(scope, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/");
-		return scope[0] && word == strlen(scope) ? CV_E_UNSUPPORTED : CV_E_INVALID;
-	}
-	if (strchr(scope, '?'))
-		return CV_E_UNSUPPORTED; /* granular scopes come with the authorization rules */
-	size_t ctx = (size_t)(slash - scope);
-	bool known_ctx = (ctx == 6 && strncmp(scope, "system", 6) == 0) || (ctx == 4 && strncmp(scope, "user", 4) == 0) ||
-			 (ctx == 7 && strncmp(scope, "patient", 7) == 0);
-	if (!known_ctx)
-		return CV_E_INVALID;
-	size_t rlen = (size_t)(dot - slash - 1);
-	if (rlen == 0 || strspn(slash + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*") < rlen)
-		return CV_E_INVALID;
-	const char *perm = dot + 1;
-	cv_scope_grant_t g = { false, false, false, false, false };
-	if (strcmp(perm, "read") == 0)
-		g = (cv_scope_grant_t){ .r = true, .s = true };
-	else if (strcmp(perm, "write") == 0)
-		g = (cv_scope_grant_t){ .c = true, .u = true, .d = true };
-	else if (strcmp(perm, "*") == 0)
-		g = (cv_scope_grant_t){ true, true, true, true, true };
-	else if (v2_perms(perm, &g))
-		return CV_E_INVALID;
-	if (ctx != 6 || rlen != 1 || slash[1] != '*')
-		return CV_E_UNSUPPORTED; /* user/, patient/ and single types come with SMART launch and authorization */
-	*out = g;
-	return CV_OK;
-}
-
-static void grant_or(cv_scope_grant_t *a, const cv_scope_grant_t *b)
-{
-	a->c |= b->c;
-	a->r |= b->r;
-	a->u |= b->u;
-	a->d |= b->d;
-	a->s |= b->s;
-}
-
-static bool grant_within(const cv_scope_grant_t *a, const cv_scope_grant_t *b)
-{
-	return (!a->c || b->c) && (!a->r || b->r) && (!a->u || b->u) && (!a->d || b->d) && (!a->s || b->s);
-}
-
-/* Calls fn on each space-separated scope of list. */
-static cv_rc each_scope(const char *list, cv_rc (*fn)(void *arg, const char *scope), void *arg)
-{
-	char one[128];
-	for (const char *p = list ? list : ""; *p;) {
-		p += strspn(p, " ");
-		size_t n = strcspn(p, " ");
-		if (!n)
-			break;
-		if (n >= sizeof one)
-			return CV_E_INVALID;
-		memcpy(one, p, n);
-		one[n] = '\0';
-		cv_rc rc = fn(arg, one);
-		if (rc)
-			return rc;
-		p += n;
-	}
-	return CV_OK;
-}
-
-typedef struct list_ctx {
-	cv_scope_grant_t all;
-	char *why;
-	size_t whylen;
-	const cv_scope_grant_t *within;
-	cv_buf_t *out;
-} list_ctx_t;
-
-static cv_rc list_one(void *arg, const char *scope)
-{
-	list_ctx_t *c = arg;
-	cv_scope_grant_t g;
-	cv_rc rc = cv_scope_parse(scope, &g);
-	if (rc && c->why)
-		snprintf(c->why, c->whylen, "%s: %.60s", rc == CV_E_UNSUPPORTED ? "scope not supported yet (only system/*.<cruds>)"
-										  : "malformed scope", scope);
-	if (!rc)
-		grant_or(&c->all, &g);
-	return rc;
-}
-
-cv_rc cv_scope_list(const char *scopes, cv_scope_grant_t *out, char *why, size_t whylen)
-{
-	list_ctx_t c = { .why = why, .whylen = whylen };
-	cv_rc rc = each_scope(scopes, list_one, &c);
-	*out = c.all;
-	return rc;
-}
-
-static cv_rc grant_one(void *arg, const char *scope)
-{
-	list_ctx_t *c = arg;
-	cv_scope_grant_t g;
-	cv_rc rc = cv_scope_parse(scope, &g);
-	if (rc == CV_E_UNSUPPORTED)
-		return CV_OK; /* not grantable: left out */
-	if (rc)
-		return rc;
-	if (!grant_within(&g, c->within))
-		return CV_OK;
-	return cv_buf_printf(c->out, "%s%s", c->out->len ? " " : "", scope);
-}
-
-cv_rc cv_scope_grant(const cv_client_t *cl, const char *requested, cv_buf_t *granted)
-{
-	cv_scope_grant_t reg;
-	if (cv_scope_list(cl->scope, &reg, NULL, 0))
-		return CV_E_INTERNAL;
-	list_ctx_t c = { .within = &reg, .out = granted };
-	cv_buf_reset(granted);
-	return each_scope(requested, grant_one, &c);
-}
-
 /* ---------------------------------------------------------------- records */
 
 static cv_rc redirect_check(const char *uri, char *why, size_t whylen)
@@ -197,7 +55,6 @@ static cv_rc redirect_check(const char *uri, char *why, size_t whylen)
 
 static cv_rc client_check(const cv_client_t *c, char *why, size_t whylen)
 {
-	cv_scope_grant_t g;
 	size_t n = strlen(c->name);
 	if (n == 0 || strspn(c->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._-") != n) {
 		snprintf(why, whylen, "a client name has 1 to %d letters, digits, spaces and . _ -", CV_CLIENT_NAME_MAX);
@@ -214,17 +71,14 @@ static cv_rc client_check(const cv_client_t *c, char *why, size_t whylen)
 		snprintf(why, whylen, "a backend client needs its public keys (--jwks-file)");
 		return CV_E_INVALID;
 	}
-	if (c->type != CV_CLIENT_BACKEND) {
-		snprintf(why, whylen, "only backend clients can be registered yet (the SMART app launch is next)");
-		return CV_E_UNSUPPORTED;
-	}
 	if (!c->scope[0]) {
 		snprintf(why, whylen, "give the scopes the client may have (--scope)");
 		return CV_E_INVALID;
 	}
-	cv_rc rc = cv_scope_list(c->scope, &g, why, whylen);
-	if (rc)
-		return rc;
+	if (cv_scope_check_registration(c->scope, c->type == CV_CLIENT_BACKEND, why, whylen))
+		return CV_E_INVALID;
+	if (c->type != CV_CLIENT_BACKEND)
+		return CV_OK;
 	return cv_jwt_jwks_check(c->jwks, strlen(c->jwks), why, whylen) ? CV_E_INVALID : CV_OK;
 }
 

@@ -9,11 +9,11 @@
  * bits, so a slow hash adds nothing). Disabling a client stops its tokens at
  * once: every token check reads the client.
  *
- * Scopes a backend client may be registered with today: system/ scopes on
- * every type (the resource "*": v2 "cruds" letters such as "rs", or v1
- * "read", "write", "*"). Scopes
- * on single types, and user/ and patient/ scopes, come with the SMART app
- * launch and the authorization rules.
+ * Scopes (auth/scope): a backend client is registered with system/ scopes
+ * only; an app (public or confidential) with patient/ and user/ scopes and
+ * the named ones (openid, fhirUser, launch/patient, offline_access...), never
+ * system/ ones. A token gets the requested scopes that lie within the
+ * registration, less those the user unticks at consent.
  */
 #ifndef CV_AUTH_CLIENT_H
 #define CV_AUTH_CLIENT_H
@@ -36,11 +36,6 @@
 
 typedef enum { CV_CLIENT_PUBLIC, CV_CLIENT_CONFIDENTIAL, CV_CLIENT_BACKEND } cv_client_type;
 
-/* The permissions a system scope grants on every type ("cruds" letters). */
-typedef struct cv_scope_grant {
-	bool c, r, u, d, s;
-} cv_scope_grant_t;
-
 typedef struct cv_client {
 	char id[CV_CLIENT_ID_LEN + 1];
 	char name[CV_CLIENT_NAME_MAX + 1];
@@ -58,21 +53,6 @@ typedef struct cv_client {
 /* "public", "confidential", "backend". */
 const char *cv_client_type_name(cv_client_type t);
 cv_rc cv_client_type_parse(const char *name, cv_client_type *out);
-
-/* Parses one system scope on every type (resource "*", permissions as v2
- * "cruds" letters or v1 "read", "write", "*") into what it grants.
- * CV_E_UNSUPPORTED for a well-formed scope of another kind (a single type,
- * user/ or patient/, launch, openid...), CV_E_INVALID for a malformed one. */
-cv_rc cv_scope_parse(const char *scope, cv_scope_grant_t *out);
-
-/* The union of what a space-separated scope list grants; CV_E_INVALID or
- * CV_E_UNSUPPORTED (why says which scope) like cv_scope_parse. */
-cv_rc cv_scope_list(const char *scopes, cv_scope_grant_t *out, char *why, size_t whylen);
-
-/* Which requested scopes (space-separated) the client may have: those whose
- * grant is within the union of its registered scopes. granted gets them
- * (space-separated, possibly empty). CV_E_INVALID for a malformed request. */
-cv_rc cv_scope_grant(const cv_client_t *c, const char *requested, cv_buf_t *granted);
 
 /* Makes a client: checks name, type, redirect URIs (https, or http on
  * localhost, no fragment; required for public and confidential clients),

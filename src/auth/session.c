@@ -17,6 +17,7 @@
 #include "core/pool.h"
 #include "model/json.h"
 #include "core/time.h"
+#include "auth/record.h"
 #include "crypto/crypto.h"
 
 #define SESSION_TYPE "~Session"
@@ -36,33 +37,6 @@ static cv_store_write_t record_write(const char *type, const char *id, int64_t e
 	return w;
 }
 
-/* Reads the current body of an internal record into a json object (NULL: none). */
-static cv_rc record_read(cv_store_t *s, const char *type, const char *id, json_object **out, int64_t *version)
-{
-	cv_pool_t pool;
-	cv_store_version_t v;
-	*out = NULL;
-	*version = 0;
-	cv_pool_init(&pool, 0);
-	cv_rc rc = cv_store_read(s, type, id, 0, &pool, &v);
-	if (!rc) {
-		*version = v.version;
-		if (!v.deleted)
-			*out = json_tokener_parse((const char *)v.body);
-		if (!v.deleted && !*out)
-			rc = CV_E_INTERNAL;
-		sodium_memzero((void *)v.body, v.body_len);
-	}
-	cv_pool_release(&pool);
-	return rc == CV_E_NOTFOUND ? CV_OK : rc;
-}
-
-static int64_t jint(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
-}
-
 /* ---------------------------------------------------------------- throttling */
 
 typedef struct counters {
@@ -75,17 +49,17 @@ typedef struct counters {
 static cv_rc counters_load(cv_store_t *s, counters_t *c)
 {
 	json_object *o;
-	cv_rc rc = record_read(s, THROTTLE_TYPE, c->acct_id, &o, &c->acct_v);
+	cv_rc rc = cv_record_read(s, THROTTLE_TYPE, c->acct_id, &o, &c->acct_v);
 	if (rc)
 		return rc;
-	c->acct.failures = (uint32_t)jint(o, "n");
-	c->acct.last_failure = jint(o, "t");
+	c->acct.failures = (uint32_t)cv_record_int(o, "n");
+	c->acct.last_failure = cv_record_int(o, "t");
 	json_object_put(o);
-	rc = record_read(s, THROTTLE_TYPE, c->addr_id, &o, &c->addr_v);
+	rc = cv_record_read(s, THROTTLE_TYPE, c->addr_id, &o, &c->addr_v);
 	if (rc)
 		return rc;
-	c->addr.failures = (uint32_t)jint(o, "n");
-	c->addr.window_start = jint(o, "t");
+	c->addr.failures = (uint32_t)cv_record_int(o, "n");
+	c->addr.window_start = cv_record_int(o, "t");
 	json_object_put(o);
 	return CV_OK;
 }
@@ -298,7 +272,7 @@ static cv_rc session_valid(cv_store_t *s, json_object *o, const char *sid, const
 			   int64_t now_us, cv_session_info_t *info)
 {
 	const char *user = cv_json_member_string(o, "user", &(int){ 0 }), *csrf = cv_json_member_string(o, "csrf", &(int){ 0 });
-	int64_t created = jint(o, "created_us"), seen = jint(o, "seen_us");
+	int64_t created = cv_record_int(o, "created_us"), seen = cv_record_int(o, "seen_us");
 	if (!user || !csrf || strlen(csrf) > CV_SESSION_CSRF_LEN || now_us - seen > clamp_us(lim->idle_us) ||
 	    now_us - created > clamp_us(lim->absolute_us) || now_us < created)
 		return CV_E_UNAUTH;
@@ -306,7 +280,7 @@ static cv_rc session_valid(cv_store_t *s, json_object *o, const char *sid, const
 	cv_rc rc = cv_account_get(s, user, &a);
 	if (rc)
 		return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
-	if (a.disabled || a.epoch != jint(o, "epoch")) {
+	if (a.disabled || a.epoch != cv_record_int(o, "epoch")) {
 		cv_account_release(&a);
 		return CV_E_UNAUTH;
 	}
@@ -328,7 +302,7 @@ static void touch(cv_store_t *s, json_object *o, const char *sid, int64_t versio
 		  int64_t now_us)
 {
 	int64_t every = clamp_us(lim->idle_us) / 4; /* so a session in use never looks idle */
-	if (now_us - jint(o, "seen_us") < (every < CV_SESSION_TOUCH_US ? every : CV_SESSION_TOUCH_US))
+	if (now_us - cv_record_int(o, "seen_us") < (every < CV_SESSION_TOUCH_US ? every : CV_SESSION_TOUCH_US))
 		return;
 	json_object *seen = json_object_new_int64(now_us);
 	if (!seen || json_object_object_add(o, "seen_us", seen)) {
@@ -351,7 +325,7 @@ cv_rc cv_session_check(cv_store_t *s, const char *token, const cv_session_limits
 	if (!token || strncmp(token, "cvs_", 4) != 0 || strlen(token) >= CV_SESSION_TOKEN_MAX)
 		return CV_E_UNAUTH;
 	cv_crypto_sha256_hex(token, sid);
-	cv_rc rc = record_read(s, SESSION_TYPE, sid, &o, &version);
+	cv_rc rc = cv_record_read(s, SESSION_TYPE, sid, &o, &version);
 	if (!rc && !o)
 		rc = CV_E_UNAUTH;
 	if (!rc)
@@ -368,7 +342,7 @@ cv_rc cv_session_end(cv_store_t *s, const char *sid)
 	for (int i = 0; rc == CV_E_CONFLICT && i < WRITE_TRIES; i++) {
 		json_object *o = NULL;
 		int64_t version = 0;
-		rc = record_read(s, SESSION_TYPE, sid, &o, &version);
+		rc = cv_record_read(s, SESSION_TYPE, sid, &o, &version);
 		int live = o != NULL;
 		json_object_put(o);
 		if (rc || !live)

@@ -23,16 +23,9 @@
 typedef enum {
 	CV_PRINCIPAL_NONE,   /* not authenticated */
 	CV_PRINCIPAL_ADMIN,  /* the bootstrap administrator */
-	CV_PRINCIPAL_USER,   /* a person logged in to the portal (session cookie) */
+	CV_PRINCIPAL_USER,   /* a person: logged in to the portal (session cookie), or through an app (access token) */
 	CV_PRINCIPAL_CLIENT, /* a backend service with an OAuth access token (system/ scopes) */
 } cv_principal_kind;
-
-/* What a CLIENT's scopes permit on every resource type (SMART v2 letters). */
-#define CV_PERM_C 1u
-#define CV_PERM_R 2u
-#define CV_PERM_U 4u
-#define CV_PERM_D 8u
-#define CV_PERM_S 16u
 
 /* Who is calling, as established by auth/. Strings live in the request's pool. */
 typedef struct cv_principal {
@@ -40,10 +33,11 @@ typedef struct cv_principal {
 	const char *id;         /* stable id for logs and audit ("bootstrap-admin", an account id), never a secret */
 	const char *role;       /* USER: "patient", "nurse", ... */
 	const char *link;       /* USER: "Patient/<id>", "Practitioner/<id>" or "" */
-	const char *session;    /* USER: the session's record id (a hash, not the cookie) */
-	const char *csrf;       /* USER: the session's CSRF token, required on state changes */
-	const char *scope;      /* CLIENT: the granted scopes */
-	unsigned perms;         /* CLIENT: CV_PERM_* bits the scopes grant on every type */
+	const char *session;    /* USER with a cookie: the session's record id (a hash, not the cookie) */
+	const char *csrf;       /* USER with a cookie: the session's CSRF token, required on state changes */
+	const char *scope;      /* token: the granted scopes (auth/scope syntax) */
+	const char *client;     /* token: the OAuth client it was issued to */
+	const char *patient;    /* USER with a token: the launch patient's id, or NULL */
 } cv_principal_t;
 
 #define CV_EX_MAX_HEADERS 16

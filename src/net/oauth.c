@@ -18,6 +18,7 @@
 
 #include "auth/client.h"
 #include "auth/jwt.h"
+#include "auth/scope.h"
 #include "auth/token.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -193,10 +194,10 @@ void cv_oauth_token(cv_exchange_t *ex)
 	cv_buf_t granted;
 	cv_buf_init(&granted, CV_CLIENT_SCOPE_MAX + 1);
 	char token[CV_ACCESS_TOKEN_MAX];
-	cv_rc rc = cv_scope_grant(&c, scope, &granted);
+	cv_rc rc = cv_scope_intersect(c.scope, scope, &granted);
 	if (rc || !granted.len) {
 		oauth_error(ex, 400, "invalid_scope", "none of the requested scopes is granted to this client");
-	} else if ((rc = cv_token_issue(ctx(ex)->store, c.id, granted.data, cv_time_now_us(), CV_ACCESS_TOKEN_LIFE_S,
+	} else if ((rc = cv_token_issue(ctx(ex)->store, c.id, granted.data, NULL, cv_time_now_us(), CV_ACCESS_TOKEN_LIFE_S,
 					 token))) {
 		oauth_error(ex, 503, "temporarily_unavailable", "try again");
 	} else {

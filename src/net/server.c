@@ -396,7 +396,7 @@ static void authorize(req_t *r)
 	const char *authz = ex_header(ex, "Authorization");
 	cv_rc rc = authenticate(r, authz);
 	const cv_principal_t nobody = { .kind = CV_PRINCIPAL_NONE };
-	int public_route = cv_policy_decide(&nobody, r->route->action, ex->args[0], NULL) == CV_OK;
+	int public_route = cv_policy_decide(&nobody, r->route->action, ex->args[0], NULL, NULL) == CV_OK;
 	if (!rc && !public_route && !safe_method(ex->method) &&
 	    cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
 		/* a cookie-authenticated change without its CSRF token: another site's form */
@@ -404,8 +404,8 @@ static void authorize(req_t *r)
 		return;
 	}
 	if (!rc)
-		rc = cv_policy_decide(&ex->principal, r->route->action, ex->args[0], &reason);
-	else if (cv_policy_decide(&ex->principal, r->route->action, ex->args[0], &reason) == CV_OK)
+		rc = cv_policy_decide(&ex->principal, r->route->action, ex->args[0], ex->args[1], &reason);
+	else if (cv_policy_decide(&ex->principal, r->route->action, ex->args[0], ex->args[1], &reason) == CV_OK)
 		rc = CV_OK; /* a public route: a bad credential does not matter */
 	if (rc == CV_E_UNAUTH) {
 		cv_exchange_add_header(ex, "WWW-Authenticate", authz ? "Bearer realm=\"carevault\", "

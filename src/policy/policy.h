@@ -4,8 +4,12 @@
  * Every route is registered with the action it needs (net/ refuses to start
  * with a route that has none). Deny by default: an action not listed as
  * public needs an authenticated principal whose role grants it.
- * For now the only role is the bootstrap administrator, who may use the FHIR
- * API; patient compartments, SMART scopes and consent come later.
+ * Until the authorization rules (roles, relationships, consent) exist:
+ * the bootstrap administrator may use the whole FHIR API; a backend client
+ * what its system/ scopes grant; a person through an app only their own
+ * Patient resource (a patient account reading the Patient it is linked to,
+ * when the token's scopes allow reading Patient); a portal session only
+ * itself.
  */
 #ifndef CV_POLICY_POLICY_H
 #define CV_POLICY_POLICY_H
@@ -37,7 +41,7 @@ const char *cv_action_name(cv_action a);
 /* Decides. CV_OK: permitted. CV_E_UNAUTH: the action needs a credential and
  * there is none. CV_E_DENIED: authenticated, not permitted. *reason (static
  * text, may be NULL) says why, for the audit trail; never shown to callers. */
-cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type,
+cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type, const char *resource_id,
 		       const char **reason) __attribute__((warn_unused_result));
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/account.h"
 #include "auth/auth.h"
 #include "policy/policy.h"
 
@@ -110,29 +111,84 @@ static void policy_denies_by_default(void **state)
 	cv_principal_t user = { .kind = CV_PRINCIPAL_USER, .id = "0123", .role = "doctor", .link = "Practitioner/p",
 				.session = "s", .csrf = "c" };
 	const char *why;
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_HEALTH, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_META, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_LOGIN, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_HEALTH, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_META, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_LOGIN, NULL, NULL, &why), CV_OK);
 	for (int a = CV_ACT_FHIR_READ; a <= CV_ACT_FHIR_DELETE; a++) {
-		assert_int_equal(cv_policy_decide(&anon, (cv_action)a, "Patient", &why), CV_E_UNAUTH);
-		assert_int_equal(cv_policy_decide(&admin, (cv_action)a, "Patient", &why), CV_OK);
+		assert_int_equal(cv_policy_decide(&anon, (cv_action)a, "Patient", NULL, &why), CV_E_UNAUTH);
+		assert_int_equal(cv_policy_decide(&admin, (cv_action)a, "Patient", NULL, &why), CV_OK);
 		/* a logged-in person reaches no data until the authorization rules exist */
-		assert_int_equal(cv_policy_decide(&user, (cv_action)a, "Patient", &why), CV_E_DENIED);
+		assert_int_equal(cv_policy_decide(&user, (cv_action)a, "Patient", NULL, &why), CV_E_DENIED);
 	}
-	assert_int_equal(cv_policy_decide(&user, CV_ACT_AUTH_SESSION, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_USERS, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_SESSION, NULL, &why), CV_E_UNAUTH);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_AUTH_SESSION, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_USERS, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&user, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_UNAUTH);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", NULL, &why), CV_E_DENIED);
 	assert_string_equal(cv_action_name(CV_ACT_FHIR_READ), "fhir.read");
+}
+
+static void policy_app_tokens(void **state)
+{
+	(void)state;
+	const char *why;
+	cv_principal_t pat = { .kind = CV_PRINCIPAL_USER, .id = "u1", .role = "patient", .link = "Patient/p1",
+			       .scope = "launch/patient patient/Patient.r", .client = "c1", .patient = "p1" };
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p2", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Observation", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_UPDATE, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED); /* not a session */
+	pat.scope = "launch/patient patient/Observation.rs"; /* no scope on Patient */
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	pat.scope = "patient/Patient.rs";
+	pat.patient = "p2"; /* the launch patient is someone else */
+	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	cv_principal_t doc = { .kind = CV_PRINCIPAL_USER, .id = "u2", .role = "doctor", .link = "Practitioner/d",
+			       .scope = "user/*.cruds", .client = "c1" };
+	assert_int_equal(cv_policy_decide(&doc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	cv_principal_t svc = { .kind = CV_PRINCIPAL_CLIENT, .id = "c2", .client = "c2",
+			       .scope = "system/Patient.rs system/*.c" };
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_READ, "Observation", "o", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_CREATE, "Observation", NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_HISTORY, NULL, NULL, &why), CV_E_DENIED); /* system-wide */
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_BUNDLE, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&svc, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+}
+
+/* The first administrator account retires the bootstrap token, at once. */
+static void bootstrap_retired_by_first_admin(void **state)
+{
+	fx_t *f = *state;
+	char hdr[CV_TOKEN_MAX + 16];
+	cv_principal_t p;
+	cv_account_t a;
+	snprintf(hdr, sizeof hdr, "Bearer %s", f->token);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_OK);
+	assert_int_equal(cv_account_init(&a, "nurse.one", CV_ROLE_NURSE, "Practitioner/n"), CV_OK);
+	assert_int_equal(cv_account_create(f->s, &a), CV_OK);
+	cv_account_release(&a);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_OK); /* a nurse does not */
+	assert_int_equal(cv_account_init(&a, "first.admin", CV_ROLE_ADMIN, ""), CV_OK);
+	assert_int_equal(cv_account_create(f->s, &a), CV_OK);
+	cv_account_release(&a);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH);
+	cv_auth_free(f->a);
+	assert_int_equal(cv_auth_new(f->s, &f->a), CV_OK);
+	assert_int_equal(cv_auth_bearer(f->a, hdr, NULL, &p), CV_E_UNAUTH); /* after a restart too */
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(bootstrap_token, setup, teardown),
+		cmocka_unit_test(policy_app_tokens),
+		cmocka_unit_test_setup_teardown(bootstrap_retired_by_first_admin, setup, teardown),
 		cmocka_unit_test_setup_teardown(forged_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(new_token_replaces_old, setup, teardown),
 		cmocka_unit_test(policy_denies_by_default),
