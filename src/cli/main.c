@@ -28,6 +28,8 @@
 #include "net/oauth.h"
 #include "net/server.h"
 #include "net/tls.h"
+#include "net/authorize.h"
+#include "auth/idkey.h"
 #include "store/store.h"
 
 #define ERRLEN 4096
@@ -36,7 +38,15 @@
 static const cv_route_t routes[] = {
 	{ "GET", "/.well-known/smart-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_smart_configuration },
 	{ "GET", "/fhir/.well-known/smart-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_smart_configuration },
+	{ "GET", "/.well-known/openid-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_openid_configuration },
+	{ "GET", "/fhir/.well-known/openid-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_openid_configuration },
+	{ "GET", "/.well-known/oauth-authorization-server", CV_ACT_AUTH_TOKEN, cv_oauth_server_metadata },
+	{ "GET", "/.well-known/jwks.json", CV_ACT_AUTH_TOKEN, cv_oauth_jwks },
 	{ "POST", "/auth/token", CV_ACT_AUTH_TOKEN, cv_oauth_token },
+	{ "POST", "/auth/introspect", CV_ACT_AUTH_TOKEN, cv_oauth_introspect },
+	{ "POST", "/auth/revoke", CV_ACT_AUTH_TOKEN, cv_oauth_revoke },
+	{ "GET", "/auth/authorize", CV_ACT_AUTH_TOKEN, cv_authorize_get },
+	{ "POST", "/auth/authorize", CV_ACT_AUTH_TOKEN, cv_authorize_post },
 	{ "GET", "/healthz", CV_ACT_PUBLIC_HEALTH, cv_health_live },
 	{ "GET", "/readyz", CV_ACT_PUBLIC_HEALTH, cv_health_ready },
 	{ "GET", "/fhir/metadata", CV_ACT_PUBLIC_META, cv_fhir_metadata },
@@ -352,6 +362,8 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 	if (!rc && (rc = cv_fhir_init(&a->fhir, a->store, a->model, cfg)))
 		snprintf(err, errlen, "cannot build the capability statement: %s", cv_rc_str(rc));
 	a->fhir_ready = !rc;
+	if (!rc && (rc = cv_idkey_load(a->store, &a->fhir.idkey)))
+		snprintf(err, errlen, "cannot load the id-token signing key: %s", cv_rc_str(rc));
 	if (!rc && (rc = cv_fhir_reindex(&a->fhir, NULL, NULL)))
 		snprintf(err, errlen, "cannot bring the search index up to date: %s", cv_rc_str(rc));
 	if (!rc)
@@ -363,8 +375,10 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 static void app_close(app_t *a)
 {
 	cv_server_stop(a->srv, DRAIN_GRACE_S);
-	if (a->fhir_ready)
+	if (a->fhir_ready) {
+		cv_idkey_free(a->fhir.idkey);
 		cv_fhir_release(&a->fhir);
+	}
 	cv_auth_free(a->auth);
 	cv_store_close(a->store);
 	cv_model_free(a->model);

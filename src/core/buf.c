@@ -122,6 +122,30 @@ cv_rc cv_buf_json_escape(cv_buf_t *b, const char *s)
 	return rc;
 }
 
+cv_rc cv_buf_html_escape(cv_buf_t *b, const char *s)
+{
+	cv_rc rc = CV_OK;
+	for (const char *p = s; *p && !rc; p++) {
+		const char *e = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '"' ? "&quot;"
+			      : *p == '\'' ? "&#39;" : NULL;
+		rc = e ? cv_buf_puts(b, e) : cv_buf_append(b, p, 1);
+	}
+	return rc;
+}
+
+cv_rc cv_buf_url_encode(cv_buf_t *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	cv_rc rc = CV_OK;
+	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+			    *p == '-' || *p == '.' || *p == '_' || *p == '~';
+		char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+		rc = plain ? cv_buf_append(b, p, 1) : cv_buf_append(b, e, 3);
+	}
+	return rc;
+}
+
 char *cv_buf_take(cv_buf_t *b, size_t *len)
 {
 	char *p = b->data;

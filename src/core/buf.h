@@ -48,6 +48,13 @@ cv_rc cv_buf_printf(cv_buf_t *b, const char *fmt, ...) __attribute__((format(pri
  * quotes, backslashes and control characters. */
 cv_rc cv_buf_json_escape(cv_buf_t *b, const char *s);
 
+/* Appends s for HTML text or a quoted attribute value: & < > " ' escaped. */
+cv_rc cv_buf_html_escape(cv_buf_t *b, const char *s);
+
+/* Appends s percent-encoded for a URL query value: everything but the
+ * RFC 3986 unreserved characters (A-Z a-z 0-9 - . _ ~) becomes %XX. */
+cv_rc cv_buf_url_encode(cv_buf_t *b, const char *s);
+
 /* Returns the contents (caller frees) and leaves the buffer empty; *len gets
  * the length if len is not NULL. Returns NULL for an empty buffer. */
 char *cv_buf_take(cv_buf_t *b, size_t *len);

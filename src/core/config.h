@@ -39,6 +39,7 @@ typedef struct cv_config {
 	unsigned search_max_count;    /* largest _count on search, 1000 */
 	unsigned session_idle;        /* seconds a portal session may stay unused, 900 */
 	unsigned session_absolute;    /* seconds a portal session lasts at most, 43200 */
+	unsigned access_token_life;   /* seconds an OAuth access token lasts, 300 */
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 } cv_config_t;

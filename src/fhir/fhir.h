@@ -25,6 +25,7 @@ typedef struct cv_fhir {
 	const cv_config_t *cfg;     /* frozen configuration */
 	cv_json_limits_t limits;    /* bounds on request JSON */
 	char *capability;           /* the CapabilityStatement JSON, built once */
+	struct cv_idkey *idkey;     /* the OpenID Connect id-token signing key (the server loads it) */
 	size_t capability_len;
 } cv_fhir_t;
 

@@ -246,6 +246,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* The handler set this header itself (its value then replaces the default). */
+static int handler_sets(const req_t *r, const char *name)
+{
+	for (size_t i = 0; i < r->ex.nresp_hdr; i++)
+		if (r->ex.resp_hdr[i][1] && strcasecmp(r->ex.resp_hdr[i][0], name) == 0)
+			return 1;
+	return 0;
+}
+
 static int add_headers(struct MHD_Response *resp, req_t *r, size_t body_len)
 {
 	static const char *const fixed[][2] = {
@@ -259,7 +268,8 @@ static int add_headers(struct MHD_Response *resp, req_t *r, size_t body_len)
 	};
 	int ok = 1;
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		ok &= MHD_add_response_header(resp, fixed[i][0], fixed[i][1]) == MHD_YES;
+		if (!handler_sets(r, fixed[i][0]))
+			ok &= MHD_add_response_header(resp, fixed[i][0], fixed[i][1]) == MHD_YES;
 	ok &= MHD_add_response_header(resp, "X-Request-Id", r->rid) == MHD_YES;
 	if (body_len && r->ex.content_type)
 		ok &= MHD_add_response_header(resp, "Content-Type", r->ex.content_type) == MHD_YES;
