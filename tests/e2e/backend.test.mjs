@@ -94,7 +94,7 @@ test('RS384 and ES384 assertions get short-lived tokens that reach the API', asy
     const r = await getToken(full, 'system/*.cruds', opts);
     assert.equal(r.status, 200, r.body);
     assert.match(r.headers['cache-control'] ?? '', /no-store/);
-    assert.equal(r.json.token_type, 'bearer');
+    assert.equal(r.json.token_type, 'Bearer');
     assert.equal(r.json.expires_in, 300);
     assert.equal(r.json.scope, 'system/*.cruds');
     const made = await server.req('POST', '/fhir/Patient', { token: r.json.access_token, body: { resourceType: 'Patient', active: true } });

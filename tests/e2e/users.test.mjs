@@ -47,39 +47,6 @@ test('a weak password is refused with the reason, and no account is made', () =>
   assert.equal(r.status, 2);
 });
 
-test('an administrator gets MFA: otpauth URI, recovery codes and a private QR code', () => {
-  const qr = path.join(server.tmpDir, 'admin-qr.svg');
-  const r = user(['add', '--username', 'Ops.Lead', '--role', 'admin', '--password-stdin', '--qr', qr], `${STRONG}\n`);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^user_id: [0-9a-f]{32}$/m);
-  const uri = /^otpauth: (\S+)$/m.exec(r.stdout)?.[1];
-  assert.ok(uri, 'the otpauth URI is printed');
-  const u = new URL(uri);
-  assert.equal(u.protocol, 'otpauth:');
-  assert.equal(u.host, 'totp');
-  assert.equal(decodeURIComponent(u.pathname.slice(1)), 'carevault:Ops.Lead');
-  assert.equal(u.searchParams.get('issuer'), 'carevault');
-  assert.equal(u.searchParams.get('digits'), '6');
-  assert.equal(u.searchParams.get('period'), '30');
-  const seed = base32Decode(u.searchParams.get('secret'));
-  assert.equal(seed.length, 20);
-  assert.match(totp(seed), /^\d{6}$/);
-  const codes = r.stdout.match(/^ {2}[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/gm) ?? [];
-  assert.equal(new Set(codes).size, 10, 'ten distinct recovery codes');
-  assert.equal(fs.statSync(qr).mode & 0o077, 0, 'the QR code file is private');
-  assert.match(fs.readFileSync(qr, 'utf8'), /^<svg[\s\S]*<path[\s\S]*<\/svg>\s*$/);
-  assert.ok(!r.stdout.includes(STRONG));
-  const listed = find('Ops.Lead');
-  assert.deepEqual([listed.role, listed.status, listed.mfa, listed.link], ['admin', 'enabled', 'mfa:yes', '-']);
-});
-
-test('user names are unique whatever their case', () => {
-  const r = user(['add', '--username', 'OPS.LEAD', '--role', 'auditor', '--password-stdin'], `${STRONG} x\n`);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /taken/);
-  assert.equal(list().filter((u) => u.username.toLowerCase() === 'ops.lead').length, 1);
-});
-
 test('patients and clinicians are linked to resources that exist', async () => {
   let r = user(['add', '--username', 'pat1', '--role', 'patient', '--password-stdin'], `${STRONG}\n`);
   assert.equal(r.status, 1);
@@ -162,7 +129,7 @@ test('the admin API: only the administrator, and it never shows a secret twice',
   const listed = await server.req('GET', '/admin/users');
   assert.equal(listed.status, 200);
   const names = listed.json.users.map((u) => u.username);
-  assert.ok(names.includes('api.audit') && names.includes('Ops.Lead'), 'CLI and API accounts are one list');
+  assert.ok(names.includes('api.audit') && names.includes('pat1'), 'CLI and API accounts are one list');
   assert.ok(!/otpauth|recovery|argon2|secret/.test(listed.body), 'the list shows no secret');
 
   const one = await server.req('GET', `/admin/users/${made.json.id}`);
@@ -179,4 +146,61 @@ test('the admin API: only the administrator, and it never shows a secret twice',
   assert.equal(reset.status, 200);
   assert.notEqual(reset.json.otpauth, made.json.otpauth);
   assert.equal((await server.req('POST', `/admin/users/${made.json.id}/promote`)).status, 404);
+});
+
+test('the first administrator gets MFA, retires the bootstrap token, and administers by logging in', async () => {
+  const qr = path.join(server.tmpDir, 'admin-qr.svg');
+  const r = user(['add', '--username', 'Ops.Lead', '--role', 'admin', '--password-stdin', '--qr', qr], `${STRONG}\n`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^user_id: [0-9a-f]{32}$/m);
+  const uri = /^otpauth: (\S+)$/m.exec(r.stdout)?.[1];
+  assert.ok(uri, 'the otpauth URI is printed');
+  const u = new URL(uri);
+  assert.equal(u.protocol, 'otpauth:');
+  assert.equal(u.host, 'totp');
+  assert.equal(decodeURIComponent(u.pathname.slice(1)), 'carevault:Ops.Lead');
+  assert.equal(u.searchParams.get('issuer'), 'carevault');
+  assert.equal(u.searchParams.get('digits'), '6');
+  assert.equal(u.searchParams.get('period'), '30');
+  const seed = base32Decode(u.searchParams.get('secret'));
+  assert.equal(seed.length, 20);
+  assert.match(totp(seed), /^\d{6}$/);
+  const codes = r.stdout.match(/^ {2}[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/gm) ?? [];
+  assert.equal(new Set(codes).size, 10, 'ten distinct recovery codes');
+  assert.equal(fs.statSync(qr).mode & 0o077, 0, 'the QR code file is private');
+  assert.match(fs.readFileSync(qr, 'utf8'), /^<svg[\s\S]*<path[\s\S]*<\/svg>\s*$/);
+  assert.ok(!r.stdout.includes(STRONG));
+  const listed = find('Ops.Lead');
+  assert.deepEqual([listed.role, listed.status, listed.mfa, listed.link], ['admin', 'enabled', 'mfa:yes', '-']);
+  // from now on the bootstrap token opens nothing, at once
+  assert.equal((await server.req('GET', '/fhir/Patient/acct-p1')).status, 401);
+  assert.equal((await server.req('GET', '/admin/users')).status, 401);
+  // the administrator logs in (password and TOTP) and uses the admin API with the session
+  const login = await server.req('POST', '/auth/login', { token: '', headers: { 'content-type': 'application/json' },
+    body: { username: 'ops.lead', password: STRONG, code: totp(seed) } });
+  assert.equal(login.status, 200, login.body);
+  const cookie = [].concat(login.headers['set-cookie'])[0].split(';')[0];
+  const csrf = login.json.csrf_token;
+  const listedApi = await server.req('GET', '/admin/users', { token: '', headers: { cookie } });
+  assert.equal(listedApi.status, 200);
+  assert.ok(listedApi.json.users.some((x) => x.username === 'Ops.Lead'));
+  const J = { 'content-type': 'application/json', cookie };
+  const noCsrf = await server.req('POST', '/admin/users', { token: '', headers: J, body: { username: 'ops.two', role: 'auditor', password: STRONG } });
+  assert.equal(noCsrf.status, 403, 'a cookie-authenticated change needs its CSRF token');
+  const made = await server.req('POST', '/admin/users', { token: '', headers: { ...J, 'x-csrf-token': csrf }, body: { username: 'ops.two', role: 'auditor', password: STRONG } });
+  assert.equal(made.status, 201, made.body);
+  // an administrator's session reaches no clinical data
+  assert.equal((await server.req('GET', '/fhir/Patient/acct-p1', { token: '', headers: { cookie } })).status, 403);
+  if (process.env.CV_PG_BASE) return;
+  for (const f of fs.readdirSync(server.dataDir).filter((f) => f.startsWith('store.db'))) {
+    const raw = fs.readFileSync(path.join(server.dataDir, f));
+    for (const needle of ['Ops.Lead', 'ops.lead', 'ops.two']) assert.equal(raw.indexOf(Buffer.from(needle)), -1, `${f} holds ${needle}`);
+  }
+});
+
+test('user names are unique whatever their case', () => {
+  const r = user(['add', '--username', 'OPS.LEAD', '--role', 'auditor', '--password-stdin'], `${STRONG} x\n`);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /taken/);
+  assert.equal(list().filter((u) => u.username.toLowerCase() === 'ops.lead').length, 1);
 });

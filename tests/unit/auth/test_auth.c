@@ -159,6 +159,15 @@ static void policy_app_tokens(void **state)
 	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_HISTORY, NULL, NULL, &why), CV_E_DENIED); /* system-wide */
 	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_BUNDLE, NULL, NULL, &why), CV_E_DENIED);
 	assert_int_equal(cv_policy_decide(&svc, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+	/* an administrator's portal session administers accounts, but not through an app's token */
+	cv_principal_t adm = { .kind = CV_PRINCIPAL_USER, .id = "u3", .role = "admin", .link = "", .session = "s",
+			       .csrf = "c" };
+	assert_int_equal(cv_policy_decide(&adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&adm, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	adm.session = NULL;
+	adm.client = "c1";
+	adm.scope = "user/*.cruds";
+	assert_int_equal(cv_policy_decide(&adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
 }
 
 /* The first administrator account retires the bootstrap token, at once. */
