@@ -61,18 +61,19 @@ static cv_rc client_check(const cv_client_t *c, char *why, size_t whylen)
 		return CV_E_INVALID;
 	}
 	if (c->type != CV_CLIENT_BACKEND && c->nredirect == 0) {
-		snprintf(why, whylen, "a public or confidential client needs at least one --redirect-uri");
+		snprintf(why, whylen,
+			 "a public or confidential client needs at least one redirect URI (redirect_uris, --redirect-uri)");
 		return CV_E_INVALID;
 	}
 	for (size_t i = 0; i < c->nredirect; i++)
 		if (redirect_check(c->redirect[i], why, whylen))
 			return CV_E_INVALID;
 	if (c->type == CV_CLIENT_BACKEND && !c->jwks) {
-		snprintf(why, whylen, "a backend client needs its public keys (--jwks-file)");
+		snprintf(why, whylen, "a backend client needs its public keys (jwks, --jwks-file)");
 		return CV_E_INVALID;
 	}
 	if (!c->scope[0]) {
-		snprintf(why, whylen, "give the scopes the client may have (--scope)");
+		snprintf(why, whylen, "give the scopes the client may have (scope, --scope)");
 		return CV_E_INVALID;
 	}
 	if (cv_scope_check_registration(c->scope, c->type == CV_CLIENT_BACKEND, why, whylen))

@@ -1,9 +1,11 @@
 /*
  * client.c - `carevault client`: register OAuth clients and list, disable or
- * enable them (auth/client). Today: backend services (SMART Backend
- * Services, client_credentials with a private_key_jwt assertion) with
- * system/ scopes on every type; a backend client with all of cruds is how
- * scripts and imports reach the API with a token of their own.
+ * enable them (auth/client): backend services (SMART Backend Services,
+ * client_credentials with a private_key_jwt assertion) with system/ scopes
+ * on every type, and public or confidential SMART apps with their redirect
+ * URIs (a confidential client's secret is printed once). A backend client
+ * with all of cruds is how scripts and imports reach the API with a token of
+ * its own.
  */
 #define _GNU_SOURCE
 #include "cli/cli.h"
@@ -31,15 +33,20 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: carevault client add --data DIR --name NAME --type backend --jwks-file FILE --scope \"SCOPES\"\n"
+		"       carevault client add --data DIR --name NAME --type public|confidential --redirect-uri URI\n"
+		"                            [--redirect-uri URI]... --scope \"SCOPES\"\n"
 		"       carevault client list --data DIR\n"
 		"       carevault client disable|enable --data DIR --id CLIENT_ID\n\n"
-		"Registers a SMART Backend Services client: it gets tokens from POST /auth/token with\n"
+		"A backend client (SMART Backend Services) gets tokens from POST /auth/token with\n"
 		"grant_type=client_credentials and a JWT assertion signed (RS384 or ES384) by a key of its\n"
 		"JWKS file (public keys only). Scopes: system/ scopes on every type, SMART v2 (system/*.cruds,\n"
-		"system/*.rs) or v1 (system/*.read, system/*.write, system/*.*). Prints client_id: <id>.\n"
-		"Public and confidential clients (--type public|confidential, --redirect-uri URI) and\n"
-		"--jwks-url come with the SMART app launch. disable stops the client's tokens at once.\n"
-		"Every command takes --store URL and --config FILE as serve does.\n");
+		"system/*.rs) or v1 (system/*.read, system/*.write, system/*.*).\n"
+		"A public or confidential client (a SMART app) needs at least one exact redirect URI\n"
+		"(https://, or http://localhost; no fragment), at most %d. Prints client_id: <id>, and for a\n"
+		"confidential client client_secret: <secret>, shown this once (only its hash is kept).\n"
+		"--jwks-url is not supported yet. disable stops the client's tokens at once.\n"
+		"Every command takes --store URL and --config FILE as serve does.\n",
+		CV_CLIENT_REDIRECTS);
 }
 
 static int bad(const char *msg)
@@ -72,7 +79,11 @@ static int parse_args(client_cmd_t *c, int argc, char **argv, char *err, size_t 
 			return -1;
 		} else if (slot) {
 			*slot = v;
-		} else if (strcmp(a, "--redirect-uri") == 0 && c->nredirects < CV_CLIENT_REDIRECTS) {
+		} else if (strcmp(a, "--redirect-uri") == 0) {
+			if (c->nredirects == CV_CLIENT_REDIRECTS) {
+				snprintf(err, errlen, "at most %d --redirect-uri", CV_CLIENT_REDIRECTS);
+				return -1;
+			}
 			c->redirects[c->nredirects++] = v;
 		} else if (strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) {
 			if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)

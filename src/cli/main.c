@@ -73,6 +73,10 @@ static const cv_route_t routes[] = {
 	{ "POST", "/admin/users", CV_ACT_ADMIN_USERS, cv_admin_users_create },
 	{ "GET", "/admin/users/{id}", CV_ACT_ADMIN_USERS, cv_admin_user_read },
 	{ "POST", "/admin/users/{id}/{action}", CV_ACT_ADMIN_USERS, cv_admin_user_action },
+	{ "GET", "/admin/clients", CV_ACT_ADMIN_CLIENTS, cv_admin_clients_list },
+	{ "POST", "/admin/clients", CV_ACT_ADMIN_CLIENTS, cv_admin_clients_create },
+	{ "GET", "/admin/clients/{id}", CV_ACT_ADMIN_CLIENTS, cv_admin_client_read },
+	{ "POST", "/admin/clients/{id}/{action}", CV_ACT_ADMIN_CLIENTS, cv_admin_client_action },
 };
 
 static int fail(const char *what, const char *err)

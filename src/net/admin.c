@@ -1,6 +1,7 @@
 /*
- * admin.c - the admin API for accounts (see admin.h). The work is
- * auth/users' (shared with `carevault user`); here are the JSON in and out.
+ * admin.c - the admin API for accounts and OAuth clients (see admin.h). The
+ * work is auth/users' and auth/client's (shared with `carevault user` and
+ * `carevault client`); here are the JSON in and out.
  * Account writes wait for their durable commit on the worker thread: they
  * are rare, and Argon2id hashing takes that long anyway.
  */
@@ -10,6 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "auth/client.h"
 #include "auth/users.h"
 #include "fhir/fhir.h"
 #include "model/json.h"
@@ -229,4 +231,188 @@ void cv_admin_user_action(cv_exchange_t *ex)
 	send_json(ex, 200, o, enr.enrolled);
 	cv_users_enrolment_wipe(&enr);
 	cv_account_release(&a);
+}
+
+/* ---------------------------------------------------------------- clients */
+
+/* The number of keys in a stored JWKS (it was checked at registration). */
+static int64_t jwks_keys(const char *jwks)
+{
+	json_object *o = json_tokener_parse(jwks), *keys;
+	int64_t n = o && json_object_object_get_ex(o, "keys", &keys) && json_object_is_type(keys, json_type_array)
+			    ? (int64_t)json_object_array_length(keys)
+			    : 0;
+	json_object_put(o);
+	return n;
+}
+
+/* The client as the API shows it: no secret hash, of the JWKS only its size. */
+static json_object *client_json(const cv_client_t *c)
+{
+	json_object *o = json_object_new_object(), *uris = NULL;
+	if (!o)
+		return NULL;
+	if (!add(o, "client_id", json_object_new_string(c->id)) || !add(o, "name", json_object_new_string(c->name)) ||
+	    !add(o, "type", json_object_new_string(cv_client_type_name(c->type))) ||
+	    !add(o, "redirect_uris", (uris = json_object_new_array()))) {
+		json_object_put(o);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->nredirect; i++) {
+		json_object *u = json_object_new_string(c->redirect[i]);
+		if (!u || json_object_array_add(uris, u)) {
+			json_object_put(u);
+			json_object_put(o);
+			return NULL;
+		}
+	}
+	int ok = add(o, "scope", json_object_new_string(c->scope)) &&
+		 add(o, "disabled", json_object_new_boolean(c->disabled)) &&
+		 add(o, "created_us", json_object_new_int64(c->created_us)) &&
+		 (c->type != CV_CLIENT_BACKEND || add(o, "jwks_keys", json_object_new_int64(c->jwks ? jwks_keys(c->jwks) : 0)));
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cv_rc clients_list_one(void *arg, const cv_client_t *c)
+{
+	json_object *o = client_json(c);
+	if (!o || json_object_array_add(arg, o)) {
+		json_object_put(o);
+		return CV_E_NOMEM;
+	}
+	return CV_OK;
+}
+
+void cv_admin_clients_list(cv_exchange_t *ex)
+{
+	json_object *arr = json_object_new_array();
+	cv_rc rc = arr ? cv_client_each(store_of(ex), clients_list_one, arr) : CV_E_NOMEM;
+	if (rc) {
+		json_object_put(arr);
+		cv_fhir_fail(ex, rc, NULL, "the clients could not be listed");
+		return;
+	}
+	json_object *o = json_object_new_object();
+	if (!o) {
+		json_object_put(arr);
+	} else if (!add(o, "clients", arr)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	send_json(ex, 200, o, false);
+}
+
+/* The redirect_uris member: absent (0 URIs) or an array of strings. Returns
+ * -1 when it is something else. More than CV_CLIENT_REDIRECTS are counted
+ * (the register call refuses them) but not kept. */
+static int member_uris(json_object *body, const char *uris[CV_CLIENT_REDIRECTS], size_t *n)
+{
+	json_object *arr;
+	*n = 0;
+	if (!json_object_object_get_ex(body, "redirect_uris", &arr))
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return -1;
+	size_t len = json_object_array_length(arr);
+	for (size_t i = 0; i < len; i++) {
+		json_object *u = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(u, json_type_string))
+			return -1;
+		if (i < CV_CLIENT_REDIRECTS)
+			uris[i] = json_object_get_string(u);
+	}
+	*n = len;
+	return 0;
+}
+
+/* What a refused registration answers: the caller's values are wrong. */
+static unsigned client_create_status(cv_rc rc)
+{
+	return rc == CV_E_INVALID || rc == CV_E_UNSUPPORTED || rc == CV_E_LIMIT ? 422 : cv_fhir_status(rc);
+}
+
+void cv_admin_clients_create(cv_exchange_t *ex)
+{
+	json_object *body = parse_body(ex);
+	if (!body)
+		return;
+	int bad = 0;
+	const char *name = cv_json_member_string(body, "name", &bad);
+	const char *type = cv_json_member_string(body, "type", &bad);
+	const char *scope = cv_json_member_string(body, "scope", &bad);
+	const char *uris[CV_CLIENT_REDIRECTS] = { NULL };
+	size_t nuris = 0;
+	json_object *jwks = NULL;
+	json_object_object_get_ex(body, "jwks", &jwks);
+	if (bad || !name || !type || member_uris(body, uris, &nuris) ||
+	    (jwks && !json_object_is_type(jwks, json_type_object))) {
+		cv_fhir_error(ex, 400, "invalid",
+			      "give name and type as strings, redirect_uris as an array of strings, scope as a "
+			      "space-separated string and jwks as a JWKS object");
+		return;
+	}
+	if (nuris > CV_CLIENT_REDIRECTS) {
+		cv_fhir_error(ex, 422, NULL, "a client has at most %d redirect URIs", CV_CLIENT_REDIRECTS);
+		return;
+	}
+	const char *jwks_text = jwks ? json_object_to_json_string_ext(jwks, JSON_C_TO_STRING_PLAIN) : NULL;
+	if (jwks && !jwks_text) {
+		cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		return;
+	}
+	char secret[CV_CLIENT_SECRET_MAX], why[256] = "the client could not be registered";
+	cv_client_t c;
+	cv_rc rc = cv_client_register(store_of(ex), name, type, uris, nuris, scope, jwks_text, &c, secret, why, sizeof why);
+	if (rc) {
+		cv_fhir_error(ex, client_create_status(rc), NULL, "%s", why);
+		return;
+	}
+	json_object *o = client_json(&c);
+	if (o && secret[0] && !add(o, "client_secret", json_object_new_string(secret))) {
+		json_object_put(o);
+		o = NULL;
+	}
+	char *loc = cv_pool_alloc(ex->pool, 64);
+	if (loc) {
+		snprintf(loc, 64, "/admin/clients/%s", c.id);
+		cv_exchange_add_header(ex, "Location", loc);
+	}
+	send_json(ex, 201, o, secret[0] != '\0');
+	sodium_memzero(secret, sizeof secret);
+	cv_client_release(&c);
+}
+
+void cv_admin_client_read(cv_exchange_t *ex)
+{
+	cv_client_t c;
+	cv_rc rc = cv_client_get(store_of(ex), ex->args[0], &c);
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, rc == CV_E_NOTFOUND ? "no such client" : "the client could not be read");
+		return;
+	}
+	send_json(ex, 200, client_json(&c), false);
+	cv_client_release(&c);
+}
+
+void cv_admin_client_action(cv_exchange_t *ex)
+{
+	bool disable = strcmp(ex->args[1], "disable") == 0;
+	if (!disable && strcmp(ex->args[1], "enable") != 0) {
+		cv_fhir_error(ex, 404, "not-found", "the actions are disable and enable");
+		return;
+	}
+	cv_client_t c;
+	cv_rc rc = cv_client_set_disabled(store_of(ex), ex->args[0], disable);
+	if (!rc)
+		rc = cv_client_get(store_of(ex), ex->args[0], &c);
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, rc == CV_E_NOTFOUND ? "no such client" : "the client could not be changed");
+		return;
+	}
+	send_json(ex, 200, client_json(&c), false);
+	cv_client_release(&c);
 }

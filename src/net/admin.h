@@ -1,7 +1,7 @@
 /*
- * admin.h - the admin API for accounts (policy action admin.users: the
- * administrator only). ex->app must be the cv_fhir_t (for its store and
- * JSON limits). Bodies and answers are JSON (application/json); errors are
+ * admin.h - the admin API for accounts (policy action admin.users) and OAuth
+ * clients (admin.clients): the administrator only. ex->app must be the
+ * cv_fhir_t (for its store and JSON limits). Bodies and answers are JSON (application/json); errors are
  * OperationOutcomes. Answers that show an enrolment (the otpauth URI and the
  * recovery codes) are marked no-store.
  *
@@ -9,6 +9,16 @@
  *   POST /admin/users                  {"username","role","password"[,"patient"|"practitioner"][,"mfa"]}
  *   GET  /admin/users/{id}             one account
  *   POST /admin/users/{id}/{action}    disable | enable | revoke-sessions | reset-mfa
+ *
+ *   GET  /admin/clients                the registered OAuth clients
+ *   POST /admin/clients                {"name","type"[,"redirect_uris"][,"scope"][,"jwks"]}
+ *                                      (a confidential client's client_secret is shown this once)
+ *   GET  /admin/clients/{id}           one client
+ *   POST /admin/clients/{id}/{action}  disable | enable
+ *
+ * A client is shown as {"client_id","name","type","redirect_uris","scope",
+ * "disabled","created_us"[,"jwks_keys"]}: never its secret's hash, and of a
+ * backend client's JWKS only the number of keys.
  */
 #ifndef CV_NET_ADMIN_H
 #define CV_NET_ADMIN_H
@@ -19,5 +29,10 @@ void cv_admin_users_list(cv_exchange_t *ex);
 void cv_admin_users_create(cv_exchange_t *ex);
 void cv_admin_user_read(cv_exchange_t *ex);
 void cv_admin_user_action(cv_exchange_t *ex);
+
+void cv_admin_clients_list(cv_exchange_t *ex);
+void cv_admin_clients_create(cv_exchange_t *ex);
+void cv_admin_client_read(cv_exchange_t *ex);
+void cv_admin_client_action(cv_exchange_t *ex);
 
 #endif

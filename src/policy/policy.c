@@ -23,6 +23,7 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_AUTH_LOGIN] = "auth.login",
 	[CV_ACT_AUTH_SESSION] = "auth.session",
 	[CV_ACT_AUTH_TOKEN] = "auth.token",
+	[CV_ACT_ADMIN_CLIENTS] = "admin.clients",
 };
 
 const char *cv_action_name(cv_action a)
@@ -75,10 +76,10 @@ static int own_patient_read(const cv_principal_t *p, cv_action a, const char *ty
 }
 
 /* What the administrator role grants: the whole FHIR API (until the
- * authorization issue narrows it) and account administration. */
+ * authorization issue narrows it), account and client administration. */
 static int admin_grants(cv_action a)
 {
-	return (a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE) || a == CV_ACT_ADMIN_USERS;
+	return (a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE) || a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS;
 }
 
 cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type, const char *resource_id,

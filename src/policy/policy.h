@@ -32,6 +32,7 @@ typedef enum cv_action {
 	CV_ACT_AUTH_LOGIN,    /* POST /auth/login: public (it is how one gets in) */
 	CV_ACT_AUTH_SESSION,  /* one's own session: logout, logout everywhere, the list */
 	CV_ACT_AUTH_TOKEN,    /* the OAuth token endpoint and SMART metadata: public (clients authenticate in the body) */
+	CV_ACT_ADMIN_CLIENTS, /* OAuth client administration (/admin/clients) */
 	CV_ACT_COUNT
 } cv_action;
 

@@ -125,6 +125,10 @@ static void policy_denies_by_default(void **state)
 	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_UNAUTH);
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED);
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(&anon, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_UNAUTH);
+	assert_string_equal(cv_action_name(CV_ACT_ADMIN_CLIENTS), "admin.clients");
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", NULL, &why), CV_E_DENIED);
 	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", NULL, &why), CV_E_DENIED);
 	assert_string_equal(cv_action_name(CV_ACT_FHIR_READ), "fhir.read");
