@@ -39,11 +39,13 @@ static void usage(FILE *out)
 		"       carevault client disable|enable --data DIR --id CLIENT_ID\n\n"
 		"A backend client (SMART Backend Services) gets tokens from POST /auth/token with\n"
 		"grant_type=client_credentials and a JWT assertion signed (RS384 or ES384) by a key of its\n"
-		"JWKS file (public keys only). Scopes: system/ scopes on every type, SMART v2 (system/*.cruds,\n"
+		"JWKS file (public keys only). Its scopes are system/ ones only, SMART v2 (system/*.cruds,\n"
 		"system/*.rs) or v1 (system/*.read, system/*.write, system/*.*).\n"
 		"A public or confidential client (a SMART app) needs at least one exact redirect URI\n"
-		"(https://, or http://localhost; no fragment), at most %d. Prints client_id: <id>, and for a\n"
-		"confidential client client_secret: <secret>, shown this once (only its hash is kept).\n"
+		"(https://, or http://localhost; no fragment), at most %d. Its scopes are patient/ or user/\n"
+		"ones and named ones (launch/patient openid fhirUser offline_access ...), never system/ ones.\n"
+		"Prints client_id: <id>, and for a confidential client client_secret: <secret>, shown this\n"
+		"once (only its hash is kept).\n"
 		"--jwks-url is not supported yet. disable stops the client's tokens at once.\n"
 		"Every command takes --store URL and --config FILE as serve does.\n",
 		CV_CLIENT_REDIRECTS);

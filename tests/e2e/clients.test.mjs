@@ -165,6 +165,8 @@ test('bad values: 422 with the reason; malformed bodies: 400', async () => {
     ['backend without jwks', { name: 'a', type: 'backend', scope: 'system/*.rs' }, /public keys/],
     ['jwks with a private key', { name: 'a', type: 'backend', jwks: privJwks, scope: 'system/*.rs' }, /private|public/i],
     ['jwks without keys', { name: 'a', type: 'backend', jwks: { keys: [] }, scope: 'system/*.rs' }, /key/],
+    ['an app with a system scope', { name: 'a', type: 'public', redirect_uris: ['https://a.example/cb'], scope: 'system/*.rs' }, /system/],
+    ['a backend with a patient scope', { name: 'a', type: 'backend', jwks, scope: 'patient/*.rs' }, /system/],
     ['malformed scope', { name: 'a', type: 'backend', jwks, scope: 'system/*.xyz' }, /scope/],
     ['no scope', { name: 'a', type: 'backend', jwks }, /scope/],
     ['bad name', { name: 'a<script>', type: 'backend', jwks, scope: 'system/*.rs' }, /name/],
