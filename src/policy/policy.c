@@ -105,7 +105,7 @@ cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resourc
 		why = "own Patient resource, app scopes";
 		rc = CV_OK;
 	} else if (p->kind == CV_PRINCIPAL_USER && p->session && p->role && strcmp(p->role, "admin") == 0 &&
-		   a == CV_ACT_ADMIN_USERS) {
+		   (a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS)) {
 		why = "administrator account, portal session";
 		rc = CV_OK;
 	} else if (p->kind == CV_PRINCIPAL_USER && p->session && a == CV_ACT_AUTH_SESSION) {
