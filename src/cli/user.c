@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,16 @@ static int show_enrolment(user_cmd_t *u, const cv_users_enrolment_t *enr, char *
 	return ok ? 0 : -1;
 }
 
+/* An administrator account retired the bootstrap token (in the store, with the
+ * account); its file, useless now, goes too. */
+static void retire_bootstrap_file(const user_cmd_t *u)
+{
+	char path[CV_PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/bootstrap-token", u->cfg.data_dir);
+	if (unlink(path) == 0 || errno == ENOENT)
+		printf("bootstrap token: retired (administrators log in; scripts use a backend client)\n");
+}
+
 static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
 {
 	char link[CV_LINK_MAX + 16], pw[PASSWORD_INPUT_MAX];
@@ -192,6 +203,8 @@ static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
 	if (cv_users_create(u->store, &n, &a, &enr, err, errlen))
 		goto out;
 	printf("user_id: %s\n", a.id);
+	if (a.role == CV_ROLE_ADMIN)
+		retire_bootstrap_file(u);
 	if (enr.enrolled && show_enrolment(u, &enr, err, errlen))
 		goto out;
 	ret = 0;

@@ -243,8 +243,10 @@ export async function start(opts = {}) {
   if (peer) await fsp.cp(peer.dataDir, dataDir, { recursive: true });
   else runInit(bin, dataDir, baseEnv);
 
-  const token = fs.readFileSync(path.join(dataDir, 'bootstrap-token'), 'utf8').trim();
-  if (!token) throw new Error('bootstrap-token is empty');
+  // the first administrator account retires the bootstrap token and removes its file
+  const tokenFile = path.join(dataDir, 'bootstrap-token');
+  const token = fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : (peer?.token ?? '');
+  if (!token && !peer) throw new Error('bootstrap-token is empty');
   const ca = fs.readFileSync(path.join(dataDir, 'tls', 'cert.pem'), 'utf8');
   const logFile = path.join(tmpDir, 'serve.stderr.log');
   const env = { ...baseEnv, ...(opts.env || {}) };
