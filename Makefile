@@ -24,10 +24,18 @@ build:
 
 run: build
 	@if [ ! -f $(DATA)/master.key ]; then $(BUILD)/carevault init --data $(DATA); fi
-	@echo "serving https://localhost:8443/fhir  (token: $(DATA)/bootstrap-token; stop with Ctrl-C)"
-	@echo "try: curl --cacert $(DATA)/tls/cert.pem -H \"Authorization: Bearer \$$(cat $(DATA)/bootstrap-token)\" https://localhost:8443/fhir/Patient/_history"
-	@echo "first administrator account (prints the TOTP enrolment once):"
-	@echo "  $(BUILD)/carevault user add --data $(DATA) --username admin --role admin --password-stdin --qr admin-mfa.svg"
+	@echo "serving https://localhost:8443/fhir  (stop with Ctrl-C)"
+	@if [ -f $(DATA)/bootstrap-token ]; then \
+	  echo "first run: create the first administrator (prints the TOTP enrolment for an authenticator app once;"; \
+	  echo "this retires the bootstrap token $(DATA)/bootstrap-token):"; \
+	  echo "  $(BUILD)/carevault user add --data $(DATA) --username admin --role admin --password-stdin --qr admin-mfa.svg"; \
+	  echo "until then the bootstrap token reaches the API:"; \
+	  echo "  curl --cacert $(DATA)/tls/cert.pem -H \"Authorization: Bearer \$$(cat $(DATA)/bootstrap-token)\" https://localhost:8443/fhir/Patient"; \
+	 fi
+	@echo "log in as an administrator (password, then the 6-digit code):"
+	@echo "  curl --cacert $(DATA)/tls/cert.pem -c jar -H 'Content-Type: application/json' -d '{\"username\":\"admin\",\"password\":\"...\",\"code\":\"123456\"}' https://localhost:8443/auth/login"
+	@echo "scripts and imports: a backend client (docs/OPERATIONS.md), e.g."
+	@echo "  $(BUILD)/carevault client add --data $(DATA) --name import --type backend --jwks-file keys.json --scope 'system/*.cruds'"
 	@exec $(BUILD)/carevault serve --data $(DATA) --listen $(LISTEN)
 
 test: deps

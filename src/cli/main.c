@@ -262,7 +262,8 @@ static int cmd_init(int argc, char **argv)
 		return fail("init failed", err);
 	}
 	printf("initialised %s\n"
-	       "  the first administrator's bearer token is in %s/bootstrap-token (keep it secret)\n"
+	       "  a bootstrap bearer token is in %s/bootstrap-token (keep it secret; it stops working\n"
+	       "  when the first administrator account is made with carevault user add --role admin)\n"
 	       "  serve with: carevault serve --data %s\n", dir, dir, dir);
 	return 0;
 }
