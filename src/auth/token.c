@@ -304,6 +304,22 @@ static cv_rc after_use(cv_store_t *s, cv_rc rc, json_object *o)
 	return rc == CV_E_CONFLICT || rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
 }
 
+/* Ends a redemption: rc is the checks' verdict on the spent record o (taken).
+ * On success grant gets its family, which must still be live. */
+static cv_rc redeemed(cv_store_t *s, cv_rc rc, json_object *o, int64_t now_us, char grant[CV_GRANT_ID_LEN + 1])
+{
+	cv_grant_t g;
+	if (!rc)
+		rc = copy(grant, CV_GRANT_ID_LEN + 1, cv_record_str(o, "grant"));
+	rc = after_use(s, rc, o);
+	json_object_put(o);
+	if (!rc)
+		rc = cv_grant_live(s, grant, now_us, &g); /* its family, account and client still stand */
+	if (rc)
+		grant[0] = '\0';
+	return rc;
+}
+
 cv_rc cv_code_issue(cv_store_t *s, const char *grant, const char *redirect_uri, const char *challenge,
 		    int64_t now_us, char code[CV_ACCESS_TOKEN_MAX])
 {
@@ -346,16 +362,7 @@ cv_rc cv_code_redeem(cv_store_t *s, const char *code, const char *client, const 
 	cv_rc rc = use_once(s, CODE_TYPE, id, &o); /* a code is spent by any attempt */
 	if (!rc)
 		rc = code_binds(o, client, redirect_uri, verifier, now_us);
-	if (!rc)
-		rc = copy(grant, CV_GRANT_ID_LEN + 1, cv_record_str(o, "grant"));
-	rc = after_use(s, rc, o);
-	json_object_put(o);
-	cv_grant_t g;
-	if (!rc)
-		rc = cv_grant_live(s, grant, now_us, &g); /* its family, account and client still stand */
-	if (rc)
-		grant[0] = '\0';
-	return rc;
+	return redeemed(s, rc, o, now_us, grant);
 }
 
 cv_rc cv_refresh_issue(cv_store_t *s, const char *grant, int64_t now_us, char token[CV_ACCESS_TOKEN_MAX])
@@ -383,16 +390,7 @@ cv_rc cv_refresh_redeem(cv_store_t *s, const char *token, const char *client, in
 	cv_rc rc = use_once(s, REFRESH_TYPE, id, &o);
 	if (!rc && (strcmp(cv_record_str(o, "client"), client) != 0 || now_us >= cv_record_int(o, "exp_us")))
 		rc = CV_E_UNAUTH;
-	if (!rc)
-		rc = copy(grant, CV_GRANT_ID_LEN + 1, cv_record_str(o, "grant"));
-	rc = after_use(s, rc, o);
-	json_object_put(o);
-	cv_grant_t g;
-	if (!rc)
-		rc = cv_grant_live(s, grant, now_us, &g); /* its family, account and client still stand */
-	if (rc)
-		grant[0] = '\0';
-	return rc;
+	return redeemed(s, rc, o, now_us, grant);
 }
 
 /* ---------------------------------------------------------------- PKCE, jti */

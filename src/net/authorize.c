@@ -10,7 +10,6 @@
 #include <strings.h>
 
 #include "auth/account.h"
-#include "auth/auth.h"
 #include "auth/client.h"
 #include "auth/scope.h"
 #include "auth/session.h"
@@ -20,6 +19,7 @@
 #include "crypto/crypto.h"
 #include "fhir/fhir.h"
 #include "fhir/search.h"
+#include "net/login.h"
 
 #define FORM_MAX 64
 #define STATE_MAX 512
@@ -411,17 +411,12 @@ static void do_login(areq_t *r)
 	if (rc) {
 		cv_fhir_fail(ex, rc, NULL, "the sign-in could not be completed; try again");
 	} else if (res == CV_LOGIN_THROTTLED) {
-		const char *after = cv_pool_printf(ex->pool, "%lld", (long long)retry);
-		if (after)
-			cv_exchange_add_header(ex, "Retry-After", after);
+		cv_login_retry_after(ex, retry);
 		login_page(r, 429, "Too many failed sign-ins: wait a while before trying again.");
 	} else if (res != CV_LOGIN_OK) {
 		login_page(r, 401, "The user name, password or code is not right.");
 	} else {
-		const char *c = cv_pool_printf(ex->pool, "%s=%s; Path=/; Max-Age=%u; Secure; HttpOnly; SameSite=Strict",
-					       CV_SESSION_COOKIE, token, ctx(ex)->cfg->session_absolute);
-		if (c)
-			cv_exchange_add_header(ex, "Set-Cookie", c);
+		cv_login_set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
 		consent_page(r, info.username, info.role, info.csrf, 200, NULL);
 	}
 	sodium_memzero(token, sizeof token);

@@ -54,7 +54,7 @@ static void send_session(cv_exchange_t *ex, unsigned status, const cv_session_in
 	send_text(ex, status, text);
 }
 
-static void set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age)
+void cv_login_set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age)
 {
 	char *c = cv_pool_printf(ex->pool, "%s=%s; Path=/; Max-Age=%u; Secure; HttpOnly; SameSite=Strict",
 				 CV_SESSION_COOKIE, token, max_age);
@@ -86,6 +86,13 @@ static int login_input(cv_exchange_t *ex, cv_login_t *in)
 	return 1;
 }
 
+void cv_login_retry_after(cv_exchange_t *ex, int64_t seconds)
+{
+	const char *after = cv_pool_printf(ex->pool, "%lld", (long long)seconds);
+	if (after)
+		cv_exchange_add_header(ex, "Retry-After", after);
+}
+
 void cv_login(cv_exchange_t *ex)
 {
 	cv_login_t in = { .address = ex->peer, .now_us = cv_time_now_us() };
@@ -100,9 +107,7 @@ void cv_login(cv_exchange_t *ex)
 	if (rc) {
 		cv_fhir_fail(ex, rc, NULL, "the login could not be completed; try again");
 	} else if (res == CV_LOGIN_THROTTLED) {
-		char *after = cv_pool_printf(ex->pool, "%lld", (long long)retry);
-		if (after)
-			cv_exchange_add_header(ex, "Retry-After", after);
+		cv_login_retry_after(ex, retry);
 		cv_fhir_error(ex, 429, "throttled", "too many failed logins: wait before trying again");
 	} else if (res == CV_LOGIN_MFA_REQUIRED) {
 		cv_fhir_error(ex, 401, "login", "a second factor is needed: send code (from the authenticator app) "
@@ -110,7 +115,7 @@ void cv_login(cv_exchange_t *ex)
 	} else if (res != CV_LOGIN_OK) {
 		cv_fhir_error(ex, 401, "login", "the user name, password or code is wrong");
 	} else {
-		set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
+		cv_login_set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
 		send_session(ex, 200, &info);
 	}
 	sodium_memzero(token, sizeof token);
@@ -175,7 +180,7 @@ static void logged_out(cv_exchange_t *ex, cv_rc rc)
 		cv_fhir_fail(ex, rc, NULL, "the session could not be ended; try again");
 		return;
 	}
-	set_cookie(ex, "", 0);
+	cv_login_set_cookie(ex, "", 0);
 	ex->status = 204;
 }
 

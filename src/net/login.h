@@ -11,9 +11,17 @@
 #ifndef CV_NET_LOGIN_H
 #define CV_NET_LOGIN_H
 
+#include <stdint.h>
+
 #include "core/exchange.h"
 
 void cv_login(cv_exchange_t *ex);
+
+/* Sets the session cookie (__Host-, Secure, HttpOnly, SameSite=Strict, Path=/). */
+void cv_login_set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age);
+
+/* Adds Retry-After: seconds (a throttled login). */
+void cv_login_retry_after(cv_exchange_t *ex, int64_t seconds);
 void cv_login_session(cv_exchange_t *ex);
 void cv_login_sessions(cv_exchange_t *ex);
 void cv_logout(cv_exchange_t *ex);
