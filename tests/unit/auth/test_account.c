@@ -17,31 +17,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../testpg.h"
+#include "../teststore.h"
 #include "auth/account.h"
 
 static const char *pg_base;
 
 typedef struct fx {
-	char dir[64];
-	char url[1024];
-	cv_key_t *master;
+	cv_test_store_t t;
 	cv_store_t *s;
 } fx_t;
 
 static int setup(void **state)
 {
 	fx_t *f = calloc(1, sizeof *f);
-	char err[256], path[96];
-	snprintf(f->dir, sizeof f->dir, "/tmp/cv-account-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(path, sizeof path, "%s/master.key", f->dir);
-	assert_int_equal(cv_crypto_init(err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_create(path, err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_load(path, &f->master, err, sizeof err), CV_OK);
-	if (pg_base)
-		assert_int_equal(cv_test_pg_database(pg_base, "cv_unit_account", f->url, sizeof f->url), 0);
-	assert_int_equal(cv_store_open(f->dir, f->url, 2, f->master, &f->s, err, sizeof err), CV_OK);
+	cv_test_store_open(&f->t, "cv_unit_account", pg_base);
+	f->s = f->t.s;
 	*state = f;
 	return 0;
 }
@@ -49,11 +39,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx_t *f = *state;
-	char cmd[96];
-	cv_store_close(f->s);
-	cv_key_free(f->master);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	cv_test_store_close(&f->t);
 	free(f);
 	return 0;
 }
@@ -249,7 +235,7 @@ static void listed_but_never_in_system_history(void **state)
 static void names_are_not_on_disk(void **state)
 {
 	fx_t *f = *state;
-	if (f->url[0])
+	if (f->t.url[0])
 		skip(); /* the embedded store's files are what this looks at */
 	cv_account_t a;
 	assert_int_equal(cv_account_init(&a, "Zebulon.Quixote", CV_ROLE_PATIENT, "Patient/zq-4711"), CV_OK);
@@ -258,10 +244,10 @@ static void names_are_not_on_disk(void **state)
 	cv_store_close(f->s);
 	f->s = NULL;
 	char cmd[256];
-	snprintf(cmd, sizeof cmd, "cat %s/store.db* | grep -a -i -c -e zebulon -e zq-4711 >/dev/null", f->dir);
+	snprintf(cmd, sizeof cmd, "cat %s/store.db* | grep -a -i -c -e zebulon -e zq-4711 >/dev/null", f->t.dir);
 	assert_int_not_equal(system(cmd), 0);
 	char err[256];
-	assert_int_equal(cv_store_open(f->dir, NULL, 1, f->master, &f->s, err, sizeof err), CV_OK);
+	assert_int_equal(cv_store_open(f->t.dir, NULL, 1, f->t.master, &f->t.s, err, sizeof err), CV_OK);
 }
 
 int main(void)

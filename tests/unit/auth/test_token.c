@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../testpg.h"
+#include "../teststore.h"
 #include "auth/token.h"
 #include "auth/users.h"
 #include "core/time.h"
@@ -29,8 +29,7 @@
 #define US 1000000LL
 
 typedef struct fx {
-	char dir[32];
-	cv_key_t *master;
+	cv_test_store_t t;
 	cv_store_t *s;
 	cv_client_t app, other;
 	cv_account_t user;
@@ -45,17 +44,11 @@ static void register_app(cv_store_t *s, cv_client_t *c)
 			 CV_OK);
 }
 
-static int open_fx(void **state, const char *url)
+static int open_fx(void **state, const char *pg_base)
 {
 	fx_t *f = calloc(1, sizeof *f);
-	char err[256], path[64];
-	snprintf(f->dir, sizeof f->dir, "/tmp/cv-token-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(path, sizeof path, "%s/master.key", f->dir);
-	assert_int_equal(cv_crypto_init(err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_create(path, err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_load(path, &f->master, err, sizeof err), CV_OK);
-	assert_int_equal(cv_store_open(f->dir, url, 2, f->master, &f->s, err, sizeof err), CV_OK);
+	cv_test_store_open(&f->t, "cvtoken", pg_base);
+	f->s = f->t.s;
 	register_app(f->s, &f->app);
 	register_app(f->s, &f->other);
 	assert_int_equal(cv_account_init(&f->user, "pat.token", CV_ROLE_PATIENT, "Patient/p1"), CV_OK);
@@ -71,25 +64,16 @@ static int setup(void **state)
 
 static int setup_pg(void **state)
 {
-	char url[512];
-	const char *base = getenv("CV_TEST_PG_BASE");
-	if (!base || !base[0])
-		return open_fx(state, NULL);
-	assert_int_equal(cv_test_pg_database(base, "cvtoken", url, sizeof url), 0);
-	return open_fx(state, url);
+	return open_fx(state, getenv("CV_TEST_PG_BASE"));
 }
 
 static int teardown(void **state)
 {
 	fx_t *f = *state;
-	char cmd[64];
 	cv_client_release(&f->app);
 	cv_client_release(&f->other);
 	cv_account_release(&f->user);
-	cv_store_close(f->s);
-	cv_key_free(f->master);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	cv_test_store_close(&f->t);
 	free(f);
 	return 0;
 }
