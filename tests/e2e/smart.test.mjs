@@ -293,6 +293,10 @@ test('discovery: the OpenID configuration agrees with the id_token (issuer, RS25
   assert.equal(m.json.issuer, server.base, 'issuer = the iss of id_tokens');
   assert.ok(m.json.id_token_signing_alg_values_supported?.includes('RS256'));
   assert.equal(m.json.jwks_uri, `${server.origin}/.well-known/jwks.json`);
+  // OpenID Connect Discovery 1.0 §4: the configuration is at the issuer + /.well-known/openid-configuration
+  const at = await server.req('GET', '/fhir/.well-known/openid-configuration', { token: '', headers: { accept: 'application/json' } });
+  assert.equal(at.status, 200);
+  assert.equal(at.json.issuer, server.base);
 });
 
 test('authorize: an unknown client or a redirect URI not exactly registered gets a 400 page and no redirect', async () => {
@@ -381,6 +385,20 @@ test('login: POST without Origin, or from a foreign Origin, is refused (403), no
   // the same form from the server's own origin works
   const ok = await b.submit(page.url, f, { fields });
   assert.equal(ok.status, 200, `own Origin: ${ok.status}`);
+});
+
+test('login: a POST with no Origin is refused even when its Referer is the server\'s own page (the contract: Origin required)', async () => {
+  const b = new Browser({ ca: server.ca });
+  const { challenge } = pkce();
+  const page = await b.get(authorizeUrl(server, { client_id: pub.id, state: 'st-r', code_challenge: challenge }));
+  assert.equal(page.status, 200);
+  const f = authForm(page.body, 'login page');
+  const fields = { username: 'pat.smart', password: STRONG };
+  const foreign = await b.submit(page.url, f, { fields, origin: null, headers: { referer: 'https://evil.example/login' } });
+  assert.equal(foreign.status, 403, `foreign Referer, no Origin: ${foreign.status}`);
+  const own = await b.submit(page.url, f, { fields, origin: null, headers: { referer: page.url } });
+  assert.equal(own.status, 403, `own Referer, no Origin: ${own.status} (POST /auth/authorize must carry Origin)`);
+  assert.equal(sessionCookie(own), undefined, 'no session without Origin');
 });
 
 test('the patient launch: login, consent, a code for the app, tokens', async () => {
