@@ -6,7 +6,8 @@
 // all), the login and consent pages (CSP, no-store, Origin checks, CSRF), the
 // token endpoint (codes once, PKCE, redirect URI, client secrets), id_token
 // signatures against the JWKS, patient-compartment reads, revocation,
-// introspection, refresh-token rotation with reuse detection, disabled users,
+// introspection, refresh-token rotation with reuse detection, disabled users
+// and clients,
 // expired tokens, and a real SMART client (the npm fhirclient library) doing
 // the whole launch in an app of its own.
 import { after, before, test } from 'node:test';
@@ -764,6 +765,19 @@ test('disabling a user stops its access token at once, refuses its refresh token
   assert.equal(again.consent.status, 401);
   assert.doesNotMatch(text(again.consent.body), LEAK);
   if (failPage) assert.equal(normalize(again.consent.body), failPage, 'a disabled account looks like a wrong password');
+});
+
+test('disabling a client stops its tokens at once and refuses its refresh (invalid_client)', async () => {
+  const { tok } = await tokensFor({ client: conf });
+  assert.equal((await fhir(server, '/fhir/Patient/smart-p1', tok.access_token)).status, 200);
+  const r = cli(server, ['client', 'disable', '--id', conf.id]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal((await fhir(server, '/fhir/Patient/smart-p1', tok.access_token)).status, 401, 'the access token stops at once');
+  assertOAuthError(await refresh(server, conf, tok.refresh_token), 401, 'invalid_client', 'a disabled client refreshing');
+  const { challenge } = pkce();
+  const az = await new Browser({ ca: server.ca }).get(authorizeUrl(server, { client_id: conf.id, state: 'st-d', code_challenge: challenge }));
+  assert.equal(az.status, 400, 'a disabled client gets no login page');
+  assert.equal(az.location, undefined);
 });
 
 test('an expired access token is refused (server with access-token-life 2 s); its refresh token still works', async () => {
