@@ -7,9 +7,8 @@
 // token endpoint (codes once, PKCE, redirect URI, client secrets), id_token
 // signatures against the JWKS, patient-compartment reads, revocation,
 // introspection, refresh-token rotation with reuse detection, disabled users
-// and clients,
-// expired tokens, and a real SMART client (the npm fhirclient library) doing
-// the whole launch in an app of its own.
+// and clients, expired tokens, and a real SMART client (the npm fhirclient
+// library) doing the whole launch in an app of its own.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
