@@ -41,6 +41,7 @@ static const cv_route_t routes[] = {
 	{ "GET", "/.well-known/openid-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_openid_configuration },
 	{ "GET", "/fhir/.well-known/openid-configuration", CV_ACT_AUTH_TOKEN, cv_oauth_openid_configuration },
 	{ "GET", "/.well-known/oauth-authorization-server", CV_ACT_AUTH_TOKEN, cv_oauth_server_metadata },
+	{ "GET", "/.well-known/oauth-authorization-server/fhir", CV_ACT_AUTH_TOKEN, cv_oauth_server_metadata },
 	{ "GET", "/.well-known/jwks.json", CV_ACT_AUTH_TOKEN, cv_oauth_jwks },
 	{ "POST", "/auth/token", CV_ACT_AUTH_TOKEN, cv_oauth_token },
 	{ "POST", "/auth/introspect", CV_ACT_AUTH_TOKEN, cv_oauth_introspect },

@@ -562,16 +562,15 @@ void cv_authorize_get(cv_exchange_t *ex)
 	cv_client_release(&r.client);
 }
 
-/* The form was posted from a page of this server (Origin, or Referer). */
+/* The form was posted from a page of this server: its Origin header, which
+ * browsers send with every POST, names this origin. */
 static int same_origin(cv_exchange_t *ex)
 {
-	const char *o = ex->header(ex, "Origin"), *ref = ex->header(ex, "Referer");
+	const char *o = ex->header(ex, "Origin");
 	size_t n = strlen(ex->base_url);
 	if (n >= 5 && strcmp(ex->base_url + n - 5, "/fhir") == 0)
 		n -= 5;
-	if (o)
-		return strlen(o) == n && strncmp(o, ex->base_url, n) == 0;
-	return ref && strncmp(ref, ex->base_url, n) == 0 && ref[n] == '/';
+	return o && strlen(o) == n && strncmp(o, ex->base_url, n) == 0;
 }
 
 void cv_authorize_post(cv_exchange_t *ex)

@@ -17,8 +17,9 @@
  * session): an unknown client or a redirect URI not registered exactly gets
  * an error page and no redirect; any other error goes back to the app as
  * RFC 6749 error parameters with its state. A POST must come from this
- * origin (its Origin header, or Referer when Origin is absent), and the
- * consent form carries the session's CSRF token.
+ * origin (its Origin header, which browsers send with every POST; without
+ * it the POST is refused), and the consent form carries the session's CSRF
+ * token.
  */
 #ifndef CV_NET_AUTHORIZE_H
 #define CV_NET_AUTHORIZE_H

@@ -428,6 +428,40 @@ static void authorize(req_t *r)
 	}
 }
 
+/* Paths a browser app on another origin may call with a bearer token (CORS):
+ * the FHIR API, the metadata, and the token, revocation and introspection
+ * endpoints. Not the sign-in pages, the portal login, sessions or the admin
+ * API, which work with the session cookie. "*" allows no credentials: a
+ * browser sends no cookie with such a request (nor would SameSite=Strict). */
+static int cors_path(const char *path)
+{
+	return strncmp(path, "/fhir", 5) == 0 || strncmp(path, "/.well-known/", 13) == 0 ||
+	       strcmp(path, "/auth/token") == 0 || strcmp(path, "/auth/revoke") == 0 ||
+	       strcmp(path, "/auth/introspect") == 0;
+}
+
+/* CORS headers; for a preflight (OPTIONS with Access-Control-Request-Method)
+ * the whole answer, 204. Returns 1 when the request was a preflight. */
+static int cors(req_t *r, const char *path, const char *method)
+{
+	cv_exchange_t *ex = &r->ex;
+	if (!cors_path(path))
+		return 0;
+	cv_exchange_add_header(ex, "Access-Control-Allow-Origin", "*");
+	if (strcmp(method, "OPTIONS") != 0 || !ex_header(ex, "Access-Control-Request-Method")) {
+		cv_exchange_add_header(ex, "Access-Control-Expose-Headers",
+				       "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate, X-Request-Id");
+		return 0;
+	}
+	cv_exchange_add_header(ex, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE");
+	cv_exchange_add_header(ex, "Access-Control-Allow-Headers",
+			       "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist, "
+			       "If-Modified-Since, X-Request-Id");
+	cv_exchange_add_header(ex, "Access-Control-Max-Age", "600");
+	ex->status = 204;
+	return 1;
+}
+
 static void run_pipeline(req_t *r, const char *url, const char *method)
 {
 	cv_exchange_t *ex = &r->ex;
@@ -442,6 +476,8 @@ static void run_pipeline(req_t *r, const char *url, const char *method)
 	if (ex->nparams > CV_EX_MAX_PARAMS)
 		return cv_fhir_error(ex, 400, "too-costly", "too many query parameters (at most %d)",
 				     CV_EX_MAX_PARAMS);
+	if (cors(r, url, method))
+		return;
 	if (route(r, url, method))
 		authorize(r);
 }

@@ -299,6 +299,32 @@ test('discovery: the OpenID configuration agrees with the id_token (issuer, RS25
   assert.equal(at.json.issuer, server.base);
 });
 
+test('discovery: RFC 8414 metadata at the path its rule derives from the issuer (the FHIR base)', async () => {
+  const m = await server.req('GET', '/.well-known/oauth-authorization-server/fhir', { token: '', headers: { accept: 'application/json' } });
+  assert.equal(m.status, 200);
+  assert.equal(m.json.issuer, server.base);
+});
+
+test('CORS: a browser app on another origin may call the token endpoint and the API, not the cookie pages', async () => {
+  const pre = await server.req('OPTIONS', '/auth/token', { token: '', headers: { origin: 'https://app.example',
+    'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers['access-control-allow-origin'], '*');
+  assert.match(pre.headers['access-control-allow-methods'] ?? '', /POST/);
+  assert.equal(pre.headers['access-control-allow-credentials'], undefined, 'never with credentials');
+  const api = await server.req('OPTIONS', '/fhir/Patient/smart-p1', { token: '', headers: { origin: 'https://app.example',
+    'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+  assert.equal(api.status, 204);
+  assert.match(api.headers['access-control-allow-headers'] ?? '', /Authorization/);
+  const conf = await server.req('GET', '/fhir/.well-known/smart-configuration', { token: '', headers: { origin: 'https://app.example' } });
+  assert.equal(conf.headers['access-control-allow-origin'], '*');
+  for (const p of ['/auth/authorize', '/auth/login', '/admin/users', '/auth/session']) {
+    const r = await server.req('OPTIONS', p, { token: '', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+    assert.notEqual(r.status, 204, p);
+    assert.equal(r.headers['access-control-allow-origin'], undefined, `${p} is not for other origins`);
+  }
+});
+
 test('authorize: an unknown client or a redirect URI not exactly registered gets a 400 page and no redirect', async () => {
   const { challenge } = pkce();
   const state = 'st-1';
