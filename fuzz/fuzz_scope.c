@@ -1,7 +1,8 @@
 /*
  * fuzz_scope.c - the OAuth scope parser: never crashes; a resource scope it
  * accepts grants something and lies within itself; a list intersected with
- * itself keeps every scope it holds once.
+ * itself keeps every scope it holds once; a PKCE verifier it accepts has a
+ * challenge of 43 characters.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "auth/scope.h"
+#include "auth/token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,6 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(out.len <= size);
 	(void)cv_scope_perms(s, CV_SCOPE_PATIENT, "Patient");
 	(void)cv_scope_has(s, CV_SCOPE_OPENID);
+	char challenge[CV_CHALLENGE_LEN + 1];
+	if (cv_pkce_s256(s, challenge) == CV_OK) /* a PKCE verifier: 43 to 128 unreserved characters */
+		assert(strlen(challenge) == CV_CHALLENGE_LEN && size >= 43 && size <= 128);
 	cv_buf_release(&out);
 	free(s);
 	return 0;
