@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)cv_scope_has(s, CV_SCOPE_OPENID);
 	char challenge[CV_CHALLENGE_LEN + 1];
 	if (cv_pkce_s256(s, challenge) == CV_OK) /* a PKCE verifier: 43 to 128 unreserved characters */
-		assert(strlen(challenge) == CV_CHALLENGE_LEN && size >= 43 && size <= 128);
+		assert(strlen(challenge) == CV_CHALLENGE_LEN && strlen(s) >= 43 && strlen(s) <= 128);
 	cv_buf_release(&out);
 	free(s);
 	return 0;
