@@ -187,21 +187,24 @@ static void login_page(areq_t *r, unsigned status, const char *msg)
 	cv_buf_release(&b);
 }
 
-/* A person-readable line for a scope. */
+/* A person-readable line for a scope ("read, search Observation in your records"). */
 static const char *scope_words(const cv_scope_t *sc, cv_pool_t *pool)
 {
-	static const char *const ctx_words[] = { "your records", "records you can see", "all records" };
+	static const char *const ctx_words[] = { "your records", "the records you may see", "all records" };
 	static const char *const named[] = { "", "confirm who you are", "know your user record", "see your name",
-					     "open in your current context", "choose a patient",
+					     "open in your current context", "know which patient's record it opens",
 					     "know the current encounter", "stay connected after you close it (refresh)",
 					     "stay connected while you are online" };
+	static const char *const verbs[] = { "create", "read", "update", "delete", "search" };
 	if (sc->kind != CV_SCOPE_RESOURCE)
 		return named[sc->kind];
-	return cv_pool_printf(pool, "%s%s%s%s%s %s of %s in %s%s", sc->perms & CV_SCOPE_R ? "read " : "",
-			      sc->perms & CV_SCOPE_S ? "search " : "", sc->perms & CV_SCOPE_C ? "create " : "",
-			      sc->perms & CV_SCOPE_U ? "update " : "", sc->perms & CV_SCOPE_D ? "delete " : "",
-			      "", strcmp(sc->type, "*") == 0 ? "every kind of data" : sc->type, ctx_words[sc->ctx],
-			      sc->query ? " (only some)" : "");
+	char what[64] = "";
+	size_t n = 0;
+	for (int i = 0; i < 5; i++)
+		if (sc->perms & (1u << i))
+			n += (size_t)snprintf(what + n, sizeof what - n, "%s%s", n ? ", " : "", verbs[i]);
+	return cv_pool_printf(pool, "%s %s in %s%s", what, strcmp(sc->type, "*") == 0 ? "every kind of data" : sc->type,
+			      ctx_words[sc->ctx], sc->query ? " (only those matching the app's filter)" : "");
 }
 
 typedef struct boxes {
