@@ -303,6 +303,12 @@ static int check_sig(gnutls_pubkey_t pub, alg_t alg, const uint8_t *data, size_t
 cv_rc cv_jwt_verify(const char *token, const char *jwks, size_t jwks_len, json_object **claims, char *why,
 		    size_t whylen)
 {
+	return cv_jwt_verify_ex(token, jwks, jwks_len, claims, NULL, why, whylen);
+}
+
+cv_rc cv_jwt_verify_ex(const char *token, const char *jwks, size_t jwks_len, json_object **claims, int *no_key,
+		       char *why, size_t whylen)
+{
 	uint8_t *buf = NULL;
 	json_object *header = NULL, *root = NULL, *keys = NULL, *payload = NULL;
 	gnutls_pubkey_t pub = NULL;
@@ -313,6 +319,8 @@ cv_rc cv_jwt_verify(const char *token, const char *jwks, size_t jwks_len, json_o
 
 	if (claims)
 		*claims = NULL;
+	if (no_key)
+		*no_key = 0;
 	say(why, whylen, "");
 	if (!token || !claims) {
 		say(why, whylen, "no token");
@@ -425,6 +433,8 @@ cv_rc cv_jwt_verify(const char *token, const char *jwks, size_t jwks_len, json_o
 	}
 	if (!verified) {
 		say(why, whylen, tried ? "bad signature" : "no usable key");
+		if (no_key)
+			*no_key = !tried;
 		rc = CV_E_UNAUTH;
 		goto out;
 	}

@@ -53,6 +53,16 @@ cv_rc cv_jwt_verify(const char *token, const char *jwks, size_t jwks_len, json_o
 		    char *why, size_t whylen) __attribute__((warn_unused_result));
 
 /*
+ * cv_jwt_verify, and *no_key (may be NULL) tells why a CV_E_UNAUTH came:
+ * 1 when no key of the JWKS could even be tried (none has the header's kid,
+ * or none of those is usable for the alg), 0 otherwise (a key was tried and
+ * the signature did not verify with it, the alg was refused...). A caller
+ * whose client rotates its keys may fetch the JWKS again on 1, never on 0.
+ */
+cv_rc cv_jwt_verify_ex(const char *token, const char *jwks, size_t jwks_len, json_object **claims, int *no_key,
+		       char *why, size_t whylen) __attribute__((warn_unused_result));
+
+/*
  * Checks a JWKS a client wants to register. CV_OK when jwks is a JSON object
  * with a "keys" array of 1 to CV_JWT_KEYS_MAX objects in which:
  *   - no key has a private member ("d", "p", "q", "dp", "dq", "qi", "oth",

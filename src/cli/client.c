@@ -33,21 +33,25 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: carevault client add --data DIR --name NAME --type backend --jwks-file FILE --scope \"SCOPES\"\n"
+		"       carevault client add --data DIR --name NAME --type backend --jwks-url URL --scope \"SCOPES\"\n"
 		"       carevault client add --data DIR --name NAME --type public|confidential --redirect-uri URI\n"
 		"                            [--redirect-uri URI]... --scope \"SCOPES\"\n"
 		"       carevault client list --data DIR\n"
 		"       carevault client disable|enable --data DIR --id CLIENT_ID\n\n"
 		"A backend client (SMART Backend Services) gets tokens from POST /auth/token with\n"
 		"grant_type=client_credentials and a JWT assertion signed (RS384 or ES384) by a key of its\n"
-		"JWKS file (public keys only). Its scopes are system/ ones only, SMART v2 (system/*.cruds,\n"
-		"system/*.rs) or v1 (system/*.read, system/*.write, system/*.*).\n"
+		"JWKS file (public keys only), or of the JWKS at an https:// URL: fetched now (it must hold\n"
+		"a usable key) and again when an assertion names a key it does not have, at most once every\n"
+		"5 minutes (key rotation); no redirect is followed, and the server's certificate is checked\n"
+		"against the system CAs or those of --outbound-ca-file. Its scopes are system/ ones only,\n"
+		"SMART v2 (system/*.cruds, system/*.rs) or v1 (system/*.read, system/*.write, system/*.*).\n"
 		"A public or confidential client (a SMART app) needs at least one exact redirect URI\n"
 		"(https://, or http://localhost; no fragment), at most %d. Its scopes are patient/ or user/\n"
 		"ones and named ones (launch/patient openid fhirUser offline_access ...), never system/ ones.\n"
 		"Prints client_id: <id>, and for a confidential client client_secret: <secret>, shown this\n"
 		"once (only its hash is kept).\n"
-		"--jwks-url is not supported yet. disable stops the client's tokens at once.\n"
-		"Every command takes --store URL and --config FILE as serve does.\n",
+		"disable stops the client's tokens at once.\n"
+		"Every command takes --store URL, --config FILE and --outbound-ca-file FILE as serve does.\n",
 		CV_CLIENT_REDIRECTS);
 }
 
@@ -87,7 +91,8 @@ static int parse_args(client_cmd_t *c, int argc, char **argv, char *err, size_t 
 				return -1;
 			}
 			c->redirects[c->nredirects++] = v;
-		} else if (strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) {
+		} else if (strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0 ||
+			   strcmp(a, "--outbound-ca-file") == 0) {
 			if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
 						       : cv_config_set(&c->cfg, a + 2, v, err, errlen))
 				return -1;
@@ -125,8 +130,8 @@ static int cmd_add(client_cmd_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "--name, --type and --scope are required");
 		return -1;
 	}
-	if (c->jwks_url) {
-		snprintf(err, errlen, "--jwks-url is not supported yet: give the public keys with --jwks-file");
+	if (c->jwks_url && c->jwks_file) {
+		snprintf(err, errlen, "give --jwks-file or --jwks-url, not both");
 		return -1;
 	}
 	char *jwks = c->jwks_file ? read_jwks(c->jwks_file, err, errlen) : NULL;
@@ -134,8 +139,11 @@ static int cmd_add(client_cmd_t *c, char *err, size_t errlen)
 		return -1;
 	int ret = -1;
 	if (!cv_cli_open_store(&c->cfg, 1, &c->master, &c->store, err, errlen) &&
-	    !cv_client_register(c->store, c->name, c->type, c->redirects, c->nredirects, c->scope, jwks, &cl, secret,
-				err, errlen)) {
+	    !cv_client_create(c->store,
+			      &(cv_client_new_t){ .name = c->name, .type = c->type, .redirects = c->redirects,
+						  .nredirects = c->nredirects, .scope = c->scope, .jwks = jwks,
+						  .jwks_url = c->jwks_url, .ca_file = c->cfg.outbound_ca_file },
+			      &cl, secret, err, errlen)) {
 		printf("client_id: %s\n", cl.id);
 		if (secret[0])
 			printf("client_secret: %s\n", secret);

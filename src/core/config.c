@@ -46,6 +46,8 @@ static const opt_t options[] = {
 	{ "access-token-life", OPT_UINT, F(access_token_life), 3600, "300", "seconds an OAuth access token lasts (1 to 3600)" },
 	{ "log-level", OPT_LEVEL, F(log_level), 0, "info", "debug, info, warn or error" },
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
+	{ "outbound-ca-file", OPT_PATH, F(outbound_ca_file), 0, "(system CAs)",
+	  "CAs (PEM) trusted when fetching a backend client's JWKS URL" },
 };
 
 #undef F

@@ -42,6 +42,7 @@ typedef struct cv_config {
 	unsigned access_token_life;   /* seconds an OAuth access token lasts, 300 */
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
+	char outbound_ca_file[CV_PATH_MAX]; /* CAs (PEM) for outbound https (JWKS URLs); "" = system bundle */
 } cv_config_t;
 
 /* Fills cfg with the defaults. */

@@ -269,7 +269,9 @@ static json_object *client_json(const cv_client_t *c)
 	int ok = add(o, "scope", json_object_new_string(c->scope)) &&
 		 add(o, "disabled", json_object_new_boolean(c->disabled)) &&
 		 add(o, "created_us", json_object_new_int64(c->created_us)) &&
-		 (c->type != CV_CLIENT_BACKEND || add(o, "jwks_keys", json_object_new_int64(c->jwks ? jwks_keys(c->jwks) : 0)));
+		 (c->type != CV_CLIENT_BACKEND || add(o, "jwks_keys", json_object_new_int64(c->jwks ? jwks_keys(c->jwks) : 0))) &&
+		 (!c->jwks_url[0] || (add(o, "jwks_url", json_object_new_string(c->jwks_url)) &&
+				      add(o, "jwks_fetched_us", json_object_new_int64(c->jwks_fetched_us))));
 	if (!ok) {
 		json_object_put(o);
 		return NULL;
@@ -344,6 +346,7 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 	const char *name = cv_json_member_string(body, "name", &bad);
 	const char *type = cv_json_member_string(body, "type", &bad);
 	const char *scope = cv_json_member_string(body, "scope", &bad);
+	const char *jwks_url = cv_json_member_string(body, "jwks_url", &bad);
 	const char *uris[CV_CLIENT_REDIRECTS] = { NULL };
 	size_t nuris = 0;
 	json_object *jwks = NULL;
@@ -352,7 +355,11 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 	    (jwks && !json_object_is_type(jwks, json_type_object))) {
 		cv_fhir_error(ex, 400, "invalid",
 			      "give name and type as strings, redirect_uris as an array of strings, scope as a "
-			      "space-separated string and jwks as a JWKS object");
+			      "space-separated string, and jwks as a JWKS object or jwks_url as a string");
+		return;
+	}
+	if (jwks && jwks_url) {
+		cv_fhir_error(ex, 422, NULL, "give jwks or jwks_url, not both");
 		return;
 	}
 	if (nuris > CV_CLIENT_REDIRECTS) {
@@ -366,7 +373,10 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 	}
 	char secret[CV_CLIENT_SECRET_MAX], why[256] = "the client could not be registered";
 	cv_client_t c;
-	cv_rc rc = cv_client_register(store_of(ex), name, type, uris, nuris, scope, jwks_text, &c, secret, why, sizeof why);
+	cv_client_new_t n = { .name = name, .type = type, .redirects = uris, .nredirects = nuris, .scope = scope,
+			      .jwks = jwks_text, .jwks_url = jwks_url,
+			      .ca_file = ((cv_fhir_t *)ex->app)->cfg->outbound_ca_file };
+	cv_rc rc = cv_client_create(store_of(ex), &n, &c, secret, why, sizeof why);
 	if (rc) {
 		cv_fhir_error(ex, client_create_status(rc), NULL, "%s", why);
 		return;

@@ -11,13 +11,15 @@
  *   POST /admin/users/{id}/{action}    disable | enable | revoke-sessions | reset-mfa
  *
  *   GET  /admin/clients                the registered OAuth clients
- *   POST /admin/clients                {"name","type"[,"redirect_uris"][,"scope"][,"jwks"]}
- *                                      (a confidential client's client_secret is shown this once)
+ *   POST /admin/clients                {"name","type"[,"redirect_uris"][,"scope"][,"jwks"|"jwks_url"]}
+ *                                      (a confidential client's client_secret is shown this once;
+ *                                      a jwks_url is fetched before the answer, and a failed
+ *                                      fetch is a 422 that says why, never quoting the response)
  *   GET  /admin/clients/{id}           one client
  *   POST /admin/clients/{id}/{action}  disable | enable
  *
  * A client is shown as {"client_id","name","type","redirect_uris","scope",
- * "disabled","created_us"[,"jwks_keys"]}: never its secret's hash, and of a
+ * "disabled","created_us"[,"jwks_keys"][,"jwks_url","jwks_fetched_us"]}: never its secret's hash, and of a
  * backend client's JWKS only the number of keys.
  */
 #ifndef CV_NET_ADMIN_H

@@ -10,7 +10,9 @@
  * are the client_id of an enabled backend client, aud is this token
  * endpoint, it expires in the future and at most 5 minutes from now, and its
  * jti was never used by that client before (remembered in the store, so on
- * any node).
+ * any node). A client registered with a JWKS URL whose assertion names a key
+ * the stored JWKS lacks gets its JWKS fetched again, at most once every 5
+ * minutes (key rotation); an unknown client id never causes a fetch.
  *
  * An app authenticates as RFC 6749 2.3 says: a confidential app with its
  * secret (HTTP Basic, or client_secret in the form), a public app by its
@@ -138,6 +140,34 @@ static cv_rc claims_ok(cv_exchange_t *ex, json_object *claims, const char *clien
 	return rc == CV_E_CONFLICT ? CV_E_UNAUTH : rc;
 }
 
+/* Verifies the assertion with c's JWKS. A client registered with a JWKS URL
+ * may have rotated its keys: when the assertion names none of the stored
+ * ones (never when a key was tried and the signature failed), the JWKS is
+ * fetched again, at most once per CV_CLIENT_JWKS_REFRESH_S for the client
+ * (auth/client decides it in the store), and the assertion verified once
+ * more. CV_OK, CV_E_UNAUTH, or a store error. */
+static cv_rc verify_assertion(cv_exchange_t *ex, const char *assertion, cv_client_t *c, json_object **claims,
+			      char *why, size_t whylen)
+{
+	char sub[200] = "";
+	int no_key = 0;
+	if (!cv_jwt_verify_ex(assertion, c->jwks, strlen(c->jwks), claims, &no_key, why, whylen))
+		return CV_OK;
+	if (!no_key || !c->jwks_url[0])
+		return CV_E_UNAUTH;
+	cv_rc rc = cv_client_refresh_jwks(ctx(ex)->store, ctx(ex)->cfg->outbound_ca_file, cv_time_now_us(), c, sub,
+					  sizeof sub);
+	cv_log(rc ? CV_LOG_WARN : CV_LOG_INFO, rc == CV_E_BUSY ? "auth.jwks_refresh_skipped" : "auth.jwks_refresh",
+	       (cv_log_field_t[]){ CV_LS("client", c->id), CV_LS("result", rc ? cv_rc_str(rc) : "ok"),
+				   CV_LS("reason", sub[0] ? sub : "-") },
+	       3);
+	if (rc == CV_E_NOMEM || rc == CV_E_STORAGE)
+		return rc;
+	if (rc || c->disabled || !c->jwks)
+		return CV_E_UNAUTH;
+	return cv_jwt_verify(assertion, c->jwks, strlen(c->jwks), claims, why, whylen) ? CV_E_UNAUTH : CV_OK;
+}
+
 /* The client the assertion authenticates, or an error answered already. */
 static cv_rc authenticate_client(cv_exchange_t *ex, const char *assertion, const char *endpoint, cv_client_t *c)
 {
@@ -150,8 +180,8 @@ static cv_rc authenticate_client(cv_exchange_t *ex, const char *assertion, const
 		rc = CV_E_UNAUTH;
 	if (!rc && (c->disabled || c->type != CV_CLIENT_BACKEND || !c->jwks))
 		rc = CV_E_UNAUTH;
-	if (!rc && cv_jwt_verify(assertion, c->jwks, strlen(c->jwks), &claims, why, sizeof why))
-		rc = CV_E_UNAUTH;
+	if (!rc)
+		rc = verify_assertion(ex, assertion, c, &claims, why, sizeof why);
 	if (!rc)
 		rc = claims_ok(ex, claims, c->id, endpoint);
 	json_object_put(claims);
