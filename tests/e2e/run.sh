@@ -12,7 +12,7 @@ fi
 if [ "$#" -gt 0 ]; then
   files=("$@")
 else
-  files=(cli.test.mjs at-rest.test.mjs examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs nodes.test.mjs migrate.test.mjs transaction.test.mjs search.test.mjs users.test.mjs login.test.mjs backend.test.mjs clients.test.mjs smart.test.mjs)
+  files=(cli.test.mjs at-rest.test.mjs examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs nodes.test.mjs migrate.test.mjs transaction.test.mjs search.test.mjs users.test.mjs login.test.mjs backend.test.mjs clients.test.mjs smart.test.mjs jwksurl.test.mjs)
 fi
 
 exec node --test --test-concurrency=2 "${files[@]}"

@@ -301,6 +301,39 @@ static void other_key(void **state)
 	free(jr);
 }
 
+/* cv_jwt_verify_ex's no_key: 1 only when no key could be tried (an unknown
+ * kid, a kid of a key unusable for the alg), never for a bad signature. */
+static void no_key_detail(void **state)
+{
+	char *jr = jwk(rsa_a, "k", NULL), *ks = jwks2(jr, NULL);
+	char why[64];
+	json_object *claims = NULL;
+	int no_key = -1;
+	char *t = token("{\"alg\":\"RS384\",\"kid\":\"rotated\"}", payload_json, rsa_b, GNUTLS_SIGN_RSA_SHA384, SIG_JWS);
+	assert_int_equal(cv_jwt_verify_ex(t, ks, strlen(ks), &claims, &no_key, why, sizeof why), CV_E_UNAUTH);
+	assert_int_equal(no_key, 1);
+	free(t);
+	t = token("{\"alg\":\"ES384\"}", payload_json, ec_a, GNUTLS_SIGN_ECDSA_SHA384, SIG_JWS);
+	assert_int_equal(cv_jwt_verify_ex(t, ks, strlen(ks), &claims, &no_key, why, sizeof why), CV_E_UNAUTH);
+	assert_int_equal(no_key, 1);
+	free(t);
+	t = token("{\"alg\":\"RS384\",\"kid\":\"k\"}", payload_json, rsa_b, GNUTLS_SIGN_RSA_SHA384, SIG_JWS);
+	assert_int_equal(cv_jwt_verify_ex(t, ks, strlen(ks), &claims, &no_key, why, sizeof why), CV_E_UNAUTH);
+	assert_int_equal(no_key, 0);
+	free(t);
+	t = token("{\"alg\":\"HS256\",\"kid\":\"rotated\"}", payload_json, NULL, 0, SIG_NONE);
+	assert_int_equal(cv_jwt_verify_ex(t, ks, strlen(ks), &claims, &no_key, why, sizeof why), CV_E_UNAUTH);
+	assert_int_equal(no_key, 0);
+	free(t);
+	t = token("{\"alg\":\"RS384\",\"kid\":\"k\"}", payload_json, rsa_a, GNUTLS_SIGN_RSA_SHA384, SIG_JWS);
+	assert_int_equal(cv_jwt_verify_ex(t, ks, strlen(ks), &claims, &no_key, why, sizeof why), CV_OK);
+	assert_int_equal(no_key, 0);
+	json_object_put(claims);
+	free(t);
+	free(ks);
+	free(jr);
+}
+
 static void alg_none(void **state)
 {
 	char *j = jwk(rsa_a, NULL, NULL), *ks = jwks2(j, NULL);
@@ -611,6 +644,7 @@ int main(void)
 		cmocka_unit_test(valid_es384),
 		cmocka_unit_test(tampered),
 		cmocka_unit_test(other_key),
+		cmocka_unit_test(no_key_detail),
 		cmocka_unit_test(alg_none),
 		cmocka_unit_test(alg_hmac),
 		cmocka_unit_test(alg_rs256),
