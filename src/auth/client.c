@@ -193,10 +193,10 @@ static cv_rc fetch_checked(const char *url, const char *ca_file, char **out, cha
 	cv_buf_init(&body, CV_CLIENT_JWKS_MAX);
 	cv_rc rc = cv_fetch_jwks(url, ca_file, &body, sub, sizeof sub);
 	if (rc) {
-		snprintf(why, whylen, "the JWKS could not be fetched from its URL: %s", sub);
+		snprintf(why, whylen, "jwks_url: %s", sub);
 	} else if (!body.len || memchr(body.data, '\0', body.len) ||
 		   cv_jwt_jwks_check(body.data, body.len, sub, sizeof sub)) {
-		snprintf(why, whylen, "the document at the JWKS URL is not a usable JWKS: %s", sub[0] ? sub : "it is empty");
+		snprintf(why, whylen, "jwks_url: the document is not a usable JWKS: %s", sub[0] ? sub : "it is empty");
 		rc = CV_E_INVALID;
 	} else {
 		*out = cv_buf_take(&body, NULL);

@@ -149,7 +149,7 @@ test('the CLI registers public and confidential clients and prints the secret on
   // --jwks-url is fetched at registration (jwksurl.test.mjs); a host that does not resolve is refused with the reason
   r = cli('client', ['add', '--name', 'far keys', '--type', 'backend', '--jwks-url', 'https://k.invalid/jwks', '--scope', 'system/*.rs']);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /JWKS could not be fetched from its URL/);
+  assert.match(r.stderr, /jwks_url: the jwks could not be fetched/);
   const help = spawnSync(server.bin, ['client', '--help'], { encoding: 'utf8', env: server.env });
   assert.match(help.stdout, /--type public\|confidential --redirect-uri URI/);
   assert.match(help.stdout, /--jwks-url URL/);
