@@ -415,9 +415,13 @@ static void authorize(req_t *r)
 	}
 	if (!rc)
 		rc = cv_policy_decide(&ex->principal, r->route->action, ex->args[0], ex->args[1], &reason);
-	else if (cv_policy_decide(&ex->principal, r->route->action, ex->args[0], ex->args[1], &reason) == CV_OK)
+	else if (public_route)
 		rc = CV_OK; /* a public route: a bad credential does not matter */
-	if (rc == CV_E_UNAUTH) {
+	if (rc && rc != CV_E_UNAUTH && rc != CV_E_DENIED) {
+		/* the credential could not be checked (the store did not answer): not a refusal */
+		cv_exchange_add_header(ex, "Retry-After", "1");
+		cv_fhir_fail(ex, rc, NULL, "the credential could not be checked; try again");
+	} else if (rc == CV_E_UNAUTH) {
 		cv_exchange_add_header(ex, "WWW-Authenticate", authz ? "Bearer realm=\"carevault\", "
 					"error=\"invalid_token\"" : "Bearer realm=\"carevault\"");
 		cv_fhir_error(ex, 401, "login", "authentication required: send Authorization: Bearer <token>");
