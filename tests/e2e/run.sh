@@ -16,5 +16,7 @@ fi
 files=(cli.test.mjs at-rest.test.mjs examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs migrate.test.mjs transaction.test.mjs search.test.mjs users.test.mjs login.test.mjs backend.test.mjs clients.test.mjs smart.test.mjs jwksurl.test.mjs)
 # nodes.test.mjs restarts the PostgreSQL server that the other suites share on the
 # PostgreSQL pass: it runs alone, after them
-node --test --test-concurrency=2 "${files[@]}"
-exec node --test nodes.test.mjs
+rc=0
+node --test --test-concurrency=2 "${files[@]}" || rc=$?
+node --test nodes.test.mjs || rc=$?
+exit "$rc"
