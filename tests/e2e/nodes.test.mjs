@@ -113,10 +113,19 @@ test('a PostgreSQL restart under load gives 503s, never a crash, and both nodes 
   for (const n of [a, b]) assert.equal(n.exit, null, `a node crashed:\n${n.logTail(6000)}`);
   for (const k of statuses.keys()) assert.ok([201, 503].includes(k), `unexpected outcome ${k}: ${[...statuses]}`);
   for (const id of acked.slice(-20)) assert.equal((await b.req('GET', `/fhir/Observation/${id}`)).status, 200);
-  const after1 = await a.req('POST', '/fhir/Observation', { body: obs(1), headers: JSONH });
-  const after2 = await b.req('POST', '/fhir/Observation', { body: obs(2), headers: JSONH });
-  assert.equal(after1.status, 201);
-  assert.equal(after2.status, 201);
+  // recovering: a 503 says "retry" (Retry-After); each node must take a write again within seconds
+  const writeAfter = async (n, i) => {
+    for (let tries = 0; ; tries++) {
+      const r = await n.req('POST', '/fhir/Observation', { body: obs(i), headers: JSONH });
+      if (r.status !== 503 || tries === 10) return r;
+      process.stderr.write(`[e2e] after the restart, 503 (try ${tries + 1}): ${r.body}\n`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  };
+  const after1 = await writeAfter(a, 1);
+  const after2 = await writeAfter(b, 2);
+  assert.equal(after1.status, 201, `${after1.body}\n${a.logTail(3000)}`);
+  assert.equal(after2.status, 201, `${after2.body}\n${b.logTail(3000)}`);
   assert.equal((await a.req('GET', '/readyz')).status, 200);
 });
 
