@@ -25,31 +25,17 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
-#include "../testpg.h"
+#include "../teststore.h"
 #include "auth/idkey.h"
 
 static const char *pg_base;
 
-typedef struct fx {
-	char dir[64];
-	char url[1024];
-	cv_key_t *master;
-	cv_store_t *s;
-} fx_t;
+typedef cv_test_store_t fx_t; /* dir, url, master, s */
 
 static int setup(void **state)
 {
 	fx_t *f = calloc(1, sizeof *f);
-	char err[256], path[96];
-	snprintf(f->dir, sizeof f->dir, "/tmp/cv-idkey-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(path, sizeof path, "%s/master.key", f->dir);
-	assert_int_equal(cv_crypto_init(err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_create(path, err, sizeof err), CV_OK);
-	assert_int_equal(cv_crypto_master_load(path, &f->master, err, sizeof err), CV_OK);
-	if (pg_base)
-		assert_int_equal(cv_test_pg_database(pg_base, "cv_unit_idkey", f->url, sizeof f->url), 0);
-	assert_int_equal(cv_store_open(f->dir, f->url, 2, f->master, &f->s, err, sizeof err), CV_OK);
+	cv_test_store_open(f, "cv_unit_idkey", pg_base);
 	*state = f;
 	return 0;
 }
@@ -57,11 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx_t *f = *state;
-	char cmd[96];
-	cv_store_close(f->s);
-	cv_key_free(f->master);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	cv_test_store_close(f);
 	free(f);
 	return 0;
 }
