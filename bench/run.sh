@@ -106,7 +106,7 @@ done
 boot_rps=$(mean "${boot_all[@]}"); tok_rps=$(mean "${tok_all[@]}"); user_rps=$(mean "${user_all[@]}")
 slower() { python3 -c "print(f'{(1 - float(\"$1\") / float(\"$2\")) * 100:.1f}')"; }
 tok_cost=$(slower "$tok_rps" "$boot_rps"); user_cost=$(slower "$user_rps" "$boot_rps")
-foundation_cost=$(slower "$boot_rps" "$cv_rps")
+foundation_cost=$(slower "$boot_rps" "$(mean "${cv_all[@]}")")
 echo "bench: durable creates, carevault"
 cr_out=$(run_wrk -s bench/create.lua https://127.0.0.1:$CVPORT/fhir/Observation)
 echo "bench: 1000 idle keep-alive connections"
