@@ -9,7 +9,7 @@
 
 #include "core/log.h"
 
-typedef enum { OPT_PATH, OPT_STR, OPT_LISTEN, OPT_UINT, OPT_SIZE, OPT_LEVEL, OPT_BOOL } opt_kind;
+typedef enum { OPT_PATH, OPT_STR, OPT_LISTEN, OPT_UINT, OPT_SIZE, OPT_LEVEL, OPT_BOOL, OPT_ORIGIN } opt_kind;
 
 typedef struct opt {
 	const char *name;   /* flag and config-file key */
@@ -29,6 +29,8 @@ static const opt_t options[] = {
 	{ "cert", OPT_PATH, F(cert_file), 0, "DATA/tls/cert.pem", "TLS certificate chain (PEM)" },
 	{ "key", OPT_PATH, F(key_file), 0, "DATA/tls/key.pem", "TLS private key (PEM)" },
 	{ "store", OPT_STR, F(store_url), 0, "(embedded)", "store: empty for the embedded SQLite store" },
+	{ "public-url", OPT_ORIGIN, F(public_url), 0, "(from Host)",
+	  "https://host[:port] clients use to reach this server (behind a proxy): the FHIR base, OAuth issuer and audience" },
 	{ "threads", OPT_UINT, F(threads), 256, "cores", "HTTP worker threads" },
 	{ "max-body", OPT_SIZE, F(max_body), 1ull << 30, "16M", "largest request body" },
 	{ "max-header", OPT_SIZE, F(max_header), 1u << 20, "16K", "largest total of request headers" },
@@ -144,6 +146,18 @@ static cv_rc set_bool(int *field, const char *v)
 	return CV_OK;
 }
 
+/* "https://host[:port]": an origin, nothing after it. */
+static cv_rc set_origin(char *field, size_t size, const char *v)
+{
+	const char *host = strncmp(v, "https://", 8) == 0 ? v + 8 : NULL;
+	size_t n = host ? strlen(host) : 0;
+	if (!host || n == 0 || n > 255 || strlen(v) >= size ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != n)
+		return CV_E_INVALID;
+	snprintf(field, size, "%s", v);
+	return CV_OK;
+}
+
 static cv_rc set_value(cv_config_t *cfg, const opt_t *o, const char *v)
 {
 	char *field = (char *)cfg + o->offset;
@@ -171,6 +185,8 @@ static cv_rc set_value(cv_config_t *cfg, const opt_t *o, const char *v)
 		return set_level((int *)(void *)field, v);
 	case OPT_BOOL:
 		return set_bool((int *)(void *)field, v);
+	case OPT_ORIGIN:
+		return v[0] ? set_origin(field, o->size, v) : (field[0] = '\0', CV_OK);
 	}
 	return CV_E_INVALID;
 }
@@ -187,6 +203,7 @@ cv_rc cv_config_set(cv_config_t *cfg, const char *name, const char *value, char 
 			 options[i].kind == OPT_LEVEL ? "debug, info, warn or error" :
 			 options[i].kind == OPT_BOOL ? "true or false" :
 			 options[i].kind == OPT_UINT || options[i].kind == OPT_SIZE ? "a number in range" :
+			 options[i].kind == OPT_ORIGIN ? "https://host[:port], nothing after it" :
 			 "a non-empty path");
 		return CV_E_INVALID;
 	}

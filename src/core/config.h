@@ -25,6 +25,7 @@ typedef struct cv_config {
 	char cert_file[CV_PATH_MAX];  /* TLS certificate (PEM); default DATA/tls/cert.pem */
 	char key_file[CV_PATH_MAX];   /* TLS private key (PEM); default DATA/tls/key.pem */
 	char store_url[CV_PATH_MAX];  /* "" = embedded SQLite in the data dir */
+	char public_url[300];         /* "https://host[:port]" clients use; "" = from each request's Host */
 	unsigned threads;             /* HTTP worker threads; 0 = one per core */
 	size_t max_body;              /* request body bytes, 16 MiB */
 	size_t max_header;            /* total request header bytes, 16 KiB */

@@ -362,8 +362,13 @@ static enum MHD_Result add_param(void *cls, enum MHD_ValueKind kind, const char 
 	return MHD_YES;
 }
 
+/* The FHIR base URL: from public-url when it is set (behind a proxy, so that
+ * the OAuth issuer and audiences cannot be chosen by a Host header), else
+ * from the request's Host. */
 static const char *base_url(req_t *r)
 {
+	if (r->srv->cfg->public_url[0])
+		return cv_pool_printf(&r->pool, "%s/fhir", r->srv->cfg->public_url);
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
 	if (!host || !*host || strlen(host) > 255 ||
 	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != strlen(host))

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { freePort, start } from './lib/server.mjs';
@@ -820,6 +821,32 @@ test('an expired access token is refused (server with access-token-life 2 s); it
     const next = await refresh(s, c.pub, tok.refresh_token);
     assert.equal(next.status, 200, next.body);
     assert.equal((await fhir(s, '/fhir/Patient/smart-p1', next.json.access_token)).status, 200);
+  } finally {
+    try { await s.stop(); } finally { await s.cleanup(); }
+  }
+});
+
+test('behind a proxy, public-url fixes the issuer and audience; a Host header cannot choose them', async () => {
+  const bad = spawnSync(server.bin, ['serve', '--data', server.dataDir, '--public-url', 'http://fhir.example.test'],
+    { encoding: 'utf8', timeout: 30_000, env: server.env });
+  assert.equal(bad.status === 0, false, 'http:// is refused');
+  assert.match(bad.stderr, /public-url/);
+  const s = await start({ name: 'smart-public', env: { CAREVAULT_PUBLIC_URL: 'https://fhir.example.test:9443' } });
+  try {
+    for (const host of [new URL(s.origin).host, 'evil.example']) {
+      const c = await new Promise((resolve, reject) => {
+        const u = new URL('/.well-known/smart-configuration', s.origin);
+        https.get({ hostname: u.hostname, port: u.port, path: u.pathname, ca: s.ca, servername: 'localhost',
+          headers: { host, accept: 'application/json' } }, (res) => {
+          let b = '';
+          res.on('data', (d) => { b += d; });
+          res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(b) }));
+        }).on('error', reject);
+      });
+      assert.equal(c.status, 200);
+      assert.equal(c.json.issuer, 'https://fhir.example.test:9443/fhir', `Host ${host}`);
+      assert.equal(c.json.token_endpoint, 'https://fhir.example.test:9443/auth/token');
+    }
   } finally {
     try { await s.stop(); } finally { await s.cleanup(); }
   }
