@@ -572,17 +572,33 @@ static cv_rc apply_group(PGconn *c, cv_store_write_t *g)
 	return exec_ok(c, "RELEASE SAVEPOINT g") ? CV_E_STORAGE : rc;
 }
 
+/* The committer's connection with a transaction begun. A connection found
+ * broken by BEGIN (the database restarted since the last batch) is made
+ * again and BEGIN tried once more: nothing of the batch was sent yet, so
+ * this cannot apply anything twice. NULL (and *fail) when it cannot. */
+static PGconn *writer_begin(cv_backend_t *b, cv_rc *fail)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (ensure(b, &b->writer)) {
+			*fail = CV_E_BUSY;
+			return NULL;
+		}
+		if (exec_ok(b->writer.c, "BEGIN") == CV_OK)
+			return b->writer.c;
+		if (!broken(&b->writer))
+			return NULL;
+		*fail = CV_E_BUSY;
+	}
+	return NULL;
+}
+
 static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 {
 	cv_rc fail = CV_E_STORAGE;
 	for (cv_store_write_t *w = batch; w; w = w->next)
 		w->result = CV_E_STORAGE;
-	if (ensure(b, &b->writer)) {
-		fail = CV_E_BUSY;
-		goto failed;
-	}
-	PGconn *c = b->writer.c;
-	if (exec_ok(c, "BEGIN"))
+	PGconn *c = writer_begin(b, &fail);
+	if (!c)
 		goto failed;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
 		w->result = w->op == CV_STORE_GROUP ? apply_group(c, w) : apply_one(c, w);
