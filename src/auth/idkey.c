@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
+#include "auth/record.h"
 #include "core/pool.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
@@ -109,24 +110,16 @@ static cv_rc export_der(gnutls_privkey_t p, cv_buf_t *der)
  * version when it was deleted), the version a new key must be written over. */
 static cv_rc read_key(cv_store_t *s, gnutls_privkey_t *out, int64_t *seen)
 {
-	cv_pool_t pool;
-	cv_store_version_t v;
 	cv_buf_t der;
 	json_object *o = NULL;
 
 	*out = NULL;
-	*seen = 0;
 	cv_buf_init(&der, DER_CAP);
-	cv_pool_init(&pool, 0);
-	cv_rc rc = cv_store_read(s, KEY_TYPE, KEY_ID, 0, &pool, &v);
+	cv_rc rc = cv_record_read(s, KEY_TYPE, KEY_ID, &o, seen); /* *seen: also a tombstone's version */
+	if (!rc && !o)
+		rc = CV_E_NOTFOUND;
 	if (rc)
 		goto out;
-	*seen = v.version;
-	if (v.deleted) {
-		rc = CV_E_NOTFOUND;
-		goto out;
-	}
-	o = json_tokener_parse((const char *)v.body);
 	int bad = 0;
 	const char *alg = o ? cv_json_member_string(o, "alg", &bad) : NULL;
 	const char *sealed = o && !bad ? cv_json_member_string(o, "key", &bad) : NULL;
@@ -142,7 +135,6 @@ static cv_rc read_key(cv_store_t *s, gnutls_privkey_t *out, int64_t *seen)
 out:
 	json_object_put(o);
 	secret_release(&der);
-	cv_pool_release(&pool);
 	return rc;
 }
 

@@ -99,23 +99,20 @@ static cv_rc client_enabled(cv_store_t *s, const char *id)
 	return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
 }
 
-/* Fills the user part of out from a live grant and its account. */
+/* Fills the user part of out from a live grant (which read the account). */
 static cv_rc user_part(cv_store_t *s, const char *grant, int64_t now_us, cv_token_info_t *out)
 {
 	cv_grant_t g;
-	cv_account_t a;
 	cv_rc rc = cv_grant_live(s, grant, now_us, &g);
 	if (rc)
 		return rc;
-	rc = cv_account_get(s, g.user, &a);
-	if (rc)
-		return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
-	memcpy(out->user, a.id, sizeof out->user);
-	memcpy(out->username, a.username, sizeof out->username);
-	memcpy(out->link, a.link, sizeof out->link);
-	snprintf(out->role, sizeof out->role, "%s", cv_role_name(a.role));
+	if (strcmp(g.client, out->client) != 0)
+		return CV_E_UNAUTH; /* issued to the grant's client only */
+	memcpy(out->user, g.user, sizeof out->user);
+	memcpy(out->username, g.username, sizeof out->username);
+	memcpy(out->link, g.link, sizeof out->link);
+	memcpy(out->role, g.role, sizeof out->role);
 	memcpy(out->patient, g.patient, sizeof out->patient);
-	cv_account_release(&a);
 	return CV_OK;
 }
 
@@ -142,8 +139,8 @@ cv_rc cv_token_check(cv_store_t *s, const char *token, int64_t now_us, cv_token_
 	if (!rc && now_us >= out->expires_us)
 		rc = CV_E_UNAUTH;
 	if (!rc && out->grant[0])
-		rc = user_part(s, out->grant, now_us, out);
-	if (!rc)
+		rc = user_part(s, out->grant, now_us, out); /* the grant's client is checked with it */
+	else if (!rc)
 		rc = client_enabled(s, out->client);
 	return rc;
 }
@@ -223,8 +220,9 @@ static cv_rc grant_decode(json_object *o, const char *id, cv_grant_t *g)
 	return rc;
 }
 
-/* The grant's account is enabled and still at the grant's epoch. */
-static cv_rc account_current(cv_store_t *s, const cv_grant_t *g)
+/* The grant's account is enabled and still at the grant's epoch; g gets its
+ * name, role and link. */
+static cv_rc account_current(cv_store_t *s, cv_grant_t *g)
 {
 	cv_account_t a;
 	cv_rc rc = cv_account_get(s, g->user, &a);
@@ -232,6 +230,9 @@ static cv_rc account_current(cv_store_t *s, const cv_grant_t *g)
 		return rc == CV_E_NOTFOUND ? CV_E_UNAUTH : rc;
 	if (a.disabled || a.epoch != g->epoch)
 		rc = CV_E_UNAUTH;
+	memcpy(g->username, a.username, sizeof g->username);
+	memcpy(g->link, a.link, sizeof g->link);
+	snprintf(g->role, sizeof g->role, "%s", cv_role_name(a.role));
 	cv_account_release(&a);
 	return rc;
 }
@@ -306,32 +307,28 @@ static cv_rc after_use(cv_store_t *s, cv_rc rc, json_object *o)
 
 /* Ends a redemption: rc is the checks' verdict on the spent record o (taken).
  * On success grant gets its family, which must still be live. */
-static cv_rc redeemed(cv_store_t *s, cv_rc rc, json_object *o, int64_t now_us, char grant[CV_GRANT_ID_LEN + 1])
+static cv_rc redeemed(cv_store_t *s, cv_rc rc, json_object *o, int64_t now_us, cv_grant_t *grant)
 {
-	cv_grant_t g;
+	char id[CV_GRANT_ID_LEN + 1] = "";
 	if (!rc)
-		rc = copy(grant, CV_GRANT_ID_LEN + 1, cv_record_str(o, "grant"));
+		rc = copy(id, sizeof id, cv_record_str(o, "grant"));
 	rc = after_use(s, rc, o);
 	json_object_put(o);
 	if (!rc)
-		rc = cv_grant_live(s, grant, now_us, &g); /* its family, account and client still stand */
-	if (rc)
-		grant[0] = '\0';
+		return cv_grant_live(s, id, now_us, grant); /* its family, account and client still stand */
+	memset(grant, 0, sizeof *grant);
 	return rc;
 }
 
-cv_rc cv_code_issue(cv_store_t *s, const char *grant, const char *redirect_uri, const char *challenge,
+cv_rc cv_code_issue(cv_store_t *s, const cv_grant_t *g, const char *redirect_uri, const char *challenge,
 		    int64_t now_us, char code[CV_ACCESS_TOKEN_MAX])
 {
 	char id[65];
 	new_token("cvz_", code, id);
-	cv_grant_t g;
-	cv_rc rc = cv_grant_live(s, grant, now_us, &g);
-	json_object *o = rc ? NULL : obj_str(obj_str(json_object_new_object(), "grant", grant), "client", g.client);
+	json_object *o = obj_str(obj_str(json_object_new_object(), "grant", g->id), "client", g->client);
 	o = obj_int(obj_str(obj_str(o, "redirect_uri", redirect_uri), "challenge", challenge), "exp_us",
 		    now_us + CV_CODE_LIFE_S * US);
-	if (!rc)
-		rc = create(s, CODE_TYPE, id, o);
+	cv_rc rc = create(s, CODE_TYPE, id, o);
 	if (rc)
 		sodium_memzero(code, CV_ACCESS_TOKEN_MAX);
 	return rc;
@@ -352,11 +349,11 @@ static cv_rc code_binds(json_object *o, const char *client, const char *redirect
 }
 
 cv_rc cv_code_redeem(cv_store_t *s, const char *code, const char *client, const char *redirect_uri,
-		     const char *verifier, int64_t now_us, char grant[CV_GRANT_ID_LEN + 1])
+		     const char *verifier, int64_t now_us, cv_grant_t *grant)
 {
 	char id[65];
 	json_object *o = NULL;
-	grant[0] = '\0';
+	memset(grant, 0, sizeof *grant);
 	if (!token_id(code, "cvz_", id) || !client || !redirect_uri || !verifier)
 		return CV_E_UNAUTH;
 	cv_rc rc = use_once(s, CODE_TYPE, id, &o); /* a code is spent by any attempt */
@@ -365,26 +362,22 @@ cv_rc cv_code_redeem(cv_store_t *s, const char *code, const char *client, const 
 	return redeemed(s, rc, o, now_us, grant);
 }
 
-cv_rc cv_refresh_issue(cv_store_t *s, const char *grant, int64_t now_us, char token[CV_ACCESS_TOKEN_MAX])
+cv_rc cv_refresh_issue(cv_store_t *s, const cv_grant_t *g, char token[CV_ACCESS_TOKEN_MAX])
 {
 	char id[65];
-	cv_grant_t g;
 	new_token("cvr_", token, id);
-	cv_rc rc = cv_grant_live(s, grant, now_us, &g);
-	json_object *o = rc ? NULL : obj_str(obj_str(json_object_new_object(), "grant", grant), "client", g.client);
-	if (!rc)
-		rc = create(s, REFRESH_TYPE, id, obj_int(o, "exp_us", g.expires_us));
+	json_object *o = obj_str(obj_str(json_object_new_object(), "grant", g->id), "client", g->client);
+	cv_rc rc = create(s, REFRESH_TYPE, id, obj_int(o, "exp_us", g->expires_us));
 	if (rc)
 		sodium_memzero(token, CV_ACCESS_TOKEN_MAX);
 	return rc;
 }
 
-cv_rc cv_refresh_redeem(cv_store_t *s, const char *token, const char *client, int64_t now_us,
-			char grant[CV_GRANT_ID_LEN + 1])
+cv_rc cv_refresh_redeem(cv_store_t *s, const char *token, const char *client, int64_t now_us, cv_grant_t *grant)
 {
 	char id[65];
 	json_object *o = NULL;
-	grant[0] = '\0';
+	memset(grant, 0, sizeof *grant);
 	if (!token_id(token, "cvr_", id) || !client)
 		return CV_E_UNAUTH;
 	cv_rc rc = use_once(s, REFRESH_TYPE, id, &o);

@@ -59,6 +59,10 @@ typedef struct cv_grant {
 	char nonce[CV_NONCE_MAX + 1];           /* OpenID nonce, or "" */
 	int64_t created_us;
 	int64_t expires_us;                     /* when the family ends (refresh tokens with it) */
+	/* from the account, filled by cv_grant_live: */
+	char username[CV_USERNAME_MAX + 1];
+	char role[16];
+	char link[CV_LINK_MAX + 1];             /* Patient/... or Practitioner/..., or "" */
 } cv_grant_t;
 
 /* What a valid access token stands for. */
@@ -96,32 +100,32 @@ cv_rc cv_token_revoke(cv_store_t *s, const char *client, const char *token);
 cv_rc cv_grant_create(cv_store_t *s, cv_grant_t *g, int64_t now_us);
 
 /* Reads a grant that is live: not revoked, not expired at now_us, its account
- * enabled at the grant's epoch and its client enabled. CV_E_UNAUTH otherwise. */
+ * enabled at the grant's epoch and its client enabled (out also gets the
+ * account's name, role and link). CV_E_UNAUTH otherwise. */
 cv_rc cv_grant_live(cv_store_t *s, const char *id, int64_t now_us, cv_grant_t *out);
 
 /* Revokes a grant and with it every token of its family. */
 cv_rc cv_grant_revoke(cv_store_t *s, const char *id);
 
-/* An authorization code for grant, bound to the redirect URI and the PKCE
- * S256 challenge; lives CV_CODE_LIFE_S. */
-cv_rc cv_code_issue(cv_store_t *s, const char *grant, const char *redirect_uri, const char *challenge,
+/* An authorization code for grant g (just made, or read live), bound to the
+ * redirect URI and the PKCE S256 challenge; lives CV_CODE_LIFE_S. */
+cv_rc cv_code_issue(cv_store_t *s, const cv_grant_t *g, const char *redirect_uri, const char *challenge,
 		    int64_t now_us, char code[CV_ACCESS_TOKEN_MAX]);
 
 /* Redeems a code once: CV_OK when it is unexpired and unused, was issued for
  * client and redirect_uri, and S256(verifier) is its challenge; grant gets
- * the grant id. Any failure is CV_E_UNAUTH; a second use of a code also
- * revokes its grant (RFC 6749 4.1.2: tokens issued from it stop working). */
+ * its grant, read live. Any failure is CV_E_UNAUTH; a second use of a code
+ * also revokes its grant (RFC 6749 4.1.2: tokens issued from it stop working). */
 cv_rc cv_code_redeem(cv_store_t *s, const char *code, const char *client, const char *redirect_uri,
-		     const char *verifier, int64_t now_us, char grant[CV_GRANT_ID_LEN + 1]);
+		     const char *verifier, int64_t now_us, cv_grant_t *grant);
 
-/* Issues a refresh token in grant's family. */
-cv_rc cv_refresh_issue(cv_store_t *s, const char *grant, int64_t now_us, char token[CV_ACCESS_TOKEN_MAX]);
+/* Issues a refresh token in the family of grant g (read live). */
+cv_rc cv_refresh_issue(cv_store_t *s, const cv_grant_t *g, char token[CV_ACCESS_TOKEN_MAX]);
 
-/* Uses a refresh token of client once; grant gets its family. CV_E_UNAUTH
- * for anything not valid; a refresh token used before revokes its family
- * (someone holds a copy: RFC 9700 4.14.2). */
-cv_rc cv_refresh_redeem(cv_store_t *s, const char *token, const char *client, int64_t now_us,
-			char grant[CV_GRANT_ID_LEN + 1]);
+/* Uses a refresh token of client once; grant gets its family, read live.
+ * CV_E_UNAUTH for anything not valid; a refresh token used before revokes
+ * its family (someone holds a copy: RFC 9700 4.14.2). */
+cv_rc cv_refresh_redeem(cv_store_t *s, const char *token, const char *client, int64_t now_us, cv_grant_t *grant);
 
 /* The PKCE S256 challenge of verifier (RFC 7636 4.2): base64url(SHA-256).
  * CV_E_INVALID when the verifier is not 43 to 128 unreserved characters. */

@@ -22,3 +22,21 @@ const char *cv_exchange_param(const cv_exchange_t *ex, const char *name)
 			return ex->params[i].value;
 	return NULL;
 }
+
+const char *cv_param_unique(const cv_param_t *p, size_t n, const char *name, int *dup)
+{
+	const char *v = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(p[i].name, name) == 0) {
+			if (v)
+				*dup = 1;
+			v = p[i].value;
+		}
+	return v;
+}
+
+size_t cv_exchange_origin_len(const cv_exchange_t *ex)
+{
+	size_t n = strlen(ex->base_url);
+	return n >= 5 && strcmp(ex->base_url + n - 5, "/fhir") == 0 ? n - 5 : n;
+}

@@ -88,4 +88,12 @@ cv_rc cv_exchange_add_header(cv_exchange_t *ex, const char *name, const char *va
 /* The first query parameter named name, or NULL. */
 const char *cv_exchange_param(const cv_exchange_t *ex, const char *name);
 
+/* The value of the parameter named name among p[0..n) (the last one), or
+ * NULL; *dup is set when it is there more than once. */
+const char *cv_param_unique(const cv_param_t *p, size_t n, const char *name, int *dup);
+
+/* The length of this server's origin ("https://host:port") at the start of
+ * ex->base_url (which ends in "/fhir"). */
+size_t cv_exchange_origin_len(const cv_exchange_t *ex);
+
 #endif

@@ -50,14 +50,7 @@ static const cv_fhir_t *ctx(cv_exchange_t *ex)
 /* The single value of name; *dup is set when it is repeated. */
 static const char *value(const areq_t *r, const char *name, int *dup)
 {
-	const char *v = NULL;
-	for (size_t i = 0; i < r->np; i++)
-		if (strcmp(r->p[i].name, name) == 0) {
-			if (v)
-				*dup = 1;
-			v = r->p[i].value;
-		}
-	return v;
+	return cv_param_unique(r->p, r->np, name, dup);
 }
 
 /* ---------------------------------------------------------------- pages */
@@ -406,23 +399,17 @@ static void do_login(areq_t *r)
 	if (dup || !in.username || !in.password)
 		return login_page(r, 400, "Enter your user name and password.");
 	cv_login_result res;
-	char token[CV_SESSION_TOKEN_MAX] = "";
 	cv_session_info_t info;
-	int64_t retry = 0;
-	cv_rc rc = cv_session_login(ctx(ex)->store, &in, &res, token, &info, &retry);
-	sodium_memzero((void *)in.password, strlen(in.password));
+	cv_rc rc = cv_login_attempt(ex, &in, &res, &info);
 	if (rc) {
 		cv_fhir_fail(ex, rc, NULL, "the sign-in could not be completed; try again");
 	} else if (res == CV_LOGIN_THROTTLED) {
-		cv_login_retry_after(ex, retry);
 		login_page(r, 429, "Too many failed sign-ins: wait a while before trying again.");
 	} else if (res != CV_LOGIN_OK) {
 		login_page(r, 401, "The user name, password or code is not right.");
 	} else {
-		cv_login_set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
 		consent_page(r, info.username, info.role, info.csrf, 200, NULL);
 	}
-	sodium_memzero(token, sizeof token);
 	sodium_memzero(&info, sizeof info);
 }
 
@@ -492,7 +479,7 @@ static void issue_code(areq_t *r, const char *scope, const char *patient)
 		int64_t now = cv_time_now_us();
 		rc = cv_grant_create(ctx(ex)->store, &g, now);
 		if (!rc)
-			rc = cv_code_issue(ctx(ex)->store, g.id, r->q[Q_REDIRECT_URI], r->q[Q_CHALLENGE], now, code);
+			rc = cv_code_issue(ctx(ex)->store, &g, r->q[Q_REDIRECT_URI], r->q[Q_CHALLENGE], now, code);
 	}
 	if (rc) {
 		app_error(r, "temporarily_unavailable", "the authorization could not be stored; try again");
@@ -570,9 +557,7 @@ void cv_authorize_get(cv_exchange_t *ex)
 static int same_origin(cv_exchange_t *ex)
 {
 	const char *o = ex->header(ex, "Origin");
-	size_t n = strlen(ex->base_url);
-	if (n >= 5 && strcmp(ex->base_url + n - 5, "/fhir") == 0)
-		n -= 5;
+	size_t n = cv_exchange_origin_len(ex);
 	return o && strlen(o) == n && strncmp(o, ex->base_url, n) == 0;
 }
 

@@ -54,7 +54,7 @@ static void send_session(cv_exchange_t *ex, unsigned status, const cv_session_in
 	send_text(ex, status, text);
 }
 
-void cv_login_set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age)
+static void set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age)
 {
 	char *c = cv_pool_printf(ex->pool, "%s=%s; Path=/; Max-Age=%u; Secure; HttpOnly; SameSite=Strict",
 				 CV_SESSION_COOKIE, token, max_age);
@@ -86,11 +86,19 @@ static int login_input(cv_exchange_t *ex, cv_login_t *in)
 	return 1;
 }
 
-void cv_login_retry_after(cv_exchange_t *ex, int64_t seconds)
+cv_rc cv_login_attempt(cv_exchange_t *ex, cv_login_t *in, cv_login_result *res, cv_session_info_t *info)
 {
-	const char *after = cv_pool_printf(ex->pool, "%lld", (long long)seconds);
+	char token[CV_SESSION_TOKEN_MAX] = "";
+	int64_t retry = 0;
+	cv_rc rc = cv_session_login(ctx(ex)->store, in, res, token, info, &retry);
+	sodium_memzero((void *)in->password, strlen(in->password));
+	const char *after = !rc && *res == CV_LOGIN_THROTTLED ? cv_pool_printf(ex->pool, "%lld", (long long)retry) : NULL;
 	if (after)
 		cv_exchange_add_header(ex, "Retry-After", after);
+	if (!rc && *res == CV_LOGIN_OK)
+		set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
+	sodium_memzero(token, sizeof token);
+	return rc;
 }
 
 void cv_login(cv_exchange_t *ex)
@@ -99,15 +107,11 @@ void cv_login(cv_exchange_t *ex)
 	if (!login_input(ex, &in))
 		return;
 	cv_login_result res;
-	char token[CV_SESSION_TOKEN_MAX] = "";
 	cv_session_info_t info;
-	int64_t retry = 0;
-	cv_rc rc = cv_session_login(ctx(ex)->store, &in, &res, token, &info, &retry);
-	sodium_memzero((void *)in.password, strlen(in.password));
+	cv_rc rc = cv_login_attempt(ex, &in, &res, &info);
 	if (rc) {
 		cv_fhir_fail(ex, rc, NULL, "the login could not be completed; try again");
 	} else if (res == CV_LOGIN_THROTTLED) {
-		cv_login_retry_after(ex, retry);
 		cv_fhir_error(ex, 429, "throttled", "too many failed logins: wait before trying again");
 	} else if (res == CV_LOGIN_MFA_REQUIRED) {
 		cv_fhir_error(ex, 401, "login", "a second factor is needed: send code (from the authenticator app) "
@@ -115,10 +119,8 @@ void cv_login(cv_exchange_t *ex)
 	} else if (res != CV_LOGIN_OK) {
 		cv_fhir_error(ex, 401, "login", "the user name, password or code is wrong");
 	} else {
-		cv_login_set_cookie(ex, token, ctx(ex)->cfg->session_absolute);
 		send_session(ex, 200, &info);
 	}
-	sodium_memzero(token, sizeof token);
 	sodium_memzero(&info, sizeof info);
 }
 
@@ -180,7 +182,7 @@ static void logged_out(cv_exchange_t *ex, cv_rc rc)
 		cv_fhir_fail(ex, rc, NULL, "the session could not be ended; try again");
 		return;
 	}
-	cv_login_set_cookie(ex, "", 0);
+	set_cookie(ex, "", 0);
 	ex->status = 204;
 }
 

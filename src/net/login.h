@@ -11,17 +11,16 @@
 #ifndef CV_NET_LOGIN_H
 #define CV_NET_LOGIN_H
 
-#include <stdint.h>
-
+#include "auth/session.h"
 #include "core/exchange.h"
 
 void cv_login(cv_exchange_t *ex);
 
-/* Sets the session cookie (__Host-, Secure, HttpOnly, SameSite=Strict, Path=/). */
-void cv_login_set_cookie(cv_exchange_t *ex, const char *token, unsigned max_age);
-
-/* Adds Retry-After: seconds (a throttled login). */
-void cv_login_retry_after(cv_exchange_t *ex, int64_t seconds);
+/* Tries a login (auth/session) for ex and wipes in->password. On
+ * CV_LOGIN_OK the new session's cookie is set (__Host-, Secure, HttpOnly,
+ * SameSite=Strict, Path=/) and info is the session; on CV_LOGIN_THROTTLED
+ * Retry-After is set. The caller answers: CV_OK unless the store failed. */
+cv_rc cv_login_attempt(cv_exchange_t *ex, cv_login_t *in, cv_login_result *res, cv_session_info_t *info);
 void cv_login_session(cv_exchange_t *ex);
 void cv_login_sessions(cv_exchange_t *ex);
 void cv_logout(cv_exchange_t *ex);

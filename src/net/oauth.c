@@ -54,10 +54,7 @@ static const cv_fhir_t *ctx(cv_exchange_t *ex)
 /* "https://host" from the FHIR base "https://host/fhir". */
 static const char *origin(cv_exchange_t *ex)
 {
-	size_t n = strlen(ex->base_url);
-	if (n >= 5 && strcmp(ex->base_url + n - 5, "/fhir") == 0)
-		n -= 5;
-	return cv_pool_printf(ex->pool, "%.*s", (int)n, ex->base_url);
+	return cv_pool_printf(ex->pool, "%.*s", (int)cv_exchange_origin_len(ex), ex->base_url);
 }
 
 static void send_json(cv_exchange_t *ex, unsigned status, const char *text)
@@ -77,18 +74,6 @@ static void oauth_error(cv_exchange_t *ex, unsigned status, const char *error, c
 	send_json(ex, status, cv_pool_printf(ex->pool, "{\"error\":\"%s\",\"error_description\":\"%s\"}", error,
 					     description));
 	cv_exchange_add_header(ex, "Pragma", "no-cache");
-}
-
-static const char *form_value(const cv_param_t *p, size_t n, const char *name, int *dup)
-{
-	const char *v = NULL;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(p[i].name, name) == 0) {
-			if (v)
-				*dup = 1;
-			v = p[i].value;
-		}
-	return v;
 }
 
 /* The claims an unverified token names: only to find the client whose keys verify it. */
@@ -221,7 +206,7 @@ static int read_form(cv_exchange_t *ex, form_t *f)
 
 static const char *fv(form_t *f, const char *name)
 {
-	return form_value(f->p, f->n, name, &f->dup);
+	return cv_param_unique(f->p, f->n, name, &f->dup);
 }
 
 /* client_id and secret from an HTTP Basic header (RFC 6749 2.3.1), in pool. */
@@ -293,7 +278,7 @@ static cv_rc authenticate_app(cv_exchange_t *ex, form_t *f, cv_client_t *c)
 /* ---------------------------------------------------------------- token responses */
 
 /* The id token: who signed in (sub), for which app (aud), the fhirUser. */
-static const char *id_token(cv_exchange_t *ex, const cv_grant_t *g, const cv_token_info_t *t)
+static const char *id_token(cv_exchange_t *ex, const cv_grant_t *g)
 {
 	cv_idkey_t *key = ctx(ex)->idkey;
 	if (!key || !cv_scope_has(g->scope, CV_SCOPE_OPENID))
@@ -309,9 +294,9 @@ static const char *id_token(cv_exchange_t *ex, const cv_grant_t *g, const cv_tok
 	json_object_object_add(o, "exp", json_object_new_int64(now + ID_TOKEN_LIFE_S));
 	if (g->nonce[0])
 		json_object_object_add(o, "nonce", json_object_new_string(g->nonce));
-	if ((cv_scope_has(g->scope, CV_SCOPE_FHIRUSER) || cv_scope_has(g->scope, CV_SCOPE_PROFILE)) && t->link[0])
-		json_object_object_add(o, "fhirUser",
-				       json_object_new_string(cv_pool_printf(ex->pool, "%s/%s", ex->base_url, t->link)));
+	const char *fhir_user = g->link[0] ? cv_pool_printf(ex->pool, "%s/%s", ex->base_url, g->link) : NULL;
+	if ((cv_scope_has(g->scope, CV_SCOPE_FHIRUSER) || cv_scope_has(g->scope, CV_SCOPE_PROFILE)) && fhir_user)
+		json_object_object_add(o, "fhirUser", json_object_new_string(fhir_user));
 	cv_buf_t out;
 	cv_buf_init(&out, 16u << 10);
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -322,37 +307,28 @@ static const char *id_token(cv_exchange_t *ex, const cv_grant_t *g, const cv_tok
 }
 
 /* Issues the access token (and a new refresh token when offline_access was
- * granted) for a live grant, with scope (within the grant's), and answers. */
-static void grant_tokens(cv_exchange_t *ex, const char *grant, const char *scope)
+ * granted) for a live grant g, with scope (within the grant's; NULL: all of
+ * it), and answers. */
+static void grant_tokens(cv_exchange_t *ex, const cv_grant_t *g, const char *scope)
 {
 	cv_store_t *s = ctx(ex)->store;
 	unsigned life = ctx(ex)->cfg->access_token_life ? ctx(ex)->cfg->access_token_life : CV_ACCESS_TOKEN_LIFE_S;
 	int64_t now = cv_time_now_us();
 	char access[CV_ACCESS_TOKEN_MAX] = "", refresh[CV_ACCESS_TOKEN_MAX] = "";
-	cv_grant_t g;
-	cv_token_info_t t;
-	cv_rc rc = cv_grant_live(s, grant, now, &g);
-	if (rc) {
-		oauth_error(ex, rc == CV_E_UNAUTH ? 400 : 503, rc == CV_E_UNAUTH ? "invalid_grant" : "temporarily_unavailable",
-			    "the authorization is no longer valid");
-		return;
-	}
-	rc = cv_token_issue(s, g.client, scope ? scope : g.scope, g.id, now, life, access);
-	if (!rc && cv_scope_has(g.scope, CV_SCOPE_OFFLINE))
-		rc = cv_refresh_issue(s, g.id, now, refresh);
-	if (!rc)
-		rc = cv_token_check(s, access, now, &t);
+	cv_rc rc = cv_token_issue(s, g->client, scope ? scope : g->scope, g->id, now, life, access);
+	if (!rc && cv_scope_has(g->scope, CV_SCOPE_OFFLINE))
+		rc = cv_refresh_issue(s, g, refresh);
 	json_object *o = rc ? NULL : json_object_new_object();
 	if (o) {
 		json_object_object_add(o, "access_token", json_object_new_string(access));
 		json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
 		json_object_object_add(o, "expires_in", json_object_new_int((int)life));
-		json_object_object_add(o, "scope", json_object_new_string(scope ? scope : g.scope));
-		if (g.patient[0])
-			json_object_object_add(o, "patient", json_object_new_string(g.patient));
+		json_object_object_add(o, "scope", json_object_new_string(scope ? scope : g->scope));
+		if (g->patient[0])
+			json_object_object_add(o, "patient", json_object_new_string(g->patient));
 		if (refresh[0])
 			json_object_object_add(o, "refresh_token", json_object_new_string(refresh));
-		const char *idt = id_token(ex, &g, &t);
+		const char *idt = id_token(ex, g);
 		if (idt)
 			json_object_object_add(o, "id_token", json_object_new_string(idt));
 		send_json(ex, 200, cv_pool_strdup(ex->pool, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)));
@@ -408,14 +384,14 @@ static void authorization_code(cv_exchange_t *ex, form_t *f)
 	cv_client_t c;
 	if (authenticate_app(ex, f, &c))
 		return;
-	char grant[CV_GRANT_ID_LEN + 1];
-	cv_rc rc = cv_code_redeem(ctx(ex)->store, code, c.id, redirect, verifier, cv_time_now_us(), grant);
+	cv_grant_t grant;
+	cv_rc rc = cv_code_redeem(ctx(ex)->store, code, c.id, redirect, verifier, cv_time_now_us(), &grant);
 	if (rc == CV_E_UNAUTH)
 		oauth_error(ex, 400, "invalid_grant", "the code is not valid for this request");
 	else if (rc)
 		oauth_error(ex, 503, "temporarily_unavailable", "try again");
 	else
-		grant_tokens(ex, grant, NULL);
+		grant_tokens(ex, &grant, NULL);
 	cv_client_release(&c);
 }
 
@@ -427,13 +403,11 @@ static void refresh_token(cv_exchange_t *ex, form_t *f)
 	cv_client_t c;
 	if (authenticate_app(ex, f, &c))
 		return;
-	char grant[CV_GRANT_ID_LEN + 1];
 	cv_grant_t g;
 	cv_buf_t narrowed;
 	cv_buf_init(&narrowed, CV_CLIENT_SCOPE_MAX + 1);
-	cv_rc rc = cv_refresh_redeem(ctx(ex)->store, token, c.id, cv_time_now_us(), grant);
-	if (!rc && scope && (rc = cv_grant_live(ctx(ex)->store, grant, cv_time_now_us(), &g)) == CV_OK &&
-	    (cv_scope_intersect(g.scope, scope, &narrowed) || !narrowed.len))
+	cv_rc rc = cv_refresh_redeem(ctx(ex)->store, token, c.id, cv_time_now_us(), &g);
+	if (!rc && scope && (cv_scope_intersect(g.scope, scope, &narrowed) || !narrowed.len))
 		rc = CV_E_INVALID;
 	if (rc == CV_E_UNAUTH)
 		oauth_error(ex, 400, "invalid_grant", "the refresh token is not valid");
@@ -442,7 +416,7 @@ static void refresh_token(cv_exchange_t *ex, form_t *f)
 	else if (rc)
 		oauth_error(ex, 503, "temporarily_unavailable", "try again");
 	else
-		grant_tokens(ex, grant, scope ? narrowed.data : NULL);
+		grant_tokens(ex, &g, scope ? narrowed.data : NULL);
 	cv_buf_release(&narrowed);
 	cv_client_release(&c);
 }
@@ -504,9 +478,9 @@ static json_object *introspection(cv_exchange_t *ex, const cv_token_info_t *t)
 		json_object_object_add(o, "username", json_object_new_string(t->username));
 	if (t->patient[0])
 		json_object_object_add(o, "patient", json_object_new_string(t->patient));
-	if (t->link[0])
-		json_object_object_add(o, "fhirUser", json_object_new_string(cv_pool_printf(ex->pool, "%s/%s",
-											   ex->base_url, t->link)));
+	const char *fhir_user = t->link[0] ? cv_pool_printf(ex->pool, "%s/%s", ex->base_url, t->link) : NULL;
+	if (fhir_user)
+		json_object_object_add(o, "fhirUser", json_object_new_string(fhir_user));
 	return o;
 }
 

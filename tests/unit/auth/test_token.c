@@ -110,37 +110,38 @@ static void code_once_and_bound(void **state)
 {
 	fx_t *f = *state;
 	cv_grant_t g;
-	char code[CV_ACCESS_TOKEN_MAX], got[CV_GRANT_ID_LEN + 1], tok[CV_ACCESS_TOKEN_MAX];
+	char code[CV_ACCESS_TOKEN_MAX], tok[CV_ACCESS_TOKEN_MAX];
+	cv_grant_t got;
 	int64_t now = cv_time_now_us();
 	cv_token_info_t info;
 	make_grant(f, &g);
 	/* wrong verifier, other client, redirect off by one: refused (and the code is spent) */
-	assert_int_equal(cv_code_issue(f->s, g.id, REDIRECT, CHALLENGE, now, code), CV_OK);
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER "x", now, got), CV_E_UNAUTH);
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_code_issue(f->s, &g, REDIRECT, CHALLENGE, now, code), CV_OK);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER "x", now, &got), CV_E_UNAUTH);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, &got), CV_E_UNAUTH);
 	make_grant(f, &g);
-	assert_int_equal(cv_code_issue(f->s, g.id, REDIRECT, CHALLENGE, now, code), CV_OK);
-	assert_int_equal(cv_code_redeem(f->s, code, f->other.id, REDIRECT, VERIFIER, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_code_issue(f->s, &g, REDIRECT, CHALLENGE, now, code), CV_OK);
+	assert_int_equal(cv_code_redeem(f->s, code, f->other.id, REDIRECT, VERIFIER, now, &got), CV_E_UNAUTH);
 	make_grant(f, &g);
-	assert_int_equal(cv_code_issue(f->s, g.id, REDIRECT, CHALLENGE, now, code), CV_OK);
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT "/", VERIFIER, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_code_issue(f->s, &g, REDIRECT, CHALLENGE, now, code), CV_OK);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT "/", VERIFIER, now, &got), CV_E_UNAUTH);
 	/* expired */
 	make_grant(f, &g);
-	assert_int_equal(cv_code_issue(f->s, g.id, REDIRECT, CHALLENGE, now, code), CV_OK);
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now + (CV_CODE_LIFE_S + 1) * US, got),
+	assert_int_equal(cv_code_issue(f->s, &g, REDIRECT, CHALLENGE, now, code), CV_OK);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now + (CV_CODE_LIFE_S + 1) * US, &got),
 			 CV_E_UNAUTH);
 	/* the right one works once; a second use revokes the token issued from it */
 	make_grant(f, &g);
-	assert_int_equal(cv_code_issue(f->s, g.id, REDIRECT, CHALLENGE, now, code), CV_OK);
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, got), CV_OK);
-	assert_string_equal(got, g.id);
+	assert_int_equal(cv_code_issue(f->s, &g, REDIRECT, CHALLENGE, now, code), CV_OK);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, &got), CV_OK);
+	assert_string_equal(got.id, g.id);
 	assert_int_equal(cv_token_issue(f->s, f->app.id, g.scope, g.id, now, 300, tok), CV_OK);
 	assert_int_equal(cv_token_check(f->s, tok, now, &info), CV_OK);
 	assert_string_equal(info.user, f->user.id);
 	assert_string_equal(info.role, "patient");
 	assert_string_equal(info.link, "Patient/p1");
 	assert_string_equal(info.patient, "p1");
-	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_code_redeem(f->s, code, f->app.id, REDIRECT, VERIFIER, now, &got), CV_E_UNAUTH);
 	assert_int_equal(cv_token_check(f->s, tok, now, &info), CV_E_UNAUTH);
 }
 
@@ -148,39 +149,41 @@ static void refresh_rotation_and_reuse(void **state)
 {
 	fx_t *f = *state;
 	cv_grant_t g;
-	char r1[CV_ACCESS_TOKEN_MAX], r2[CV_ACCESS_TOKEN_MAX], got[CV_GRANT_ID_LEN + 1], tok[CV_ACCESS_TOKEN_MAX];
+	char r1[CV_ACCESS_TOKEN_MAX], r2[CV_ACCESS_TOKEN_MAX], tok[CV_ACCESS_TOKEN_MAX];
+	cv_grant_t got;
 	int64_t now = cv_time_now_us();
 	cv_token_info_t info;
 	make_grant(f, &g);
-	assert_int_equal(cv_refresh_issue(f->s, g.id, now, r1), CV_OK);
-	assert_int_equal(cv_refresh_redeem(f->s, r1, f->other.id, now, got), CV_E_UNAUTH); /* not its token */
+	assert_int_equal(cv_refresh_issue(f->s, &g, r1), CV_OK);
+	assert_int_equal(cv_refresh_redeem(f->s, r1, f->other.id, now, &got), CV_E_UNAUTH); /* not its token */
 	make_grant(f, &g);
-	assert_int_equal(cv_refresh_issue(f->s, g.id, now, r1), CV_OK);
-	assert_int_equal(cv_refresh_redeem(f->s, r1, f->app.id, now, got), CV_OK);
-	assert_int_equal(cv_refresh_issue(f->s, got, now, r2), CV_OK);
-	assert_int_equal(cv_token_issue(f->s, f->app.id, g.scope, got, now, 300, tok), CV_OK);
+	assert_int_equal(cv_refresh_issue(f->s, &g, r1), CV_OK);
+	assert_int_equal(cv_refresh_redeem(f->s, r1, f->app.id, now, &got), CV_OK);
+	assert_int_equal(cv_refresh_issue(f->s, &got, r2), CV_OK);
+	assert_int_equal(cv_token_issue(f->s, f->app.id, g.scope, got.id, now, 300, tok), CV_OK);
 	assert_int_equal(cv_token_check(f->s, tok, now, &info), CV_OK);
 	/* the old one comes back: the family ends, the newest tokens with it */
-	assert_int_equal(cv_refresh_redeem(f->s, r1, f->app.id, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_refresh_redeem(f->s, r1, f->app.id, now, &got), CV_E_UNAUTH);
 	assert_int_equal(cv_token_check(f->s, tok, now, &info), CV_E_UNAUTH);
-	assert_int_equal(cv_refresh_redeem(f->s, r2, f->app.id, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_refresh_redeem(f->s, r2, f->app.id, now, &got), CV_E_UNAUTH);
 }
 
 static void account_and_client_state(void **state)
 {
 	fx_t *f = *state;
 	cv_grant_t g;
-	char tok[CV_ACCESS_TOKEN_MAX], r[CV_ACCESS_TOKEN_MAX], got[CV_GRANT_ID_LEN + 1];
+	char tok[CV_ACCESS_TOKEN_MAX], r[CV_ACCESS_TOKEN_MAX];
+	cv_grant_t got;
 	int64_t now = cv_time_now_us();
 	cv_token_info_t info;
 	make_grant(f, &g);
 	assert_int_equal(cv_token_issue(f->s, f->app.id, g.scope, g.id, now, 300, tok), CV_OK);
 	assert_int_equal(cv_token_check(f->s, tok, now + 301 * US, &info), CV_E_UNAUTH); /* expired */
 	/* logout everywhere moves the epoch: the token and the refresh token stop */
-	assert_int_equal(cv_refresh_issue(f->s, g.id, now, r), CV_OK);
+	assert_int_equal(cv_refresh_issue(f->s, &g, r), CV_OK);
 	assert_int_equal(cv_users_apply(f->s, f->user.id, true, CV_USERS_REVOKE_SESSIONS, NULL, NULL), CV_OK);
 	assert_int_equal(cv_token_check(f->s, tok, now, &info), CV_E_UNAUTH);
-	assert_int_equal(cv_refresh_redeem(f->s, r, f->app.id, now, got), CV_E_UNAUTH);
+	assert_int_equal(cv_refresh_redeem(f->s, r, f->app.id, now, &got), CV_E_UNAUTH);
 	/* a new grant at the new epoch; then the client is disabled */
 	cv_account_t a;
 	assert_int_equal(cv_account_get(f->s, f->user.id, &a), CV_OK);
@@ -216,7 +219,7 @@ static void revocation(void **state)
 	/* revoking a refresh token ends its family */
 	make_grant(f, &g);
 	assert_int_equal(cv_token_issue(f->s, f->app.id, g.scope, g.id, now, 300, tok2), CV_OK);
-	assert_int_equal(cv_refresh_issue(f->s, g.id, now, r), CV_OK);
+	assert_int_equal(cv_refresh_issue(f->s, &g, r), CV_OK);
 	assert_int_equal(cv_token_revoke(f->s, f->app.id, r), CV_OK);
 	assert_int_equal(cv_token_check(f->s, tok2, now, &info), CV_E_UNAUTH);
 	/* a backend token (no grant) is just the client's */
