@@ -46,6 +46,8 @@ static const opt_t options[] = {
 	{ "session-idle", OPT_UINT, F(session_idle), 86400, "900", "seconds a portal session may stay unused" },
 	{ "session-absolute", OPT_UINT, F(session_absolute), 604800, "43200", "seconds a portal session lasts at most" },
 	{ "access-token-life", OPT_UINT, F(access_token_life), 3600, "300", "seconds an OAuth access token lasts (1 to 3600)" },
+	{ "break-glass-minutes", OPT_UINT, F(break_glass_minutes), 1440, "60",
+	  "minutes a break-glass declaration lasts (1 to 1440)" },
 	{ "log-level", OPT_LEVEL, F(log_level), 0, "info", "debug, info, warn or error" },
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
 	{ "outbound-ca-file", OPT_PATH, F(outbound_ca_file), 0, "(system CAs)",
@@ -73,6 +75,7 @@ void cv_config_defaults(cv_config_t *cfg)
 	cfg->session_idle = 900;
 	cfg->session_absolute = 43200;
 	cfg->access_token_life = 300;
+	cfg->break_glass_minutes = 60;
 	cfg->log_level = CV_LOG_INFO;
 	cfg->access_log = 1;
 }

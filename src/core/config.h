@@ -41,6 +41,7 @@ typedef struct cv_config {
 	unsigned session_idle;        /* seconds a portal session may stay unused, 900 */
 	unsigned session_absolute;    /* seconds a portal session lasts at most, 43200 */
 	unsigned access_token_life;   /* seconds an OAuth access token lasts, 300 */
+	unsigned break_glass_minutes; /* minutes a break-glass declaration lasts, 60 */
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 	char outbound_ca_file[CV_PATH_MAX]; /* CAs (PEM) for outbound https (JWKS URLs); "" = system bundle */

@@ -68,6 +68,9 @@ struct cv_exchange {
 	const char *peer;         /* the client's address ("203.0.113.7"), for throttling */
 	cv_pool_t *pool;          /* the request's memory */
 	void *app;                /* the server context handlers need (fhir/'s cv_fhir_t) */
+	void *access;             /* policy/'s rules for this principal, made on first use (fhir/) */
+	bool access_made;         /* `access` was made (NULL then means unrestricted) */
+	const char *decision;     /* why the last access decision went as it did (for the access log), or NULL */
 	/* response */
 	unsigned status;          /* HTTP status; 0 until set */
 	const char *content_type; /* of the body */

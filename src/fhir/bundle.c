@@ -53,6 +53,7 @@ typedef struct tentry {
 	int64_t cur;                /* the current version before it */
 	cv_store_write_t w;
 	bool claimed;               /* a conditional create: `claim` goes with the write */
+	bool creating;              /* PUT: a conditional update that matched nothing creates */
 	cv_store_write_t claim;     /* serialises creates with the same ifNoneExist */
 	cv_store_write_t group;     /* batch: the claim and the write together */
 	cv_store_write_t *pair[2];
@@ -81,6 +82,7 @@ typedef struct txn {
 	size_t waiting;             /* batch: writes not yet done */
 	tentry_t *failed;           /* transaction: the entry that failed */
 	cv_store_write_t *extra;    /* committed with a transaction's writes (import progress), or NULL */
+	cv_access_t *acc;           /* what the caller may see and change (NULL: everything) */
 } txn_t;
 
 static cv_fhir_t *ctx(cv_exchange_t *ex)
@@ -95,6 +97,8 @@ static const char *status_text(unsigned s)
 	case 201: return "201 Created";
 	case 204: return "204 No Content";
 	case 400: return "400 Bad Request";
+	case 401: return "401 Unauthorized";
+	case 403: return "403 Forbidden";
 	case 404: return "404 Not Found";
 	case 405: return "405 Method Not Allowed";
 	case 409: return "409 Conflict";
@@ -237,7 +241,7 @@ static int conditional(txn_t *t, tentry_t *e, const char *query, const char **id
 {
 	const char *ids[2];
 	size_t n = 0;
-	cv_rc rc = cv_fhir_search_ids(t->f, t->ex->pool, e->type, query, t->ex->base_url, ids, 1, &n, &e->oo);
+	cv_rc rc = cv_fhir_search_ids(t->f, t->acc, t->ex->pool, e->type, query, t->ex->base_url, ids, 1, &n, &e->oo);
 	if (rc == CV_E_INVALID)
 		return fail(e, 400, "invalid", "the conditional search is not valid"), -1;
 	if (rc)
@@ -319,7 +323,9 @@ static int resolve_post(txn_t *t, tentry_t *e)
 	e->status = 201;
 	if (e->if_none_exist) {
 		char name[64];
-		const char *text = cv_pool_printf(t->ex->pool, "%s?%s", e->type, e->if_none_exist);
+		const char *text = t->acc ? cv_pool_printf(t->ex->pool, "%s?%s#%s", e->type, e->if_none_exist,
+							   t->ex->principal.id ? t->ex->principal.id : "")
+					  : cv_pool_printf(t->ex->pool, "%s?%s", e->type, e->if_none_exist);
 		if (!text)
 			return fail(e, 500, "exception", "out of memory");
 		cv_store_claim_name(t->f->store, text, name);
@@ -343,7 +349,11 @@ static int resolve_put(txn_t *t, tentry_t *e)
 			return fail(e, 412, "multiple-matches", "the conditional update matches more than one resource");
 		if (n == 1 && body_id && strcmp(body_id, id) != 0)
 			return fail(e, 400, "invalid", "the resource's id differs from the resource the condition found");
-		e->id = n == 1 ? id : body_id && cv_fhir_valid_id(body_id) ? body_id : new_id(t);
+		/* a person's conditional update creates at a new id: the body's could be one they cannot see */
+		e->id = n == 1 ? id : body_id && cv_fhir_valid_id(body_id) && !t->acc ? body_id : new_id(t);
+		e->creating = n == 0;
+		if (n == 0 && t->acc && body_id)
+			json_object_object_del(e->res, "id");
 	}
 	if (!e->id || !current(t, e))
 		return 0;
@@ -432,9 +442,71 @@ static int rewrite(txn_t *t, tentry_t *e, json_object *o, int depth)
 	return 1;
 }
 
+/* The stored current version of the entry's target, parsed (NULL: none or failure). */
+static json_object *current_body(txn_t *t, tentry_t *e)
+{
+	cv_store_version_t v;
+	json_object *obj = NULL;
+	const char *err;
+	cv_json_limits_t lim;
+	cv_json_limits_default(&lim);
+	lim.max_depth = 256;
+	if (cv_store_read(t->f->store, e->type, e->id, 0, t->ex->pool, &v) || v.deleted ||
+	    cv_json_parse((const char *)v.body, v.body_len, &lim, t->ex->pool, &obj, &err) ||
+	    cv_json_pool_own(t->ex->pool, obj))
+		return NULL;
+	return obj;
+}
+
+/* The access checks of a write entry (after its references are resolved):
+ * 1 go on; 0 refused (the entry failed); -1 a delete of what the caller
+ * cannot see, answered as a delete of nothing (204, no write). */
+static int permitted(txn_t *t, tentry_t *e)
+{
+	if (e->method != T_DELETE && !rewrite(t, e, e->res, 0))
+		return 0;
+	if (!t->acc)
+		return cv_access_immutable(e->type) && (e->method == T_DELETE || e->cur > 0)
+			       ? fail(e, 403, "forbidden", "the audit trail is never changed") : 1;
+	json_object *before = e->cur > 0 ? current_body(t, e) : NULL;
+	cv_verdict verdict = CV_ACCESS_HIDDEN;
+	cv_rc rc = CV_OK;
+	if (e->cur > 0 && !before)
+		return fail(e, 500, "exception", "the store could not be read");
+	if (before || e->method == T_POST || e->creating)
+		rc = cv_access_write(t->acc, e->method == T_DELETE ? CV_ACT_FHIR_DELETE : before ? CV_ACT_FHIR_UPDATE
+				     : CV_ACT_FHIR_CREATE, e->type, before, e->method == T_DELETE ? NULL : e->res,
+				     &verdict, &t->ex->decision);
+	if (rc)
+		return fail(e, cv_fhir_status(rc), "exception", "the access rules could not be read");
+	if (verdict == CV_ACCESS_HIDDEN && e->method == T_DELETE) {
+		e->write = false;
+		e->status = 204;
+		return -1;
+	}
+	if (verdict == CV_ACCESS_HIDDEN)
+		return fail(e, 404, "not-found", "no resource of this type has this id");
+	if (verdict == CV_ACCESS_FORBIDDEN)
+		return fail(e, 403, "forbidden", "not permitted");
+	return 1;
+}
+
+/* The route-level rule for an entry: may the caller ever do this on this type? */
+static int entry_allowed(txn_t *t, tentry_t *e, const char *type, const char *id)
+{
+	cv_action act = e->method == T_DELETE ? CV_ACT_FHIR_DELETE : e->method == T_POST ? CV_ACT_FHIR_CREATE
+			: e->method == T_PUT ? CV_ACT_FHIR_UPDATE : id ? CV_ACT_FHIR_READ : CV_ACT_FHIR_SEARCH;
+	if (cv_policy_decide(t->f->policy, &t->ex->principal, act, type, id, NULL) != CV_OK)
+		return fail(e, 403, "forbidden", "not permitted");
+	return 1;
+}
+
 /* Stamps, validates and indexes the resource of a POST/PUT entry. */
 static int prepare(txn_t *t, tentry_t *e)
 {
+	int allowed = permitted(t, e);
+	if (allowed <= 0)
+		return allowed == 0 ? 0 : 1;
 	cv_buf_init(&e->body, t->f->cfg->max_body + 4096);
 	e->version = e->cur > 0 ? e->cur + 1 : (e->cur < 0 ? -e->cur + 1 : 1);
 	e->w = (cv_store_write_t){ .op = CV_STORE_PUT_VERSION, .type = e->type, .id = e->id,
@@ -443,8 +515,6 @@ static int prepare(txn_t *t, tentry_t *e)
 		e->w.deleted = true;
 		cv_buf_printf(&e->body, "{\"resourceType\":\"%s\",\"id\":\"%s\"}", e->type, e->id);
 	} else {
-		if (!rewrite(t, e, e->res, 0))
-			return 0;
 		cv_outcome_t oo;
 		cv_outcome_init(&oo, t->ex->pool, 50);
 		if (cv_fhir_stamp(e->res, e->id, e->version, t->now))
@@ -529,8 +599,14 @@ static void get_read(txn_t *t, tentry_t *e, const char *url)
 		}
 	}
 	cv_store_version_t v;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
+	json_object *obj = NULL;
 	cv_rc rc = cv_model_is_resource(t->f->model, type) && cv_fhir_valid_id(id)
 			   ? cv_store_read(t->f->store, type, id, vid, t->ex->pool, &v) : CV_E_NOTFOUND;
+	if (!rc)
+		rc = cv_fhir_visible(t->ex, t->acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
+	if (!rc && verdict != CV_ACCESS_PERMIT)
+		rc = CV_E_NOTFOUND;
 	if (!rc && v.deleted && !vid)
 		rc = CV_E_GONE;
 	if (rc) {
@@ -540,14 +616,33 @@ static void get_read(txn_t *t, tentry_t *e, const char *url)
 	}
 	e->status = 200;
 	e->version = v.version;
-	cv_buf_init(&e->got, v.body_len + 1);
-	if (cv_buf_append(&e->got, v.body, v.body_len) ||
+	cv_buf_init(&e->got, v.body_len + 4096);
+	if ((obj && cv_access_view(t->acc, type, obj) ? cv_json_write(obj, &e->got)
+						      : cv_buf_append(&e->got, v.body, v.body_len)) ||
 	    cv_pool_defer(t->ex->pool, (void (*)(void *))cv_buf_release, &e->got))
 		e->status = 500;
 }
 
+/* The route-level rule for a GET entry. */
+static int get_allowed(txn_t *t, tentry_t *e)
+{
+	const char *q = strchr(e->get, '?'), *slash = strchr(e->get, '/');
+	size_t tl = q && (!slash || q < slash) ? (size_t)(q - e->get) : slash ? (size_t)(slash - e->get) : strlen(e->get);
+	char *type = cv_pool_strndup(t->ex->pool, e->get, tl);
+	cv_action act = q && (!slash || q < slash) ? CV_ACT_FHIR_SEARCH
+			: strstr(e->get, "/_history/") ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ;
+	if (!type)
+		return fail(e, 500, "exception", "out of memory");
+	if (cv_policy_decide(t->f->policy, &t->ex->principal, act, type, act == CV_ACT_FHIR_SEARCH ? NULL : "",
+			     NULL) != CV_OK)
+		return fail(e, 403, "forbidden", "not permitted");
+	return 1;
+}
+
 static void run_get(txn_t *t, tentry_t *e)
 {
+	if (!get_allowed(t, e))
+		return;
 	const char *q = strchr(e->get, '?');
 	if (q)
 		get_search(t, e, e->get, q);
@@ -737,6 +832,8 @@ static void submit(txn_t *t)
 
 static int resolve(txn_t *t, tentry_t *e)
 {
+	if (e->method != T_GET && e->method != T_BAD && !entry_allowed(t, e, e->type, e->method == T_POST ? NULL : e->id))
+		return 0;
 	switch (e->method) {
 	case T_DELETE: return resolve_delete(t, e);
 	case T_POST: return resolve_post(t, e);
@@ -779,6 +876,8 @@ static const tentry_t *written(const txn_t *t, const char *type, size_t tl, cons
 static int precheck_get(txn_t *t, tentry_t *e)
 {
 	const char *q = strchr(e->get, '?'), *slash = strchr(e->get, '/');
+	if (!get_allowed(t, e))
+		return 0;
 	if (q) {
 		cv_search_plan_t *plan = cv_pool_alloc(t->ex->pool, sizeof *plan);
 		cv_param_t *params = cv_pool_alloc(t->ex->pool, CV_EX_MAX_PARAMS * sizeof *params);
@@ -808,8 +907,13 @@ static int precheck_get(txn_t *t, tentry_t *e)
 	memcpy(id, slash + 1, il);
 	id[il] = '\0';
 	cv_store_version_t v;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
 	cv_rc rc = cv_model_is_resource(t->f->model, type) && cv_fhir_valid_id(id)
 			   ? cv_store_read(t->f->store, type, id, 0, t->ex->pool, &v) : CV_E_NOTFOUND;
+	if (!rc)
+		rc = cv_fhir_visible(t->ex, t->acc, CV_ACT_FHIR_READ, id, &v, NULL, &verdict);
+	if (!rc && verdict != CV_ACCESS_PERMIT)
+		rc = CV_E_NOTFOUND;
 	if (rc == CV_E_NOTFOUND || (!rc && v.deleted && !hist))
 		return fail(e, rc ? 404 : 410, rc ? "not-found" : "deleted", rc ? "no such resource" : "the resource "
 			    "was deleted");
@@ -899,6 +1003,8 @@ static void bundle(cv_exchange_t *ex, cv_store_write_t *extra)
 	if (extra && t->batch)
 		return cv_fhir_error(ex, 400, "invalid", "import takes transaction Bundles");
 	t->extra = extra;
+	if (!cv_fhir_access(ex, &t->acc))
+		return;
 	if (!process(t))
 		return refuse(t, t->failed);
 	submit(t);

@@ -102,11 +102,17 @@ cv_rc cv_fhir_init(cv_fhir_t *f, cv_store_t *s, const cv_model_t *m, const cv_co
 		return rc;
 	}
 	f->capability = cv_buf_take(&b, &f->capability_len);
-	return CV_OK;
+	unsigned minutes = cfg->break_glass_minutes ? cfg->break_glass_minutes : 1;
+	rc = cv_policy_new(s, m, f->search, (int64_t)minutes * 60 * 1000000, &f->policy);
+	if (rc)
+		cv_fhir_release(f);
+	return rc;
 }
 
 void cv_fhir_release(cv_fhir_t *f)
 {
+	cv_policy_free(f->policy);
+	f->policy = NULL;
 	free(f->capability);
 	f->capability = NULL;
 	cv_sp_registry_free(f->search);

@@ -16,6 +16,7 @@
 #include "model/json.h"
 #include "model/model.h"
 #include "model/searchparam.h"
+#include "policy/policy.h"
 #include "store/store.h"
 
 typedef struct cv_fhir {
@@ -26,6 +27,7 @@ typedef struct cv_fhir {
 	cv_json_limits_t limits;    /* bounds on request JSON */
 	char *capability;           /* the CapabilityStatement JSON, built once */
 	struct cv_idkey *idkey;     /* the OpenID Connect id-token signing key (the server loads it) */
+	cv_policy_t *policy;        /* the resource-level access decisions */
 	size_t capability_len;
 } cv_fhir_t;
 
@@ -46,7 +48,8 @@ void cv_fhir_history_instance(cv_exchange_t *ex);
 void cv_fhir_history_type(cv_exchange_t *ex);
 void cv_fhir_history_system(cv_exchange_t *ex);
 void cv_fhir_search_type(cv_exchange_t *ex);
-void cv_fhir_everything(cv_exchange_t *ex);   /* GET /fhir/Patient/{id}/$everything */  /* GET /fhir/{type}, POST /fhir/{type}/_search */
+void cv_fhir_everything(cv_exchange_t *ex);
+void cv_fhir_break_glass(cv_exchange_t *ex);  /* POST /fhir/Patient/{id}/$break-glass */   /* GET /fhir/Patient/{id}/$everything */  /* GET /fhir/{type}, POST /fhir/{type}/_search */
 
 /* Brings the search index up to date: when the store's index was built by
  * another version of the extraction rules (or never, after an upgrade or a
@@ -73,15 +76,26 @@ int cv_fhir_valid_id(const char *id);
 cv_rc cv_fhir_stamp(json_object *obj, const char *id, int64_t version, int64_t us);
 
 /* Runs the search `query` (URL query syntax: "identifier=a%7Cb&active=true")
- * on `type` and puts the logical ids of up to max matches in ids; *n gets how
+ * on `type` (as acc may see it; NULL: everything) and puts the logical ids of up to max matches in ids; *n gets how
  * many were found, max + 1 meaning "more than max". CV_E_INVALID with issues
  * in oo for a bad query. */
-cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
-			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
+cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_access_t *acc, cv_pool_t *pool, const char *type, const char *query,
+			 const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
 
 /* The same, from decoded parameters. */
-cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type, const cv_param_t *params,
-				size_t np, const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo);
+cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_access_t *acc, cv_pool_t *pool, const char *type,
+				const cv_param_t *params, size_t np, const char *base_url, const char **ids, size_t max,
+				size_t *n, cv_outcome_t *oo);
+
+/* The access rules for this request's principal (NULL: unrestricted); answers
+ * the exchange itself (503) and returns 0 when they cannot be read. */
+int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out);
+
+/* Decides whether acc may see version v of type/id (v->type) for act:
+ * parses it (into *obj, in the exchange's pool, when obj is not NULL and v
+ * is not a tombstone); a tombstone is visible when the version before it was. */
+cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const char *id,
+		      const cv_store_version_t *v, json_object **obj, cv_verdict *out);
 
 /* Conditional update and delete: PUT / DELETE /fhir/{type}?criteria. */
 void cv_fhir_update_conditional(cv_exchange_t *ex);

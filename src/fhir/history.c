@@ -21,7 +21,10 @@ typedef struct hist {
 	cv_exchange_t *ex;
 	cv_buf_t *out;
 	unsigned n;         /* entries written */
-	int64_t last_seq;   /* seq of the last entry: the next page's cursor */
+	unsigned seen;      /* versions read (shown or not) */
+	int64_t last_seq;   /* seq of the last version read: the next page's cursor */
+	cv_access_t *acc;   /* what the caller may see */
+	const char *id;     /* instance history: the id */
 } hist_t;
 
 /* The logical id in a stored body. */
@@ -47,6 +50,14 @@ static cv_rc entry(void *arg, const cv_store_version_t *v)
 	const char *id = body_id(h->ex, v);
 	if (!id)
 		return CV_E_INTERNAL;
+	h->seen++;
+	h->last_seq = v->seq;
+	if (h->acc && !v->deleted) {
+		cv_verdict verdict;
+		cv_rc rc = cv_fhir_visible(h->ex, h->acc, CV_ACT_FHIR_HISTORY, id, v, NULL, &verdict);
+		if (rc || verdict != CV_ACCESS_PERMIT)
+			return rc; /* a version the caller may not see (it was another patient's) */
+	}
 	cv_time_format_instant(v->updated_us, when, sizeof when);
 	const char *method = v->deleted ? "DELETE" : v->version == 1 ? "POST" : "PUT";
 	const char *status = v->deleted ? "204" : v->version == 1 ? "201" : "200";
@@ -65,7 +76,6 @@ static cv_rc entry(void *arg, const cv_store_version_t *v)
 					   "\"lastModified\":\"%s\"}}",
 				   method, v->type, id, status, (long long)v->version, when);
 	h->n++;
-	h->last_seq = v->seq;
 	return rc;
 }
 
@@ -138,6 +148,29 @@ static int history_params(cv_exchange_t *ex, cv_store_history_query_t *q, const 
 	return 1;
 }
 
+/* An instance's history is visible when its latest version is (a
+ * tombstone: the version before it); answers 404 itself when not. */
+static int instance_visible(cv_exchange_t *ex, cv_access_t *acc, const char *type, const char *id)
+{
+	cv_fhir_t *f = ex->app;
+	cv_store_version_t v;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
+	if (!acc || !id)
+		return 1;
+	cv_rc rc = cv_store_read(f->store, type, id, 0, ex->pool, &v);
+	if (!rc)
+		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_HISTORY, id, &v, NULL, &verdict);
+	if (rc == CV_E_NOTFOUND || (!rc && verdict != CV_ACCESS_PERMIT)) {
+		cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
+		return 0;
+	}
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, NULL);
+		return 0;
+	}
+	return 1;
+}
+
 static void history(cv_exchange_t *ex, const char *type, const char *id)
 {
 	cv_fhir_t *f = ex->app;
@@ -145,9 +178,12 @@ static void history(cv_exchange_t *ex, const char *type, const char *id)
 	const char *since;
 	if (!history_params(ex, &q, &since))
 		return;
+	cv_access_t *acc;
+	if (!cv_fhir_access(ex, &acc) || !instance_visible(ex, acc, type, id))
+		return;
 	cv_buf_t *b = &ex->resp;
 	cv_buf_reset(b);
-	hist_t h = { .ex = ex, .out = b };
+	hist_t h = { .ex = ex, .out = b, .acc = acc, .id = id };
 	cv_rc rc = cv_buf_puts(b, "{\"resourceType\":\"Bundle\",\"type\":\"history\",\"entry\":[");
 	if (!rc && q.limit)
 		rc = cv_store_history(f->store, &q, ex->pool, entry, &h);
@@ -155,7 +191,7 @@ static void history(cv_exchange_t *ex, const char *type, const char *id)
 		rc = cv_buf_puts(b, "],\"link\":[");
 	if (!rc)
 		rc = link(b, ex, "self", q.limit, since, q.before_seq);
-	if (!rc && q.limit && h.n == q.limit) {
+	if (!rc && q.limit && h.seen == q.limit) {
 		rc = cv_buf_puts(b, ",");
 		if (!rc)
 			rc = link(b, ex, "next", q.limit, since, h.last_seq);

@@ -31,6 +31,62 @@ static cv_fhir_t *ctx(cv_exchange_t *ex)
 
 /* ---- request checks ---------------------------------------------------- */
 
+int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out)
+{
+	if (!ex->access_made) {
+		cv_access_t *a = NULL;
+		cv_rc rc = cv_access_new(ctx(ex)->policy, &ex->principal, ex->pool, &a);
+		if (rc) {
+			cv_exchange_add_header(ex, "Retry-After", "1");
+			cv_fhir_fail(ex, rc, NULL, "the access rules could not be read; retry later");
+			return 0;
+		}
+		ex->access = a;
+		ex->access_made = true;
+	}
+	*out = ex->access;
+	return 1;
+}
+
+/* Parses a stored body (in the exchange's pool). */
+static json_object *stored(cv_exchange_t *ex, const cv_store_version_t *v)
+{
+	json_object *obj = NULL;
+	const char *err;
+	cv_json_limits_t lim;
+	cv_json_limits_default(&lim);
+	lim.max_depth = 256;
+	if (cv_json_parse((const char *)v->body, v->body_len, &lim, ex->pool, &obj, &err) ||
+	    cv_json_pool_own(ex->pool, obj))
+		return NULL;
+	return obj;
+}
+
+cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const char *id,
+		      const cv_store_version_t *v, json_object **obj, cv_verdict *out)
+{
+	cv_store_version_t prev;
+	*out = CV_ACCESS_PERMIT;
+	if (obj)
+		*obj = NULL;
+	if (!acc)
+		return CV_OK;
+	if (v->deleted) {
+		/* a tombstone shows what its resource showed before it went */
+		*out = CV_ACCESS_HIDDEN;
+		if (v->version <= 1)
+			return CV_OK;
+		cv_rc rc = cv_store_read(ctx(ex)->store, v->type, id, v->version - 1, ex->pool, &prev);
+		return rc == CV_E_NOTFOUND ? CV_OK : rc ? rc : cv_fhir_visible(ex, acc, CV_ACT_FHIR_READ, id, &prev, NULL, out);
+	}
+	json_object *o = stored(ex, v);
+	if (!o)
+		return CV_E_NOMEM;
+	if (obj)
+		*obj = o;
+	return cv_access_check(acc, act, v->type, o, out, &ex->decision);
+}
+
 int cv_fhir_valid_id(const char *id)
 {
 	size_t n = 0;
@@ -193,12 +249,33 @@ static void answer_resource(cv_exchange_t *ex, unsigned status, const cv_store_v
 static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 {
 	cv_store_version_t v;
-	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], id ? id : ex->args[1], vid, ex->pool, &v);
-	if (rc == CV_E_NOTFOUND)
+	cv_access_t *acc;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
+	json_object *obj = NULL;
+	if (!id)
+		id = ex->args[1];
+	if (!cv_fhir_access(ex, &acc))
+		return;
+	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], id, vid, ex->pool, &v);
+	if (!rc)
+		rc = cv_fhir_visible(ex, acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
+	if (rc == CV_E_NOTFOUND || (!rc && verdict != CV_ACCESS_PERMIT))
 		return cv_fhir_error(ex, 404, "not-found", vid ? "no such version of this resource"
 							 : "no resource of this type has this id");
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (obj && cv_access_view(acc, v.type, obj)) {
+		cv_buf_t *b = cv_pool_alloc(ex->pool, sizeof *b);
+		if (!b)
+			return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		cv_buf_init(b, 16u << 20);
+		if ((rc = cv_json_write(obj, b)) || cv_pool_defer(ex->pool, (void (*)(void *))cv_buf_release, b)) {
+			cv_buf_release(b);
+			return cv_fhir_fail(ex, rc ? rc : CV_E_NOMEM, NULL, NULL);
+		}
+		v.body = (const uint8_t *)b->data;
+		v.body_len = b->len;
+	}
 	if (v.deleted) {
 		version_headers(ex, v.version, v.updated_us);
 		return cv_fhir_error(ex, 410, "deleted", vid ? "this version records the resource's deletion"
@@ -234,6 +311,7 @@ typedef struct wctx {
 	int64_t if_match;      /* the version If-Match named, or 0 */
 	int attempts;          /* writes tried (conflicts are retried) */
 	int created;           /* answered 201 */
+	int creating;          /* a create (POST, or a conditional update that matched nothing) */
 	const char *ine;       /* If-None-Exist criteria of a conditional create, or NULL */
 	cv_store_write_t claim; /* conditional create: serialises creates with the same criteria */
 	cv_store_write_t group; /* the claim and the write together */
@@ -267,6 +345,46 @@ cv_rc cv_fhir_stamp(json_object *obj, const char *id, int64_t version, int64_t u
 
 static void finish_write(cv_exchange_t *ex);
 
+/* The access checks of a write against the current version (cur.version 0:
+ * none) and the new content; answers 404 or 403 itself and returns 0 when
+ * the write may not go on. People cannot update-as-create: a PUT to an id
+ * they cannot see answers 404 whether or not it exists. */
+static int write_permitted(wctx_t *c, const cv_store_version_t *cur)
+{
+	cv_exchange_t *ex = c->ex;
+	cv_access_t *acc;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
+	json_object *before = NULL;
+	if (!cv_fhir_access(ex, &acc))
+		return 0;
+	bool exists = cur->version && !cur->deleted;
+	cv_rc rc = CV_OK;
+	if (!acc && exists && cv_access_immutable(c->type)) {
+		cv_fhir_error(ex, 403, "forbidden", "the audit trail is never changed");
+		return 0;
+	}
+	if (acc && exists && !(before = stored(ex, cur)))
+		rc = CV_E_NOMEM;
+	if (!rc && acc && !exists && !c->creating && (c->w.deleted || strcmp(ex->method, "PUT") == 0))
+		verdict = CV_ACCESS_HIDDEN;
+	else if (!rc)
+		rc = cv_access_write(acc, c->w.deleted ? CV_ACT_FHIR_DELETE : exists ? CV_ACT_FHIR_UPDATE : CV_ACT_FHIR_CREATE,
+				     c->type, before, c->w.deleted ? NULL : c->obj, &verdict, &ex->decision);
+	if (rc) {
+		cv_fhir_fail(ex, rc, NULL, NULL);
+		return 0;
+	}
+	if (verdict == CV_ACCESS_HIDDEN) {
+		cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
+		return 0;
+	}
+	if (verdict == CV_ACCESS_FORBIDDEN) {
+		cv_fhir_error(ex, 403, "forbidden", "not permitted");
+		return 0;
+	}
+	return 1;
+}
+
 /* Reads the current version, checks If-Match, stamps, serialises into
  * ex->resp and submits. Answers the exchange itself on failure. */
 static void submit_write(wctx_t *c)
@@ -280,6 +398,8 @@ static void submit_write(wctx_t *c)
 		rc = CV_OK;
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (!write_permitted(c, &cur))
+		return;
 	if (c->if_match && c->if_match != cur.version)
 		return cv_fhir_error(ex, 412, "conflict", "If-Match names version %lld but the current version "
 				     "is %lld: read the resource again and reapply the change",
@@ -314,7 +434,10 @@ static void submit_write(wctx_t *c)
 	cv_store_write_t *w = &c->w;
 	if (c->ine) {
 		char name[64];
-		cv_store_claim_name(ctx(ex)->store, cv_pool_printf(ex->pool, "%s?%s", c->type, c->ine), name);
+		/* a restricted caller's claim is its own: another's claim on criteria matching
+		 * what this caller cannot see must not show through as a 409 */
+		cv_store_claim_name(ctx(ex)->store, ex->access ? cv_pool_printf(ex->pool, "%s?%s#%s", c->type, c->ine,
+			ex->principal.id ? ex->principal.id : "") : cv_pool_printf(ex->pool, "%s?%s", c->type, c->ine), name);
 		c->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(ex->pool, name),
 					       .updated_us = cv_time_now_us() };
 		c->pair[0] = &c->claim;
@@ -411,9 +534,12 @@ static int conditional_match(cv_exchange_t *ex, const char *query, const cv_para
 	size_t n = 0;
 	cv_outcome_t oo;
 	cv_outcome_init(&oo, ex->pool, 16);
-	cv_rc rc = query ? cv_fhir_search_ids(ctx(ex), ex->pool, ex->args[0], query, ex->base_url, ids, 1, &n, &oo)
-			 : cv_fhir_search_ids_params(ctx(ex), ex->pool, ex->args[0], params, np, ex->base_url, ids, 1,
-						     &n, &oo);
+	cv_access_t *acc;
+	if (!cv_fhir_access(ex, &acc))
+		return -1;
+	cv_rc rc = query ? cv_fhir_search_ids(ctx(ex), acc, ex->pool, ex->args[0], query, ex->base_url, ids, 1, &n, &oo)
+			 : cv_fhir_search_ids_params(ctx(ex), acc, ex->pool, ex->args[0], params, np, ex->base_url, ids,
+						     1, &n, &oo);
 	if (rc == CV_E_INVALID) {
 		cv_fhir_outcome(ex, 400, &oo);
 		return -1;
@@ -474,6 +600,7 @@ void cv_fhir_create(cv_exchange_t *ex)
 	if (c->if_match)
 		return cv_fhir_error(ex, 400, "invalid", "If-Match does not apply to create");
 	c->ine = criteria_text;
+	c->creating = 1;
 	submit_write(c);
 }
 
@@ -518,14 +645,22 @@ void cv_fhir_update_conditional(cv_exchange_t *ex)
 	if (n == 1 && body_id && strcmp(body_id, id) != 0)
 		return cv_fhir_error(ex, 400, "invalid", "the id in the body differs from the resource the condition "
 				     "matched");
+	cv_access_t *acc;
+	if (!cv_fhir_access(ex, &acc))
+		return;
 	if (n == 0) {
+		/* a person's conditional update creates at a new id: the body's could be one they cannot see */
 		char uuid[37];
 		cv_crypto_uuid(uuid);
-		id = body_id && cv_fhir_valid_id(body_id) ? body_id : cv_pool_strdup(ex->pool, uuid);
+		id = body_id && cv_fhir_valid_id(body_id) && !acc ? body_id : cv_pool_strdup(ex->pool, uuid);
+		if (acc && body_id)
+			json_object_object_del(obj, "id");
 	}
 	wctx_t *c = new_write(ex, obj, id);
-	if (c)
+	if (c) {
+		c->creating = n == 0;
 		submit_write(c);
+	}
 }
 
 void cv_fhir_delete_conditional(cv_exchange_t *ex)

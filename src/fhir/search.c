@@ -45,6 +45,8 @@ static cv_rc resolve_chains(cv_fhir_t *f, cv_pool_t *pool, cv_search_plan_t *pla
 
 static bool needs_check(const cv_search_plan_t *plan)
 {
+	if (plan->access)
+		return true;
 	for (size_t i = 0; i < plan->n; i++)
 		if (plan->clauses[i].check)
 			return true;
@@ -54,7 +56,7 @@ static bool needs_check(const cv_search_plan_t *plan)
 /* The store query of a plan (clauses the index can answer). */
 static cv_rc store_query(const cv_search_plan_t *plan, cv_pool_t *pool, cv_store_query_t *q)
 {
-	cv_store_clause_t *cl = cv_pool_alloc(pool, (plan->n ? plan->n : 1) * sizeof *cl);
+	cv_store_clause_t *cl = cv_pool_alloc(pool, (plan->n + 1) * sizeof *cl);
 	if (!cl)
 		return CV_E_NOMEM;
 	memset(q, 0, sizeof *q);
@@ -62,6 +64,11 @@ static cv_rc store_query(const cv_search_plan_t *plan, cv_pool_t *pool, cv_store
 	for (size_t i = 0; i < plan->n; i++)
 		if (plan->clauses[i].use_sql)
 			cl[q->nclauses++] = plan->clauses[i].sql;
+	bool narrowed = false;
+	cv_rc rc = cv_access_clause(plan->access, plan->type, pool, &cl[q->nclauses], &narrowed);
+	if (rc)
+		return rc;
+	q->nclauses += narrowed;
 	q->clauses = cl;
 	q->nsort = plan->nsort;
 	memcpy(q->sort, plan->sort, sizeof q->sort);
@@ -124,6 +131,12 @@ static cv_rc consider(run_t *r, const cv_store_hit_t *h, cv_pool_t *scratch, int
 	for (size_t i = 0; check && i < r->plan->n; i++)
 		if (r->plan->clauses[i].check && !cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch))
 			return CV_OK;
+	if (r->plan->access) {
+		cv_verdict verdict;
+		rc = cv_access_check(r->plan->access, CV_ACT_FHIR_SEARCH, h->v.type, obj, &verdict, NULL);
+		if (rc || verdict != CV_ACCESS_PERMIT)
+			return rc;
+	}
 	if (r->got == r->want) {
 		r->more = true;
 		*stop = 1;
@@ -222,7 +235,8 @@ static cv_rc take_id(void *arg, const match_t *m)
 
 /* Runs a chain's inner search (every target type of a forward chain) and
  * turns the clause into index terms: references to what it found. */
-static cv_rc resolve_chain(cv_fhir_t *f, cv_pool_t *pool, const char *type, cv_search_clause_t *c, cv_outcome_t *oo)
+static cv_rc resolve_chain(cv_fhir_t *f, cv_pool_t *pool, const char *type, cv_access_t *access, cv_search_clause_t *c,
+			   cv_outcome_t *oo)
 {
 	size_t n = 0;
 	cv_store_term_t *t = cv_pool_alloc(pool, (CV_SEARCH_CHAIN_MAX + 1) * sizeof *t);
@@ -231,6 +245,7 @@ static cv_rc resolve_chain(cv_fhir_t *f, cv_pool_t *pool, const char *type, cv_s
 		return CV_E_NOMEM;
 	for (cv_search_chain_t *ch = c->chain; ch; ch = ch->next) {
 		memset(ids, 0, sizeof *ids);
+		ch->inner->access = access; /* criteria on what the caller cannot see change nothing */
 		ids->link = ch->reverse ? ch->link : NULL;
 		ids->want_type = type;
 		ids->model = f->model;
@@ -270,7 +285,7 @@ static cv_rc resolve_chains(cv_fhir_t *f, cv_pool_t *pool, cv_search_plan_t *pla
 	cv_rc rc = CV_OK;
 	for (size_t i = 0; !rc && i < plan->n; i++)
 		if (plan->clauses[i].chain)
-			rc = resolve_chain(f, pool, plan->type, &plan->clauses[i], oo);
+			rc = resolve_chain(f, pool, plan->type, plan->access, &plan->clauses[i], oo);
 	return rc;
 }
 
@@ -322,6 +337,12 @@ static cv_rc include_ref(page_t *p, const char *type, const char *id)
 		return rc;
 	if (parse_body(&m->v, p->ex->pool, &m->obj))
 		return CV_E_NOMEM;
+	if (p->plan->access) {
+		cv_verdict verdict;
+		rc = cv_access_check(p->plan->access, CV_ACT_FHIR_SEARCH, type, m->obj, &verdict, NULL);
+		if (rc || verdict != CV_ACCESS_PERMIT)
+			return rc;
+	}
 	m->id = obj_id(m->obj);
 	p->ninc++;
 	return CV_OK;
@@ -398,6 +419,7 @@ static cv_rc include_reverse(page_t *p, const cv_search_include_t *inc, const ma
 	if (!plan)
 		return CV_E_NOMEM;
 	plan->type = inc->source;
+	plan->access = p->plan->access;
 	plan->n = 1;
 	plan->clauses[0] = (cv_search_clause_t){ .name = "_revinclude", .use_sql = true,
 						 .sql = { .n = k, .terms = t } };
@@ -506,9 +528,10 @@ static cv_rc write_entry(cv_buf_t *b, page_t *p, const match_t *m, const char *m
 				 m->v.type, m->id ? m->id : "");
 	bool reduce = p->plan->nelements || p->plan->summary == CV_SUMMARY_TEXT ||
 		      p->plan->summary == CV_SUMMARY_DATA || p->plan->summary == CV_SUMMARY_TRUE;
+	bool viewed = cv_access_view(p->plan->access, m->v.type, m->obj);
 	if (!rc)
 		rc = reduce ? subset(p->f->search, p->plan, m->v.type, m->obj, b)
-			    : cv_buf_append(b, m->v.body, m->v.body_len);
+		     : viewed ? cv_json_write(m->obj, b) : cv_buf_append(b, m->v.body, m->v.body_len);
 	if (!rc)
 		rc = cv_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
 	return rc;
@@ -897,6 +920,28 @@ static cv_rc count_all(cv_fhir_t *f, cv_exchange_t *ex, cv_search_plan_t *plan, 
 	return rc;
 }
 
+/* Billing staff search Patient only by the fields they see (chains included). */
+static bool params_allowed(const cv_access_t *acc, const cv_search_plan_t *plan)
+{
+	if (!acc)
+		return true;
+	for (size_t i = 0; i < plan->n; i++) {
+		const cv_search_clause_t *c = &plan->clauses[i];
+		if (!cv_access_param_ok(acc, plan->type, c->name))
+			return false;
+		for (const cv_search_chain_t *ch = c->chain; ch; ch = ch->next)
+			if (!params_allowed(acc, ch->inner))
+				return false;
+	}
+	for (size_t i = 0; i < plan->nmsort; i++)
+		if (plan->msort[i].sp && !cv_access_param_ok(acc, plan->type, plan->msort[i].sp->code))
+			return false;
+	for (size_t i = 0; i < plan->nsort; i++)
+		if (plan->sort[i].param && !cv_access_param_ok(acc, plan->type, plan->sort[i].param))
+			return false;
+	return true;
+}
+
 static void search(cv_exchange_t *ex)
 {
 	cv_fhir_t *f = ex->app;
@@ -917,6 +962,10 @@ static void search(cv_exchange_t *ex)
 		return cv_fhir_outcome(ex, 400, &oo);
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
+	if (!cv_fhir_access(ex, &plan->access))
+		return;
+	if (!params_allowed(plan->access, plan))
+		return cv_fhir_error(ex, 403, "forbidden", "this search parameter is not open to your role");
 	cv_store_cursor_t after = { .set = false };
 	if (plan->cursor && !plan->nmsort && cursor_open(f, plan, &after))
 		return cv_fhir_error(ex, 400, "invalid", "_cursor is not a cursor this server issued for this search");
@@ -985,6 +1034,7 @@ typedef struct everything {
 	size_t ntypes;
 	const char *types[EVERYTHING_TYPES_MAX]; /* Patient, then the compartment's types, sorted */
 	const char *wanted;                    /* _type, or NULL for all */
+	cv_access_t *access;                   /* what the caller may see */
 } everything_t;
 
 typedef struct ev_cursor {
@@ -1026,6 +1076,7 @@ static cv_rc type_plan(everything_t *e, const char *type, cv_search_plan_t *plan
 	cv_pool_t *pool = e->ex->pool;
 	memset(plan, 0, sizeof *plan);
 	plan->type = type;
+	plan->access = e->access;
 	cv_search_clause_t *c = &plan->clauses[plan->n++];
 	c->use_sql = true;
 	c->name = "$everything";
@@ -1178,8 +1229,16 @@ void cv_fhir_everything(cv_exchange_t *ex)
 	if (strcmp(ex->args[0], "Patient") != 0)
 		return cv_fhir_error(ex, 404, "not-supported", "$everything is an operation on Patient");
 	cv_store_version_t pv;
+	cv_access_t *acc;
+	cv_verdict verdict = CV_ACCESS_PERMIT;
+	if (!cv_fhir_access(ex, &acc))
+		return;
+	if (cv_access_reduces(acc, "Patient"))
+		return cv_fhir_error(ex, 403, "forbidden", "not permitted");
 	cv_rc rc = cv_store_read(f->store, "Patient", ex->args[1], 0, ex->pool, &pv);
-	if (rc == CV_E_NOTFOUND || (!rc && pv.deleted))
+	if (!rc && !pv.deleted)
+		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_READ, ex->args[1], &pv, NULL, &verdict);
+	if (rc == CV_E_NOTFOUND || (!rc && (pv.deleted || verdict != CV_ACCESS_PERMIT)))
 		return cv_fhir_error(ex, 404, "not-found", "no patient has this id");
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
@@ -1193,7 +1252,9 @@ void cv_fhir_everything(cv_exchange_t *ex)
 	e->ex = ex;
 	e->f = f;
 	e->id = ex->args[1];
+	e->access = acc;
 	plan->type = "Patient";
+	plan->access = acc;
 	plan->path = cv_pool_printf(ex->pool, "Patient/%s/$everything", e->id);
 	cv_buf_init(&plan->canonical, 4096);
 	if (!plan->path || cv_pool_defer(ex->pool, (void (*)(void *))cv_buf_release, &plan->canonical))
@@ -1256,8 +1317,9 @@ static cv_rc take_ids(void *arg, const match_t *m)
 	return CV_OK;
 }
 
-cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type, const cv_param_t *params,
-				size_t np, const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
+cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_access_t *acc, cv_pool_t *pool, const char *type,
+				const cv_param_t *params, size_t np, const char *base_url, const char **ids, size_t max,
+				size_t *n, cv_outcome_t *oo)
 {
 	cv_search_plan_t *plan = cv_pool_alloc(pool, sizeof *plan);
 	if (!plan)
@@ -1270,8 +1332,13 @@ cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type,
 		cv_outcome_add(oo, CV_SEV_ERROR, "invalid", NULL, "a conditional request needs search criteria");
 		rc = CV_E_INVALID;
 	}
+	if (!rc && !params_allowed(acc, plan)) {
+		cv_outcome_add(oo, CV_SEV_ERROR, "forbidden", NULL, "this search parameter is not open to your role");
+		rc = CV_E_INVALID;
+	}
 	if (rc)
 		return rc;
+	plan->access = acc;
 	idlist_t l = { .ids = ids, .max = max };
 	run_t r = { .f = f, .plan = plan, .want = max + 1, .scan_max = SEARCH_SCAN_MAX, .fn = take_ids, .arg = &l,
 		    .keep = pool };
@@ -1280,8 +1347,8 @@ cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_pool_t *pool, const char *type,
 	return rc;
 }
 
-cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const char *query, const char *base_url,
-			 const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
+cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_access_t *acc, cv_pool_t *pool, const char *type, const char *query,
+			 const char *base_url, const char **ids, size_t max, size_t *n, cv_outcome_t *oo)
 {
 	cv_param_t *params = cv_pool_alloc(pool, SEARCH_PARAMS_MAX * sizeof *params);
 	size_t np = 0;
@@ -1294,5 +1361,5 @@ cv_rc cv_fhir_search_ids(cv_fhir_t *f, cv_pool_t *pool, const char *type, const 
 			       "valid query string");
 		return CV_E_INVALID;
 	}
-	return cv_fhir_search_ids_params(f, pool, type, params, np, base_url, ids, max, n, oo);
+	return cv_fhir_search_ids_params(f, acc, pool, type, params, np, base_url, ids, max, n, oo);
 }

@@ -20,6 +20,7 @@
 #include "core/exchange.h"
 #include "model/outcome.h"
 #include "model/searchparam.h"
+#include "policy/policy.h"
 #include "store/store.h"
 
 #define CV_SEARCH_VALUES_MAX 64    /* comma-separated values of one parameter */
@@ -118,6 +119,7 @@ typedef struct cv_search_plan {
 	int64_t as_of_seq;            /* _lastUpdated sorts: the snapshot the walk started with */
 	const char *path;             /* links: the path after the base, when not the type ("Patient/1/$everything") */
 	cv_buf_t canonical;           /* the parameters that shape results, re-encoded (self link, cursor binding) */
+	cv_access_t *access;          /* what the caller may see (NULL: everything); set after parsing */
 } cv_search_plan_t;
 
 typedef struct cv_search_limits {

@@ -233,7 +233,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 			CV_LS("route", r->ex.route), CV_LI("status", r->status), CV_LI("bytes", r->bytes),
 			CV_LI("us", cv_time_mono_us() - r->t0),
 			CV_LS("caller", r->ex.principal.id ? r->ex.principal.id : "-"),
-			CV_LI("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) }, 8);
+			CV_LS("policy", r->ex.decision ? r->ex.decision : "-"),
+			CV_LI("break_glass", cv_access_broke_glass(r->ex.access)),
+			CV_LI("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) }, 10);
 	cv_buf_release(&r->body);
 	cv_buf_release(&r->ex.resp);
 	cv_pool_release(&r->pool);
@@ -411,7 +413,8 @@ static void authorize(req_t *r)
 	const char *authz = ex_header(ex, "Authorization");
 	cv_rc rc = authenticate(r, authz);
 	const cv_principal_t nobody = { .kind = CV_PRINCIPAL_NONE };
-	int public_route = cv_policy_decide(&nobody, r->route->action, ex->args[0], NULL, NULL) == CV_OK;
+	const cv_fhir_t *f = ex->app;
+	int public_route = cv_policy_decide(f ? f->policy : NULL, &nobody, r->route->action, ex->args[0], NULL, NULL) == CV_OK;
 	if (!rc && !public_route && !safe_method(ex->method) &&
 	    cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
 		/* a cookie-authenticated change without its CSRF token: another site's form */
@@ -419,9 +422,10 @@ static void authorize(req_t *r)
 		return;
 	}
 	if (!rc)
-		rc = cv_policy_decide(&ex->principal, r->route->action, ex->args[0], ex->args[1], &reason);
+		rc = cv_policy_decide(f ? f->policy : NULL, &ex->principal, r->route->action, ex->args[0], ex->args[1], &reason);
 	else if (public_route)
 		rc = CV_OK; /* a public route: a bad credential does not matter */
+	ex->decision = reason;
 	if (rc && rc != CV_E_UNAUTH && rc != CV_E_DENIED) {
 		/* the credential could not be checked (the store did not answer): not a refusal */
 		cv_exchange_add_header(ex, "Retry-After", "1");

@@ -1,5 +1,6 @@
 /*
- * policy.c - role-based decisions, deny by default.
+ * policy.c - the route-level decision: role × resource group × interaction,
+ * and SMART scopes; deny by default. The resource level is in access.c.
  */
 #include "policy/policy.h"
 
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "auth/scope.h"
+#include "policy/rules.h"
 
 static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_UNSET] = "unset",
@@ -24,6 +26,8 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_AUTH_SESSION] = "auth.session",
 	[CV_ACT_AUTH_TOKEN] = "auth.token",
 	[CV_ACT_ADMIN_CLIENTS] = "admin.clients",
+	[CV_ACT_FHIR_VREAD] = "fhir.vread",
+	[CV_ACT_BREAK_GLASS] = "fhir.break-glass",
 };
 
 const char *cv_action_name(cv_action a)
@@ -36,54 +40,73 @@ static int is_public(cv_action a)
 	return a == CV_ACT_PUBLIC_HEALTH || a == CV_ACT_PUBLIC_META || a == CV_ACT_AUTH_LOGIN || a == CV_ACT_AUTH_TOKEN;
 }
 
-/* The scope permission an interaction needs: read and history r, search
- * s, create c, update u, delete d; a transaction or batch, whose entries are
- * not checked one by one yet, needs all five. */
-static unsigned needed_perms(cv_action a)
+/* The interactions on FHIR resources (checked per type and per resource). */
+static int is_fhir(cv_action a)
 {
-	switch (a) {
-	case CV_ACT_FHIR_READ:
-	case CV_ACT_FHIR_HISTORY: return CV_SCOPE_R;
-	case CV_ACT_FHIR_SEARCH: return CV_SCOPE_S;
-	case CV_ACT_FHIR_CREATE: return CV_SCOPE_C;
-	case CV_ACT_FHIR_UPDATE: return CV_SCOPE_U;
-	case CV_ACT_FHIR_DELETE: return CV_SCOPE_D;
-	case CV_ACT_FHIR_BUNDLE: return CV_SCOPE_ALL;
-	default: return 0;
+	return (a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE) || a == CV_ACT_FHIR_VREAD;
+}
+
+/* A type- or system-level history is the bootstrap administrator's and
+ * backend clients': a person's history is one resource's. A transaction
+ * or batch is open to everyone with FHIR access: each entry is checked as
+ * its own interaction. */
+static int client_grants(const cv_principal_t *p, cv_action a, const char *type, const char *id)
+{
+	if (a == CV_ACT_FHIR_BUNDLE)
+		return p->scope && cv_scope_perms(p->scope, CV_SCOPE_SYSTEM, NULL) != 0;
+	if (a == CV_ACT_FHIR_DELETE && cv_access_immutable(type))
+		return 0; /* an update is refused when the resource exists: a PUT may create */
+	(void)id;
+	unsigned need = cv_rules_scope_bit(a);
+	return need && cv_rules_scope_allows(NULL, p->scope, CV_SCOPE_SYSTEM, type, need, NULL);
+}
+
+/* A person: the role's table, and the token's scopes when they came through an app. */
+static int user_grants(const cv_policy_t *pol, const cv_principal_t *p, cv_action a, const char *type,
+		       const char *id, const char **why)
+{
+	cv_rules_role role = cv_rules_role_of(p->role);
+	if (a == CV_ACT_FHIR_BUNDLE) {
+		*why = "transaction or batch: each entry is decided on its own";
+		return role != CV_RULES_NONE && role != CV_RULES_RESEARCHER;
 	}
-}
-
-/* What a backend client's system scopes grant on the type (NULL: on every type). */
-static int client_grants(const cv_principal_t *p, cv_action a, const char *type)
-{
-	unsigned need = needed_perms(a);
-	return need && p->scope && (cv_scope_perms(p->scope, CV_SCOPE_SYSTEM, type) & need) == need;
-}
-
-/* A patient, through an app, reading the Patient resource their account is
- * linked to, with a token whose scopes allow reading Patient (patient/ scopes
- * only in the launch patient's compartment). */
-static int own_patient_read(const cv_principal_t *p, cv_action a, const char *type, const char *id)
-{
-	if (!p->client || a != CV_ACT_FHIR_READ || !type || !id || strcmp(type, "Patient") != 0 || !p->role ||
-	    strcmp(p->role, "patient") != 0 || !p->link || strncmp(p->link, "Patient/", 8) != 0 ||
-	    strcmp(p->link + 8, id) != 0)
+	if (a == CV_ACT_FHIR_HISTORY && !id) {
+		*why = "type and system history are not open to people";
 		return 0;
-	int by_patient = p->patient && strcmp(p->patient, id) == 0 &&
-			 (cv_scope_perms(p->scope, CV_SCOPE_PATIENT, type) & CV_SCOPE_R);
-	int by_user = (cv_scope_perms(p->scope, CV_SCOPE_USER, type) & CV_SCOPE_R) != 0;
-	return by_patient || by_user;
+	}
+	cv_group g = cv_policy_group(pol, type);
+	if (!type || !cv_rules_role_may(role, g, a) ||
+	    (role == CV_RULES_BILLING && g == CV_GROUP_RECORD && strcmp(type, "Patient") != 0)) {
+		*why = "the role never has this interaction on this type";
+		return 0;
+	}
+	if (!cv_rules_type_writable(role, a, type)) {
+		*why = "the role never creates or updates this type";
+		return 0;
+	}
+	if (p->client && !cv_rules_token_may(p, a, type)) {
+		*why = "the token's scopes do not cover this interaction";
+		return 0;
+	}
+	*why = "role permits the interaction; each resource is decided on its own";
+	return 1;
 }
 
-/* What the administrator role grants: the whole FHIR API (until the
- * authorization issue narrows it), account and client administration. */
-static int admin_grants(cv_action a)
+/* What the bootstrap administrator may do: everything but changing the audit trail. */
+static int bootstrap_grants(cv_action a, const char *type)
 {
-	return (a >= CV_ACT_FHIR_READ && a <= CV_ACT_FHIR_DELETE) || a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS;
+	if (a == CV_ACT_FHIR_DELETE && cv_access_immutable(type))
+		return 0; /* an update is refused when the resource exists: a PUT may create */
+	return is_fhir(a) || a == CV_ACT_FHIR_BUNDLE || a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS;
 }
 
-cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resource_type, const char *resource_id,
-		       const char **reason)
+static int is_role(const cv_principal_t *p, const char *role)
+{
+	return p->role && strcmp(p->role, role) == 0;
+}
+
+cv_rc cv_policy_decide(const cv_policy_t *pol, const cv_principal_t *p, cv_action a, const char *resource_type,
+		       const char *resource_id, const char **reason)
 {
 	const char *why = "no rule permits it";
 	cv_rc rc = CV_E_DENIED;
@@ -95,22 +118,23 @@ cv_rc cv_policy_decide(const cv_principal_t *p, cv_action a, const char *resourc
 	} else if (p->kind == CV_PRINCIPAL_NONE) {
 		why = "no credential";
 		rc = CV_E_UNAUTH;
-	} else if (p->kind == CV_PRINCIPAL_ADMIN && admin_grants(a)) {
-		why = "administrator role";
-		rc = CV_OK;
-	} else if (p->kind == CV_PRINCIPAL_CLIENT && client_grants(p, a, resource_type)) {
+	} else if (p->kind == CV_PRINCIPAL_ADMIN) {
+		why = "bootstrap administrator";
+		rc = bootstrap_grants(a, resource_type) ? CV_OK : CV_E_DENIED;
+	} else if (p->kind == CV_PRINCIPAL_CLIENT && (is_fhir(a) || a == CV_ACT_FHIR_BUNDLE)) {
 		why = "backend client scopes";
-		rc = CV_OK;
-	} else if (p->kind == CV_PRINCIPAL_USER && own_patient_read(p, a, resource_type, resource_id)) {
-		why = "own Patient resource, app scopes";
-		rc = CV_OK;
-	} else if (p->kind == CV_PRINCIPAL_USER && p->session && p->role && strcmp(p->role, "admin") == 0 &&
+		rc = client_grants(p, a, resource_type, resource_id) ? CV_OK : CV_E_DENIED;
+	} else if (p->kind == CV_PRINCIPAL_USER && (is_fhir(a) || a == CV_ACT_FHIR_BUNDLE)) {
+		rc = user_grants(pol, p, a, resource_type, resource_id, &why) ? CV_OK : CV_E_DENIED;
+	} else if (p->kind == CV_PRINCIPAL_USER && a == CV_ACT_BREAK_GLASS) {
+		why = "break-glass is for nurses and doctors, in a portal session";
+		rc = (is_role(p, "nurse") || is_role(p, "doctor")) && p->session && resource_type &&
+			     strcmp(resource_type, "Patient") == 0 ? CV_OK : CV_E_DENIED;
+	} else if (p->kind == CV_PRINCIPAL_USER && p->session && is_role(p, "admin") &&
 		   (a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS)) {
 		why = "administrator account, portal session";
 		rc = CV_OK;
 	} else if (p->kind == CV_PRINCIPAL_USER && p->session && a == CV_ACT_AUTH_SESSION) {
-		/* what a logged-in person may do to data is the authorization issue's: until
-		 * then a session reaches only itself */
 		why = "own session";
 		rc = CV_OK;
 	}

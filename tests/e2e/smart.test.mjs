@@ -509,9 +509,12 @@ test('the patient token reads its own Patient and nothing else', async () => {
   const own = await fhir(server, '/fhir/Patient/smart-p1', at);
   assert.equal(own.status, 200, own.body);
   assert.equal(own.json.id, 'smart-p1');
-  assert.equal((await fhir(server, '/fhir/Patient/smart-p2', at)).status, 403, 'another patient');
-  assert.equal((await fhir(server, '/fhir/Patient?_count=5', at)).status, 403, 'a search');
-  assert.equal((await fhir(server, '/fhir/Practitioner/smart-dr', at)).status, 403);
+  assert.equal((await fhir(server, '/fhir/Patient/smart-p2', at)).status, 404, 'another patient: as if it did not exist');
+  const found = await fhir(server, '/fhir/Patient?_count=5&_total=accurate', at);
+  assert.equal(found.status, 200, 'a search finds only the patient');
+  assert.deepEqual(found.json.entry.map((e) => e.resource.id), ['smart-p1']);
+  assert.equal(found.json.total, 1, 'the other patient is not counted');
+  assert.equal((await fhir(server, '/fhir/Observation?subject=Patient/smart-p2&_summary=count', at)).json.total, 0);
   const write = await server.req('PUT', '/fhir/Patient/smart-p1', { token: at, body: { resourceType: 'Patient', id: 'smart-p1' } });
   assert.equal(write.status, 403, 'no write with .rs scopes');
   assert.equal((await server.req('GET', '/admin/users', { token: at })).status, 403);

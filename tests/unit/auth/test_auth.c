@@ -111,26 +111,36 @@ static void policy_denies_by_default(void **state)
 	cv_principal_t user = { .kind = CV_PRINCIPAL_USER, .id = "0123", .role = "doctor", .link = "Practitioner/p",
 				.session = "s", .csrf = "c" };
 	const char *why;
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_HEALTH, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_PUBLIC_META, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_LOGIN, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &anon, CV_ACT_PUBLIC_HEALTH, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &anon, CV_ACT_PUBLIC_META, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &anon, CV_ACT_AUTH_LOGIN, NULL, NULL, &why), CV_OK);
 	for (int a = CV_ACT_FHIR_READ; a <= CV_ACT_FHIR_DELETE; a++) {
-		assert_int_equal(cv_policy_decide(&anon, (cv_action)a, "Patient", NULL, &why), CV_E_UNAUTH);
-		assert_int_equal(cv_policy_decide(&admin, (cv_action)a, "Patient", NULL, &why), CV_OK);
-		/* a logged-in person reaches no data until the authorization rules exist */
-		assert_int_equal(cv_policy_decide(&user, (cv_action)a, "Patient", NULL, &why), CV_E_DENIED);
+		assert_int_equal(cv_policy_decide(NULL, &anon, (cv_action)a, "Patient", NULL, &why), CV_E_UNAUTH);
+		assert_int_equal(cv_policy_decide(NULL, &admin, (cv_action)a, "Patient", NULL, &why), CV_OK);
+		/* a doctor reaches the record group at the route level; which patients is decided per resource */
+		assert_int_equal(cv_policy_decide(NULL, &user, (cv_action)a, "Patient", "p", &why), CV_OK);
+		/* an auditor never reaches clinical data, whatever the id */
+		cv_principal_t aud = user;
+		aud.role = "auditor";
+		if (a != CV_ACT_FHIR_BUNDLE) /* a bundle's entries are decided one by one */
+			assert_int_equal(cv_policy_decide(NULL, &aud, (cv_action)a, "Observation", "o", &why), CV_E_DENIED);
 	}
-	assert_int_equal(cv_policy_decide(&user, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_UNAUTH);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&user, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&anon, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_UNAUTH);
+	/* type and system history are not open to people */
+	assert_int_equal(cv_policy_decide(NULL, &user, CV_ACT_FHIR_HISTORY, "Patient", NULL, &why), CV_E_DENIED);
+	/* nobody changes the audit trail, not even the bootstrap administrator */
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_FHIR_UPDATE, "AuditEvent", "a", &why), CV_OK); /* refused if it exists */
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_FHIR_DELETE, "AuditEvent", "a", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &user, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &user, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &anon, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_UNAUTH);
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &user, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &anon, CV_ACT_ADMIN_CLIENTS, NULL, NULL, &why), CV_E_UNAUTH);
 	assert_string_equal(cv_action_name(CV_ACT_ADMIN_CLIENTS), "admin.clients");
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_UNSET, "Patient", NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&admin, CV_ACT_COUNT, "Patient", NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_UNSET, "Patient", NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &admin, CV_ACT_COUNT, "Patient", NULL, &why), CV_E_DENIED);
 	assert_string_equal(cv_action_name(CV_ACT_FHIR_READ), "fhir.read");
 }
 
@@ -140,38 +150,42 @@ static void policy_app_tokens(void **state)
 	const char *why;
 	cv_principal_t pat = { .kind = CV_PRINCIPAL_USER, .id = "u1", .role = "patient", .link = "Patient/p1",
 			       .scope = "launch/patient patient/Patient.r", .client = "c1", .patient = "p1" };
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p2", &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Observation", "p1", &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_UPDATE, "Patient", "p1", &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED); /* not a session */
+	/* the route level: the scopes cover the interaction on the type (which patient is decided per resource) */
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_READ, "Observation", "o1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_UPDATE, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_VREAD, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_AUTH_SESSION, NULL, NULL, &why), CV_E_DENIED); /* not a session */
 	pat.scope = "launch/patient patient/Observation.rs"; /* no scope on Patient */
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
-	pat.scope = "patient/Patient.rs";
-	pat.patient = "p2"; /* the launch patient is someone else */
-	assert_int_equal(cv_policy_decide(&pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &pat, CV_ACT_FHIR_SEARCH, "Observation", NULL, &why), CV_OK);
 	cv_principal_t doc = { .kind = CV_PRINCIPAL_USER, .id = "u2", .role = "doctor", .link = "Practitioner/d",
-			       .scope = "user/*.cruds", .client = "c1" };
-	assert_int_equal(cv_policy_decide(&doc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+			       .scope = "user/Observation.rs", .client = "c1" };
+	assert_int_equal(cv_policy_decide(NULL, &doc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &doc, CV_ACT_FHIR_READ, "Observation", "o1", &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &doc, CV_ACT_FHIR_DELETE, "Observation", "o1", &why), CV_E_DENIED);
+	doc.scope = "user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+	assert_int_equal(cv_policy_decide(NULL, &doc, CV_ACT_FHIR_SEARCH, "Observation", NULL, &why), CV_OK);
 	cv_principal_t svc = { .kind = CV_PRINCIPAL_CLIENT, .id = "c2", .client = "c2",
 			       .scope = "system/Patient.rs system/*.c" };
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_READ, "Observation", "o", &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_CREATE, "Observation", NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_HISTORY, NULL, NULL, &why), CV_E_DENIED); /* system-wide */
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_FHIR_BUNDLE, NULL, NULL, &why), CV_E_DENIED);
-	assert_int_equal(cv_policy_decide(&svc, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_SEARCH, "Patient", NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_READ, "Observation", "o", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_CREATE, "Observation", NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_HISTORY, NULL, NULL, &why), CV_E_DENIED); /* system-wide */
+	/* a transaction or batch is open: each entry is decided as its own interaction */
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_FHIR_BUNDLE, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &svc, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
 	/* an administrator's portal session administers accounts, but not through an app's token */
 	cv_principal_t adm = { .kind = CV_PRINCIPAL_USER, .id = "u3", .role = "admin", .link = "", .session = "s",
 			       .csrf = "c" };
-	assert_int_equal(cv_policy_decide(&adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
-	assert_int_equal(cv_policy_decide(&adm, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_OK);
+	assert_int_equal(cv_policy_decide(NULL, &adm, CV_ACT_FHIR_READ, "Patient", "p1", &why), CV_E_DENIED);
 	adm.session = NULL;
 	adm.client = "c1";
 	adm.scope = "user/*.cruds";
-	assert_int_equal(cv_policy_decide(&adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
+	assert_int_equal(cv_policy_decide(NULL, &adm, CV_ACT_ADMIN_USERS, NULL, NULL, &why), CV_E_DENIED);
 }
 
 /* The first administrator account retires the bootstrap token, at once. */

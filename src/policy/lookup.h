@@ -1,0 +1,37 @@
+/*
+ * lookup.h - what the decisions need from the store, private to policy/:
+ * a practitioner's relationships (care teams, encounters, organizations),
+ * a patient's consents, an account's break-glass declarations. Each lookup
+ * is cached as text and valid while the store has had no write since
+ * (its last sequence, read once per request).
+ */
+#ifndef CV_POLICY_LOOKUP_H
+#define CV_POLICY_LOOKUP_H
+
+#include "policy/rules.h"
+
+#define CV_LOOKUP_SCAN_MAX 20000 /* resources read for one lookup */
+#define CV_BREAK_GLASS_TYPE "~BreakGlass"
+#define CV_ALERT_TYPE "~Alert"
+
+/* A practitioner's relationships as lines: "A <patient id>" (an active care
+ * team membership), "T <patient id>" (an encounter participant), "O <org id>"
+ * (an organization of an active PractitionerRole). doctor: encounters count. */
+cv_rc cv_lookup_relations(cv_policy_t *pol, int64_t seq, const char *practitioner, bool doctor, cv_pool_t *pool,
+			  const char **out);
+
+/* A patient's active Consents of scope patient-privacy, as a JSON array text. */
+cv_rc cv_lookup_consents(cv_policy_t *pol, int64_t seq, const char *patient, cv_pool_t *pool, const char **out);
+
+/* An account's break-glass declarations as lines "<expires_us> <patient id>"
+ * ("" for none). */
+cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, cv_pool_t *pool, const char **out);
+
+/* The id of a reference to `type` ("Patient/x", or an absolute URL ending in
+ * "/Patient/x"), in pool; NULL for another type or a malformed one. */
+const char *cv_lookup_ref_id(cv_pool_t *pool, const char *ref, const char *type);
+
+/* True when the FHIR Period object (NULL: none) covers now. */
+bool cv_lookup_period_covers(json_object *period, int64_t now_us);
+
+#endif
