@@ -58,7 +58,7 @@ console.log(`login_ms=${(total / n).toFixed(1)}`);
 
 // a SMART standalone launch by the patient, the way a browser would walk it
 const redirect = 'http://localhost:9/cb';
-const scope = 'launch/patient patient/Patient.rs';
+const scope = 'launch/patient patient/Patient.rs patient/Observation.rs';
 const app = /client_id: (\w+)/.exec(run(['client', 'add', '--data', data, '--name', 'bench app', '--type', 'public',
   '--redirect-uri', redirect, '--scope', scope]))[1];
 const verifier = crypto.randomBytes(32).toString('base64url');

@@ -107,6 +107,29 @@ boot_rps=$(mean "${boot_all[@]}"); tok_rps=$(mean "${tok_all[@]}"); user_rps=$(m
 slower() { python3 -c "print(f'{(1 - float(\"$1\") / float(\"$2\")) * 100:.1f}')"; }
 tok_cost=$(slower "$tok_rps" "$boot_rps"); user_cost=$(slower "$user_rps" "$boot_rps")
 foundation_cost=$(slower "$boot_rps" "$(mean "${cv_all[@]}")")
+# authorization: the cost of the decisions on a search, against the unrestricted bootstrap token
+echo "bench: authorization decision cost"
+pol_out=$(node bench/policy.mjs "$BIN" "$work/data" https://127.0.0.1:$CVPORT "$work/data/tls/cert.pem" "$TOKEN")
+DOCCOOKIE=$(echo "$pol_out" | sed -n 's/^doctor_cookie=//p')
+[ -n "$DOCCOOKIE" ] || { echo "bench: no doctor session" >&2; exit 1; }
+QOBS="https://127.0.0.1:$CVPORT/fhir/Observation?patient=bench-1&_count=20"
+QOTHER="https://127.0.0.1:$CVPORT/fhir/Observation?patient=bench-2&_summary=count"
+entries() { curl -sf --cacert "$work/data/tls/cert.pem" "$@" | python3 -c "import json,sys; d=json.load(sys.stdin); print(len(d.get('entry', [])) if 'entry' in d or 'total' not in d else d['total'])"; }
+# the three callers see the same 20 Observations; the doctor and the patient see none of bench-2's
+pol_same="$(entries -H "Authorization: Bearer $TOKEN" "$QOBS")/$(entries -H "Authorization: Bearer $USERTOK" "$QOBS")/$(entries -H "Cookie: $DOCCOOKIE" "$QOBS")"
+pol_hidden="$(entries -H "Authorization: Bearer $TOKEN" "$QOTHER")/$(entries -H "Authorization: Bearer $USERTOK" "$QOTHER")/$(entries -H "Cookie: $DOCCOOKIE" "$QOTHER")"
+[ "$pol_same" = "20/20/20" ] && [ "$pol_hidden" = "20/0/0" ] || { echo "bench: unexpected results $pol_same $pol_hidden" >&2; exit 1; }
+pb_all=(); pp_all=(); pd_all=(); pol_bad=0
+for r in $(seq "$ROUNDS"); do
+  o=$(run_wrk -H "Authorization: Bearer $TOKEN" "$QOBS"); pb_all+=("$(echo "$o" | rps)")
+  pol_bad=$((pol_bad + $(echo "$o" | awk '/Non-2xx/ {n=$5} END {print n+0}')))
+  o=$(run_wrk -H "Authorization: Bearer $USERTOK" "$QOBS"); pp_all+=("$(echo "$o" | rps)")
+  pol_bad=$((pol_bad + $(echo "$o" | awk '/Non-2xx/ {n=$5} END {print n+0}')))
+  o=$(run_wrk -H "Cookie: $DOCCOOKIE" "$QOBS"); pd_all+=("$(echo "$o" | rps)")
+  pol_bad=$((pol_bad + $(echo "$o" | awk '/Non-2xx/ {n=$5} END {print n+0}')))
+done
+pb_rps=$(mean "${pb_all[@]}"); pp_rps=$(mean "${pp_all[@]}"); pd_rps=$(mean "${pd_all[@]}")
+pp_cost=$(slower "$pp_rps" "$pb_rps"); pd_cost=$(slower "$pd_rps" "$pb_rps")
 echo "bench: durable creates, carevault"
 cr_out=$(run_wrk -s bench/create.lua https://127.0.0.1:$CVPORT/fhir/Observation)
 echo "bench: 1000 idle keep-alive connections"
@@ -190,7 +213,14 @@ cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
   echo "| the bootstrap token's read here vs the read measured above (earlier in the run, same token), requests/s | $boot_rps vs $cv_rps ($foundation_cost % slower) | noise check |"
   echo "| portal login (Argon2id at libsodium's interactive limits, 64 MiB), mean of 10, ms | $login_ms | - |"
   echo
-  echo "Non-2xx answers during the runs: carevault reads ${cv_bad:-0}, creates ${cr_bad:-0}; nginx reads ${ngx_bad:-0}."
+  echo "Authorization (SQLite, same server, rounds alternating): \`GET /fhir/Observation?patient=bench-1&_count=20\` (20 of the patient's Observations per page; another patient has 20 more). The bootstrap token is unrestricted; the patient's SMART token (\`patient/Observation.rs\`) and the doctor's portal session (an active CareTeam membership) go through every decision: the search is narrowed to the compartments the caller may see, and each candidate is checked (compartment, relationship, consent lookup, scopes). Checked before the runs: each caller gets the same 20 entries ($pol_same), and \`Observation?patient=bench-2&_summary=count\` counts $pol_hidden (bootstrap/patient/doctor)."
+  echo
+  echo "| measurement | result | target |"
+  echo "|---|---|---|"
+  echo "| a patient searching their own Observations (SMART token) vs the bootstrap token, requests/s | $pp_rps vs $pb_rps ($pp_cost % slower; rounds ${pp_all[*]} / ${pb_all[*]}) | < 10 % slower |"
+  echo "| a doctor searching a treated patient's Observations (portal session) vs the bootstrap token, requests/s | $pd_rps vs $pb_rps ($pd_cost % slower; rounds ${pd_all[*]}) | < 10 % slower |"
+  echo
+  echo "Non-2xx answers during the runs: carevault reads ${cv_bad:-0}, creates ${cr_bad:-0}, authorization searches ${pol_bad}; nginx reads ${ngx_bad:-0}."
   echo
   echo "Command: \`make bench\` (BENCH_SECONDS=$DUR)."
   echo

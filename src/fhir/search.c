@@ -498,7 +498,7 @@ static cv_rc subset(const cv_sp_registry_t *reg, const cv_search_plan_t *plan, c
 		if (keep)
 			json_object_object_add(copy, key, json_object_get(val));
 	}
-	json_object *meta = NULL, *tags;
+	json_object *meta = NULL;
 	if (json_object_object_get_ex(copy, "meta", &meta)) {
 		meta = json_object_get(meta);
 		json_object *fresh = NULL;
@@ -508,16 +508,10 @@ static cv_rc subset(const cv_sp_registry_t *reg, const cv_search_plan_t *plan, c
 	} else {
 		meta = json_object_new_object();
 	}
-	if (!json_object_object_get_ex(meta, "tag", &tags)) {
-		tags = json_object_new_array();
-		json_object_object_add(meta, "tag", tags);
-	}
-	json_object *tag = json_object_new_object();
-	json_object_object_add(tag, "system", json_object_new_string("http://terminology.hl7.org/CodeSystem/v3-ObservationValue"));
-	json_object_object_add(tag, "code", json_object_new_string("SUBSETTED"));
-	json_object_array_add(tags, tag);
+	cv_rc rc = cv_json_tag_subsetted(meta);
 	json_object_object_add(copy, "meta", meta);
-	cv_rc rc = cv_json_write(copy, out);
+	if (!rc)
+		rc = cv_json_write(copy, out);
 	json_object_put(copy);
 	return rc;
 }

@@ -374,3 +374,24 @@ const char *cv_json_member_string(json_object *o, const char *k, int *bad)
 	}
 	return json_object_get_string(v);
 }
+
+cv_rc cv_json_tag_subsetted(json_object *meta)
+{
+	json_object *tags, *tag = json_object_new_object();
+	if (!tag)
+		return CV_E_NOMEM;
+	if (!json_object_object_get_ex(meta, "tag", &tags) || !json_object_is_type(tags, json_type_array)) {
+		tags = json_object_new_array();
+		if (!tags || json_object_object_add(meta, "tag", tags)) {
+			json_object_put(tags);
+			json_object_put(tag);
+			return CV_E_NOMEM;
+		}
+	}
+	if (json_object_object_add(tag, "system", json_object_new_string("http://terminology.hl7.org/CodeSystem/v3-ObservationValue")) ||
+	    json_object_object_add(tag, "code", json_object_new_string("SUBSETTED")) || json_object_array_add(tags, tag)) {
+		json_object_put(tag);
+		return CV_E_NOMEM;
+	}
+	return CV_OK;
+}

@@ -48,6 +48,10 @@ cv_rc cv_json_pool_own(cv_pool_t *pool, json_object *obj);
 /* Appends obj's compact JSON text to out (no slash escaping, decimals as sent). */
 cv_rc cv_json_write(json_object *obj, cv_buf_t *out);
 
+/* Adds the SUBSETTED tag (v3-ObservationValue) to a resource's meta object
+ * (its `tag` array made if missing): the resource shown is not all of it. */
+cv_rc cv_json_tag_subsetted(json_object *meta);
+
 /* The string member k of object o: NULL when it is absent; when it is there
  * but not a string, NULL and *bad set to 1 (so callers can answer 400). */
 const char *cv_json_member_string(json_object *o, const char *k, int *bad);

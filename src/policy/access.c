@@ -43,7 +43,8 @@ struct cv_access {
 	bool client;               /* a backend client: system scopes */
 	const char *self;          /* a patient: their Patient id */
 	const char *practitioner;  /* a nurse or doctor: "Practitioner/x" */
-	int64_t seq, now;
+	int64_t seq;               /* the lookups' write sequence (0: not read yet) */
+	int64_t now;
 	bool loaded;               /* relationships and break-glass read */
 	size_t nrel;
 	related_t *rel;            /* sorted by id */
@@ -77,7 +78,20 @@ cv_rc cv_access_new(cv_policy_t *pol, const cv_principal_t *p, cv_pool_t *pool, 
 	    (a->role == CV_RULES_NURSE || a->role == CV_RULES_DOCTOR))
 		a->practitioner = p->link;
 	*out = a;
-	return a->practitioner ? cv_store_last_seq(pol->store, &a->seq) : CV_OK;
+	return CV_OK;
+}
+
+/* The types the lookups read: a write of one of them ends every cached lookup. */
+static const char *const looked_up[] = { "CareTeam", "Encounter", "PractitionerRole", "Consent", CV_BREAK_GLASS_TYPE };
+
+/* The store's latest write among those types, read once per request. */
+static cv_rc lookup_seq(cv_access_t *a, int64_t *out)
+{
+	cv_rc rc = CV_OK;
+	if (!a->seq)
+		rc = cv_store_types_seq(a->pol->store, looked_up, sizeof looked_up / sizeof looked_up[0], &a->seq);
+	*out = a->seq;
+	return rc;
 }
 
 bool cv_access_broke_glass(const cv_access_t *a)
@@ -135,13 +149,16 @@ static cv_rc parse_glass(cv_access_t *a, const char *text)
 static cv_rc load(cv_access_t *a)
 {
 	const char *rel, *glass;
+	int64_t seq;
 	if (a->loaded || !a->practitioner)
 		return CV_OK;
-	cv_rc rc = cv_lookup_relations(a->pol, a->seq, a->practitioner, a->role == CV_RULES_DOCTOR, a->pool, &rel);
+	cv_rc rc = lookup_seq(a, &seq);
+	if (!rc)
+		rc = cv_lookup_relations(a->pol, seq, a->practitioner, a->role == CV_RULES_DOCTOR, a->pool, &rel);
 	if (!rc)
 		rc = parse_relations(a, rel);
 	if (!rc)
-		rc = cv_lookup_break_glass(a->pol, a->seq, a->p->id, a->pool, &glass);
+		rc = cv_lookup_break_glass(a->pol, seq, a->p->id, a->pool, &glass);
 	if (!rc)
 		rc = parse_glass(a, glass);
 	a->loaded = !rc;
@@ -164,6 +181,8 @@ static char relation(cv_access_t *a, const char *patient)
 		return a->self && strcmp(a->self, patient) == 0 ? 'O' : 0;
 	if (!a->practitioner)
 		return 0;
+	if (under_glass(a, patient)) /* the emergency covers everything of the patient, consent included */
+		return 'B';
 	size_t lo = 0, hi = a->nrel;
 	while (lo < hi) { /* the first entry for the patient */
 		size_t mid = lo + (hi - lo) / 2;
@@ -176,22 +195,11 @@ static char relation(cv_access_t *a, const char *patient)
 	for (size_t i = lo; i < a->nrel && strcmp(a->rel[i].id, patient) == 0; i++)
 		if (a->rel[i].kind == 'A' || a->role == CV_RULES_DOCTOR)
 			return a->rel[i].kind;
-	return under_glass(a, patient) ? 'B' : 0;
+	return 0;
 }
 
 /* ---- what a resource is about ------------------------------------------- */
 
-static json_object *get(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static const char *str(json_object *o, const char *k)
-{
-	json_object *v = get(o, k);
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
 
 static cv_rc add_patient(const char **ids, size_t *n, const char *id)
 {
@@ -209,8 +217,8 @@ static cv_rc compartments(cv_access_t *a, const char *type, json_object *res, co
 	const char *const *codes;
 	size_t ncodes = cv_sp_compartment(a->pol->sp, type, &codes);
 	*n = 0;
-	if (strcmp(type, "Patient") == 0 && str(res, "id"))
-		add_patient(ids, n, str(res, "id"));
+	if (strcmp(type, "Patient") == 0 && cv_lookup_str(res, "id"))
+		add_patient(ids, n, cv_lookup_str(res, "id"));
 	for (size_t i = 0; i < ncodes; i++) {
 		const cv_sp_t *sp = cv_sp_find(a->pol->sp, type, codes[i]);
 		cv_sp_entries_t es = { .pool = a->pool };
@@ -241,8 +249,8 @@ static cv_rc consents_of(cv_access_t *a, const char *patient, json_object **out)
 			*out = a->con[i].consents;
 			return CV_OK;
 		}
-	int64_t seq = a->seq;
-	cv_rc rc = seq ? CV_OK : cv_store_last_seq(a->pol->store, &seq);
+	int64_t seq;
+	cv_rc rc = lookup_seq(a, &seq);
 	const char *text, *err;
 	if (!rc)
 		rc = cv_lookup_consents(a->pol, seq, patient, a->pool, &text);
@@ -279,7 +287,7 @@ static cv_rc consent_denies(cv_access_t *a, const char *patient, char rel, json_
 	if (rc || !json_object_array_length(consents))
 		return rc;
 	cv_consent_access_t ca = { .practitioner = a->practitioner, .orgs = a->orgs, .norgs = a->norgs,
-				   .purpose = purpose_of(a, rel), .labels = get(get(res, "meta"), "security"),
+				   .purpose = purpose_of(a, rel), .labels = cv_lookup_get(cv_lookup_get(res, "meta"), "security"),
 				   .now_us = a->now };
 	*denies = cv_consent_denies(consents, &ca, a->pool);
 	return CV_OK;
@@ -289,7 +297,7 @@ static cv_rc consent_denies(cv_access_t *a, const char *patient, char rel, json_
 
 static bool refers_to(cv_access_t *a, json_object *ref, const char *patient)
 {
-	const char *id = cv_lookup_ref_id(a->pool, str(ref, "reference"), "Patient");
+	const char *id = cv_lookup_ref_id(a->pool, cv_lookup_str(ref, "reference"), "Patient");
 	return id && strcmp(id, patient) == 0;
 }
 
@@ -298,7 +306,7 @@ static bool all_refer(cv_access_t *a, json_object *arr, const char *key, const c
 	size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
 	for (size_t i = 0; i < n; i++) {
 		json_object *x = json_object_array_get_idx(arr, i);
-		if (!refers_to(a, key ? get(x, key) : x, patient))
+		if (!refers_to(a, key ? cv_lookup_get(x, key) : x, patient))
 			return false;
 	}
 	return n > 0;
@@ -308,25 +316,25 @@ static bool any_refers(cv_access_t *a, json_object *arr, const char *key, const 
 {
 	size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
 	for (size_t i = 0; i < n; i++)
-		if (refers_to(a, get(json_object_array_get_idx(arr, i), key), patient))
+		if (refers_to(a, cv_lookup_get(json_object_array_get_idx(arr, i), key), patient))
 			return true;
 	return false;
 }
 
 static bool patient_authored(cv_access_t *a, const char *type, json_object *res)
 {
-	const char *me = a->self, *status = str(res, "status");
+	const char *me = a->self, *status = cv_lookup_str(res, "status");
 	if (strcmp(type, "Consent") == 0)
-		return refers_to(a, get(res, "patient"), me);
+		return refers_to(a, cv_lookup_get(res, "patient"), me);
 	if (strcmp(type, "QuestionnaireResponse") == 0)
-		return refers_to(a, get(res, "subject"), me) && (!get(res, "author") || refers_to(a, get(res, "author"), me));
+		return refers_to(a, cv_lookup_get(res, "subject"), me) && (!cv_lookup_get(res, "author") || refers_to(a, cv_lookup_get(res, "author"), me));
 	if (strcmp(type, "Communication") == 0)
-		return refers_to(a, get(res, "sender"), me);
+		return refers_to(a, cv_lookup_get(res, "sender"), me);
 	if (strcmp(type, "Appointment") == 0)
 		return status && (strcmp(status, "proposed") == 0 || strcmp(status, "cancelled") == 0) &&
-		       any_refers(a, get(res, "participant"), "actor", me);
+		       any_refers(a, cv_lookup_get(res, "participant"), "actor", me);
 	if (strcmp(type, "Observation") == 0)
-		return all_refer(a, get(res, "performer"), NULL, me);
+		return all_refer(a, cv_lookup_get(res, "performer"), NULL, me);
 	return false;
 }
 
@@ -617,19 +625,12 @@ bool cv_access_view(const cv_access_t *a, const char *type, json_object *res)
 	}
 	for (size_t i = 0; i < n; i++)
 		json_object_object_del(res, drop[i]);
-	json_object *meta = get(res, "meta"), *tags;
+	json_object *meta = cv_lookup_get(res, "meta");
 	if (!meta) {
 		meta = json_object_new_object();
 		json_object_object_add(res, "meta", meta);
 	}
-	if (!(tags = get(meta, "tag"))) {
-		tags = json_object_new_array();
-		json_object_object_add(meta, "tag", tags);
-	}
-	json_object *tag = json_object_new_object();
-	json_object_object_add(tag, "system", json_object_new_string("http://terminology.hl7.org/CodeSystem/v3-ObservationValue"));
-	json_object_object_add(tag, "code", json_object_new_string("SUBSETTED"));
-	json_object_array_add(tags, tag);
+	(void)cv_json_tag_subsetted(meta); /* out of memory: the fields are gone all the same */
 	return true;
 }
 
@@ -662,7 +663,7 @@ static cv_rc glass_record(cv_policy_t *pol, const cv_principal_t *p, const char 
 			json_object *g = json_object_array_get_idx(grants, i), *exp;
 			/* keep the live ones, but not an earlier one for this patient */
 			if (json_object_object_get_ex(g, "expires_us", &exp) && json_object_get_int64(exp) > now &&
-			    (!str(g, "patient") || strcmp(str(g, "patient"), patient_id) != 0) &&
+			    (!cv_lookup_str(g, "patient") || strcmp(cv_lookup_str(g, "patient"), patient_id) != 0) &&
 			    json_object_array_length(list) < BREAK_GLASS_MAX - 1)
 				json_object_array_add(list, json_object_get(g));
 		}

@@ -11,17 +11,6 @@
 
 enum { NONE = -1, DENY = 0, PERMIT = 1 };
 
-static json_object *get(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
-static const char *str(json_object *o, const char *k)
-{
-	json_object *v = get(o, k);
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
 
 static size_t len(json_object *a)
 {
@@ -31,11 +20,11 @@ static size_t len(json_object *a)
 /* The actor condition: no actor, or one whose reference names the caller. */
 static bool actor_applies(json_object *prov, const cv_consent_access_t *a, cv_pool_t *pool)
 {
-	json_object *actors = get(prov, "actor");
+	json_object *actors = cv_lookup_get(prov, "actor");
 	if (!len(actors))
 		return true;
 	for (size_t i = 0; i < len(actors); i++) {
-		const char *ref = str(get(json_object_array_get_idx(actors, i), "reference"), "reference");
+		const char *ref = cv_lookup_str(cv_lookup_get(json_object_array_get_idx(actors, i), "reference"), "reference");
 		const char *id;
 		if (!ref)
 			continue;
@@ -52,11 +41,11 @@ static bool actor_applies(json_object *prov, const cv_consent_access_t *a, cv_po
 
 static bool purpose_applies(json_object *prov, const cv_consent_access_t *a)
 {
-	json_object *purposes = get(prov, "purpose");
+	json_object *purposes = cv_lookup_get(prov, "purpose");
 	if (!len(purposes))
 		return true;
 	for (size_t i = 0; a->purpose && i < len(purposes); i++) {
-		const char *code = str(json_object_array_get_idx(purposes, i), "code");
+		const char *code = cv_lookup_str(json_object_array_get_idx(purposes, i), "code");
 		if (code && strcmp(code, a->purpose) == 0)
 			return true;
 	}
@@ -66,13 +55,13 @@ static bool purpose_applies(json_object *prov, const cv_consent_access_t *a)
 /* Same code, and the same system when both name one. */
 static bool same_coding(json_object *x, json_object *y)
 {
-	const char *cx = str(x, "code"), *cy = str(y, "code"), *sx = str(x, "system"), *sy = str(y, "system");
+	const char *cx = cv_lookup_str(x, "code"), *cy = cv_lookup_str(y, "code"), *sx = cv_lookup_str(x, "system"), *sy = cv_lookup_str(y, "system");
 	return cx && cy && strcmp(cx, cy) == 0 && (!sx || !sy || strcmp(sx, sy) == 0);
 }
 
 static bool label_applies(json_object *prov, const cv_consent_access_t *a)
 {
-	json_object *labels = get(prov, "securityLabel");
+	json_object *labels = cv_lookup_get(prov, "securityLabel");
 	if (!len(labels))
 		return true;
 	for (size_t i = 0; i < len(labels); i++)
@@ -84,7 +73,7 @@ static bool label_applies(json_object *prov, const cv_consent_access_t *a)
 
 static bool applies(json_object *prov, const cv_consent_access_t *a, cv_pool_t *pool)
 {
-	return cv_lookup_period_covers(get(prov, "period"), a->now_us) && actor_applies(prov, a, pool) &&
+	return cv_lookup_period_covers(cv_lookup_get(prov, "period"), a->now_us) && actor_applies(prov, a, pool) &&
 	       purpose_applies(prov, a) && label_applies(prov, a);
 }
 
@@ -93,9 +82,9 @@ static int decide(json_object *prov, const cv_consent_access_t *a, cv_pool_t *po
 {
 	if (!prov || depth > 16 || !applies(prov, a, pool))
 		return NONE;
-	const char *type = str(prov, "type");
+	const char *type = cv_lookup_str(prov, "type");
 	int d = type && strcmp(type, "permit") == 0 ? PERMIT : type && strcmp(type, "deny") == 0 ? DENY : NONE;
-	json_object *nested = get(prov, "provision");
+	json_object *nested = cv_lookup_get(prov, "provision");
 	int inner = NONE;
 	for (size_t i = 0; i < len(nested); i++) {
 		int c = decide(json_object_array_get_idx(nested, i), a, pool, depth + 1);
@@ -108,7 +97,7 @@ static int decide(json_object *prov, const cv_consent_access_t *a, cv_pool_t *po
 bool cv_consent_denies(json_object *consents, const cv_consent_access_t *a, cv_pool_t *pool)
 {
 	for (size_t i = 0; i < len(consents); i++)
-		if (decide(get(json_object_array_get_idx(consents, i), "provision"), a, pool, 0) == DENY)
+		if (decide(cv_lookup_get(json_object_array_get_idx(consents, i), "provision"), a, pool, 0) == DENY)
 			return true;
 	return false;
 }

@@ -22,7 +22,7 @@ static const char *cache_get(cv_policy_t *pol, const char *key, int64_t seq, cv_
 	pthread_mutex_lock(&pol->mu);
 	for (unsigned i = 0; i < CV_RULES_CACHE; i++) {
 		cv_rules_cached_t *c = &pol->cache[i];
-		if (c->key && c->seq == seq && strcmp(c->key, key) == 0) {
+		if (c->key && c->seq == seq && strcmp(c->key, key) == 0 && (!c->until_us || cv_time_now_us() < c->until_us)) {
 			char *v = cv_pool_alloc(pool, c->len + 1);
 			if (v) {
 				memcpy(v, c->value, c->len + 1);
@@ -35,7 +35,7 @@ static const char *cache_get(cv_policy_t *pol, const char *key, int64_t seq, cv_
 	return out;
 }
 
-static void cache_put(cv_policy_t *pol, const char *key, int64_t seq, const char *value, size_t len)
+static void cache_put(cv_policy_t *pol, const char *key, int64_t seq, const char *value, size_t len, int64_t until_us)
 {
 	char *k = strdup(key), *v = malloc(len + 1);
 	if (!k || !v) {
@@ -57,7 +57,7 @@ static void cache_put(cv_policy_t *pol, const char *key, int64_t seq, const char
 	cv_rules_cached_t *c = &pol->cache[slot];
 	free(c->key);
 	free(c->value);
-	*c = (cv_rules_cached_t){ .key = k, .seq = seq, .value = v, .len = len };
+	*c = (cv_rules_cached_t){ .key = k, .seq = seq, .value = v, .len = len, .until_us = until_us };
 	pthread_mutex_unlock(&pol->mu);
 }
 
@@ -125,17 +125,22 @@ bool cv_lookup_period_covers(json_object *period, int64_t now_us)
 	return true;
 }
 
-static const char *str_at(json_object *o, const char *k)
+json_object *cv_lookup_get(json_object *o, const char *k)
 {
 	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v) : NULL;
+	return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, k, &v) ? v : NULL;
 }
+
+const char *cv_lookup_str(json_object *o, const char *k)
+{
+	json_object *v = cv_lookup_get(o, k);
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
 
 static const char *ref_at(json_object *o, const char *k)
 {
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) ? str_at(v, "reference") : NULL;
+	return cv_lookup_str(cv_lookup_get(o, k), "reference");
 }
 
 /* Calls fn with every current resource of `type` whose parameter `code`
@@ -193,8 +198,26 @@ static cv_rc referring(cv_policy_t *pol, const char *type, const char *code, con
 typedef struct rel {
 	const char *practitioner; /* "Practitioner/x" */
 	int64_t now;
+	int64_t until;            /* the next time a period seen starts or ends (0: none) */
 	cv_buf_t out;
 } rel_t;
+
+/* Notes when the period next starts or ends: the lookup is stale from then on. */
+static void boundary(rel_t *r, json_object *period)
+{
+	json_object *v;
+	int64_t lo, hi;
+	int prec;
+	if (!period || !json_object_is_type(period, json_type_object))
+		return;
+	if (json_object_object_get_ex(period, "start", &v) &&
+	    cv_time_range(json_object_get_string(v), &lo, &hi, &prec) == CV_OK && lo > r->now && (!r->until || lo < r->until))
+		r->until = lo;
+	if (json_object_object_get_ex(period, "end", &v) &&
+	    cv_time_range(json_object_get_string(v), &lo, &hi, &prec) == CV_OK && hi >= r->now &&
+	    (!r->until || hi + 1 < r->until))
+		r->until = hi + 1;
+}
 
 static cv_rc rel_line(rel_t *r, char kind, const char *id)
 {
@@ -206,11 +229,14 @@ static cv_rc careteam(void *arg, json_object *ct, cv_pool_t *pool)
 {
 	rel_t *r = arg;
 	json_object *parts, *period;
-	const char *status = str_at(ct, "status");
+	const char *status = cv_lookup_str(ct, "status");
 	if (!status || strcmp(status, "active") != 0)
 		return CV_OK;
-	if (json_object_object_get_ex(ct, "period", &period) && !cv_lookup_period_covers(period, r->now))
-		return CV_OK;
+	if (json_object_object_get_ex(ct, "period", &period)) {
+		boundary(r, period);
+		if (!cv_lookup_period_covers(period, r->now))
+			return CV_OK;
+	}
 	const char *patient = cv_lookup_ref_id(pool, ref_at(ct, "subject"), "Patient");
 	if (!patient || !json_object_object_get_ex(ct, "participant", &parts) ||
 	    !json_object_is_type(parts, json_type_array))
@@ -222,6 +248,7 @@ static cv_rc careteam(void *arg, json_object *ct, cv_pool_t *pool)
 		if (!id || strcmp(id, r->practitioner + strlen("Practitioner/")) != 0)
 			continue;
 		json_object_object_get_ex(p, "period", &pp);
+		boundary(r, pp);
 		if (cv_lookup_period_covers(pp, r->now))
 			return rel_line(r, 'A', patient);
 	}
@@ -232,7 +259,7 @@ static cv_rc careteam(void *arg, json_object *ct, cv_pool_t *pool)
 static cv_rc encounter(void *arg, json_object *enc, cv_pool_t *pool)
 {
 	rel_t *r = arg;
-	const char *status = str_at(enc, "status");
+	const char *status = cv_lookup_str(enc, "status");
 	if (status && (strcmp(status, "cancelled") == 0 || strcmp(status, "entered-in-error") == 0))
 		return CV_OK;
 	return rel_line(r, 'T', cv_lookup_ref_id(pool, ref_at(enc, "subject"), "Patient"));
@@ -268,7 +295,7 @@ cv_rc cv_lookup_relations(cv_policy_t *pol, int64_t seq, const char *practitione
 	if (!rc && !(*out = cv_pool_strndup(pool, r.out.len ? r.out.data : "", r.out.len)))
 		rc = CV_E_NOMEM;
 	if (!rc)
-		cache_put(pol, key, seq, *out, r.out.len);
+		cache_put(pol, key, seq, *out, r.out.len, r.until);
 	cv_buf_release(&r.out);
 	return rc;
 }
@@ -281,7 +308,7 @@ static bool has_code(json_object *cc, const char *code)
 	if (!cc || !json_object_object_get_ex(cc, "coding", &codings) || !json_object_is_type(codings, json_type_array))
 		return false;
 	for (size_t i = 0; i < json_object_array_length(codings); i++) {
-		const char *c = str_at(json_object_array_get_idx(codings, i), "code");
+		const char *c = cv_lookup_str(json_object_array_get_idx(codings, i), "code");
 		if (c && strcmp(c, code) == 0)
 			return true;
 	}
@@ -292,7 +319,7 @@ static cv_rc consent(void *arg, json_object *c, cv_pool_t *pool)
 {
 	cv_buf_t *out = arg;
 	json_object *scope = NULL;
-	const char *status = str_at(c, "status");
+	const char *status = cv_lookup_str(c, "status");
 	(void)pool;
 	if (!status || strcmp(status, "active") != 0 || !json_object_object_get_ex(c, "scope", &scope) ||
 	    !has_code(scope, "patient-privacy"))
@@ -322,7 +349,7 @@ cv_rc cv_lookup_consents(cv_policy_t *pol, int64_t seq, const char *patient, cv_
 	if (!rc && !(*out = cv_pool_strndup(pool, b.data, b.len)))
 		rc = CV_E_NOMEM;
 	if (!rc)
-		cache_put(pol, key, seq, *out, b.len);
+		cache_put(pol, key, seq, *out, b.len, 0);
 	cv_buf_release(&b);
 	return rc;
 }
@@ -340,7 +367,7 @@ cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, 
 	cv_rc rc = cv_store_read(pol->store, CV_BREAK_GLASS_TYPE, account, 0, pool, &v);
 	if (rc == CV_E_NOTFOUND || (!rc && v.deleted)) {
 		*out = "";
-		cache_put(pol, key, seq, "", 0);
+		cache_put(pol, key, seq, "", 0, 0);
 		return CV_OK;
 	}
 	if (rc)
@@ -356,7 +383,7 @@ cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, 
 	if (json_object_object_get_ex(rec, "grants", &grants) && json_object_is_type(grants, json_type_array))
 		for (size_t i = 0; !rc && i < json_object_array_length(grants); i++) {
 			json_object *g = json_object_array_get_idx(grants, i), *exp;
-			const char *patient = str_at(g, "patient");
+			const char *patient = cv_lookup_str(g, "patient");
 			if (patient && json_object_object_get_ex(g, "expires_us", &exp))
 				rc = cv_buf_printf(&b, "%lld %s\n", (long long)json_object_get_int64(exp), patient);
 		}
@@ -364,7 +391,7 @@ cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, 
 	if (!rc && !(*out = cv_pool_strndup(pool, b.len ? b.data : "", b.len)))
 		rc = CV_E_NOMEM;
 	if (!rc)
-		cache_put(pol, key, seq, *out, b.len);
+		cache_put(pol, key, seq, *out, b.len, 0);
 	cv_buf_release(&b);
 	return rc;
 }

@@ -2,8 +2,8 @@
  * lookup.h - what the decisions need from the store, private to policy/:
  * a practitioner's relationships (care teams, encounters, organizations),
  * a patient's consents, an account's break-glass declarations. Each lookup
- * is cached as text and valid while the store has had no write since
- * (its last sequence, read once per request).
+ * is cached as text and valid while none of the types it reads was
+ * written since (cv_store_types_seq, read once per request).
  */
 #ifndef CV_POLICY_LOOKUP_H
 #define CV_POLICY_LOOKUP_H
@@ -30,6 +30,10 @@ cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, 
 /* The id of a reference to `type` ("Patient/x", or an absolute URL ending in
  * "/Patient/x"), in pool; NULL for another type or a malformed one. */
 const char *cv_lookup_ref_id(cv_pool_t *pool, const char *ref, const char *type);
+
+/* o's member k (NULL when o is no object or has none); the same when it is a string. */
+json_object *cv_lookup_get(json_object *o, const char *k);
+const char *cv_lookup_str(json_object *o, const char *k);
 
 /* True when the FHIR Period object (NULL: none) covers now. */
 bool cv_lookup_period_covers(json_object *period, int64_t now_us);

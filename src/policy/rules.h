@@ -22,6 +22,7 @@ typedef struct cv_rules_cached {
 	int64_t seq;
 	char *value;
 	size_t len;
+	int64_t until_us;  /* also stale from this time on (a care-team period starts or ends), 0: never */
 } cv_rules_cached_t;
 
 struct cv_policy {

@@ -37,6 +37,7 @@ typedef struct cv_backend_ops {
 	cv_rc (*search)(cv_backend_t *b, const cv_store_query_t *q, cv_pool_t *pool, cv_store_hit_fn fn, void *arg);
 	cv_rc (*search_count)(cv_backend_t *b, const cv_store_query_t *q, uint64_t *out);
 	cv_rc (*last_seq)(cv_backend_t *b, int64_t *out);
+	cv_rc (*types_seq)(cv_backend_t *b, const char *const *types, size_t n, int64_t *out);
 	/* Current, not deleted versions in row-key order (type NULL: all types). */
 	cv_rc (*scan_current)(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			      cv_store_hit_fn fn, void *arg);

@@ -93,6 +93,12 @@ static const struct {
 			 "= $3::bigint ON CONFLICT DO NOTHING RETURNING seq" },
 	{ "count", "SELECT count(*)::bigint FROM cv_version" },
 	{ "last_seq", "SELECT COALESCE(max(seq), 0)::bigint FROM cv_version" },
+	{ "types_seq", "SELECT COALESCE(max(m), 0)::bigint FROM (SELECT (SELECT max(seq) FROM cv_version WHERE type = $1) m "
+		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $2) "
+		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $3) "
+		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $4) "
+		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $5) "
+		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $6)) t" },
 	{ "claim", "INSERT INTO cv_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
 		   "SET value = excluded.value WHERE cv_meta.value < $3 RETURNING name" },
 	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
@@ -813,6 +819,19 @@ static cv_rc pg_last_seq(cv_backend_t *b, int64_t *out)
 	return rc;
 }
 
+static cv_rc pg_types_seq(cv_backend_t *b, const char *const *types, size_t n, int64_t *out)
+{
+	const char *vals[CV_STORE_TYPES_SEQ_MAX];
+	for (size_t i = 0; i < CV_STORE_TYPES_SEQ_MAX; i++)
+		vals[i] = i < n ? types[i] : "";
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "types_seq", CV_STORE_TYPES_SEQ_MAX, vals, NULL, NULL, &r);
+	if (!rc)
+		*out = get_i64(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
 static cv_rc pg_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			     cv_store_hit_fn fn, void *arg)
 {
@@ -855,6 +874,7 @@ static const cv_backend_ops_t pg_ops = {
 	.search = pg_search,
 	.search_count = pg_search_count,
 	.last_seq = pg_last_seq,
+	.types_seq = pg_types_seq,
 	.scan_current = pg_scan_current,
 };
 

@@ -26,6 +26,7 @@ typedef struct rconn {
 	sqlite3_stmt *read_ver;  /* one version of a row */
 	sqlite3_stmt *meta_get;  /* a meta value */
 	sqlite3_stmt *last_seq;  /* the latest write's sequence number */
+	sqlite3_stmt *types_seq; /* the latest write's sequence number among some types */
 } rconn_t;
 
 struct cv_backend {
@@ -83,6 +84,14 @@ static const char *const migrations[] = {
 	"  (SELECT max(version) FROM cv_version w WHERE w.type = v.type AND w.rid = v.rid) ORDER BY seq;",
 };
 
+/* One index probe per type (cv_version_type_seq): the latest sequence among them. */
+#define SQL_TYPES_SEQ                                                                                               \
+	"SELECT COALESCE(max(m), 0) FROM (SELECT (SELECT max(seq) FROM cv_version WHERE type = ?1) m UNION ALL "    \
+	"SELECT (SELECT max(seq) FROM cv_version WHERE type = ?2) UNION ALL "                                       \
+	"SELECT (SELECT max(seq) FROM cv_version WHERE type = ?3) UNION ALL "                                       \
+	"SELECT (SELECT max(seq) FROM cv_version WHERE type = ?4) UNION ALL "                                       \
+	"SELECT (SELECT max(seq) FROM cv_version WHERE type = ?5) UNION ALL "                                       \
+	"SELECT (SELECT max(seq) FROM cv_version WHERE type = ?6))"
 #define SQL_CUR "SELECT seq, version, updated_us, deleted, body FROM cv_version " \
 		"WHERE type = ?1 AND rid = ?2 ORDER BY version DESC LIMIT 1"
 #define SQL_VER "SELECT seq, version, updated_us, deleted, body FROM cv_version " \
@@ -171,6 +180,8 @@ static cv_rc open_reader(const char *path, rconn_t *r, char *err, size_t errlen)
 		rc = prepare(r->db, "SELECT value FROM cv_meta WHERE name = ?1", &r->meta_get);
 	if (!rc)
 		rc = prepare(r->db, "SELECT COALESCE(max(seq), 0) FROM cv_version", &r->last_seq);
+	if (!rc)
+		rc = prepare(r->db, SQL_TYPES_SEQ, &r->types_seq);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot prepare store queries");
 	return rc;
@@ -182,6 +193,7 @@ static void close_reader(rconn_t *r)
 	sqlite3_finalize(r->read_ver);
 	sqlite3_finalize(r->meta_get);
 	sqlite3_finalize(r->last_seq);
+	sqlite3_finalize(r->types_seq);
 	sqlite3_close(r->db);
 }
 
@@ -781,6 +793,23 @@ static cv_rc sqlite_last_seq(cv_backend_t *b, int64_t *out)
 	return rc;
 }
 
+static cv_rc sqlite_types_seq(cv_backend_t *b, const char *const *types, size_t n, int64_t *out)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = r->types_seq;
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; i < CV_STORE_TYPES_SEQ_MAX; i++)
+		sqlite3_bind_text(st, (int)i + 1, i < n ? types[i] : "", -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	else
+		rc = db_error(r->db, "types_seq");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	reader_give(b, r);
+	return rc;
+}
+
 static cv_rc sqlite_scan_current(cv_backend_t *b, const char *type, int64_t after, unsigned limit,
 				 cv_pool_t *pool, cv_store_hit_fn fn, void *arg)
 {
@@ -819,6 +848,7 @@ static const cv_backend_ops_t sqlite_ops = {
 	.search = sqlite_search,
 	.search_count = sqlite_search_count,
 	.last_seq = sqlite_last_seq,
+	.types_seq = sqlite_types_seq,
 	.scan_current = sqlite_scan_current,
 };
 

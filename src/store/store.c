@@ -477,6 +477,13 @@ cv_rc cv_store_last_seq(cv_store_t *s, int64_t *out)
 	return s->ops->last_seq(s->be, out);
 }
 
+cv_rc cv_store_types_seq(cv_store_t *s, const char *const *types, size_t n, int64_t *out)
+{
+	if (n == 0 || n > CV_STORE_TYPES_SEQ_MAX)
+		return CV_E_INVALID;
+	return s->ops->types_seq(s->be, types, n, out);
+}
+
 cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out)
 {
 	cv_pool_t pool;

@@ -226,6 +226,13 @@ cv_rc cv_store_search(cv_store_t *s, const cv_store_query_t *q, cv_pool_t *pool,
 /* The sequence number of the latest write (0 for an empty store). */
 cv_rc cv_store_last_seq(cv_store_t *s, int64_t *out);
 
+/* The sequence number of the latest write of a version of any of the n
+ * types (at most CV_STORE_TYPES_SEQ_MAX; 0 when none has a version): it
+ * moves exactly when one of them is written, so a cache built from those
+ * types stays valid while it holds. One index probe per type. */
+#define CV_STORE_TYPES_SEQ_MAX 6
+cv_rc cv_store_types_seq(cv_store_t *s, const char *const *types, size_t n, int64_t *out);
+
 /* Counts the matches of q (limit, sort and cursor ignored). */
 cv_rc cv_store_count(cv_store_t *s, const cv_store_query_t *q, uint64_t *out);
 

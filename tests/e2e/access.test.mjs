@@ -42,11 +42,23 @@
 //  9. A hidden resource that was deleted answers 404 like a nonexistent one
 //     (a 410 would tell it existed).
 // 10. An If-None-Exist whose criteria match only a hidden resource counts no
-//     match: the create goes ahead (201, a new id), never 200 with the hidden one.
+//     match: the create goes ahead (201, a new id), never 200 with the hidden
+//     one, nor 409 because a hidden resource was itself created with the same
+//     criteria (that would tell it exists).
+// 11. "Whatever the id": a person whose role never has the interaction on the
+//     type gets 403 also for another patient's resource or an id that does not
+//     exist (billing reading an Observation, a patient updating a Patient).
+// 12. A delete of a hidden resource inside a transaction answers like a delete
+//     of an id that does not exist (which a transaction answers 204), and
+//     deletes nothing.
 //
 // Break-glass end: a second small server runs with break-glass-minutes = 1;
 // a declaration made at the start is checked to have ended at the close
 // (skipped when the binary has no such option).
+//
+// Rows run in file order (the break-glass rows come last: before, the
+// declaration, after). CV_ACCESS_MATRIX=FILE runs another matrix file (a
+// subset while debugging); --test-name-pattern=RD-0 picks rows by case id.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -58,7 +70,6 @@ import {
   readMatrix, registerClients, sleep, smartToken,
 } from './lib/access.mjs';
 
-const J = { 'content-type': 'application/json' };
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const rows = readMatrix();
 
@@ -147,14 +158,35 @@ before(async () => {
   setupMs = Date.now() - t0;
 }, { timeout: 180_000 });
 
+/**
+ * SIGTERM and wait for exit 0, as server.stop() does, but without leaving its
+ * 20 s timeout timer behind (it keeps the test process alive 20 s after the
+ * last test). A server that already exited is left to server.stop() to report.
+ */
+async function stopServer(s) {
+  if (!s.child || s.exit !== null) return s.stop();
+  const child = s.child;
+  child.kill('SIGTERM');
+  let timer;
+  const res = await Promise.race([s.exited, new Promise((r) => { timer = setTimeout(() => r('timeout'), 20_000); })]);
+  clearTimeout(timer);
+  s.child = null;
+  if (res === 'timeout') {
+    child.kill('SIGKILL');
+    await s.exited;
+    throw new Error(`server did not exit within 20 s of SIGTERM\n${s.logTail()}`);
+  }
+  if (res.code !== 0) throw new Error(`server exited with ${JSON.stringify(res)} after SIGTERM (expected 0)\n${s.logTail()}`);
+  return res;
+}
+
 // both servers are stopped and removed even when one of them failed (a crashed
-// server makes stop() throw: that is reported after the other one is gone)
+// server makes the stop throw: that is reported after the other one is gone)
 after(async () => {
   const errors = [];
   for (const s of [server, bgServer]) {
     if (!s) continue;
-    const ts = Date.now();
-    try { await s.stop(); if (process.env.ACC_T) console.error('stop ms', Date.now() - ts); } catch (e) { errors.push(e); }
+    try { await stopServer(s); } catch (e) { errors.push(e); }
     try { await s.cleanup(); } catch (e) { errors.push(e); }
   }
   if (errors.length) throw errors[0];

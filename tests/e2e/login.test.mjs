@@ -3,8 +3,8 @@
 // codes work once, the session cookie is __Host-, Secure, HttpOnly and
 // SameSite=Strict, changes need the CSRF token, logout (one or everywhere),
 // disabling the account and the idle and absolute timeouts end sessions at
-// once, repeated failures are throttled with Retry-After, and a session
-// reaches no FHIR data (that is the authorization issue's to grant).
+// once, repeated failures are throttled with Retry-After, and a patient's
+// session reaches the patient's own record and nobody else's.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -64,9 +64,11 @@ test('a patient logs in: a __Host- cookie that scripts and other sites cannot us
   assert.equal(me.status, 200);
   assert.equal(me.json.user.username, 'pat.login');
   assert.equal(me.json.csrf_token, r.json.csrf_token);
-  // no data yet through a session: what a patient may see is the authorization issue's
+  // through the session the patient reads their own record, and nobody else's
   const data = await withCookie(server, 'GET', '/fhir/Patient/login-p1', cookieOf(r));
-  assert.equal(data.status, 403);
+  assert.equal(data.status, 200, diag(data));
+  const other = await withCookie(server, 'GET', '/fhir/Patient/login-nobody', cookieOf(r));
+  assert.equal(other.status, 404);
   const adm = await withCookie(server, 'GET', '/admin/users', cookieOf(r));
   assert.equal(adm.status, 403);
   // logging in again with a session cookie in the jar is a login, not a forged change

@@ -7,6 +7,32 @@
 // Principals ("actors") are portal sessions (cookie + CSRF token), SMART app
 // tokens (the authorization-code flow with PKCE) and backend service tokens.
 //
+// Fixtures (loadFixtures):
+//   A, B, C          three Synthea patients (A related, B unrelated, C consent-heavy) with
+//                    X.patient, X.obs_vitals, X.obs_lab, X.condition, X.encounter, X.medreq,
+//                    X.immunization, X.procedure, X.claim, X.eob (first of each in the bundle)
+//   E.patient        a hand-made patient for the mid-session changes (E.obs,
+//                    E.careteam_nurse, E.careteam_doctor, E.consent_toggle)
+//   pr_<xx>          a Practitioner per staff account (pr_na nurse_assigned, pr_dc doctor_careteam, ...)
+//   care teams       A.careteam (active: pr_na, pr_dc, pr_dd; pr_nx with an ended participant
+//                    period), A.careteam_inactive (status inactive: pr_ni), A.careteam_ended
+//                    (team period ended: pr_dp), A.careteam_spare, B.careteam (organization
+//                    only), C.careteam (pr_dc)
+//   encounters       A.enc_hand (finished: pr_de, pr_ne), A.enc_cancelled (pr_dx), C.enc_org (pr_do)
+//   Observations     A.obs_psy / B.obs_psy (meta.security PSY), A.obs_self (performer A),
+//                    A.obs_shared (subject A, performer B), A.obs_mut, A.obs_del1..4,
+//                    B.obs_del, orphan_obs (no patient)
+//   other record     A.docref, A.qr, A.comm, A.appt (proposed)
+//   billing          A/B/C.coverage (plus the Synthea Claims and EOBs)
+//   consents         A.consent_deny_dd (deny pr_dd), A.consent_psy (deny PSY, permit pr_dc),
+//                    A.consent_expired (deny pr_dc, period 2001), A.consent_inactive (deny pr_na,
+//                    inactive), B.consent_psy (deny PSY), B.consent_deny_db (deny pr_db),
+//                    C.consent_research (deny HRESCH), C.consent_org (deny org_deny, pr_do's
+//                    organization through prr_do), C.consent_billing (deny HPAYMT)
+//   audit            audit_event (entity A)
+//   directory        org_main, org_deny, org_spare, loc_main, prr_do
+//   reference        med_main, med_spare, q_main
+//
 // The Synthea records are synthetic but shaped like real PHI: nothing here
 // prints a name, identifier, address or birth date; messages carry symbols,
 // server ids, statuses and OperationOutcome diagnostics only.
@@ -451,7 +477,12 @@ export class MatrixRunner {
     const bundles = [];
     let url = p;
     while (url) {
-      const r = await caller.call('GET', url);
+      let r;
+      try {
+        r = await caller.call('GET', url);
+      } catch (e) { // the query may hold values (a chained name): not in the message
+        throw new Error(`search request failed on page ${bundles.length + 1}: ${e.code ?? 'network error'}`);
+      }
       if (bundles.length === 0 && r.status !== 200) return { status: r.status, res: r };
       assert.equal(r.status, 200, `page ${bundles.length + 1}: ${r.status} ${diag(r)}`);
       assert.equal(r.json?.resourceType, 'Bundle');
