@@ -45,7 +45,7 @@ static cv_rc resolve_chains(cv_fhir_t *f, cv_pool_t *pool, cv_search_plan_t *pla
 
 static bool needs_check(const cv_search_plan_t *plan)
 {
-	if (plan->access)
+	if (cv_access_filters(plan->access, plan->type))
 		return true;
 	for (size_t i = 0; i < plan->n; i++)
 		if (plan->clauses[i].check)
@@ -131,7 +131,7 @@ static cv_rc consider(run_t *r, const cv_store_hit_t *h, cv_pool_t *scratch, int
 	for (size_t i = 0; check && i < r->plan->n; i++)
 		if (r->plan->clauses[i].check && !cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch))
 			return CV_OK;
-	if (r->plan->access) {
+	if (cv_access_filters(r->plan->access, h->v.type)) {
 		cv_verdict verdict;
 		rc = cv_access_check(r->plan->access, CV_ACT_FHIR_SEARCH, h->v.type, obj, &verdict, NULL);
 		if (rc || verdict != CV_ACCESS_PERMIT)

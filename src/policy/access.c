@@ -94,6 +94,13 @@ static cv_rc lookup_seq(cv_access_t *a, int64_t *out)
 	return rc;
 }
 
+bool cv_access_filters(const cv_access_t *a, const char *type)
+{
+	/* a client sees every resource of a type its scopes cover without a granular query */
+	return a && (!a->client || cv_rules_scope_granular(a->p->scope, CV_SCOPE_SYSTEM, type) ||
+		     !cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_SYSTEM, type, CV_SCOPE_S, NULL));
+}
+
 bool cv_access_broke_glass(const cv_access_t *a)
 {
 	return a && a->broke_glass;

@@ -37,6 +37,10 @@ static const char *cache_get(cv_policy_t *pol, const char *key, int64_t seq, cv_
 
 static void cache_put(cv_policy_t *pol, const char *key, int64_t seq, const char *value, size_t len, int64_t until_us)
 {
+	/* a bound on any staleness the sequence cannot see (see cv_store_types_seq's caveat) */
+	int64_t cap = cv_time_now_us() + CV_LOOKUP_MAX_AGE_US;
+	if (!until_us || until_us > cap)
+		until_us = cap;
 	char *k = strdup(key), *v = malloc(len + 1);
 	if (!k || !v) {
 		free(k);

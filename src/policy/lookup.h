@@ -11,6 +11,7 @@
 #include "policy/rules.h"
 
 #define CV_LOOKUP_SCAN_MAX 20000 /* resources read for one lookup */
+#define CV_LOOKUP_MAX_AGE_US (10LL * 1000000) /* a cached lookup is read again after this, whatever happened */
 #define CV_BREAK_GLASS_TYPE "~BreakGlass"
 #define CV_ALERT_TYPE "~Alert"
 

@@ -139,6 +139,11 @@ bool cv_access_view(const cv_access_t *a, const char *type, json_object *res);
 /* True when the view of `type` is reduced for this caller. */
 bool cv_access_reduces(const cv_access_t *a, const char *type);
 
+/* True when searches of `type` must check each candidate (false: a backend
+ * client whose system scopes search the type without a granular query sees
+ * every resource of it). */
+bool cv_access_filters(const cv_access_t *a, const char *type);
+
 /* True when some decision of this request relied on a break-glass declaration. */
 bool cv_access_broke_glass(const cv_access_t *a);
 

@@ -259,6 +259,30 @@ bool cv_rules_scope_allows(const cv_policy_t *pol, const char *scopes, cv_scope_
 	return w.ok;
 }
 
+typedef struct granular_walk {
+	cv_scope_ctx ctx;
+	const char *type;
+	bool found;
+} granular_walk_t;
+
+static cv_rc granular_one(void *arg, const cv_scope_t *sc, const char *text)
+{
+	granular_walk_t *w = arg;
+	(void)text;
+	if (sc->kind == CV_SCOPE_RESOURCE && sc->ctx == w->ctx && sc->query &&
+	    (strcmp(sc->type, "*") == 0 || (w->type && strcmp(sc->type, w->type) == 0)))
+		w->found = true;
+	return CV_OK;
+}
+
+bool cv_rules_scope_granular(const char *scopes, cv_scope_ctx ctx, const char *type)
+{
+	granular_walk_t w = { .ctx = ctx, .type = type };
+	if (!scopes || cv_scope_each(scopes, granular_one, &w, NULL, 0))
+		return false;
+	return w.found;
+}
+
 bool cv_rules_token_may(const cv_principal_t *p, cv_action a, const char *type)
 {
 	unsigned need = cv_rules_scope_bit(a);

@@ -22,7 +22,7 @@ typedef struct cv_rules_cached {
 	int64_t seq;
 	char *value;
 	size_t len;
-	int64_t until_us;  /* also stale from this time on (a care-team period starts or ends), 0: never */
+	int64_t until_us;  /* stale from this time on (a care-team period starts or ends; at most 10 s on) */
 } cv_rules_cached_t;
 
 struct cv_policy {
@@ -68,6 +68,9 @@ unsigned cv_rules_scope_bit(cv_action a);
  * filtered one by one later). */
 bool cv_rules_scope_allows(const cv_policy_t *pol, const char *scopes, cv_scope_ctx ctx, const char *type,
 			   unsigned need, json_object *res);
+
+/* True when a scope of the list in context ctx on type (or "*") has a granular query. */
+bool cv_rules_scope_granular(const char *scopes, cv_scope_ctx ctx, const char *type);
 
 /* Route level: a person's token has a user/ or patient/ scope for the interaction on type. */
 bool cv_rules_token_may(const cv_principal_t *p, cv_action a, const char *type);

@@ -228,8 +228,11 @@ cv_rc cv_store_last_seq(cv_store_t *s, int64_t *out);
 
 /* The sequence number of the latest write of a version of any of the n
  * types (at most CV_STORE_TYPES_SEQ_MAX; 0 when none has a version): it
- * moves exactly when one of them is written, so a cache built from those
- * types stays valid while it holds. One index probe per type. */
+ * moves when one of them is written, so a cache built from those types
+ * stays valid while it holds. One index probe per type. Caveat (PostgreSQL,
+ * several nodes): a write that took its sequence number before another
+ * node's already committed write of these types, but commits after it,
+ * does not move it. */
 #define CV_STORE_TYPES_SEQ_MAX 6
 cv_rc cv_store_types_seq(cv_store_t *s, const char *const *types, size_t n, int64_t *out);
 

@@ -27,9 +27,9 @@
 //     can see but may not write (a clinician's Observation for its patient,
 //     or a resource that also points at an unrelated patient) is 403 too;
 //     one the caller cannot see is 404.
-//  4. Doctors do not create or update Consents (the role table says "treating:
-//     read, search", although the consent paragraph says staff may record
-//     them for a patient).
+//  4. Doctors create and update the Consents of patients they treat (on the
+//     patient's behalf, as the consent paragraph says; the role table agrees);
+//     nurses only read them.
 //  5. Billing searching Patient by a parameter outside its list (gender, _has)
 //     gets 403; billing has no Patient/$everything (403).
 //  6. A v2 granular scope (patient/Observation.rs?category=...|laboratory)
@@ -158,35 +158,13 @@ before(async () => {
   setupMs = Date.now() - t0;
 }, { timeout: 180_000 });
 
-/**
- * SIGTERM and wait for exit 0, as server.stop() does, but without leaving its
- * 20 s timeout timer behind (it keeps the test process alive 20 s after the
- * last test). A server that already exited is left to server.stop() to report.
- */
-async function stopServer(s) {
-  if (!s.child || s.exit !== null) return s.stop();
-  const child = s.child;
-  child.kill('SIGTERM');
-  let timer;
-  const res = await Promise.race([s.exited, new Promise((r) => { timer = setTimeout(() => r('timeout'), 20_000); })]);
-  clearTimeout(timer);
-  s.child = null;
-  if (res === 'timeout') {
-    child.kill('SIGKILL');
-    await s.exited;
-    throw new Error(`server did not exit within 20 s of SIGTERM\n${s.logTail()}`);
-  }
-  if (res.code !== 0) throw new Error(`server exited with ${JSON.stringify(res)} after SIGTERM (expected 0)\n${s.logTail()}`);
-  return res;
-}
-
 // both servers are stopped and removed even when one of them failed (a crashed
 // server makes the stop throw: that is reported after the other one is gone)
 after(async () => {
   const errors = [];
   for (const s of [server, bgServer]) {
     if (!s) continue;
-    try { await stopServer(s); } catch (e) { errors.push(e); }
+    try { await s.stop(); } catch (e) { errors.push(e); }
     try { await s.cleanup(); } catch (e) { errors.push(e); }
   }
   if (errors.length) throw errors[0];
@@ -195,7 +173,7 @@ after(async () => {
 // ---------------------------------------------------------------- the matrix
 
 describe('access matrix (data/access-matrix.tsv)', () => {
-  assert.ok(rows.length >= 320, `the matrix has ${rows.length} rows`);
+  if (!process.env.CV_ACCESS_MATRIX) assert.ok(rows.length >= 320, `the matrix has ${rows.length} rows`);
   const ids = new Set();
   for (const row of rows) {
     assert.ok(!ids.has(row.case_id), `case_id ${row.case_id} is unique`);

@@ -347,8 +347,10 @@ export async function start(opts = {}) {
       return ex;
     }
     child.kill('SIGTERM');
-    const timer = sleep(STOP_TIMEOUT_MS).then(() => 'timeout');
+    let handle;
+    const timer = new Promise((r) => { handle = setTimeout(() => r('timeout'), STOP_TIMEOUT_MS); });
     const res = await Promise.race([server.exited, timer]);
+    clearTimeout(handle); // a pending timer would keep the test process alive after its last test
     server.child = null;
     if (res === 'timeout') {
       child.kill('SIGKILL');
