@@ -9,19 +9,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import { launch, requester } from './smart.mjs';
 
 const [bin, data, origin, cacert, nArg] = process.argv.slice(2);
 const ca = fs.readFileSync(cacert);
 const agent = new https.Agent({ keepAlive: true, ca });
-const request = (method, p, body, headers = {}) => new Promise((resolve, reject) => {
-  const r = https.request(`${origin}${p}`, { method, agent, headers }, (res) => {
-    let b = '';
-    res.on('data', (c) => { b += c; });
-    res.on('end', () => resolve({ status: res.statusCode, body: b, headers: res.headers }));
-  });
-  r.on('error', reject);
-  r.end(body);
-});
+const request = requester(origin, agent);
 const post = (p, body, type, headers = {}) => request('POST', p, body, { 'content-type': type, ...headers });
 const run = (args, input = '') => {
   const r = spawnSync(bin, args, { encoding: 'utf8', input });
@@ -61,24 +54,6 @@ const redirect = 'http://localhost:9/cb';
 const scope = 'launch/patient patient/Patient.rs patient/Observation.rs';
 const app = /client_id: (\w+)/.exec(run(['client', 'add', '--data', data, '--name', 'bench app', '--type', 'public',
   '--redirect-uri', redirect, '--scope', scope]))[1];
-const verifier = crypto.randomBytes(32).toString('base64url');
-const q = new URLSearchParams({ response_type: 'code', client_id: app, redirect_uri: redirect, scope, state: 's',
-  aud: `${origin}/fhir`, code_challenge: crypto.createHash('sha256').update(verifier).digest('base64url'),
-  code_challenge_method: 'S256' });
-const unhtml = (v) => v.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-const fields = (html) => [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1], unhtml(m[2])]);
-const form = { 'content-type': 'application/x-www-form-urlencoded', origin };
-let page = await request('GET', `/auth/authorize?${q}`);
-const signIn = new URLSearchParams([...fields(page.body), ['username', 'bench.patient'], ['password', pw]]);
-page = await request('POST', '/auth/authorize', signIn.toString(), form);
-if (page.status !== 200) throw new Error(`sign-in: ${page.status}`);
-const cookie = [].concat(page.headers['set-cookie'])[0].split(';')[0];
-const consent = new URLSearchParams([...fields(page.body), ['decision', 'approve'],
-  ...[...page.body.matchAll(/name="scope" value="([^"]+)" checked/g)].map((m) => ['scope', unhtml(m[1])])]);
-const back = await request('POST', '/auth/authorize', consent.toString(), { ...form, cookie });
-const code = new URL(back.headers.location).searchParams.get('code');
-const ut = await post('/auth/token', new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirect,
-  code_verifier: verifier, client_id: app }).toString(), 'application/x-www-form-urlencoded');
-if (ut.status !== 200) throw new Error(`user token: ${ut.status}`);
-console.log(`user_token=${JSON.parse(ut.body).access_token}`);
+const userToken = await launch(request, origin, { app, redirect, scope, username: 'bench.patient', password: pw });
+console.log(`user_token=${userToken}`);
 agent.destroy();

@@ -1,25 +1,19 @@
 // make bench, authorization part: loads a care team (Practitioner bench-dr
 // assigned to Patient bench-1) and 20 Observations of bench-1 plus 20 of
 // another patient, makes a doctor account for bench-dr, logs it in (password
-// and TOTP) and prints "doctor_cookie=<session cookie>". The patient's SMART
-// token comes from auth.mjs (its scopes include patient/Observation.rs).
+// and TOTP) and prints "doctor_cookie=<session cookie>", then signs the doctor
+// in to a SMART app with user/Observation.rs and prints "doctor_token=<token>".
+// The patient's SMART token comes from auth.mjs.
 //   node bench/policy.mjs BIN DATA ORIGIN CACERT BOOTSTRAP_TOKEN
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import { base32Decode, totp } from '../tests/e2e/lib/totp.mjs';
+import { launch, requester } from './smart.mjs';
 
 const [bin, data, origin, cacert, boot] = process.argv.slice(2);
 const agent = new https.Agent({ keepAlive: true, ca: fs.readFileSync(cacert) });
-const request = (method, p, body, headers = {}) => new Promise((resolve, reject) => {
-  const r = https.request(`${origin}${p}`, { method, agent, headers }, (res) => {
-    let b = '';
-    res.on('data', (c) => { b += c; });
-    res.on('end', () => resolve({ status: res.statusCode, body: b, headers: res.headers }));
-  });
-  r.on('error', reject);
-  r.end(body);
-});
+const request = requester(origin, agent);
 const fhir = async (method, p, resource) => {
   const r = await request(method, p, JSON.stringify(resource), { authorization: `Bearer ${boot}`,
     'content-type': 'application/fhir+json' });
@@ -48,4 +42,13 @@ const login = await request('POST', '/auth/login', JSON.stringify({ username: 'b
 if (login.status !== 200) throw new Error(`doctor login: ${login.status}`);
 const cookie = [].concat(login.headers['set-cookie']).find((c) => c.startsWith('__Host-cv_session=')).split(';')[0];
 console.log(`doctor_cookie=${cookie}`);
+// the same doctor through a SMART app with user/ scopes (a token: no session record to read)
+const redirect = 'http://localhost:9/cb';
+const scope = 'openid fhirUser user/Observation.rs';
+const app = /client_id: (\w+)/.exec(spawnSync(bin, ['client', 'add', '--data', data, '--name', 'bench doctor app', '--type',
+  'public', '--redirect-uri', redirect, '--scope', scope], { encoding: 'utf8' }).stdout)[1];
+// a TOTP code works once: wait for the next step for the app's sign-in
+await new Promise((r) => setTimeout(r, (30 - (Math.floor(Date.now() / 1000) % 30) + 1) * 1000));
+const token = await launch(request, origin, { app, redirect, scope, username: 'bench.doctor', password: pw, code: totp(seed) });
+console.log(`doctor_token=${token}`);
 agent.destroy();

@@ -84,7 +84,7 @@ cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const 
 		return CV_E_NOMEM;
 	if (obj)
 		*obj = o;
-	return cv_access_check(acc, act, v->type, o, out, &ex->decision);
+	return cv_access_check_stored(acc, act, v->type, v->seq, o, out, &ex->decision);
 }
 
 int cv_fhir_valid_id(const char *id)

@@ -125,28 +125,36 @@ static cv_rc consider(run_t *r, const cv_store_hit_t *h, cv_pool_t *scratch, int
 {
 	bool check = needs_check(r->plan);
 	json_object *obj = NULL;
-	cv_rc rc = parse_body(&h->v, scratch, &obj);
+	const char *err;
+	cv_json_limits_t lim;
+	cv_json_limits_default(&lim);
+	lim.max_depth = 256;
+	/* parsed once: the tree goes to r->keep when the candidate is delivered, else it is freed here */
+	cv_rc rc = cv_json_parse((const char *)h->v.body, h->v.body_len, &lim, scratch, &obj, &err);
 	if (rc)
 		return rc;
-	for (size_t i = 0; check && i < r->plan->n; i++)
-		if (r->plan->clauses[i].check && !cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch))
-			return CV_OK;
-	if (cv_access_filters(r->plan->access, h->v.type)) {
+	bool pass = true;
+	for (size_t i = 0; pass && check && i < r->plan->n; i++)
+		pass = !r->plan->clauses[i].check || cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch);
+	if (pass && cv_access_filters(r->plan->access, h->v.type)) {
 		cv_verdict verdict;
-		rc = cv_access_check(r->plan->access, CV_ACT_FHIR_SEARCH, h->v.type, obj, &verdict, NULL);
-		if (rc || verdict != CV_ACCESS_PERMIT)
-			return rc;
+		rc = cv_access_check_stored(r->plan->access, CV_ACT_FHIR_SEARCH, h->v.type, h->v.seq, obj, &verdict, NULL);
+		pass = !rc && verdict == CV_ACCESS_PERMIT;
 	}
-	if (r->got == r->want) {
+	if (pass && r->got == r->want) {
 		r->more = true;
 		*stop = 1;
-		return CV_OK;
+		pass = false;
 	}
-	match_t m = { .v = h->v, .at = h->at };
+	if (!pass || cv_json_pool_own(r->keep, obj)) {
+		json_object_put(obj);
+		return rc ? rc : pass ? CV_E_NOMEM : CV_OK;
+	}
+	match_t m = { .v = h->v, .at = h->at, .obj = obj };
 	m.v.body = (const uint8_t *)cv_pool_strndup(r->keep, (const char *)h->v.body, h->v.body_len);
 	m.v.type = cv_pool_strdup(r->keep, h->v.type);
 	m.v.rid = cv_pool_strdup(r->keep, h->v.rid);
-	if (!m.v.body || !m.v.type || !m.v.rid || parse_body(&m.v, r->keep, &m.obj))
+	if (!m.v.body || !m.v.type || !m.v.rid)
 		return CV_E_NOMEM;
 	m.id = obj_id(m.obj);
 	r->got++;
@@ -339,7 +347,7 @@ static cv_rc include_ref(page_t *p, const char *type, const char *id)
 		return CV_E_NOMEM;
 	if (p->plan->access) {
 		cv_verdict verdict;
-		rc = cv_access_check(p->plan->access, CV_ACT_FHIR_SEARCH, type, m->obj, &verdict, NULL);
+		rc = cv_access_check_stored(p->plan->access, CV_ACT_FHIR_SEARCH, type, m->v.seq, m->obj, &verdict, NULL);
 		if (rc || verdict != CV_ACCESS_PERMIT)
 			return rc;
 	}

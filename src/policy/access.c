@@ -30,6 +30,18 @@ typedef struct glass {
 	int64_t expires_us;
 } glass_t;
 
+#define SCOPE_MEMO 8 /* scope answers one request keeps */
+
+/* What the token's scopes say for (context, type, permission), when no
+ * granular scope is involved: the same for every resource of the type. */
+typedef struct scope_memo {
+	cv_scope_ctx ctx;
+	const char *type;
+	unsigned need;
+	bool granular;  /* a granular scope applies: decided per resource */
+	bool allowed;
+} scope_memo_t;
+
 typedef struct parsed_consent {
 	const char *patient;
 	json_object *consents;
@@ -55,6 +67,8 @@ struct cv_access {
 	size_t ncon;
 	parsed_consent_t con[CONSENT_CACHE];
 	bool broke_glass;          /* a decision relied on break-glass */
+	size_t nmemo;
+	scope_memo_t memo[SCOPE_MEMO];
 };
 
 cv_rc cv_access_new(cv_policy_t *pol, const cv_principal_t *p, cv_pool_t *pool, cv_access_t **out)
@@ -92,6 +106,24 @@ static cv_rc lookup_seq(cv_access_t *a, int64_t *out)
 		rc = cv_store_types_seq(a->pol->store, looked_up, sizeof looked_up / sizeof looked_up[0], &a->seq);
 	*out = a->seq;
 	return rc;
+}
+
+/* cv_rules_scope_allows on the caller's scopes, without parsing them again
+ * for each resource of a search when no granular scope is involved. */
+static bool scope_ok(cv_access_t *a, cv_scope_ctx ctx, const char *type, unsigned need, json_object *res)
+{
+	for (size_t i = 0; i < a->nmemo; i++) {
+		scope_memo_t *m = &a->memo[i];
+		if (m->ctx == ctx && m->need == need && strcmp(m->type, type) == 0)
+			return m->granular ? cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, res) : m->allowed;
+	}
+	bool granular = cv_rules_scope_granular(a->p->scope, ctx, type);
+	bool allowed = cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, granular ? res : NULL);
+	const char *t = cv_pool_strdup(a->pool, type);
+	if (t && a->nmemo < SCOPE_MEMO)
+		a->memo[a->nmemo++] = (scope_memo_t){ .ctx = ctx, .type = t, .need = need, .granular = granular,
+						      .allowed = allowed };
+	return allowed;
 }
 
 bool cv_access_filters(const cv_access_t *a, const char *type)
@@ -218,12 +250,40 @@ static cv_rc add_patient(const char **ids, size_t *n, const char *id)
 	return CV_OK;
 }
 
-/* The patients whose compartment the resource is in. */
-static cv_rc compartments(cv_access_t *a, const char *type, json_object *res, const char **ids, size_t *n)
+/* The ids remembered for a stored version, or false. */
+static bool remembered(cv_access_t *a, int64_t seq, const char **ids, size_t *n)
+{
+	char *text = (char *)cv_lookup_compartments_get(a->pol, seq, a->pool);
+	if (!text)
+		return false;
+	for (char *c = text, *nl; *c && (nl = strchr(c, '\n')); c = nl + 1) {
+		*nl = '\0';
+		add_patient(ids, n, c);
+	}
+	return true;
+}
+
+static void remember(cv_access_t *a, int64_t seq, const char *const *ids, size_t n)
+{
+	cv_buf_t b;
+	cv_buf_init(&b, 64u << 10);
+	cv_rc rc = cv_buf_append(&b, "", 0);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = cv_buf_printf(&b, "%s\n", ids[i]);
+	if (!rc)
+		cv_lookup_compartments_put(a->pol, seq, b.data ? b.data : "");
+	cv_buf_release(&b);
+}
+
+/* The patients whose compartment the resource is in (seq > 0: a stored
+ * version, whose answer is remembered). */
+static cv_rc compartments(cv_access_t *a, const char *type, int64_t seq, json_object *res, const char **ids, size_t *n)
 {
 	const char *const *codes;
 	size_t ncodes = cv_sp_compartment(a->pol->sp, type, &codes);
 	*n = 0;
+	if (seq > 0 && remembered(a, seq, ids, n))
+		return CV_OK;
 	if (strcmp(type, "Patient") == 0 && cv_lookup_str(res, "id"))
 		add_patient(ids, n, cv_lookup_str(res, "id"));
 	for (size_t i = 0; i < ncodes; i++) {
@@ -244,6 +304,8 @@ static cv_rc compartments(cv_access_t *a, const char *type, json_object *res, co
 			}
 		}
 	}
+	if (seq > 0)
+		remember(a, seq, ids, *n);
 	return CV_OK;
 }
 
@@ -372,9 +434,9 @@ static bool token_allows(cv_access_t *a, cv_action act, const char *type, cv_gro
 	unsigned need = cv_rules_scope_bit(act);
 	if (!a->p->client)
 		return true;
-	if (cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_USER, type, need, res))
+	if (scope_ok(a, CV_SCOPE_USER, type, need, res))
 		return true;
-	if (!a->p->patient || !cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_PATIENT, type, need, res))
+	if (!a->p->patient || !scope_ok(a, CV_SCOPE_PATIENT, type, need, res))
 		return false;
 	if (g == CV_GROUP_DIRECTORY || g == CV_GROUP_REFERENCE)
 		return true;
@@ -425,7 +487,7 @@ static cv_rc related_ok(cv_access_t *a, cv_action act, const char *type, json_ob
 	return CV_OK;
 }
 
-static cv_rc decide(cv_access_t *a, cv_action act, const char *type, json_object *res, cv_verdict *out,
+static cv_rc decide(cv_access_t *a, cv_action act, const char *type, int64_t seq, json_object *res, cv_verdict *out,
 		    const char **why)
 {
 	cv_group g = cv_policy_group(a->pol, type);
@@ -439,7 +501,7 @@ static cv_rc decide(cv_access_t *a, cv_action act, const char *type, json_object
 	}
 	if (a->client) {
 		*why = "backend client scopes";
-		if (cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_SYSTEM, type, cv_rules_scope_bit(act), res))
+		if (scope_ok(a, CV_SCOPE_SYSTEM, type, cv_rules_scope_bit(act), res))
 			*out = CV_ACCESS_PERMIT;
 		return CV_OK;
 	}
@@ -449,7 +511,7 @@ static cv_rc decide(cv_access_t *a, cv_action act, const char *type, json_object
 	}
 	bool relate = cv_rules_needs_relation(a->role, g);
 	bool consent = a->role == CV_RULES_BILLING && (g == CV_GROUP_BILLING || g == CV_GROUP_RECORD);
-	cv_rc rc = relate || consent || a->p->client ? compartments(a, type, res, pats, &npats) : CV_OK;
+	cv_rc rc = relate || consent || a->p->client ? compartments(a, type, seq, res, pats, &npats) : CV_OK;
 	if (rc)
 		return rc;
 	for (size_t i = 0; consent && i < npats; i++) {
@@ -487,11 +549,17 @@ static cv_rc decide(cv_access_t *a, cv_action act, const char *type, json_object
 cv_rc cv_access_check(cv_access_t *a, cv_action act, const char *type, json_object *res, cv_verdict *out,
 		      const char **reason)
 {
+	return cv_access_check_stored(a, act, type, 0, res, out, reason);
+}
+
+cv_rc cv_access_check_stored(cv_access_t *a, cv_action act, const char *type, int64_t seq, json_object *res,
+			     cv_verdict *out, const char **reason)
+{
 	const char *why = "unrestricted";
 	cv_rc rc = CV_OK;
 	*out = CV_ACCESS_PERMIT;
 	if (a)
-		rc = decide(a, act, type, res, out, &why);
+		rc = decide(a, act, type, seq, res, out, &why);
 	else if ((act == CV_ACT_FHIR_UPDATE || act == CV_ACT_FHIR_DELETE) && cv_access_immutable(type))
 		*out = CV_ACCESS_FORBIDDEN;
 	if (reason)

@@ -76,6 +76,7 @@ cv_rc cv_policy_new(cv_store_t *s, const cv_model_t *m, const cv_sp_registry_t *
 	pol->sp = sp;
 	pol->break_glass_us = break_glass_us;
 	pthread_mutex_init(&pol->mu, NULL);
+	pthread_mutex_init(&pol->cmu, NULL);
 	*out = pol;
 	return CV_OK;
 }
@@ -88,8 +89,36 @@ void cv_policy_free(cv_policy_t *pol)
 		free(pol->cache[i].key);
 		free(pol->cache[i].value);
 	}
+	for (unsigned i = 0; i < CV_RULES_COMPARTMENTS; i++)
+		free(pol->comp[i].ids);
 	pthread_mutex_destroy(&pol->mu);
+	pthread_mutex_destroy(&pol->cmu);
 	free(pol);
+}
+
+const char *cv_lookup_compartments_get(cv_policy_t *pol, int64_t seq, cv_pool_t *pool)
+{
+	const char *out = NULL;
+	cv_rules_compartments_t *c = &pol->comp[(uint64_t)seq % CV_RULES_COMPARTMENTS];
+	pthread_mutex_lock(&pol->cmu);
+	if (seq > 0 && c->seq == seq)
+		out = cv_pool_strdup(pool, c->ids);
+	pthread_mutex_unlock(&pol->cmu);
+	return out;
+}
+
+void cv_lookup_compartments_put(cv_policy_t *pol, int64_t seq, const char *ids)
+{
+	char *copy = seq > 0 ? strdup(ids) : NULL;
+	if (!copy)
+		return;
+	cv_rules_compartments_t *c = &pol->comp[(uint64_t)seq % CV_RULES_COMPARTMENTS];
+	pthread_mutex_lock(&pol->cmu);
+	char *old = c->ids;
+	c->seq = seq;
+	c->ids = copy;
+	pthread_mutex_unlock(&pol->cmu);
+	free(old);
 }
 
 /* ---- helpers ------------------------------------------------------------- */

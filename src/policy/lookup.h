@@ -28,6 +28,11 @@ cv_rc cv_lookup_consents(cv_policy_t *pol, int64_t seq, const char *patient, cv_
  * ("" for none). */
 cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, cv_pool_t *pool, const char **out);
 
+/* The remembered compartments of the stored version with write sequence
+ * seq ("id\n" per patient, a copy in pool), or NULL; and remembering them. */
+const char *cv_lookup_compartments_get(cv_policy_t *pol, int64_t seq, cv_pool_t *pool);
+void cv_lookup_compartments_put(cv_policy_t *pol, int64_t seq, const char *ids);
+
 /* The id of a reference to `type` ("Patient/x", or an absolute URL ending in
  * "/Patient/x"), in pool; NULL for another type or a malformed one. */
 const char *cv_lookup_ref_id(cv_pool_t *pool, const char *ref, const char *type);

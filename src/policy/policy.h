@@ -115,6 +115,12 @@ bool cv_access_immutable(const char *type);
 cv_rc cv_access_check(cv_access_t *a, cv_action act, const char *type, json_object *res, cv_verdict *out,
 		      const char **reason);
 
+/* The same for a stored version (seq: its write sequence number, which
+ * identifies its content for good): the patients whose compartments it is in
+ * are remembered per version, so a version seen again is not examined again. */
+cv_rc cv_access_check_stored(cv_access_t *a, cv_action act, const char *type, int64_t seq, json_object *res,
+			     cv_verdict *out, const char **reason);
+
 /* The checks of a write: `before` (the current version, NULL for none) must
  * be visible and changeable, `after` (NULL for a delete) permitted to
  * create (when before is NULL) or update. */

@@ -25,6 +25,14 @@ typedef struct cv_rules_cached {
 	int64_t until_us;  /* stale from this time on (a care-team period starts or ends; at most 10 s on) */
 } cv_rules_cached_t;
 
+#define CV_RULES_COMPARTMENTS 4096 /* stored versions whose compartments are remembered */
+
+/* The patients whose compartments one stored version is in ("id\n" each). */
+typedef struct cv_rules_compartments {
+	int64_t seq;   /* the version's write sequence number (0: empty slot) */
+	char *ids;     /* malloc'd */
+} cv_rules_compartments_t;
+
 struct cv_policy {
 	cv_store_t *store;
 	const cv_model_t *model;
@@ -33,6 +41,8 @@ struct cv_policy {
 	pthread_mutex_t mu;                    /* guards the cache */
 	cv_rules_cached_t cache[CV_RULES_CACHE];
 	unsigned next;                         /* the slot to replace next */
+	pthread_mutex_t cmu;                   /* guards comp */
+	cv_rules_compartments_t comp[CV_RULES_COMPARTMENTS]; /* by seq modulo the size */
 };
 
 typedef enum {

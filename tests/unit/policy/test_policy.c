@@ -329,6 +329,31 @@ static void granular_scopes_and_launch_patient(void **state)
 	assert_int_equal(check(f, &svc, CV_ACT_FHIR_READ, "Observation", OBS_A), CV_ACCESS_HIDDEN);
 }
 
+static void a_stored_version_is_examined_once(void **state)
+{
+	fx_t *f = *state;
+	put(f, "Observation", "oa", OBS_A);
+	cv_store_version_t v;
+	assert_int_equal(cv_store_read(f->ts.s, "Observation", "oa", 0, &f->pool, &v), CV_OK);
+	cv_access_t *a;
+	cv_verdict out;
+	assert_int_equal(cv_access_new(f->pol, &NURSE, &f->pool, &a), CV_OK);
+	json_object *obj = parse(&f->pool, (const char *)v.body);
+	assert_int_equal(cv_access_check_stored(a, CV_ACT_FHIR_READ, "Observation", v.seq, obj, &out, NULL), CV_OK);
+	assert_int_equal(out, CV_ACCESS_PERMIT);
+	/* the same version again: its compartments come from memory, not from the tree
+	 * (here a tree of another patient stands in for it, to show which one decides) */
+	assert_int_equal(cv_access_check_stored(a, CV_ACT_FHIR_READ, "Observation", v.seq, parse(&f->pool, OBS_B), &out,
+						NULL), CV_OK);
+	assert_int_equal(out, CV_ACCESS_PERMIT);
+	/* a new version has a new sequence number: examined afresh */
+	put(f, "Observation", "oa", OBS_B);
+	assert_int_equal(cv_store_read(f->ts.s, "Observation", "oa", 0, &f->pool, &v), CV_OK);
+	assert_int_equal(cv_access_check_stored(a, CV_ACT_FHIR_READ, "Observation", v.seq,
+						parse(&f->pool, (const char *)v.body), &out, NULL), CV_OK);
+	assert_int_equal(out, CV_ACCESS_HIDDEN);
+}
+
 static void billing_sees_part_of_a_patient(void **state)
 {
 	fx_t *f = *state;
@@ -369,6 +394,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(consent_provisions, setup, teardown),
 		cmocka_unit_test_setup_teardown(break_glass_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(granular_scopes_and_launch_patient, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_stored_version_is_examined_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(billing_sees_part_of_a_patient, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
