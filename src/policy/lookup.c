@@ -5,7 +5,6 @@
  */
 #include "policy/lookup.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,20 +125,10 @@ void cv_lookup_compartments_put(cv_policy_t *pol, int64_t seq, const char *ids)
 const char *cv_lookup_ref_id(cv_pool_t *pool, const char *ref, const char *type)
 {
 	size_t tl = strlen(type);
-	if (!ref)
+	/* relative references only: an absolute URL may name another server's resource of the same id */
+	if (!ref || strncmp(ref, type, tl) != 0 || ref[tl] != '/' || !ref[tl + 1] || strchr(ref + tl + 1, '/'))
 		return NULL;
-	const char *at = NULL;
-	if (strncmp(ref, type, tl) == 0 && ref[tl] == '/') {
-		at = ref + tl + 1;
-	} else if (strstr(ref, "://") && tl < 64) {
-		char pat[72];
-		snprintf(pat, sizeof pat, "/%s/", type);
-		for (const char *p = strstr(ref, pat); p; p = strstr(p + 1, pat))
-			at = p + tl + 2;
-	}
-	if (!at || !*at || strchr(at, '/'))
-		return NULL;
-	return cv_pool_strdup(pool, at);
+	return cv_pool_strdup(pool, ref + tl + 1);
 }
 
 bool cv_lookup_period_covers(json_object *period, int64_t now_us)

@@ -33,8 +33,9 @@ cv_rc cv_lookup_break_glass(cv_policy_t *pol, int64_t seq, const char *account, 
 const char *cv_lookup_compartments_get(cv_policy_t *pol, int64_t seq, cv_pool_t *pool);
 void cv_lookup_compartments_put(cv_policy_t *pol, int64_t seq, const char *ids);
 
-/* The id of a reference to `type` ("Patient/x", or an absolute URL ending in
- * "/Patient/x"), in pool; NULL for another type or a malformed one. */
+/* The id of a relative reference to `type` ("Patient/x"), in pool; NULL for
+ * another type, an absolute URL (it may name another server's resource) or a
+ * malformed one. */
 const char *cv_lookup_ref_id(cv_pool_t *pool, const char *ref, const char *type);
 
 /* o's member k (NULL when o is no object or has none); the same when it is a string. */
