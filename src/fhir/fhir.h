@@ -91,6 +91,16 @@ cv_rc cv_fhir_search_ids_params(cv_fhir_t *f, cv_access_t *acc, cv_pool_t *pool,
  * the exchange itself (503) and returns 0 when they cannot be read. */
 int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out);
 
+/* Parses a stored body. pool given: the tree is released with it; NULL: the
+ * caller owns it (json_object_put, or hand it to a pool). */
+cv_rc cv_fhir_parse_stored(const cv_store_version_t *v, cv_pool_t *pool, json_object **out);
+
+/* The text a conditional create's claim is named after: type and criteria,
+ * and for a restricted caller (the exchange's access made and not NULL) its
+ * principal, so that another caller's claim on criteria matching what this
+ * one cannot see never shows through as a 409. In the exchange's pool. */
+const char *cv_fhir_claim_text(cv_exchange_t *ex, const char *type, const char *criteria);
+
 /* Decides whether acc may see version v of type/id (v->type) for act:
  * parses it (into *obj, in the exchange's pool, when obj is not NULL and v
  * is not a tombstone); a tombstone is visible when the version before it was. */

@@ -48,18 +48,30 @@ int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out)
 	return 1;
 }
 
-/* Parses a stored body (in the exchange's pool). */
-static json_object *stored(cv_exchange_t *ex, const cv_store_version_t *v)
+cv_rc cv_fhir_parse_stored(const cv_store_version_t *v, cv_pool_t *pool, json_object **out)
 {
-	json_object *obj = NULL;
 	const char *err;
 	cv_json_limits_t lim;
 	cv_json_limits_default(&lim);
 	lim.max_depth = 256;
-	if (cv_json_parse((const char *)v->body, v->body_len, &lim, ex->pool, &obj, &err) ||
-	    cv_json_pool_own(ex->pool, obj))
-		return NULL;
-	return obj;
+	cv_rc rc = cv_json_parse((const char *)v->body, v->body_len, &lim, pool, out, &err);
+	if (!rc && pool && (rc = cv_json_pool_own(pool, *out)))
+		json_object_put(*out);
+	return rc;
+}
+
+/* Parses a stored body (in the exchange's pool). */
+static json_object *stored(cv_exchange_t *ex, const cv_store_version_t *v)
+{
+	json_object *obj = NULL;
+	return cv_fhir_parse_stored(v, ex->pool, &obj) ? NULL : obj;
+}
+
+const char *cv_fhir_claim_text(cv_exchange_t *ex, const char *type, const char *criteria)
+{
+	if (ex->access)
+		return cv_pool_printf(ex->pool, "%s?%s#%s", type, criteria, ex->principal.id ? ex->principal.id : "");
+	return cv_pool_printf(ex->pool, "%s?%s", type, criteria);
 }
 
 cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const char *id,
@@ -434,10 +446,7 @@ static void submit_write(wctx_t *c)
 	cv_store_write_t *w = &c->w;
 	if (c->ine) {
 		char name[64];
-		/* a restricted caller's claim is its own: another's claim on criteria matching
-		 * what this caller cannot see must not show through as a 409 */
-		cv_store_claim_name(ctx(ex)->store, ex->access ? cv_pool_printf(ex->pool, "%s?%s#%s", c->type, c->ine,
-			ex->principal.id ? ex->principal.id : "") : cv_pool_printf(ex->pool, "%s?%s", c->type, c->ine), name);
+		cv_store_claim_name(ctx(ex)->store, cv_fhir_claim_text(ex, c->type, c->ine), name);
 		c->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(ex->pool, name),
 					       .updated_us = cv_time_now_us() };
 		c->pair[0] = &c->claim;

@@ -82,16 +82,6 @@ static const char *obj_id(json_object *o)
 	return o && json_object_object_get_ex(o, "id", &id) ? json_object_get_string(id) : NULL;
 }
 
-static cv_rc parse_body(const cv_store_version_t *v, cv_pool_t *pool, json_object **out)
-{
-	const char *err;
-	cv_json_limits_t lim;
-	cv_json_limits_default(&lim);
-	lim.max_depth = 256;
-	cv_rc rc = cv_json_parse((const char *)v->body, v->body_len, &lim, pool, out, &err);
-	return rc ? rc : cv_json_pool_own(pool, *out); /* released with the pool */
-}
-
 typedef struct batch {
 	size_t n, cap;
 	cv_store_hit_t *v;
@@ -117,26 +107,23 @@ typedef struct run {
 	cv_pool_t *keep;             /* where delivered matches live */
 	size_t got;                  /* delivered */
 	bool more;                   /* there are matches (or unexamined candidates) after the last one */
+	bool check;                  /* candidates go through the plan's in-memory checks or the access rules */
+	bool filter;                 /* candidates go through the access rules */
 	cv_store_cursor_t last;      /* where the next page starts */
 } run_t;
 
 /* Checks one candidate and delivers it; 1 when the run has all it wants. */
 static cv_rc consider(run_t *r, const cv_store_hit_t *h, cv_pool_t *scratch, int *stop)
 {
-	bool check = needs_check(r->plan);
 	json_object *obj = NULL;
-	const char *err;
-	cv_json_limits_t lim;
-	cv_json_limits_default(&lim);
-	lim.max_depth = 256;
 	/* parsed once: the tree goes to r->keep when the candidate is delivered, else it is freed here */
-	cv_rc rc = cv_json_parse((const char *)h->v.body, h->v.body_len, &lim, scratch, &obj, &err);
+	cv_rc rc = cv_fhir_parse_stored(&h->v, NULL, &obj);
 	if (rc)
 		return rc;
 	bool pass = true;
-	for (size_t i = 0; pass && check && i < r->plan->n; i++)
+	for (size_t i = 0; pass && r->check && i < r->plan->n; i++)
 		pass = !r->plan->clauses[i].check || cv_search_check(&r->plan->clauses[i], r->f->model, obj, scratch);
-	if (pass && cv_access_filters(r->plan->access, h->v.type)) {
+	if (pass && r->filter) {
 		cv_verdict verdict;
 		rc = cv_access_check_stored(r->plan->access, CV_ACT_FHIR_SEARCH, h->v.type, h->v.seq, obj, &verdict, NULL);
 		pass = !rc && verdict == CV_ACCESS_PERMIT;
@@ -173,13 +160,14 @@ static cv_rc run_plan(run_t *r, const cv_store_cursor_t *after, cv_outcome_t *oo
 		return rc;
 	if (after)
 		q.after = *after;
-	bool check = needs_check(r->plan);
+	r->check = needs_check(r->plan);
+	r->filter = cv_access_filters(r->plan->access, r->plan->type);
 	size_t scanned = 0;
 	int stop = 0;
 	while (!rc && !stop) {
 		cv_pool_t scratch;
 		cv_pool_init(&scratch, 0);
-		batch_t b = { .cap = check ? SEARCH_BATCH : r->want - r->got + 1, .pool = &scratch };
+		batch_t b = { .cap = r->check ? SEARCH_BATCH : r->want - r->got + 1, .pool = &scratch };
 		b.v = cv_pool_alloc(&scratch, b.cap * sizeof *b.v);
 		q.limit = (unsigned)b.cap;
 		rc = b.v ? cv_store_search(r->f->store, &q, &scratch, gather, &b) : CV_E_NOMEM;
@@ -343,7 +331,7 @@ static cv_rc include_ref(page_t *p, const char *type, const char *id)
 		return CV_OK;
 	if (rc || m->v.deleted)
 		return rc;
-	if (parse_body(&m->v, p->ex->pool, &m->obj))
+	if (cv_fhir_parse_stored(&m->v, p->ex->pool, &m->obj))
 		return CV_E_NOMEM;
 	if (p->plan->access) {
 		cv_verdict verdict;

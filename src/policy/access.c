@@ -108,29 +108,43 @@ static cv_rc lookup_seq(cv_access_t *a, int64_t *out)
 	return rc;
 }
 
+static const scope_memo_t memo_granular = { .granular = true }, memo_allowed = { .allowed = true },
+			  memo_refused = { .allowed = false };
+
+/* What the caller's scopes say for (ctx, type, need), parsed once per request. */
+static const scope_memo_t *scope_memo(cv_access_t *a, cv_scope_ctx ctx, const char *type, unsigned need)
+{
+	for (size_t i = 0; i < a->nmemo; i++) {
+		const scope_memo_t *m = &a->memo[i];
+		if (m->ctx == ctx && m->need == need && strcmp(m->type, type) == 0)
+			return m;
+	}
+	bool granular = cv_rules_scope_granular(a->p->scope, ctx, type);
+	bool allowed = !granular && cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, NULL);
+	const char *t = cv_pool_strdup(a->pool, type);
+	if (!t || a->nmemo == SCOPE_MEMO) /* no room to remember: the answer all the same */
+		return granular ? &memo_granular : allowed ? &memo_allowed : &memo_refused;
+	a->memo[a->nmemo] = (scope_memo_t){ .ctx = ctx, .type = t, .need = need, .granular = granular, .allowed = allowed };
+	return &a->memo[a->nmemo++];
+}
+
 /* cv_rules_scope_allows on the caller's scopes, without parsing them again
  * for each resource of a search when no granular scope is involved. */
 static bool scope_ok(cv_access_t *a, cv_scope_ctx ctx, const char *type, unsigned need, json_object *res)
 {
-	for (size_t i = 0; i < a->nmemo; i++) {
-		scope_memo_t *m = &a->memo[i];
-		if (m->ctx == ctx && m->need == need && strcmp(m->type, type) == 0)
-			return m->granular ? cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, res) : m->allowed;
-	}
-	bool granular = cv_rules_scope_granular(a->p->scope, ctx, type);
-	bool allowed = cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, granular ? res : NULL);
-	const char *t = cv_pool_strdup(a->pool, type);
-	if (t && a->nmemo < SCOPE_MEMO)
-		a->memo[a->nmemo++] = (scope_memo_t){ .ctx = ctx, .type = t, .need = need, .granular = granular,
-						      .allowed = allowed };
-	return allowed;
+	const scope_memo_t *m = scope_memo(a, ctx, type, need);
+	return m->granular ? cv_rules_scope_allows(a->pol, a->p->scope, ctx, type, need, res) : m->allowed;
 }
 
-bool cv_access_filters(const cv_access_t *a, const char *type)
+bool cv_access_filters(cv_access_t *a, const char *type)
 {
+	if (!a)
+		return false;
+	if (!a->client)
+		return true;
 	/* a client sees every resource of a type its scopes cover without a granular query */
-	return a && (!a->client || cv_rules_scope_granular(a->p->scope, CV_SCOPE_SYSTEM, type) ||
-		     !cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_SYSTEM, type, CV_SCOPE_S, NULL));
+	const scope_memo_t *m = scope_memo(a, CV_SCOPE_SYSTEM, type, CV_SCOPE_S);
+	return m->granular || !m->allowed;
 }
 
 bool cv_access_broke_glass(const cv_access_t *a)
@@ -239,15 +253,13 @@ static char relation(cv_access_t *a, const char *patient)
 
 /* ---- what a resource is about ------------------------------------------- */
 
-
-static cv_rc add_patient(const char **ids, size_t *n, const char *id)
+static void add_patient(const char **ids, size_t *n, const char *id)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(ids[i], id) == 0)
-			return CV_OK;
+			return;
 	if (*n < COMPARTMENT_MAX)
 		ids[(*n)++] = id;
-	return CV_OK;
 }
 
 /* The ids remembered for a stored version, or false. */
@@ -448,8 +460,8 @@ static bool token_allows(cv_access_t *a, cv_action act, const char *type, cv_gro
 }
 
 /* The relationship rules: reads need one related patient, writes every one. */
-static cv_rc related_ok(cv_access_t *a, cv_action act, const char *type, json_object *res, const char **pats,
-			size_t npats, bool *ok, const char **why)
+static cv_rc related_ok(cv_access_t *a, cv_action act, json_object *res, const char **pats, size_t npats, bool *ok,
+			const char **why)
 {
 	bool write = is_write(act), any = false, glass = false;
 	*ok = false;
@@ -480,7 +492,6 @@ static cv_rc related_ok(cv_access_t *a, cv_action act, const char *type, json_ob
 		*why = "no relationship to the resource's patient";
 		return CV_OK;
 	}
-	(void)type;
 	a->broke_glass = a->broke_glass || glass;
 	*why = glass ? "break-glass" : "relationship to the patient";
 	*ok = true;
@@ -525,7 +536,7 @@ static cv_rc decide(cv_access_t *a, cv_action act, const char *type, int64_t seq
 	}
 	if (relate) {
 		bool ok;
-		if ((rc = related_ok(a, act, type, res, pats, npats, &ok, why)) || !ok)
+		if ((rc = related_ok(a, act, res, pats, npats, &ok, why)) || !ok)
 			return rc;
 	}
 	if (a->role == CV_RULES_PATIENT && is_write(act) && !patient_authored(a, type, res)) {
@@ -592,11 +603,13 @@ static cv_rc reach(cv_access_t *a, const char *type, const char ***ids, size_t *
 	*n = SIZE_MAX;
 	if (a->client || !cv_rules_needs_relation(a->role, g))
 		return CV_OK;
+	cv_rc rc = load(a); /* before sizing: it fills a->rel and a->glass */
+	if (rc)
+		return rc;
 	const char **v = cv_pool_alloc(a->pool, (a->nrel + a->nglass + 2) * sizeof *v);
 	if (!v)
 		return CV_E_NOMEM;
-	bool launch_only = a->p->client && a->p->patient &&
-			   !cv_rules_scope_allows(a->pol, a->p->scope, CV_SCOPE_USER, type, CV_SCOPE_S, NULL);
+	bool launch_only = a->p->client && a->p->patient && !scope_ok(a, CV_SCOPE_USER, type, CV_SCOPE_S, NULL);
 	size_t k = 0;
 	if (launch_only) {
 		v[k++] = a->p->patient;
@@ -604,9 +617,6 @@ static cv_rc reach(cv_access_t *a, const char *type, const char ***ids, size_t *
 		if (a->self)
 			v[k++] = a->self;
 	} else {
-		cv_rc rc = load(a);
-		if (rc)
-			return rc;
 		for (size_t i = 0; i < a->nrel; i++)
 			if ((a->rel[i].kind == 'A' || a->role == CV_RULES_DOCTOR) && (!k || strcmp(v[k - 1], a->rel[i].id) != 0))
 				v[k++] = a->rel[i].id;
@@ -756,11 +766,10 @@ static cv_rc glass_record(cv_policy_t *pol, const cv_principal_t *p, const char 
 	return rc;
 }
 
-static cv_rc raise_alert(cv_policy_t *pol, const cv_principal_t *p, const char *patient_id, const char *reason,
-			 int64_t now, int64_t expires)
+/* The sealed alert record of a declaration, for review. */
+static cv_rc alert_record(const cv_principal_t *p, const char *patient_id, const char *reason, int64_t now,
+			  int64_t expires, cv_buf_t *body)
 {
-	char id[37];
-	cv_crypto_uuid(id);
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "resourceType", json_object_new_string(CV_ALERT_TYPE));
 	json_object_object_add(a, "kind", json_object_new_string("break-glass"));
@@ -771,19 +780,8 @@ static cv_rc raise_alert(cv_policy_t *pol, const cv_principal_t *p, const char *
 	json_object_object_add(a, "at_us", json_object_new_int64(now));
 	json_object_object_add(a, "expires_us", json_object_new_int64(expires));
 	json_object_object_add(a, "reviewed", json_object_new_boolean(0));
-	cv_buf_t b;
-	cv_buf_init(&b, 64u << 10);
-	cv_rc rc = cv_json_write(a, &b);
+	cv_rc rc = cv_json_write(a, body);
 	json_object_put(a);
-	cv_store_write_t w = { .op = CV_STORE_PUT_VERSION, .type = CV_ALERT_TYPE, .id = id, .updated_us = now,
-			       .body = (const uint8_t *)b.data, .body_len = b.len };
-	if (!rc)
-		rc = cv_store_write_sync(pol->store, &w);
-	cv_buf_release(&b);
-	/* the account id only: the patient and the reason stay in the sealed record */
-	cv_log(CV_LOG_WARN, "security alert: break-glass",
-	       (cv_log_field_t[]){ CV_LS("account", p->id), CV_LS("role", p->role ? p->role : ""), CV_LS("alert", id),
-				   CV_LI("minutes", (expires - now) / 60000000) }, 4);
 	return rc;
 }
 
@@ -796,21 +794,34 @@ cv_rc cv_policy_break_glass(cv_policy_t *pol, const cv_principal_t *p, const cha
 	size_t rl = reason ? strlen(reason) : 0;
 	if (rl < 10 || rl > 1000)
 		return CV_E_INVALID;
+	char alert[37];
+	cv_crypto_uuid(alert);
 	cv_rc rc = CV_E_CONFLICT;
 	for (int attempt = 0; rc == CV_E_CONFLICT && attempt < 5; attempt++) {
 		int64_t now = cv_time_now_us(), expect = 0;
 		*expires_us = now + pol->break_glass_us;
-		cv_buf_t body;
-		cv_buf_init(&body, 1u << 20);
-		rc = glass_record(pol, p, patient_id, reason, now, *expires_us, &body, &expect);
-		cv_store_write_t w = { .op = CV_STORE_PUT_VERSION, .type = CV_BREAK_GLASS_TYPE, .id = p->id,
-				       .expect_version = expect, .updated_us = now, .body = (const uint8_t *)body.data,
-				       .body_len = body.len };
+		cv_buf_t grant, note;
+		cv_buf_init(&grant, 1u << 20);
+		cv_buf_init(&note, 64u << 10);
+		rc = glass_record(pol, p, patient_id, reason, now, *expires_us, &grant, &expect);
 		if (!rc)
-			rc = cv_store_write_sync(pol->store, &w);
-		cv_buf_release(&body);
-		if (!rc)
-			rc = raise_alert(pol, p, patient_id, reason, now, *expires_us);
+			rc = alert_record(p, patient_id, reason, now, *expires_us, &note);
+		/* the grant and its alert commit together: no access without the alert */
+		cv_store_write_t g = { .op = CV_STORE_PUT_VERSION, .type = CV_BREAK_GLASS_TYPE, .id = p->id,
+				       .expect_version = expect, .updated_us = now, .body = (const uint8_t *)grant.data,
+				       .body_len = grant.len };
+		cv_store_write_t n = { .op = CV_STORE_PUT_VERSION, .type = CV_ALERT_TYPE, .id = alert, .updated_us = now,
+				       .body = (const uint8_t *)note.data, .body_len = note.len };
+		cv_store_write_t *both[2] = { &g, &n };
+		cv_store_write_t group = { .op = CV_STORE_GROUP, .members = both, .nmembers = 2 };
+		if (!rc && (rc = cv_store_write_sync(pol->store, &group)) == CV_E_CONFLICT && n.result == CV_E_CONFLICT)
+			rc = CV_E_STORAGE; /* a random alert id taken: not a race to retry */
+		cv_buf_release(&grant);
+		cv_buf_release(&note);
+		if (!rc) /* the account id only: the patient and the reason stay in the sealed records */
+			cv_log(CV_LOG_WARN, "security alert: break-glass",
+			       (cv_log_field_t[]){ CV_LS("account", p->id), CV_LS("role", p->role ? p->role : ""),
+						   CV_LS("alert", alert), CV_LI("minutes", (*expires_us - now) / 60000000) }, 4);
 	}
 	return rc;
 }

@@ -5,6 +5,7 @@
  */
 #include "policy/lookup.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,14 +160,14 @@ const char *cv_lookup_str(json_object *o, const char *k)
 	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 }
 
-
 static const char *ref_at(json_object *o, const char *k)
 {
 	return cv_lookup_str(cv_lookup_get(o, k), "reference");
 }
 
 /* Calls fn with every current resource of `type` whose parameter `code`
- * refers to target ("Practitioner/x"), parsed, at most CV_LOOKUP_SCAN_MAX. */
+ * refers to target ("Practitioner/x"), parsed, at most CV_LOOKUP_SCAN_MAX,
+ * in batches whose memory goes after each (fn copies what it keeps). */
 typedef cv_rc (*each_fn)(void *arg, json_object *res, cv_pool_t *pool);
 
 typedef struct each {
@@ -194,19 +195,22 @@ static cv_rc each_hit(void *arg, const cv_store_hit_t *h)
 }
 
 static cv_rc referring(cv_policy_t *pol, const char *type, const char *code, const char *target, each_fn fn,
-		       void *arg, cv_pool_t *pool)
+		       void *arg)
 {
-	char *key = cv_pool_printf(pool, "r:%s", target);
-	if (!key)
-		return CV_E_NOMEM;
+	char key[160];
+	if ((size_t)snprintf(key, sizeof key, "r:%s", target) >= sizeof key)
+		return CV_E_INVALID;
 	cv_store_term_t t = { .kind = CV_TERM_HASH, .param = code, .key = key, .key_len = strlen(key) };
 	cv_store_clause_t c = { .n = 1, .terms = &t };
 	cv_store_query_t q = { .type = type, .nclauses = 1, .clauses = &c, .limit = 500 };
 	size_t total = 0;
 	cv_rc rc = CV_OK;
 	for (;;) {
-		each_t e = { .fn = fn, .arg = arg, .pool = pool };
-		rc = cv_store_search(pol->store, &q, pool, each_hit, &e);
+		cv_pool_t batch;
+		cv_pool_init(&batch, 0);
+		each_t e = { .fn = fn, .arg = arg, .pool = &batch };
+		rc = cv_store_search(pol->store, &q, &batch, each_hit, &e);
+		cv_pool_release(&batch);
 		total += e.n;
 		if (rc || e.n < q.limit || total >= CV_LOOKUP_SCAN_MAX)
 			break;
@@ -306,14 +310,11 @@ cv_rc cv_lookup_relations(cv_policy_t *pol, int64_t seq, const char *practitione
 		return CV_OK;
 	rel_t r = { .practitioner = practitioner, .now = cv_time_now_us() };
 	cv_buf_init(&r.out, 4u << 20);
-	cv_pool_t scratch;
-	cv_pool_init(&scratch, 0);
-	cv_rc rc = referring(pol, "CareTeam", "participant", practitioner, careteam, &r, &scratch);
+	cv_rc rc = referring(pol, "CareTeam", "participant", practitioner, careteam, &r);
 	if (!rc && doctor)
-		rc = referring(pol, "Encounter", "participant", practitioner, encounter, &r, &scratch);
+		rc = referring(pol, "Encounter", "participant", practitioner, encounter, &r);
 	if (!rc)
-		rc = referring(pol, "PractitionerRole", "practitioner", practitioner, practitioner_role, &r, &scratch);
-	cv_pool_release(&scratch);
+		rc = referring(pol, "PractitionerRole", "practitioner", practitioner, practitioner_role, &r);
 	if (!rc && !(*out = cv_pool_strndup(pool, r.out.len ? r.out.data : "", r.out.len)))
 		rc = CV_E_NOMEM;
 	if (!rc)
@@ -360,14 +361,11 @@ cv_rc cv_lookup_consents(cv_policy_t *pol, int64_t seq, const char *patient, cv_
 		return CV_OK;
 	cv_buf_t b;
 	cv_buf_init(&b, 4u << 20);
-	cv_pool_t scratch;
-	cv_pool_init(&scratch, 0);
 	cv_rc rc = cv_buf_append(&b, "[", 1);
 	if (!rc)
-		rc = referring(pol, "Consent", "patient", target, consent, &b, &scratch);
+		rc = referring(pol, "Consent", "patient", target, consent, &b);
 	if (!rc)
 		rc = cv_buf_append(&b, "]", 1);
-	cv_pool_release(&scratch);
 	if (!rc && !(*out = cv_pool_strndup(pool, b.data, b.len)))
 		rc = CV_E_NOMEM;
 	if (!rc)

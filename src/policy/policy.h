@@ -148,7 +148,7 @@ bool cv_access_reduces(const cv_access_t *a, const char *type);
 /* True when searches of `type` must check each candidate (false: a backend
  * client whose system scopes search the type without a granular query sees
  * every resource of it). */
-bool cv_access_filters(const cv_access_t *a, const char *type);
+bool cv_access_filters(cv_access_t *a, const char *type);
 
 /* True when some decision of this request relied on a break-glass declaration. */
 bool cv_access_broke_glass(const cv_access_t *a);
