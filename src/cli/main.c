@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "auth/auth.h"
 #include "cli/cli.h"
 #include "core/config.h"
@@ -346,8 +347,31 @@ typedef struct app {
 	cv_auth_t *auth;
 	cv_fhir_t fhir;
 	int fhir_ready;
+	cv_audit_t *audit;
 	cv_server_t *srv;
 } app_t;
+
+/* The audit trail's settings from the configuration. */
+static cv_audit_config_t audit_config(const cv_config_t *cfg)
+{
+	return (cv_audit_config_t){ .checkpoint_records = cfg->audit_checkpoint_records ? cfg->audit_checkpoint_records : 1,
+				    .checkpoint_seconds = cfg->audit_checkpoint_seconds ? cfg->audit_checkpoint_seconds : 1,
+				    .checkpoint_file = cfg->audit_checkpoint_file,
+				    .checkpoint_syslog = cfg->audit_checkpoint_syslog,
+				    .checkpoint_url = cfg->audit_checkpoint_url, .webhook_url = cfg->alert_webhook_url,
+				    .ca_file = cfg->outbound_ca_file, .alert_failed_logins = cfg->alert_failed_logins,
+				    .alert_patients_per_hour = cfg->alert_patients_per_hour,
+				    .alert_resources_per_hour = cfg->alert_resources_per_hour,
+				    .alert_denied_per_hour = cfg->alert_denied_per_hour };
+}
+
+/* An application event of the server itself (start, stop) in the trail. */
+static cv_rc app_event(cv_store_t *s, const char *subtype)
+{
+	cv_audit_event_t e = { .type = CV_AUDIT_APPLICATION, .subtype = subtype, .action = 'E',
+			       .flags = CV_AUDIT_F_SECURITY, .agent = "carevault", .agent_kind = "operator" };
+	return cv_audit_record(s, &e);
+}
 
 static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen)
 {
@@ -373,6 +397,14 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 		snprintf(err, errlen, "cannot load the id-token signing key: %s", cv_rc_str(rc));
 	if (!rc && (rc = cv_fhir_reindex(&a->fhir, NULL, NULL)))
 		snprintf(err, errlen, "cannot bring the search index up to date: %s", cv_rc_str(rc));
+	cv_audit_config_t acfg = audit_config(cfg);
+	if (!rc)
+		rc = cv_audit_new(a->store, a->master, &acfg, &a->audit, err, errlen);
+	if (!rc && (rc = app_event(a->store, "start")))
+		snprintf(err, errlen, "cannot write to the audit trail: %s", cv_rc_str(rc));
+	if (!rc && (rc = cv_audit_start(a->audit)))
+		snprintf(err, errlen, "cannot start the audit trail's work: %s", cv_rc_str(rc));
+	a->fhir.audit = a->audit;
 	if (!rc)
 		rc = cv_server_start(cfg, routes, sizeof routes / sizeof routes[0], &a->fhir, a->auth, &a->srv,
 				     err, errlen);
@@ -382,6 +414,9 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 static void app_close(app_t *a)
 {
 	cv_server_stop(a->srv, DRAIN_GRACE_S);
+	if (a->audit && app_event(a->store, "stop"))
+		cv_log_msg(CV_LOG_WARN, "audit", "the stop could not be recorded");
+	cv_audit_free(a->audit);
 	if (a->fhir_ready) {
 		cv_idkey_free(a->fhir.idkey);
 		cv_fhir_release(&a->fhir);

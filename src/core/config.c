@@ -51,7 +51,24 @@ static const opt_t options[] = {
 	{ "log-level", OPT_LEVEL, F(log_level), 0, "info", "debug, info, warn or error" },
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
 	{ "outbound-ca-file", OPT_PATH, F(outbound_ca_file), 0, "(system CAs)",
-	  "CAs (PEM) trusted when fetching a backend client's JWKS URL" },
+	  "CAs (PEM) trusted for outbound https (JWKS URLs, audit sinks, alert webhook)" },
+	{ "audit-checkpoint-records", OPT_UINT, F(audit_checkpoint_records), 10000000, "1000",
+	  "sign a checkpoint of the audit chain every N records" },
+	{ "audit-checkpoint-seconds", OPT_UINT, F(audit_checkpoint_seconds), 86400, "60",
+	  "or every T seconds (when there are new records)" },
+	{ "audit-checkpoint-file", OPT_PATH, F(audit_checkpoint_file), 0, "DATA/audit-checkpoints.jsonl",
+	  "file the signed checkpoints are appended to (keep a copy off this machine)" },
+	{ "audit-checkpoint-syslog", OPT_BOOL, F(audit_checkpoint_syslog), 0, "false", "send checkpoints to syslog too" },
+	{ "audit-checkpoint-url", OPT_STR, F(audit_checkpoint_url), 0, "(none)", "https URL checkpoints are POSTed to" },
+	{ "alert-webhook-url", OPT_STR, F(alert_webhook_url), 0, "(none)", "https URL security alerts are POSTed to" },
+	{ "alert-failed-logins", OPT_UINT, F(alert_failed_logins), 1000000, "10",
+	  "alert on this many failed logins of one account in 15 minutes (0: off)" },
+	{ "alert-patients-per-hour", OPT_UINT, F(alert_patients_per_hour), 100000000, "100",
+	  "alert when one user reads this many distinct patients in an hour (0: off)" },
+	{ "alert-resources-per-hour", OPT_UINT, F(alert_resources_per_hour), 1000000000, "10000",
+	  "alert when one user or client receives this many resources in an hour: bulk export (0: off)" },
+	{ "alert-denied-per-hour", OPT_UINT, F(alert_denied_per_hour), 1000000, "20",
+	  "alert on this many refused accesses of one user in an hour: outside their relationships (0: off)" },
 };
 
 #undef F
@@ -76,6 +93,12 @@ void cv_config_defaults(cv_config_t *cfg)
 	cfg->session_absolute = 43200;
 	cfg->access_token_life = 300;
 	cfg->break_glass_minutes = 60;
+	cfg->audit_checkpoint_records = 1000;
+	cfg->audit_checkpoint_seconds = 60;
+	cfg->alert_failed_logins = 10;
+	cfg->alert_patients_per_hour = 100;
+	cfg->alert_resources_per_hour = 10000;
+	cfg->alert_denied_per_hour = 20;
 	cfg->log_level = CV_LOG_INFO;
 	cfg->access_log = 1;
 }
@@ -289,6 +312,9 @@ void cv_config_finish(cv_config_t *cfg)
 		snprintf(cfg->cert_file, sizeof cfg->cert_file, "%.1000s/tls/cert.pem", cfg->data_dir);
 	if (!cfg->key_file[0])
 		snprintf(cfg->key_file, sizeof cfg->key_file, "%.1000s/tls/key.pem", cfg->data_dir);
+	if (!cfg->audit_checkpoint_file[0])
+		snprintf(cfg->audit_checkpoint_file, sizeof cfg->audit_checkpoint_file, "%.900s/audit-checkpoints.jsonl",
+			 cfg->data_dir);
 	if (!cfg->threads) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		cfg->threads = n > 0 && n < 256 ? (unsigned)n : 2;

@@ -45,6 +45,16 @@ typedef struct cv_config {
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 	char outbound_ca_file[CV_PATH_MAX]; /* CAs (PEM) for outbound https (JWKS URLs); "" = system bundle */
+	unsigned audit_checkpoint_records;  /* sign a checkpoint of the audit chain every N records, 1000 ... */
+	unsigned audit_checkpoint_seconds;  /* ... or every T seconds, 60 */
+	char audit_checkpoint_file[CV_PATH_MAX]; /* checkpoints appended here; default DATA/audit-checkpoints.jsonl */
+	int audit_checkpoint_syslog;        /* 1: checkpoints to syslog too */
+	char audit_checkpoint_url[300];     /* checkpoints POSTed here (https), "" = not */
+	char alert_webhook_url[300];        /* security alerts POSTed here (https), "" = not */
+	unsigned alert_failed_logins;       /* failed logins of one account in 15 minutes, 10 (0: off) */
+	unsigned alert_patients_per_hour;   /* distinct patients one user reads in an hour, 100 (0: off) */
+	unsigned alert_resources_per_hour;  /* resources one agent receives in an hour, 10000 (0: off) */
+	unsigned alert_denied_per_hour;     /* refused accesses of one agent in an hour, 20 (0: off) */
 } cv_config_t;
 
 /* Fills cfg with the defaults. */

@@ -71,6 +71,7 @@ struct cv_exchange {
 	void *access;             /* policy/'s rules for this principal, made on first use (fhir/) */
 	bool access_made;         /* `access` was made (NULL then means unrestricted) */
 	const char *decision;     /* why the last access decision went as it did (for the access log), or NULL */
+	void *audit;              /* audit/'s note of what the request touched and how (cv_audit_note) */
 	/* response */
 	unsigned status;          /* HTTP status; 0 until set */
 	const char *content_type; /* of the body */

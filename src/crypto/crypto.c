@@ -362,3 +362,26 @@ void cv_crypto_sha256_hex(const char *text, char out[65])
 	cv_crypto_hex(h, sizeof h, out);
 	sodium_memzero(h, sizeof h);
 }
+
+/* ---- Ed25519 signatures (the audit trail's checkpoints) -------------------- */
+
+void cv_crypto_sign_public(const cv_key_t *seed, uint8_t pk[CV_SIGN_PUBLIC_BYTES])
+{
+	uint8_t sk[crypto_sign_SECRETKEYBYTES];
+	crypto_sign_seed_keypair(pk, sk, seed->raw);
+	sodium_memzero(sk, sizeof sk);
+}
+
+void cv_crypto_sign(const cv_key_t *seed, const void *msg, size_t len, uint8_t sig[CV_SIGN_BYTES])
+{
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+	crypto_sign_seed_keypair(pk, sk, seed->raw);
+	crypto_sign_detached(sig, NULL, msg, len, sk);
+	sodium_memzero(sk, sizeof sk);
+}
+
+cv_rc cv_crypto_sign_verify(const uint8_t pk[CV_SIGN_PUBLIC_BYTES], const void *msg, size_t len,
+			    const uint8_t sig[CV_SIGN_BYTES])
+{
+	return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? CV_OK : CV_E_CRYPTO;
+}

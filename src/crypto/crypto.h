@@ -121,6 +121,21 @@ int cv_crypto_equal(const void *a, const void *b, size_t n) __attribute__((warn_
 /* Wipes n bytes at p. */
 void cv_crypto_wipe(void *p, size_t n);
 
+/* Ed25519 (the audit trail's signed checkpoints). A signing key is any
+ * data key: its 32 bytes are the key pair's seed. */
+#define CV_SIGN_PUBLIC_BYTES 32
+#define CV_SIGN_BYTES 64
+
+/* The public key of the pair seeded by seed. */
+void cv_crypto_sign_public(const cv_key_t *seed, uint8_t pk[CV_SIGN_PUBLIC_BYTES]);
+
+/* A detached signature of msg. */
+void cv_crypto_sign(const cv_key_t *seed, const void *msg, size_t len, uint8_t sig[CV_SIGN_BYTES]);
+
+/* CV_OK when sig signs msg under pk, else CV_E_CRYPTO. */
+cv_rc cv_crypto_sign_verify(const uint8_t pk[CV_SIGN_PUBLIC_BYTES], const void *msg, size_t len,
+			    const uint8_t sig[CV_SIGN_BYTES]) __attribute__((warn_unused_result));
+
 /* A random version-4 UUID as text (37 bytes with the NUL). */
 void cv_crypto_uuid(char out[37]);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "core/time.h"
 #include "fhir/fhir.h"
 #include "fhir/search.h"
@@ -60,8 +61,17 @@ void cv_fhir_break_glass(cv_exchange_t *ex)
 	if (rc == CV_E_NOTFOUND || (!rc && v.deleted))
 		return cv_fhir_error(ex, 404, "not-found", "no patient has this id");
 	int64_t expires = 0;
+	cv_store_write_t *record = NULL;
+	cv_audit_kind(ex, CV_AUDIT_ALERT, "break-glass", 'E');
+	cv_audit_patient(ex, ex->args[1]);
+	cv_audit_reason(ex, reason);
+	cv_audit_break_glass(ex);
 	if (!rc)
-		rc = cv_policy_break_glass(f->policy, &ex->principal, ex->args[1], reason, &expires);
+		rc = cv_audit_attach(ex, 200, &record);
+	if (!rc)
+		rc = cv_policy_break_glass(f->policy, &ex->principal, ex->args[1], reason, record, &expires);
+	if (!rc)
+		cv_audit_webhook(f->audit, "break-glass", ex->principal.id, "an emergency access was declared");
 	if (rc == CV_E_DENIED)
 		return cv_fhir_error(ex, 403, "forbidden", "break-glass is for nurses and doctors");
 	if (rc)

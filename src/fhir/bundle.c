@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "core/time.h"
+#include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "fhir/negotiate.h"
 #include "fhir/search.h"
@@ -56,8 +57,8 @@ typedef struct tentry {
 	bool claimed;               /* a conditional create: `claim` goes with the write */
 	bool creating;              /* PUT: a conditional update that matched nothing creates */
 	cv_store_write_t claim;     /* serialises creates with the same ifNoneExist */
-	cv_store_write_t group;     /* batch: the claim and the write together */
-	cv_store_write_t *pair[2];
+	cv_store_write_t group;     /* batch: the claim, the write and its audit record together */
+	cv_store_write_t *pair[3];
 	cv_buf_t body;              /* the stamped resource */
 	cv_outcome_t oo;            /* why it failed */
 	cv_buf_t got;               /* GET: the resource or searchset found */
@@ -463,6 +464,8 @@ static int permitted(txn_t *t, tentry_t *e)
 				     &verdict, &t->ex->decision);
 	if (rc)
 		return fail(e, cv_fhir_status(rc), "exception", "the access rules could not be read");
+	if (verdict != CV_ACCESS_PERMIT)
+		cv_audit_denied(t->ex);
 	if (verdict == CV_ACCESS_HIDDEN && e->method == T_DELETE) {
 		e->write = false;
 		e->status = 204;
@@ -589,6 +592,10 @@ static void get_read(txn_t *t, tentry_t *e, const char *url)
 			   ? cv_store_read(t->f->store, type, id, vid, t->ex->pool, &v) : CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(t->ex, t->acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
+	if (!rc && verdict != CV_ACCESS_PERMIT)
+		cv_audit_denied(t->ex);
+	else if (!rc && !v.deleted)
+		cv_fhir_audit_shown(t->ex, &v, id, obj);
 	if (!rc && verdict != CV_ACCESS_PERMIT)
 		rc = CV_E_NOTFOUND;
 	if (!rc && v.deleted && !vid)
@@ -751,10 +758,47 @@ static void finish(cv_exchange_t *ex)
 	respond(t);
 }
 
+/* Notes a write entry for the audit trail (the patients of its new content,
+ * or of the version a delete removes); *pats gets them. */
+static void audit_entry(txn_t *t, tentry_t *e, const char ***pats, size_t *n)
+{
+	cv_pool_t *pool = t->ex->pool;
+	json_object *before = NULL;
+	bool del = e->method == T_DELETE;
+	cv_rc rc = del ? CV_E_NOTFOUND : cv_policy_patients(t->f->policy, e->type, 0, e->res, pool, pats, n);
+	if (del && e->cur > 0 && (rc = cv_policy_patients(t->f->policy, e->type, e->curv.seq, NULL, pool, pats, n)) ==
+	    CV_E_NOTFOUND && !cv_fhir_parse_stored(&e->curv, pool, &before))
+		rc = cv_policy_patients(t->f->policy, e->type, e->curv.seq, before, pool, pats, n);
+	if (rc) {
+		*pats = NULL;
+		*n = 0;
+	}
+	cv_audit_resource(t->ex, e->type, e->id, e->cur + 1, *pats, *n);
+}
+
+/* A batch entry's write, with its claim and its own audit record. */
+static cv_store_write_t *batch_write(txn_t *t, tentry_t *e)
+{
+	const char **pats;
+	size_t n, k = 0;
+	cv_store_write_t *rec = NULL;
+	audit_entry(t, e, &pats, &n);
+	bool del = e->method == T_DELETE, created = !del && e->cur == 0;
+	if (cv_audit_attach_entry(t->ex, del ? "delete" : created ? "create" : "update", del ? 'D' : created ? 'C' : 'U',
+				  del ? 204 : created ? 201 : 200, e->type, e->id, e->cur + 1, pats, n, &rec))
+		return NULL;
+	if (e->claimed)
+		e->pair[k++] = &e->claim;
+	e->pair[k++] = &e->w;
+	e->pair[k++] = rec;
+	e->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = e->pair, .nmembers = k };
+	return &e->group;
+}
+
 static void submit(txn_t *t)
 {
 	cv_exchange_t *ex = t->ex;
-	size_t writes = 0, members = t->extra ? 1 : 0; /* entries that write; store writes */
+	size_t writes = 0, members = t->extra ? 2 : 1; /* entries that write; store writes (+ the record) */
 	for (size_t i = 0; i < t->n; i++) {
 		bool w = t->e[i].write && t->e[i].status < 300;
 		writes += w;
@@ -779,6 +823,18 @@ static void submit(txn_t *t)
 		}
 		if (t->extra)
 			t->members[t->nmembers++] = t->extra;
+		for (size_t i = 0; i < t->n; i++) {
+			const char **pats;
+			size_t np;
+			if (t->e[i].write)
+				audit_entry(t, &t->e[i], &pats, &np);
+		}
+		cv_store_write_t *rec = NULL;
+		if (cv_audit_attach(ex, 200, &rec)) {
+			ex->pending = 0;
+			return cv_fhir_fail(ex, CV_E_NOMEM, NULL, NULL);
+		}
+		t->members[t->nmembers++] = rec;
 		t->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = t->members, .nmembers = t->nmembers,
 					       .done = group_done, .arg = t };
 		cv_rc rc = cv_store_submit(t->f->store, &t->group);
@@ -793,16 +849,13 @@ static void submit(txn_t *t)
 		tentry_t *e = &t->e[i];
 		if (!e->write || e->status >= 300)
 			continue;
-		cv_store_write_t *sw = &e->w;
-		if (e->claimed) {
-			e->pair[0] = &e->claim;
-			e->pair[1] = &e->w;
-			e->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = e->pair, .nmembers = 2 };
-			sw = &e->group;
+		cv_store_write_t *sw = batch_write(t, e);
+		cv_rc rc = sw ? CV_OK : CV_E_NOMEM;
+		if (sw) {
+			sw->done = batch_done;
+			sw->arg = t;
+			rc = cv_store_submit(t->f->store, sw);
 		}
-		sw->done = batch_done;
-		sw->arg = t;
-		cv_rc rc = cv_store_submit(t->f->store, sw);
 		if (rc) {
 			e->w.result = rc;
 			__atomic_sub_fetch(&t->waiting, 1, __ATOMIC_ACQ_REL);
@@ -896,8 +949,10 @@ static int precheck_get(txn_t *t, tentry_t *e)
 			   ? cv_store_read(t->f->store, type, id, 0, t->ex->pool, &v) : CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(t->ex, t->acc, CV_ACT_FHIR_READ, id, &v, NULL, &verdict);
-	if (!rc && verdict != CV_ACCESS_PERMIT)
+	if (!rc && verdict != CV_ACCESS_PERMIT) {
+		cv_audit_denied(t->ex);
 		rc = CV_E_NOTFOUND;
+	}
 	if (rc == CV_E_NOTFOUND || (!rc && v.deleted && !hist))
 		return fail(e, rc ? 404 : 410, rc ? "not-found" : "deleted", rc ? "no such resource" : "the resource "
 			    "was deleted");
@@ -962,6 +1017,7 @@ static txn_t *read_bundle(cv_exchange_t *ex, json_object *bundle)
 	t->ex = ex;
 	t->f = ctx(ex);
 	t->batch = strcmp(type, "batch") == 0;
+	cv_audit_kind(ex, CV_AUDIT_REST, t->batch ? "batch" : "transaction", 'E');
 	t->n = n;
 	for (size_t i = 0; i < n; i++) {
 		tentry_t *e = &t->e[i];

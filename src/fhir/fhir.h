@@ -28,6 +28,7 @@ typedef struct cv_fhir {
 	char *capability;           /* the CapabilityStatement JSON, built once */
 	struct cv_idkey *idkey;     /* the OpenID Connect id-token signing key (the server loads it) */
 	cv_policy_t *policy;        /* the resource-level access decisions */
+	struct cv_audit *audit;     /* the audit trail (alerts; NULL in tools that serve nothing) */
 	size_t capability_len;
 } cv_fhir_t;
 
@@ -93,6 +94,11 @@ int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out);
 
 /* Parses a stored body. pool given: the tree is released with it; NULL: the
  * caller owns it (json_object_put, or hand it to a pool). */
+/* Notes for the audit trail that version v of type/id was shown or changed
+ * (obj: its parsed body, or NULL to parse it when its patients are not
+ * remembered). */
+void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj);
+
 cv_rc cv_fhir_parse_stored(const cv_store_version_t *v, cv_pool_t *pool, json_object **out);
 
 /* The text a conditional create's claim is named after: type and criteria,

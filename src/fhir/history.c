@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "core/time.h"
 
 #define HISTORY_DEFAULT_COUNT 50
@@ -58,6 +59,7 @@ static cv_rc entry(void *arg, const cv_store_version_t *v)
 		if (rc || verdict != CV_ACCESS_PERMIT)
 			return rc; /* a version the caller may not see (it was another patient's) */
 	}
+	cv_fhir_audit_shown(h->ex, v, id, NULL);
 	cv_time_format_instant(v->updated_us, when, sizeof when);
 	const char *method = v->deleted ? "DELETE" : v->version == 1 ? "POST" : "PUT";
 	const char *status = v->deleted ? "204" : v->version == 1 ? "201" : "200";
@@ -160,6 +162,8 @@ static int instance_visible(cv_exchange_t *ex, cv_access_t *acc, const char *typ
 	cv_rc rc = cv_store_read(f->store, type, id, 0, ex->pool, &v);
 	if (!rc)
 		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_HISTORY, id, &v, NULL, &verdict);
+	if (!rc && verdict != CV_ACCESS_PERMIT)
+		cv_audit_denied(ex);
 	if (rc == CV_E_NOTFOUND || (!rc && verdict != CV_ACCESS_PERMIT)) {
 		cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
 		return 0;

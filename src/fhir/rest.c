@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "core/time.h"
+#include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "fhir/negotiate.h"
 #include "model/outcome.h"
@@ -97,6 +98,16 @@ cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const 
 	if (obj)
 		*obj = o;
 	return cv_access_check_stored(acc, act, v->type, v->seq, o, out, &ex->decision);
+}
+
+void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj)
+{
+	const char **pats = NULL;
+	size_t n = 0;
+	cv_rc rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, &pats, &n);
+	if (rc == CV_E_NOTFOUND && !v->deleted && (obj = stored(ex, v)))
+		rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, &pats, &n);
+	cv_audit_resource(ex, v->type, id, v->version, rc ? NULL : pats, rc ? 0 : n);
 }
 
 int cv_fhir_valid_id(const char *id)
@@ -271,6 +282,10 @@ static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], id, vid, ex->pool, &v);
 	if (!rc)
 		rc = cv_fhir_visible(ex, acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
+	if (!rc && verdict != CV_ACCESS_PERMIT)
+		cv_audit_denied(ex);
+	else if (!rc)
+		cv_fhir_audit_shown(ex, &v, id, obj);
 	if (rc == CV_E_NOTFOUND || (!rc && verdict != CV_ACCESS_PERMIT))
 		return cv_fhir_error(ex, 404, "not-found", vid ? "no such version of this resource"
 							 : "no resource of this type has this id");
@@ -326,8 +341,8 @@ typedef struct wctx {
 	int creating;          /* a create (POST, or a conditional update that matched nothing) */
 	const char *ine;       /* If-None-Exist criteria of a conditional create, or NULL */
 	cv_store_write_t claim; /* conditional create: serialises creates with the same criteria */
-	cv_store_write_t group; /* the claim and the write together */
-	cv_store_write_t *pair[2];
+	cv_store_write_t group; /* the claim, the write and its audit record together */
+	cv_store_write_t *members[3];
 } wctx_t;
 
 static void write_done(cv_store_write_t *w)
@@ -387,14 +402,55 @@ static int write_permitted(wctx_t *c, const cv_store_version_t *cur)
 		return 0;
 	}
 	if (verdict == CV_ACCESS_HIDDEN) {
+		cv_audit_denied(ex);
 		cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
 		return 0;
 	}
 	if (verdict == CV_ACCESS_FORBIDDEN) {
+		cv_audit_denied(ex);
 		cv_fhir_error(ex, 403, "forbidden", "not permitted");
 		return 0;
 	}
 	return 1;
+}
+
+/* Notes the written resource and its patients (the new content's; a
+ * delete's, the current version's) for the write's audit record. */
+static void audit_write(wctx_t *c, const cv_store_version_t *cur)
+{
+	if (c->w.deleted)
+		return cv_fhir_audit_shown(c->ex, cur, c->id, NULL);
+	cv_store_version_t next = { .type = c->type, .version = cur->version + 1 };
+	cv_fhir_audit_shown(c->ex, &next, c->id, c->obj);
+}
+
+/* Submits the write as one group with its audit record (and the claim of a
+ * conditional create): the record commits with the write or not at all. */
+static cv_rc submit_group(wctx_t *c)
+{
+	cv_exchange_t *ex = c->ex;
+	cv_store_write_t *rec = NULL;
+	size_t n = 0;
+	cv_rc rc = cv_audit_attach(ex, c->w.deleted ? 204 : c->created ? 201 : 200, &rec);
+	if (rc)
+		return rc;
+	if (c->ine) {
+		char name[64];
+		cv_store_claim_name(ctx(ex)->store, cv_fhir_claim_text(ex, c->type, c->ine), name);
+		c->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(ex->pool, name),
+					       .updated_us = cv_time_now_us() };
+		if (!c->claim.name)
+			return CV_E_NOMEM;
+		c->members[n++] = &c->claim;
+	}
+	c->members[n++] = &c->w;
+	c->members[n++] = rec;
+	c->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = c->members, .nmembers = n,
+				       .done = write_done, .arg = c };
+	ex->cont = finish_write;
+	ex->cont_arg = c;
+	ex->pending = 1;
+	return cv_store_submit(ctx(ex)->store, &c->group);
 }
 
 /* Reads the current version, checks If-Match, stamps, serialises into
@@ -439,23 +495,10 @@ static void submit_write(wctx_t *c)
 		return cv_fhir_fail(ex, rc, NULL, NULL);
 	c->w.body = (const uint8_t *)ex->resp.data;
 	c->w.body_len = ex->resp.len;
+	if (c->attempts == 0)
+		audit_write(c, &cur);
 	c->attempts++;
-	ex->cont = finish_write;
-	ex->cont_arg = c;
-	ex->pending = 1;
-	cv_store_write_t *w = &c->w;
-	if (c->ine) {
-		char name[64];
-		cv_store_claim_name(ctx(ex)->store, cv_fhir_claim_text(ex, c->type, c->ine), name);
-		c->claim = (cv_store_write_t){ .op = CV_STORE_CLAIM, .name = cv_pool_strdup(ex->pool, name),
-					       .updated_us = cv_time_now_us() };
-		c->pair[0] = &c->claim;
-		c->pair[1] = &c->w;
-		c->group = (cv_store_write_t){ .op = CV_STORE_GROUP, .members = c->pair, .nmembers = 2,
-					       .done = write_done, .arg = c };
-		w = &c->group;
-	}
-	rc = c->claim.name || !c->ine ? cv_store_submit(ctx(ex)->store, w) : CV_E_NOMEM;
+	rc = submit_group(c);
 	if (rc) {
 		ex->pending = 0;
 		cv_fhir_fail(ex, rc, NULL, "the store is not accepting writes; retry later");

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "core/time.h"
+#include "audit/audit.h"
 #include "crypto/crypto.h"
 #include "fhir/search.h"
 
@@ -518,6 +519,7 @@ static cv_rc write_entry(cv_buf_t *b, page_t *p, const match_t *m, const char *m
 				 m->v.type, m->id ? m->id : "");
 	bool reduce = p->plan->nelements || p->plan->summary == CV_SUMMARY_TEXT ||
 		      p->plan->summary == CV_SUMMARY_DATA || p->plan->summary == CV_SUMMARY_TRUE;
+	cv_fhir_audit_shown(p->ex, &m->v, m->id, m->obj);
 	bool viewed = cv_access_view(p->plan->access, m->v.type, m->obj);
 	if (!rc)
 		rc = reduce ? subset(p->f->search, p->plan, m->v.type, m->obj, b)
@@ -1228,6 +1230,9 @@ void cv_fhir_everything(cv_exchange_t *ex)
 	cv_rc rc = cv_store_read(f->store, "Patient", ex->args[1], 0, ex->pool, &pv);
 	if (!rc && !pv.deleted)
 		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_READ, ex->args[1], &pv, NULL, &verdict);
+	if (!rc && !pv.deleted && verdict != CV_ACCESS_PERMIT)
+		cv_audit_denied(ex);
+	cv_audit_patient(ex, ex->args[1]);
 	if (rc == CV_E_NOTFOUND || (!rc && (pv.deleted || verdict != CV_ACCESS_PERMIT)))
 		return cv_fhir_error(ex, 404, "not-found", "no patient has this id");
 	if (rc)

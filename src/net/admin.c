@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "auth/client.h"
 #include "auth/users.h"
 #include "fhir/fhir.h"
@@ -103,6 +104,7 @@ static cv_rc list_one(void *arg, const cv_account_t *a)
 
 void cv_admin_users_list(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "users-listed", 'R');
 	json_object *arr = json_object_new_array();
 	cv_rc rc = arr ? cv_account_each(store_of(ex), list_one, arr) : CV_E_NOMEM;
 	if (rc) {
@@ -151,6 +153,7 @@ static unsigned create_status(cv_rc rc)
 
 void cv_admin_users_create(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "user-created", 'C');
 	json_object *body = parse_body(ex);
 	if (!body)
 		return;
@@ -187,6 +190,7 @@ void cv_admin_users_create(cv_exchange_t *ex)
 		json_object_put(o);
 		o = NULL;
 	}
+	cv_audit_target(ex, a.id);
 	char *loc = cv_pool_alloc(ex->pool, 64);
 	if (loc) {
 		snprintf(loc, 64, "/admin/users/%s", a.id);
@@ -199,6 +203,8 @@ void cv_admin_users_create(cv_exchange_t *ex)
 
 void cv_admin_user_read(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "user-read", 'R');
+	cv_audit_target(ex, ex->args[0]);
 	cv_account_t a;
 	cv_rc rc = cv_account_get(store_of(ex), ex->args[0], &a);
 	if (rc) {
@@ -211,6 +217,8 @@ void cv_admin_user_read(cv_exchange_t *ex)
 
 void cv_admin_user_action(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, cv_pool_printf(ex->pool, "user-%.32s", ex->args[1]), 'U');
+	cv_audit_target(ex, ex->args[0]);
 	cv_users_action act;
 	if (cv_users_action_parse(ex->args[1], &act)) {
 		cv_fhir_error(ex, 404, "not-found", "the actions are disable, enable, revoke-sessions and reset-mfa");
@@ -291,6 +299,7 @@ static cv_rc clients_list_one(void *arg, const cv_client_t *c)
 
 void cv_admin_clients_list(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "clients-listed", 'R');
 	json_object *arr = json_object_new_array();
 	cv_rc rc = arr ? cv_client_each(store_of(ex), clients_list_one, arr) : CV_E_NOMEM;
 	if (rc) {
@@ -339,6 +348,7 @@ static unsigned client_create_status(cv_rc rc)
 
 void cv_admin_clients_create(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "client-created", 'C');
 	json_object *body = parse_body(ex);
 	if (!body)
 		return;
@@ -386,6 +396,7 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 		json_object_put(o);
 		o = NULL;
 	}
+	cv_audit_target(ex, c.id);
 	char *loc = cv_pool_alloc(ex->pool, 64);
 	if (loc) {
 		snprintf(loc, 64, "/admin/clients/%s", c.id);
@@ -398,6 +409,8 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 
 void cv_admin_client_read(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "client-read", 'R');
+	cv_audit_target(ex, ex->args[0]);
 	cv_client_t c;
 	cv_rc rc = cv_client_get(store_of(ex), ex->args[0], &c);
 	if (rc) {
@@ -410,6 +423,8 @@ void cv_admin_client_read(cv_exchange_t *ex)
 
 void cv_admin_client_action(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, cv_pool_printf(ex->pool, "client-%.32s", ex->args[1]), 'U');
+	cv_audit_target(ex, ex->args[0]);
 	bool disable = strcmp(ex->args[1], "disable") == 0;
 	if (!disable && strcmp(ex->args[1], "enable") != 0) {
 		cv_fhir_error(ex, 404, "not-found", "the actions are disable and enable");

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "auth/account.h"
 #include "auth/client.h"
 #include "auth/scope.h"
@@ -485,6 +486,8 @@ static void issue_code(areq_t *r, const char *scope, const char *patient)
 		app_error(r, "temporarily_unavailable", "the authorization could not be stored; try again");
 		return;
 	}
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "app-authorized", 'E');
+	cv_audit_target(ex, r->client.id);
 	cv_log(CV_LOG_INFO, "auth.authorized",
 	       (cv_log_field_t[]){ CV_LS("user", p->id), CV_LS("client", r->client.id), CV_LS("grant", g.id) }, 3);
 	back_to_app(r, (const char *const[]){ "code", code, NULL });

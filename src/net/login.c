@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
+#include "auth/account.h"
 #include "auth/auth.h"
 #include "auth/session.h"
 #include "core/time.h"
@@ -86,12 +88,34 @@ static int login_input(cv_exchange_t *ex, cv_login_t *in)
 	return 1;
 }
 
+/* The login's audit record: whose account (by id: a user name is not
+ * recorded), and how it went. */
+static void audit_login(cv_exchange_t *ex, const cv_login_t *in, cv_rc rc, cv_login_result res,
+			const cv_session_info_t *info)
+{
+	bool code = (in->code && in->code[0]) || (in->recovery && in->recovery[0]);
+	const char *sub = rc ? "login-error" : res == CV_LOGIN_OK ? "login" : res == CV_LOGIN_MFA_REQUIRED
+			  ? "login-mfa-required" : res == CV_LOGIN_THROTTLED ? "login-throttled"
+			  : code ? "mfa-failed" : "login-failed";
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, sub, 'E');
+	cv_account_t a;
+	if (!rc && res == CV_LOGIN_OK) {
+		cv_audit_agent(ex, info->user, info->role, info->link);
+	} else if (cv_account_find(ctx(ex)->store, in->username, &a) == CV_OK) {
+		cv_audit_agent(ex, a.id, cv_role_name(a.role), a.link);
+		cv_account_release(&a);
+	} else {
+		cv_audit_agent(ex, "unknown-user", NULL, NULL);
+	}
+}
+
 cv_rc cv_login_attempt(cv_exchange_t *ex, cv_login_t *in, cv_login_result *res, cv_session_info_t *info)
 {
 	char token[CV_SESSION_TOKEN_MAX] = "";
 	int64_t retry = 0;
 	cv_rc rc = cv_session_login(ctx(ex)->store, in, res, token, info, &retry);
 	sodium_memzero((void *)in->password, strlen(in->password));
+	audit_login(ex, in, rc, *res, info);
 	const char *after = !rc && *res == CV_LOGIN_THROTTLED ? cv_pool_printf(ex->pool, "%lld", (long long)retry) : NULL;
 	if (after)
 		cv_exchange_add_header(ex, "Retry-After", after);
@@ -188,10 +212,12 @@ static void logged_out(cv_exchange_t *ex, cv_rc rc)
 
 void cv_logout(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "logout", 'E');
 	logged_out(ex, cv_session_end(ctx(ex)->store, ex->principal.session));
 }
 
 void cv_logout_all(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "logout-all", 'E');
 	logged_out(ex, cv_session_end_all(ctx(ex)->store, ex->principal.id));
 }

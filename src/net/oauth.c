@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit/audit.h"
 #include "auth/account.h"
 #include "auth/client.h"
 #include "auth/idkey.h"
@@ -355,6 +356,7 @@ static void client_credentials(cv_exchange_t *ex, form_t *f)
 	cv_client_t c;
 	if (!endpoint || authenticate_client(ex, assertion, endpoint, &c))
 		return;
+	cv_audit_agent(ex, c.id, NULL, NULL);
 	cv_buf_t granted;
 	cv_buf_init(&granted, CV_CLIENT_SCOPE_MAX + 1);
 	char token[CV_ACCESS_TOKEN_MAX];
@@ -384,6 +386,7 @@ static void authorization_code(cv_exchange_t *ex, form_t *f)
 	cv_client_t c;
 	if (authenticate_app(ex, f, &c))
 		return;
+	cv_audit_agent(ex, c.id, NULL, NULL);
 	cv_grant_t grant;
 	cv_rc rc = cv_code_redeem(ctx(ex)->store, code, c.id, redirect, verifier, cv_time_now_us(), &grant);
 	if (rc == CV_E_UNAUTH)
@@ -403,6 +406,7 @@ static void refresh_token(cv_exchange_t *ex, form_t *f)
 	cv_client_t c;
 	if (authenticate_app(ex, f, &c))
 		return;
+	cv_audit_agent(ex, c.id, NULL, NULL);
 	cv_grant_t g;
 	cv_buf_t narrowed;
 	cv_buf_init(&narrowed, CV_CLIENT_SCOPE_MAX + 1);
@@ -427,6 +431,8 @@ void cv_oauth_token(cv_exchange_t *ex)
 	if (!read_form(ex, &f))
 		return;
 	const char *grant = fv(&f, "grant_type");
+	bool refresh = grant && strcmp(grant, "refresh_token") == 0;
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, refresh ? "token-refreshed" : "token-issued", 'E');
 	if (grant && strcmp(grant, "client_credentials") == 0)
 		return client_credentials(ex, &f);
 	if (grant && strcmp(grant, "authorization_code") == 0)
@@ -490,11 +496,13 @@ void cv_oauth_introspect(cv_exchange_t *ex)
 	if (!read_form(ex, &f))
 		return;
 	const char *token = fv(&f, "token");
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "token-introspected", 'E');
 	if (f.dup || !token)
 		return oauth_error(ex, 400, "invalid_request", "send token (once)");
 	cv_client_t c;
 	if (introspect_client(ex, &f, &c))
 		return;
+	cv_audit_agent(ex, c.id, NULL, NULL);
 	cv_token_info_t t;
 	cv_rc rc = cv_token_check(ctx(ex)->store, token, cv_time_now_us(), &t);
 	json_object *o = NULL;
@@ -518,11 +526,13 @@ void cv_oauth_revoke(cv_exchange_t *ex)
 		return;
 	const char *token = fv(&f, "token");
 	(void)fv(&f, "token_type_hint");
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "token-revoked", 'E');
 	if (f.dup || !token)
 		return oauth_error(ex, 400, "invalid_request", "send token (once)");
 	cv_client_t c;
 	if (authenticate_app(ex, &f, &c))
 		return;
+	cv_audit_agent(ex, c.id, NULL, NULL);
 	cv_rc rc = cv_token_revoke(ctx(ex)->store, c.id, token);
 	if (rc) {
 		oauth_error(ex, 503, "temporarily_unavailable", "try again");

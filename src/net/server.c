@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
@@ -73,6 +74,8 @@ typedef struct req {
 	int started;              /* the access handler has seen it */
 	int ran;                  /* the pipeline has run */
 	int answered;             /* a response was queued */
+	int audited;              /* the request's audit record was asked for */
+	cv_store_write_t *record; /* that record, while it is written */
 	pthread_mutex_t mu;       /* guards woken, suspended */
 	int woken, suspended;
 	unsigned status;
@@ -495,20 +498,84 @@ static void run_pipeline(req_t *r, const char *url, const char *method)
 		authorize(r);
 }
 
-/* Sends the response, or suspends the connection while the handler waits. */
+/* ---- the audit stage ---------------------------------------------------- */
+
+static void record_done(cv_store_write_t *w)
+{
+	req_t *r = w->arg;
+	r->ex.resume(&r->ex);
+}
+
+/* No answer without its record: a request whose record could not be made
+ * durable answers 503, whatever the handler had. */
+static void unrecorded(cv_exchange_t *ex, cv_rc rc)
+{
+	cv_log(CV_LOG_ERROR, "audit.write_failed", (cv_log_field_t[]){ CV_LS("request_id", ex->request_id),
+		CV_LS("route", ex->route), CV_LS("rc", cv_rc_str(rc)) }, 3);
+	ex->nresp_hdr = 0;
+	cv_buf_reset(&ex->resp);
+	cv_exchange_add_header(ex, "Retry-After", "1");
+	cv_fhir_error(ex, 503, "transient", "the access could not be recorded in the audit trail, so it is not "
+		      "answered; retry");
+}
+
+static void record_written(cv_exchange_t *ex)
+{
+	req_t *r = ex->net;
+	ex->pending = 0;
+	if (r->record->result)
+		unrecorded(ex, r->record->result);
+}
+
+/* Writes the request's audit record (DESIGN.md invariant 2); 1 when the
+ * answer waits for it. A benchmark-only build (CV_BENCH_NO_AUDIT) skips
+ * it, to measure what it costs. */
+static int audit(req_t *r)
+{
+	cv_exchange_t *ex = &r->ex;
+	const cv_fhir_t *f = ex->app;
+	r->audited = 1;
+#ifdef CV_BENCH_NO_AUDIT
+	return 0;
+#endif
+	if (!f || !f->audit)
+		return 0;
+	cv_rc rc = cv_audit_request(f->audit, ex, &r->record);
+	if (!rc && !r->record)
+		return 0;
+	if (!rc) {
+		r->record->done = record_done;
+		r->record->arg = r;
+		ex->cont = record_written;
+		ex->pending = 1;
+		rc = cv_store_submit(f->store, r->record);
+	}
+	if (rc) {
+		ex->pending = 0;
+		unrecorded(ex, rc);
+	}
+	return ex->pending;
+}
+
+/* Sends the response once the handler and the audit record are done, or
+ * suspends the connection while they wait. */
 static enum MHD_Result proceed(req_t *r)
 {
-	while (r->ex.pending) {
-		pthread_mutex_lock(&r->mu);
-		if (!r->woken) {
-			r->suspended = 1;
-			MHD_suspend_connection(r->conn);
+	for (;;) {
+		while (r->ex.pending) {
+			pthread_mutex_lock(&r->mu);
+			if (!r->woken) {
+				r->suspended = 1;
+				MHD_suspend_connection(r->conn);
+				pthread_mutex_unlock(&r->mu);
+				return MHD_YES;
+			}
+			r->woken = 0;
 			pthread_mutex_unlock(&r->mu);
-			return MHD_YES;
+			r->ex.cont(&r->ex);
 		}
-		r->woken = 0;
-		pthread_mutex_unlock(&r->mu);
-		r->ex.cont(&r->ex);
+		if (r->audited || !audit(r))
+			break;
 	}
 	return send_response(r);
 }

@@ -296,6 +296,8 @@ static cv_rc compartments(cv_access_t *a, const char *type, int64_t seq, json_ob
 	*n = 0;
 	if (seq > 0 && remembered(a, seq, ids, n))
 		return CV_OK;
+	if (!res)
+		return CV_E_NOTFOUND;
 	if (strcmp(type, "Patient") == 0 && cv_lookup_str(res, "id"))
 		add_patient(ids, n, cv_lookup_str(res, "id"));
 	for (size_t i = 0; i < ncodes; i++) {
@@ -319,6 +321,15 @@ static cv_rc compartments(cv_access_t *a, const char *type, int64_t seq, json_ob
 	if (seq > 0)
 		remember(a, seq, ids, *n);
 	return CV_OK;
+}
+
+cv_rc cv_policy_patients(cv_policy_t *pol, const char *type, int64_t seq, json_object *res, cv_pool_t *pool,
+			 const char ***ids, size_t *n)
+{
+	cv_access_t a = { .pol = pol, .pool = pool };
+	*ids = cv_pool_alloc(pool, COMPARTMENT_MAX * sizeof **ids);
+	*n = 0;
+	return *ids ? compartments(&a, type, seq, res, *ids, n) : CV_E_NOMEM;
 }
 
 /* ---- consent ------------------------------------------------------------- */
@@ -766,27 +777,8 @@ static cv_rc glass_record(cv_policy_t *pol, const cv_principal_t *p, const char 
 	return rc;
 }
 
-/* The sealed alert record of a declaration, for review. */
-static cv_rc alert_record(const cv_principal_t *p, const char *patient_id, const char *reason, int64_t now,
-			  int64_t expires, cv_buf_t *body)
-{
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "resourceType", json_object_new_string(CV_ALERT_TYPE));
-	json_object_object_add(a, "kind", json_object_new_string("break-glass"));
-	json_object_object_add(a, "account", json_object_new_string(p->id));
-	json_object_object_add(a, "role", json_object_new_string(p->role ? p->role : ""));
-	json_object_object_add(a, "patient", json_object_new_string(patient_id));
-	json_object_object_add(a, "reason", json_object_new_string(reason));
-	json_object_object_add(a, "at_us", json_object_new_int64(now));
-	json_object_object_add(a, "expires_us", json_object_new_int64(expires));
-	json_object_object_add(a, "reviewed", json_object_new_boolean(0));
-	cv_rc rc = cv_json_write(a, body);
-	json_object_put(a);
-	return rc;
-}
-
 cv_rc cv_policy_break_glass(cv_policy_t *pol, const cv_principal_t *p, const char *patient_id, const char *reason,
-			    int64_t *expires_us)
+			    cv_store_write_t *record, int64_t *expires_us)
 {
 	cv_rules_role role = p->kind == CV_PRINCIPAL_USER ? cv_rules_role_of(p->role) : CV_RULES_NONE;
 	if ((role != CV_RULES_NURSE && role != CV_RULES_DOCTOR) || !p->link || strncmp(p->link, "Practitioner/", 13) != 0)
@@ -794,34 +786,26 @@ cv_rc cv_policy_break_glass(cv_policy_t *pol, const cv_principal_t *p, const cha
 	size_t rl = reason ? strlen(reason) : 0;
 	if (rl < 10 || rl > 1000)
 		return CV_E_INVALID;
-	char alert[37];
-	cv_crypto_uuid(alert);
 	cv_rc rc = CV_E_CONFLICT;
 	for (int attempt = 0; rc == CV_E_CONFLICT && attempt < 5; attempt++) {
 		int64_t now = cv_time_now_us(), expect = 0;
 		*expires_us = now + pol->break_glass_us;
-		cv_buf_t grant, note;
+		cv_buf_t grant;
 		cv_buf_init(&grant, 1u << 20);
-		cv_buf_init(&note, 64u << 10);
 		rc = glass_record(pol, p, patient_id, reason, now, *expires_us, &grant, &expect);
-		if (!rc)
-			rc = alert_record(p, patient_id, reason, now, *expires_us, &note);
-		/* the grant and its alert commit together: no access without the alert */
+		/* the grant and its audit record (the alert) commit together: no access without it */
 		cv_store_write_t g = { .op = CV_STORE_PUT_VERSION, .type = CV_BREAK_GLASS_TYPE, .id = p->id,
 				       .expect_version = expect, .updated_us = now, .body = (const uint8_t *)grant.data,
 				       .body_len = grant.len };
-		cv_store_write_t n = { .op = CV_STORE_PUT_VERSION, .type = CV_ALERT_TYPE, .id = alert, .updated_us = now,
-				       .body = (const uint8_t *)note.data, .body_len = note.len };
-		cv_store_write_t *both[2] = { &g, &n };
-		cv_store_write_t group = { .op = CV_STORE_GROUP, .members = both, .nmembers = 2 };
-		if (!rc && (rc = cv_store_write_sync(pol->store, &group)) == CV_E_CONFLICT && n.result == CV_E_CONFLICT)
-			rc = CV_E_STORAGE; /* a random alert id taken: not a race to retry */
+		cv_store_write_t *both[2] = { &g, record };
+		cv_store_write_t group = { .op = CV_STORE_GROUP, .members = both, .nmembers = record ? 2 : 1 };
+		if (!rc && (rc = cv_store_write_sync(pol->store, &group)) == CV_E_CONFLICT && g.result != CV_E_CONFLICT)
+			rc = CV_E_STORAGE; /* not a race to retry */
 		cv_buf_release(&grant);
-		cv_buf_release(&note);
 		if (!rc) /* the account id only: the patient and the reason stay in the sealed records */
 			cv_log(CV_LOG_WARN, "security alert: break-glass",
 			       (cv_log_field_t[]){ CV_LS("account", p->id), CV_LS("role", p->role ? p->role : ""),
-						   CV_LS("alert", alert), CV_LI("minutes", (*expires_us - now) / 60000000) }, 4);
+						   CV_LI("minutes", (*expires_us - now) / 60000000) }, 3);
 	}
 	return rc;
 }

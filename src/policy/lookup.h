@@ -13,7 +13,6 @@
 #define CV_LOOKUP_SCAN_MAX 20000 /* resources read for one lookup */
 #define CV_LOOKUP_MAX_AGE_US (10LL * 1000000) /* a cached lookup is read again after this, whatever happened */
 #define CV_BREAK_GLASS_TYPE "~BreakGlass"
-#define CV_ALERT_TYPE "~Alert"
 
 /* A practitioner's relationships as lines: "A <patient id>" (an active care
  * team membership), "T <patient id>" (an encounter participant), "O <org id>"

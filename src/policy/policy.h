@@ -127,6 +127,12 @@ cv_rc cv_access_check_stored(cv_access_t *a, cv_action act, const char *type, in
 cv_rc cv_access_write(cv_access_t *a, cv_action act, const char *type, json_object *before, json_object *after,
 		      cv_verdict *out, const char **reason);
 
+/* The patients whose compartments a resource is in (the audit trail names
+ * them): seq > 0 for a stored version, whose answer is remembered; res may
+ * then be NULL when the answer is known (CV_E_NOTFOUND when it is not). */
+cv_rc cv_policy_patients(cv_policy_t *pol, const char *type, int64_t seq, json_object *res, cv_pool_t *pool,
+			 const char ***ids, size_t *n);
+
 /* A store clause that narrows a search of `type` to the compartments the
  * caller may see (its patients, or the launch patient): *have false when
  * there is none to add (the caller may see resources of many patients, or
@@ -155,10 +161,11 @@ bool cv_access_broke_glass(const cv_access_t *a);
 
 /* Declares an emergency: the principal (a nurse or doctor) gets its role's
  * rights on patient `patient_id` until *expires_us, whatever its
- * relationships and the patient's consents. Records it (and a security
- * alert) in the store. CV_E_DENIED for other principals; CV_E_INVALID for a
+ * relationships and the patient's consents. Records it in the store in
+ * one transaction with `record` (its audit record, the security alert;
+ * NULL in unit tests only). CV_E_DENIED for other principals; CV_E_INVALID for a
  * reason shorter than 10 or longer than 1000 bytes. */
 cv_rc cv_policy_break_glass(cv_policy_t *pol, const cv_principal_t *p, const char *patient_id, const char *reason,
-			    int64_t *expires_us);
+			    cv_store_write_t *record, int64_t *expires_us);
 
 #endif

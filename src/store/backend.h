@@ -10,6 +10,8 @@
 
 #include "store/store.h"
 
+struct cv_sql;
+
 typedef struct cv_backend cv_backend_t;
 
 typedef struct cv_backend_ops {
@@ -41,7 +43,25 @@ typedef struct cv_backend_ops {
 	/* Current, not deleted versions in row-key order (type NULL: all types). */
 	cv_rc (*scan_current)(cv_backend_t *b, const char *type, int64_t after, unsigned limit, cv_pool_t *pool,
 			      cv_store_hit_fn fn, void *arg);
+	/* The audit trail: rows of an audit SELECT built by cv_query_audit_sql
+	 * (bodies sealed), the recorded head, and the checkpoints. */
+	cv_rc (*audit_rows)(cv_backend_t *b, const struct cv_sql *sql, cv_pool_t *pool, cv_store_audit_fn fn, void *arg);
+	cv_rc (*audit_head)(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES]);
+	cv_rc (*audit_checkpoints)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg);
 } cv_backend_ops_t;
+
+/* The head of the chain while a batch is applied: a back end reads it from
+ * the database (locked) at the batch's first audit record and writes it back
+ * before the commit. */
+typedef struct cv_audit_chain {
+	bool loaded;
+	int64_t pos;
+	uint8_t hash[CV_AUDIT_HASH_BYTES];
+} cv_audit_chain_t;
+
+/* Fills row from an AUDIT write as it will be stored at the chain's next
+ * position, and advances the chain (store/audit.c). */
+void cv_audit_chain_next(cv_audit_chain_t *c, cv_store_write_t *w, cv_store_audit_row_t *row);
 
 /* Back ends see only row ids and sealed bodies: a write's rid and sealed
  * fields, a query's rid (in place of the id), and they return sealed bodies

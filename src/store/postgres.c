@@ -74,6 +74,31 @@ static const char *const migrations[] = {
 	"INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
 	"  SELECT DISTINCT ON (type, rid) type, rid, version, seq, updated_us, deleted FROM cv_version "
 	"  ORDER BY type, rid, version DESC;",
+	/* 3: the audit trail (store.h, "the audit trail") */
+	"CREATE TABLE cv_audit ("
+	"  pos bigint PRIMARY KEY,"
+	"  at_us bigint NOT NULL,"
+	"  action text NOT NULL,"
+	"  outcome bigint NOT NULL,"
+	"  flags bigint NOT NULL,"
+	"  kind text NOT NULL,"
+	"  subtype text NOT NULL,"
+	"  agent text NOT NULL,"
+	"  id text NOT NULL,"
+	"  nres bigint NOT NULL,"
+	"  keys bytea NOT NULL,"
+	"  body bytea NOT NULL,"
+	"  prev bytea NOT NULL,"
+	"  hash bytea NOT NULL,"
+	"  npat bigint NOT NULL);"
+	"CREATE INDEX cv_audit_id ON cv_audit (id);"
+	"CREATE INDEX cv_audit_at ON cv_audit (at_us);"
+	"CREATE INDEX cv_audit_agent ON cv_audit (agent, pos);"
+	"CREATE TABLE cv_audit_key (k bytea NOT NULL, pos bigint NOT NULL, PRIMARY KEY (k, pos));"
+	"CREATE TABLE cv_audit_head (one integer PRIMARY KEY CHECK (one = 1), pos bigint NOT NULL, hash bytea NOT NULL);"
+	"INSERT INTO cv_audit_head VALUES (1, 0, decode(repeat('00', 32), 'hex'));"
+	"CREATE TABLE cv_audit_checkpoint (pos bigint PRIMARY KEY, at_us bigint NOT NULL, hash bytea NOT NULL,"
+	"  key bytea NOT NULL, sig bytea NOT NULL);",
 };
 
 static const struct {
@@ -119,6 +144,18 @@ static const struct {
 	{ "scan", "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version "
 		  "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::bigint" },
 	{ "scan_meta", "SELECT name, value FROM cv_meta ORDER BY name" },
+	/* the chain's head, locked until the batch commits: one chain for every node */
+	{ "audit_head_lock", "SELECT pos, hash FROM cv_audit_head WHERE one = 1 FOR UPDATE" },
+	{ "audit_head_set", "UPDATE cv_audit_head SET pos = $1::bigint, hash = $2::bytea WHERE one = 1" },
+	{ "audit_insert", "INSERT INTO cv_audit (pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, "
+			  "keys, body, prev, hash, npat) VALUES ($1::bigint, $2::bigint, $3, $4::bigint, $5::bigint, "
+			  "$6, $7, $8, $9, $10::bigint, $11::bytea, $12::bytea, $13::bytea, $14::bytea, $15::bigint)" },
+	{ "audit_keys", "INSERT INTO cv_audit_key (k, pos) SELECT substring($1::bytea FROM i * 16 + 1 FOR 16), "
+			"$2::bigint FROM generate_series(0, length($1::bytea) / 16 - 1) AS i ON CONFLICT DO NOTHING" },
+	{ "audit_checkpoint", "INSERT INTO cv_audit_checkpoint (pos, at_us, hash, key, sig) VALUES ($1::bigint, "
+			      "$2::bigint, $3::bytea, $4::bytea, $5::bytea) ON CONFLICT (pos) DO NOTHING" },
+	{ "audit_head", "SELECT pos, hash FROM cv_audit_head WHERE one = 1" },
+	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
 };
 
 static int64_t get_i64(const PGresult *r, int row, int col)
@@ -539,36 +576,126 @@ static cv_rc apply_claim(PGconn *c, cv_store_write_t *w)
 	return rc;
 }
 
+/* ---- the audit trail ------------------------------------------------------ */
+
+/* Locks and loads the chain's head (once per batch, before any savepoint,
+ * so that a group rolled back does not release the lock). */
+static cv_rc chain_load(PGconn *c, cv_audit_chain_t *chain)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "audit_head_lock", 0, NULL, NULL, NULL, &r);
+	if (!rc && PQntuples(r) == 1 && PQgetlength(r, 0, 1) == CV_AUDIT_HASH_BYTES) {
+		chain->pos = get_i64(r, 0, 0);
+		memcpy(chain->hash, PQgetvalue(r, 0, 1), CV_AUDIT_HASH_BYTES);
+		chain->loaded = true;
+	} else if (!rc) {
+		rc = CV_E_STORAGE;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc chain_save(PGconn *c, const cv_audit_chain_t *chain)
+{
+	if (!chain->loaded)
+		return CV_OK;
+	char pos[24];
+	snprintf(pos, sizeof pos, "%lld", (long long)chain->pos);
+	const char *vals[2] = { pos, (const char *)chain->hash };
+	int lens[2] = { 0, CV_AUDIT_HASH_BYTES }, fmts[2] = { 0, 1 };
+	return run_write(c, "audit_head_set", 2, vals, lens, fmts, NULL);
+}
+
+static bool has_audit(const cv_store_write_t *batch)
+{
+	for (const cv_store_write_t *w = batch; w; w = w->next) {
+		if (w->op == CV_STORE_AUDIT)
+			return true;
+		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+			if (w->members[i]->op == CV_STORE_AUDIT)
+				return true;
+	}
+	return false;
+}
+
+static cv_rc apply_audit(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
+{
+	cv_store_audit_row_t r;
+	if (!chain->loaded)
+		return CV_E_STORAGE;
+	cv_audit_chain_t before = *chain;
+	cv_audit_chain_next(chain, w, &r);
+	char pos[24], at[24], outcome[24], flags[24], nres[24], npat[24], act[2] = { r.action, 0 };
+	snprintf(pos, sizeof pos, "%lld", (long long)r.pos);
+	snprintf(at, sizeof at, "%lld", (long long)r.at_us);
+	snprintf(outcome, sizeof outcome, "%d", r.outcome);
+	snprintf(flags, sizeof flags, "%u", r.flags);
+	snprintf(nres, sizeof nres, "%lld", (long long)r.nres);
+	snprintf(npat, sizeof npat, "%lld", (long long)r.npat);
+	const char *vals[15] = { pos, at, act, outcome, flags, r.kind ? r.kind : "", r.subtype ? r.subtype : "",
+				 r.agent ? r.agent : "", r.id ? r.id : "", nres, r.keys_len ? (const char *)r.keys : "",
+				 (const char *)r.body, (const char *)r.prev, (const char *)r.hash, npat };
+	int lens[15] = { [10] = (int)r.keys_len, [11] = (int)r.body_len, [12] = CV_AUDIT_HASH_BYTES,
+			 [13] = CV_AUDIT_HASH_BYTES };
+	int fmts[15] = { [10] = 1, [11] = 1, [12] = 1, [13] = 1 };
+	cv_rc rc = run_write(c, "audit_insert", 15, vals, lens, fmts, NULL);
+	if (!rc && r.keys_len) {
+		const char *kv[2] = { (const char *)r.keys, pos };
+		int kl[2] = { (int)r.keys_len, 0 }, kf[2] = { 1, 0 };
+		rc = run_write(c, "audit_keys", 2, kv, kl, kf, NULL);
+	}
+	if (rc)
+		*chain = before;
+	return rc;
+}
+
+static cv_rc apply_checkpoint(PGconn *c, const cv_store_write_t *w)
+{
+	const cv_store_checkpoint_t *cp = w->checkpoint;
+	char pos[24], at[24];
+	snprintf(pos, sizeof pos, "%lld", (long long)cp->pos);
+	snprintf(at, sizeof at, "%lld", (long long)cp->at_us);
+	const char *vals[5] = { pos, at, (const char *)cp->hash, (const char *)cp->key, (const char *)cp->sig };
+	int lens[5] = { 0, 0, CV_AUDIT_HASH_BYTES, 32, 64 }, fmts[5] = { 0, 0, 1, 1, 1 };
+	return run_write(c, "audit_checkpoint", 5, vals, lens, fmts, NULL);
+}
+
 /* One write. Only a failed statement aborts a PostgreSQL transaction, and
  * that fails the whole batch, so a single write needs no savepoint: a
  * conflict or a missing row writes nothing. */
-static cv_rc apply_one(PGconn *c, cv_store_write_t *w)
+static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 {
 	switch (w->op) {
 	case CV_STORE_PUT_META: return apply_meta(c, w);
 	case CV_STORE_PUT_VERSION: return apply_version(c, w);
 	case CV_STORE_REINDEX: return apply_reindex(c, w);
 	case CV_STORE_CLAIM: return apply_claim(c, w);
+	case CV_STORE_AUDIT: return apply_audit(c, chain, w);
+	case CV_STORE_CHECKPOINT: return apply_checkpoint(c, w);
 	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}
 }
 
-/* A group: all members or none (a savepoint undoes the members before a failed one). */
-static cv_rc apply_group(PGconn *c, cv_store_write_t *g)
+/* A group: all members or none (a savepoint undoes the members before a
+ * failed one, and the chain goes back to where it was). */
+static cv_rc apply_group(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *g)
 {
 	if (exec_ok(c, "SAVEPOINT g"))
 		return CV_E_STORAGE;
+	cv_audit_chain_t before = *chain;
 	cv_rc rc = CV_OK;
 	for (size_t i = 0; i < g->nmembers; i++)
 		g->members[i]->result = CV_E_ABORTED;
 	for (size_t i = 0; !rc && i < g->nmembers; i++) {
-		g->members[i]->result = apply_one(c, g->members[i]);
+		g->members[i]->result = g->members[i]->op == CV_STORE_GROUP ? CV_E_INVALID
+									    : apply_one(c, chain, g->members[i]);
 		rc = g->members[i]->result;
 	}
 	if (rc == CV_E_STORAGE)
 		return rc;
 	if (rc) {
+		*chain = before;
 		for (size_t i = 0; i < g->nmembers; i++)
 			if (g->members[i]->result == CV_OK)
 				g->members[i]->result = CV_E_ABORTED;
@@ -604,16 +731,27 @@ static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 	for (cv_store_write_t *w = batch; w; w = w->next)
 		w->result = CV_E_STORAGE;
 	PGconn *c = writer_begin(b, &fail);
+	cv_audit_chain_t chain = { .loaded = false };
 	if (!c)
 		goto failed;
+	if (has_audit(batch) && chain_load(c, &chain)) {
+		log_pg("audit_head", c);
+		exec_ok(c, "ROLLBACK");
+		goto failed;
+	}
 	for (cv_store_write_t *w = batch; w; w = w->next) {
-		w->result = w->op == CV_STORE_GROUP ? apply_group(c, w) : apply_one(c, w);
+		w->result = w->op == CV_STORE_GROUP ? apply_group(c, &chain, w) : apply_one(c, &chain, w);
 		if (w->result == CV_E_STORAGE) {
 			/* an error aborts the whole transaction in PostgreSQL */
 			log_pg("write", c);
 			exec_ok(c, "ROLLBACK");
 			goto failed;
 		}
+	}
+	if (chain_save(c, &chain)) {
+		log_pg("audit_head_set", c);
+		exec_ok(c, "ROLLBACK");
+		goto failed;
 	}
 	if (exec_ok(c, "COMMIT") == CV_OK)
 		return;
@@ -861,6 +999,92 @@ static cv_rc pg_scan_current(cv_backend_t *b, const char *type, int64_t after, u
 	return rc;
 }
 
+/* ---- reading the audit trail ------------------------------------------------ */
+
+static const uint8_t *pg_blob(const PGresult *r, int row, int col, cv_pool_t *pool, size_t *len)
+{
+	*len = (size_t)PQgetlength(r, row, col);
+	uint8_t *copy = cv_pool_alloc(pool, *len + 1);
+	if (copy) {
+		memcpy(copy, PQgetvalue(r, row, col), *len);
+		copy[*len] = 0;
+	}
+	return copy;
+}
+
+static void pg_hash(const PGresult *r, int row, int col, uint8_t out[CV_AUDIT_HASH_BYTES])
+{
+	size_t n = (size_t)PQgetlength(r, row, col);
+	memset(out, 0, CV_AUDIT_HASH_BYTES);
+	memcpy(out, PQgetvalue(r, row, col), n < CV_AUDIT_HASH_BYTES ? n : CV_AUDIT_HASH_BYTES);
+	if (n != CV_AUDIT_HASH_BYTES) /* a wrong length compares as a mismatch */
+		out[0] ^= 0xff;
+}
+
+/* A row of an audit SELECT (the columns of cv_query_audit_sql, binary). */
+static cv_rc pg_audit_row(const PGresult *r, int i, cv_pool_t *pool, cv_store_audit_row_t *out)
+{
+	size_t n;
+	*out = (cv_store_audit_row_t){ .pos = get_i64(r, i, 0), .at_us = get_i64(r, i, 1),
+				       .action = PQgetvalue(r, i, 2)[0], .outcome = (int)get_i64(r, i, 3),
+				       .flags = (unsigned)get_i64(r, i, 4), .nres = get_i64(r, i, 9),
+				       .npat = get_i64(r, i, 14) };
+	out->kind = (const char *)pg_blob(r, i, 5, pool, &n);
+	out->subtype = (const char *)pg_blob(r, i, 6, pool, &n);
+	out->agent = (const char *)pg_blob(r, i, 7, pool, &n);
+	out->id = (const char *)pg_blob(r, i, 8, pool, &n);
+	out->keys = pg_blob(r, i, 10, pool, &out->keys_len);
+	out->body = pg_blob(r, i, 11, pool, &out->body_len);
+	pg_hash(r, i, 12, out->prev);
+	pg_hash(r, i, 13, out->hash);
+	return out->kind && out->subtype && out->agent && out->id && out->keys && out->body ? CV_OK : CV_E_NOMEM;
+}
+
+static cv_rc pg_audit_rows(cv_backend_t *b, const cv_sql_t *sql, cv_pool_t *pool, cv_store_audit_fn fn, void *arg)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_sql(b, sql, &r);
+	for (int i = 0; !rc && i < PQntuples(r); i++) {
+		cv_store_audit_row_t row;
+		rc = pg_audit_row(r, i, pool, &row);
+		if (!rc)
+			rc = fn(arg, &row);
+	}
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES])
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "audit_head", 0, NULL, NULL, NULL, &r);
+	if (!rc && PQntuples(r) == 1) {
+		*pos = get_i64(r, 0, 0);
+		pg_hash(r, 0, 1, hash);
+	} else if (!rc) {
+		rc = CV_E_STORAGE;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_audit_checkpoints(cv_backend_t *b, cv_rc (*fn)(void *, const cv_store_checkpoint_t *), void *arg)
+{
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "audit_checkpoints", 0, NULL, NULL, NULL, &r);
+	for (int i = 0; !rc && i < PQntuples(r); i++) {
+		cv_store_checkpoint_t c = { .pos = get_i64(r, i, 0), .at_us = get_i64(r, i, 1) };
+		if (PQgetlength(r, i, 2) == CV_AUDIT_HASH_BYTES && PQgetlength(r, i, 3) == 32 && PQgetlength(r, i, 4) == 64) {
+			memcpy(c.hash, PQgetvalue(r, i, 2), CV_AUDIT_HASH_BYTES);
+			memcpy(c.key, PQgetvalue(r, i, 3), 32);
+			memcpy(c.sig, PQgetvalue(r, i, 4), 64);
+		}
+		rc = fn(arg, &c);
+	}
+	PQclear(r);
+	return rc;
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -876,6 +1100,9 @@ static const cv_backend_ops_t pg_ops = {
 	.last_seq = pg_last_seq,
 	.types_seq = pg_types_seq,
 	.scan_current = pg_scan_current,
+	.audit_rows = pg_audit_rows,
+	.audit_head = pg_audit_head,
+	.audit_checkpoints = pg_audit_checkpoints,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

@@ -308,3 +308,66 @@ cv_rc cv_query_count_sql(const cv_store_query_t *q, cv_sql_t *s)
 		rc = where(s, q);
 	return rc;
 }
+
+/* ---- the audit trail ------------------------------------------------------ */
+
+/* " AND <col> <op> " (the placeholder follows) */
+static cv_rc audit_cond(cv_sql_t *s, const char *col, const char *op)
+{
+	return cv_buf_printf(&s->text, " AND %s %s ", col, op);
+}
+
+/* An action letter as a string that outlives the statement. */
+static const char *action_text(char a)
+{
+	static const char letters[] = "C\0R\0U\0D\0E";
+	const char *p = strchr("CRUDE", a);
+	return p && a ? letters + 2 * (p - "CRUDE") : "?";
+}
+
+static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
+{
+	cv_rc rc = put(s, " WHERE 1 = 1");
+	for (size_t i = 0; !rc && i < q->nkeys; i++)
+		if (!(rc = put(s, " AND a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ")) &&
+		    !(rc = ph_blob(s, q->keys[i], CV_AUDIT_KEY_BYTES)))
+			rc = put(s, ")");
+	if (!rc && q->id && !(rc = audit_cond(s, "a.id", "=")))
+		rc = ph_text(s, q->id);
+	if (!rc && q->agent && !(rc = audit_cond(s, "a.agent", "=")))
+		rc = ph_text(s, q->agent);
+	if (!rc && q->from_us && !(rc = audit_cond(s, "a.at_us", ">=")))
+		rc = ph_int(s, q->from_us);
+	if (!rc && q->to_us && !(rc = audit_cond(s, "a.at_us", "<=")))
+		rc = ph_int(s, q->to_us);
+	if (!rc && q->action && !(rc = audit_cond(s, "a.action", "=")))
+		rc = ph_text(s, action_text(q->action));
+	if (!rc && q->outcome >= 0 && !(rc = audit_cond(s, "a.outcome", "=")))
+		rc = ph_int(s, q->outcome);
+	if (!rc && q->flags && !(rc = put(s, " AND (a.flags & ")) && !(rc = ph_int(s, q->flags)) &&
+	    !(rc = put(s, ") = ")))
+		rc = ph_int(s, q->flags);
+	if (!rc && q->kind && !(rc = audit_cond(s, "a.kind", "=")))
+		rc = ph_text(s, q->kind);
+	if (!rc && q->subtype && !(rc = audit_cond(s, "a.subtype", "=")))
+		rc = ph_text(s, q->subtype);
+	if (!rc && q->before_pos > 0 && !(rc = audit_cond(s, "a.pos", "<")))
+		rc = ph_int(s, q->before_pos);
+	if (!rc && q->after_pos > 0 && !(rc = audit_cond(s, "a.pos", ">")))
+		rc = ph_int(s, q->after_pos);
+	return rc;
+}
+
+cv_rc cv_query_audit_sql(const cv_store_audit_query_t *q, bool bodies, cv_sql_t *s)
+{
+	cv_rc rc = cv_buf_printf(&s->text, "SELECT a.pos, a.at_us, a.action, a.outcome, a.flags, a.kind, a.subtype, "
+				 "a.agent, a.id, a.nres, a.keys, %s, a.prev, a.hash, a.npat FROM cv_audit a",
+				 bodies ? "a.body" : (s->pg ? "''::bytea" : "x''"));
+	if (!rc)
+		rc = audit_where(q, s);
+	if (!rc)
+		rc = cv_buf_printf(&s->text, " ORDER BY a.pos %s LIMIT ", q->ascending ? "ASC" : "DESC");
+	if (!rc)
+		rc = ph_int(s, q->limit ? q->limit : 100);
+	return rc;
+}

@@ -42,6 +42,12 @@ struct cv_backend {
 	sqlite3_stmt *w_insn;         /* insert a number entry */
 	sqlite3_stmt *w_claim;        /* claim a meta name unless claimed recently */
 	sqlite3_stmt *w_prune;        /* forget old claims */
+	sqlite3_stmt *w_ahead;        /* the audit chain's head */
+	sqlite3_stmt *w_aset;         /* record the head */
+	sqlite3_stmt *w_arow;         /* insert an audit row */
+	sqlite3_stmt *w_akey;         /* insert an audit search key */
+	sqlite3_stmt *w_acp;          /* insert a checkpoint (unless one is at its position) */
+	cv_audit_chain_t chain;       /* the head while a batch is applied */
 	unsigned claims;              /* claims since the last prune */
 	rconn_t readers[READ_CONNS_MAX];
 	cv_slots_t slots;                 /* which readers are free */
@@ -82,6 +88,31 @@ static const char *const migrations[] = {
 	"INSERT INTO cv_resource(type, rid, version, seq, updated_us, deleted) "
 	"  SELECT type, rid, version, seq, updated_us, deleted FROM cv_version v WHERE version = "
 	"  (SELECT max(version) FROM cv_version w WHERE w.type = v.type AND w.rid = v.rid) ORDER BY seq;",
+	/* 3: the audit trail (store.h, "the audit trail") */
+	"CREATE TABLE cv_audit("
+	"  pos INTEGER PRIMARY KEY,"
+	"  at_us INTEGER NOT NULL,"
+	"  action TEXT NOT NULL,"
+	"  outcome INTEGER NOT NULL,"
+	"  flags INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  subtype TEXT NOT NULL,"
+	"  agent TEXT NOT NULL,"
+	"  id TEXT NOT NULL,"
+	"  nres INTEGER NOT NULL,"
+	"  keys BLOB NOT NULL,"
+	"  body BLOB NOT NULL,"
+	"  prev BLOB NOT NULL,"
+	"  hash BLOB NOT NULL,"
+	"  npat INTEGER NOT NULL);"
+	"CREATE INDEX cv_audit_id ON cv_audit(id);"
+	"CREATE INDEX cv_audit_at ON cv_audit(at_us);"
+	"CREATE INDEX cv_audit_agent ON cv_audit(agent, pos);"
+	"CREATE TABLE cv_audit_key(k BLOB NOT NULL, pos INTEGER NOT NULL, PRIMARY KEY(k, pos)) WITHOUT ROWID;"
+	"CREATE TABLE cv_audit_head(one INTEGER PRIMARY KEY CHECK (one = 1), pos INTEGER NOT NULL, hash BLOB NOT NULL);"
+	"INSERT INTO cv_audit_head VALUES (1, 0, zeroblob(32));"
+	"CREATE TABLE cv_audit_checkpoint(pos INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, hash BLOB NOT NULL,"
+	"  key BLOB NOT NULL, sig BLOB NOT NULL);",
 };
 
 /* One index probe per type (cv_version_type_seq): the latest sequence among them. */
@@ -215,6 +246,11 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_insn);
 	sqlite3_finalize(b->w_claim);
 	sqlite3_finalize(b->w_prune);
+	sqlite3_finalize(b->w_ahead);
+	sqlite3_finalize(b->w_aset);
+	sqlite3_finalize(b->w_arow);
+	sqlite3_finalize(b->w_akey);
+	sqlite3_finalize(b->w_acp);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -515,6 +551,87 @@ static cv_rc apply_claim(cv_backend_t *b, cv_store_write_t *w)
 	return rc;
 }
 
+/* ---- the audit trail ------------------------------------------------------ */
+
+/* Loads the chain's head, once per batch (the transaction holds the write lock). */
+static cv_rc chain_load(cv_backend_t *b)
+{
+	if (b->chain.loaded)
+		return CV_OK;
+	sqlite3_stmt *st = b->w_ahead;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW && sqlite3_column_bytes(st, 1) == CV_AUDIT_HASH_BYTES) {
+		b->chain.pos = sqlite3_column_int64(st, 0);
+		memcpy(b->chain.hash, sqlite3_column_blob(st, 1), CV_AUDIT_HASH_BYTES);
+		b->chain.loaded = true;
+	}
+	sqlite3_reset(st);
+	return b->chain.loaded ? CV_OK : db_error(b->wdb, "audit_head");
+}
+
+/* Writes the head back before the batch commits. */
+static cv_rc chain_save(cv_backend_t *b)
+{
+	if (!b->chain.loaded)
+		return CV_OK;
+	sqlite3_bind_int64(b->w_aset, 1, b->chain.pos);
+	sqlite3_bind_blob(b->w_aset, 2, b->chain.hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	return step_once(b, b->w_aset, "audit_head_set");
+}
+
+static void bind_text_or_empty(sqlite3_stmt *st, int at, const char *v)
+{
+	sqlite3_bind_text(st, at, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+static cv_rc apply_audit(cv_backend_t *b, cv_store_write_t *w)
+{
+	cv_store_audit_row_t r;
+	cv_rc rc = chain_load(b);
+	if (rc)
+		return rc;
+	cv_audit_chain_t before = b->chain;
+	cv_audit_chain_next(&b->chain, w, &r);
+	sqlite3_stmt *st = b->w_arow;
+	char act[2] = { r.action, 0 };
+	sqlite3_bind_int64(st, 1, r.pos);
+	sqlite3_bind_int64(st, 2, r.at_us);
+	bind_text_or_empty(st, 3, act);
+	sqlite3_bind_int(st, 4, r.outcome);
+	sqlite3_bind_int64(st, 5, r.flags);
+	bind_text_or_empty(st, 6, r.kind);
+	bind_text_or_empty(st, 7, r.subtype);
+	bind_text_or_empty(st, 8, r.agent);
+	bind_text_or_empty(st, 9, r.id);
+	sqlite3_bind_int64(st, 10, r.nres);
+	sqlite3_bind_blob(st, 11, r.keys_len ? (const void *)r.keys : "", (int)r.keys_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 12, r.body, (int)r.body_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 13, r.prev, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 14, r.hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 15, r.npat);
+	rc = step_once(b, st, "audit_insert");
+	for (size_t i = 0; !rc && i < r.keys_len / CV_AUDIT_KEY_BYTES; i++) {
+		sqlite3_bind_blob(b->w_akey, 1, r.keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(b->w_akey, 2, r.pos);
+		rc = step_once(b, b->w_akey, "audit_key");
+	}
+	if (rc)
+		b->chain = before;
+	return rc;
+}
+
+static cv_rc apply_checkpoint(cv_backend_t *b, cv_store_write_t *w)
+{
+	const cv_store_checkpoint_t *c = w->checkpoint;
+	sqlite3_stmt *st = b->w_acp;
+	sqlite3_bind_int64(st, 1, c->pos);
+	sqlite3_bind_int64(st, 2, c->at_us);
+	sqlite3_bind_blob(st, 3, c->hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, c->key, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, c->sig, 64, SQLITE_STATIC);
+	return step_once(b, st, "audit_checkpoint");
+}
+
 /* Applies one write. A write refused on its own (conflict, not found) has
  * written nothing when it returns; any other failure is a storage failure,
  * and the caller rolls the whole transaction back (no savepoint per write:
@@ -522,6 +639,10 @@ static cv_rc apply_claim(cv_backend_t *b, cv_store_write_t *w)
  * dirtied, which made large batches quadratic). */
 static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 {
+	if (w->op == CV_STORE_AUDIT)
+		return apply_audit(b, w);
+	if (w->op == CV_STORE_CHECKPOINT)
+		return apply_checkpoint(b, w);
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
 	if (w->op == CV_STORE_CLAIM)
@@ -584,6 +705,7 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 			w->result = CV_E_STORAGE;
 	if (exec(b->wdb, "BEGIN IMMEDIATE"))
 		return 1;
+	b->chain.loaded = false;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
 		if (w->skip)
 			continue;
@@ -602,7 +724,7 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 			return 0;
 		}
 	}
-	if (exec(b->wdb, "COMMIT")) {
+	if (chain_save(b) || exec(b->wdb, "COMMIT")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
 	}
@@ -835,6 +957,118 @@ static cv_rc sqlite_scan_current(cv_backend_t *b, const char *type, int64_t afte
 	return rc;
 }
 
+/* ---- reading the audit trail ------------------------------------------------ */
+
+static const char *col_text(sqlite3_stmt *st, int i, cv_pool_t *pool)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return cv_pool_strdup(pool, t ? (const char *)t : "");
+}
+
+static const uint8_t *col_blob(sqlite3_stmt *st, int i, cv_pool_t *pool, size_t *len)
+{
+	*len = (size_t)sqlite3_column_bytes(st, i);
+	const void *p = sqlite3_column_blob(st, i);
+	uint8_t *copy = cv_pool_alloc(pool, *len + 1);
+	if (copy && *len)
+		memcpy(copy, p, *len);
+	return copy;
+}
+
+/* A row of an audit SELECT (the columns of cv_query_audit_sql). */
+static cv_rc audit_row(sqlite3_stmt *st, cv_pool_t *pool, cv_store_audit_row_t *r)
+{
+	const unsigned char *act = sqlite3_column_text(st, 2);
+	*r = (cv_store_audit_row_t){ .pos = sqlite3_column_int64(st, 0), .at_us = sqlite3_column_int64(st, 1),
+				     .action = act ? (char)act[0] : '?', .outcome = sqlite3_column_int(st, 3),
+				     .flags = (unsigned)sqlite3_column_int64(st, 4), .nres = sqlite3_column_int64(st, 9),
+				     .npat = sqlite3_column_int64(st, 14) };
+	r->kind = col_text(st, 5, pool);
+	r->subtype = col_text(st, 6, pool);
+	r->agent = col_text(st, 7, pool);
+	r->id = col_text(st, 8, pool);
+	r->keys = col_blob(st, 10, pool, &r->keys_len);
+	r->body = col_blob(st, 11, pool, &r->body_len);
+	size_t pl = 0, hl = 0;
+	const uint8_t *prev = col_blob(st, 12, pool, &pl), *hash = col_blob(st, 13, pool, &hl);
+	if (!r->kind || !r->subtype || !r->agent || !r->id || !r->keys || !r->body || !prev || !hash)
+		return CV_E_NOMEM;
+	/* a wrong length is kept visible to verification: it compares as a mismatch */
+	memcpy(r->prev, prev, pl < CV_AUDIT_HASH_BYTES ? pl : CV_AUDIT_HASH_BYTES);
+	memcpy(r->hash, hash, hl < CV_AUDIT_HASH_BYTES ? hl : CV_AUDIT_HASH_BYTES);
+	if (pl != CV_AUDIT_HASH_BYTES)
+		r->prev[0] ^= 0xff;
+	if (hl != CV_AUDIT_HASH_BYTES)
+		r->hash[0] ^= 0xff;
+	return CV_OK;
+}
+
+static cv_rc sqlite_audit_rows(cv_backend_t *b, const cv_sql_t *sql, cv_pool_t *pool, cv_store_audit_fn fn, void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = CV_OK;
+	if (sqlite3_prepare_v2(r->db, sql->text.data, -1, &st, NULL) != SQLITE_OK) {
+		rc = db_error(r->db, "audit_rows");
+		goto out;
+	}
+	bind_all(st, sql);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_audit_row_t row;
+		rc = audit_row(st, pool, &row);
+		if (!rc)
+			rc = fn(arg, &row);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "audit_rows");
+out:
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES])
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT pos, hash FROM cv_audit_head WHERE one = 1", &st);
+	if (!rc && sqlite3_step(st) == SQLITE_ROW) {
+		*pos = sqlite3_column_int64(st, 0);
+		memset(hash, 0, CV_AUDIT_HASH_BYTES);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+		memcpy(hash, sqlite3_column_blob(st, 1), n < CV_AUDIT_HASH_BYTES ? n : CV_AUDIT_HASH_BYTES);
+	} else if (!rc) {
+		rc = db_error(r->db, "audit_head");
+	}
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, cv_rc (*fn)(void *, const cv_store_checkpoint_t *), void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos", &st);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_checkpoint_t c = { .pos = sqlite3_column_int64(st, 0), .at_us = sqlite3_column_int64(st, 1) };
+		if (sqlite3_column_bytes(st, 2) == CV_AUDIT_HASH_BYTES && sqlite3_column_bytes(st, 3) == 32 &&
+		    sqlite3_column_bytes(st, 4) == 64) {
+			memcpy(c.hash, sqlite3_column_blob(st, 2), CV_AUDIT_HASH_BYTES);
+			memcpy(c.key, sqlite3_column_blob(st, 3), 32);
+			memcpy(c.sig, sqlite3_column_blob(st, 4), 64);
+		}
+		rc = fn(arg, &c);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "audit_checkpoints");
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
 static const cv_backend_ops_t sqlite_ops = {
 	.apply = sqlite_apply,
 	.ping = sqlite_ping,
@@ -850,6 +1084,9 @@ static const cv_backend_ops_t sqlite_ops = {
 	.last_seq = sqlite_last_seq,
 	.types_seq = sqlite_types_seq,
 	.scan_current = sqlite_scan_current,
+	.audit_rows = sqlite_audit_rows,
+	.audit_head = sqlite_audit_head,
+	.audit_checkpoints = sqlite_audit_checkpoints,
 };
 
 static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)
@@ -895,6 +1132,19 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 				     "SET value = excluded.value WHERE cv_meta.value < ?3", &b->w_claim);
 	if (!rc)
 		rc = prepare(b->wdb, "DELETE FROM cv_meta WHERE name LIKE 'claim.%' AND value < ?1", &b->w_prune);
+	if (!rc)
+		rc = prepare(b->wdb, "SELECT pos, hash FROM cv_audit_head WHERE one = 1", &b->w_ahead);
+	if (!rc)
+		rc = prepare(b->wdb, "UPDATE cv_audit_head SET pos = ?1, hash = ?2 WHERE one = 1", &b->w_aset);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT INTO cv_audit(pos, at_us, action, outcome, flags, kind, subtype, agent, id, "
+				     "nres, keys, body, prev, hash, npat) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+				     "?11, ?12, ?13, ?14, ?15)", &b->w_arow);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_audit_key(k, pos) VALUES (?1, ?2)", &b->w_akey);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_audit_checkpoint(pos, at_us, hash, key, sig) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5)", &b->w_acp);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

@@ -18,23 +18,11 @@
 
 #include "core/log.h"
 #include "store/backend.h"
+#include "store/internal.h"
 
 #define CV_STORE_BATCH_MAX 1024
 
-struct cv_store {
-	cv_backend_t *be;            /* the back end */
-	const cv_backend_ops_t *ops; /* its functions */
-	pthread_mutex_t mu;          /* guards the queue and `closing` */
-	pthread_cond_t cond;         /* signalled when work arrives or on close */
-	cv_store_write_t *head;      /* queued writes, oldest first */
-	cv_store_write_t *tail;
-	size_t queued;               /* length of the queue */
-	int closing;                 /* no new writes; drain and stop */
-	pthread_t committer;         /* the committer thread */
-	cv_key_t *data_key;          /* seals resource bodies */
-	cv_key_t *index_key;         /* computes row ids (blind indexes) */
-	cv_hmac_t index_hmac;        /* the index key, keyed once for index entries */
-};
+
 
 #define KEY_DATA_ID 1
 #define KEY_INDEX_ID 2
@@ -132,6 +120,7 @@ cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, 
 		free(s);
 		return rc;
 	}
+	s->pg = pg;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
@@ -161,7 +150,8 @@ void cv_store_close(cv_store_t *s)
 	s->closing = 1;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->committer, NULL);
+	if (!s->raw)
+		pthread_join(s->committer, NULL);
 	s->ops->close(s->be);
 	cv_key_free(s->data_key);
 	cv_key_free(s->index_key);
@@ -248,6 +238,10 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 		return w->name ? CV_OK : CV_E_INVALID;
 	case CV_STORE_BULK:
 		return CV_OK;
+	case CV_STORE_AUDIT:
+		return cv_store_audit_prepare(s, w);
+	case CV_STORE_CHECKPOINT:
+		return w->checkpoint ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_VERSION:
 		rc = seal_version(s, w);
 		break;

@@ -58,7 +58,72 @@ typedef enum {
 	CV_STORE_CLAIM,       /* claims meta name `name` at updated_us: CV_E_CONFLICT when it was
 	                         claimed less than CV_STORE_CLAIM_US before (serialises conditional
 	                         creates across threads and nodes) */
+	CV_STORE_AUDIT,       /* appends an audit record (`audit`, with the AuditEvent JSON as body)
+	                         to the hash chain */
+	CV_STORE_CHECKPOINT,  /* records a signed checkpoint (`checkpoint`); one already at its
+	                         position is kept */
 } cv_store_op;
+
+/* --- the audit trail --------------------------------------------------------
+ * Audit records live in their own table, one hash chain in commit order
+ * (serialised in the database, so several nodes share one chain). Each row
+ * holds the record's searchable fields (none of them PHI: the agent is an
+ * account or client id; patients and resources are blinded keys), the sealed
+ * AuditEvent, and the hash of the previous row; its own hash covers all of
+ * them, as stored, so the chain is checked without any key. */
+#define CV_AUDIT_KEY_BYTES 16   /* a blinded search key */
+#define CV_AUDIT_HASH_BYTES 32  /* SHA-256 */
+
+enum { /* cv_store_audit_t.flags */
+	CV_AUDIT_F_DENIED = 1,      /* the policy refused the access */
+	CV_AUDIT_F_BREAK_GLASS = 2, /* the access relied on (or declared) break-glass */
+	CV_AUDIT_F_ALERT = 4,       /* a security alert */
+	CV_AUDIT_F_SECURITY = 8,    /* authentication, administration, keys, configuration */
+	CV_AUDIT_F_EXPORT = 16,     /* data left the system in bulk */
+};
+
+/* What a caller hands the store for one record. */
+typedef struct cv_store_audit {
+	const char *id;          /* the AuditEvent's id (a UUID) */
+	int64_t at_us;           /* when it happened */
+	char action;             /* 'C', 'R', 'U', 'D', 'E' */
+	int outcome;             /* 0 success, 4 minor failure, 8 serious failure, 12 major failure */
+	unsigned flags;          /* CV_AUDIT_F_* */
+	const char *kind;        /* the event type code ("rest", "110114", ...) */
+	const char *subtype;     /* the subtype code ("read", "login", ...) */
+	const char *agent;       /* who: an account or client id, "bootstrap-admin", "anonymous" */
+	int64_t nres;            /* resources delivered or changed */
+	const char *const *keys; /* search keys (cv_audit_key_*): the store blinds them */
+	size_t nkeys;
+	size_t npat;             /* how many of the first keys are patients' */
+} cv_store_audit_t;
+
+/* One record as stored. body is sealed (opened only by cv_store_audit_search). */
+typedef struct cv_store_audit_row {
+	int64_t pos;             /* position in the chain, 1, 2, ... */
+	int64_t at_us;
+	char action;
+	int outcome;
+	unsigned flags;
+	const char *kind, *subtype, *agent, *id;
+	int64_t nres;
+	const uint8_t *keys;     /* blinded keys, CV_AUDIT_KEY_BYTES each: npat patients' first */
+	size_t keys_len;
+	int64_t npat;
+	const uint8_t *body;     /* as stored (sealed); the opened JSON in search results */
+	size_t body_len;
+	uint8_t prev[CV_AUDIT_HASH_BYTES]; /* the previous row's hash (zeros for the first) */
+	uint8_t hash[CV_AUDIT_HASH_BYTES]; /* this row's */
+} cv_store_audit_row_t;
+
+/* A signed checkpoint: the chain had `pos` records, the last one's hash `hash`. */
+typedef struct cv_store_checkpoint {
+	int64_t pos;
+	int64_t at_us;
+	uint8_t hash[CV_AUDIT_HASH_BYTES];
+	uint8_t key[32];         /* the Ed25519 public key that signed it */
+	uint8_t sig[64];
+} cv_store_checkpoint_t;
 
 #define CV_STORE_CLAIM_US (60LL * 1000000) /* how long a claim holds */
 
@@ -78,6 +143,8 @@ typedef struct cv_store_write {
 	size_t body_len;         /* its length */
 	const cv_ix_entry_t *index; /* PUT_VERSION, REINDEX: the version's search index entries */
 	size_t nindex;           /* how many */
+	const cv_store_audit_t *audit;          /* AUDIT: the record's fields (body: the AuditEvent JSON) */
+	const cv_store_checkpoint_t *checkpoint; /* CHECKPOINT */
 	struct cv_store_write **members; /* GROUP: the writes (PUT_VERSION or PUT_META); each gets
 	                                    its result; none is applied unless all succeed, and
 	                                    then the members that did not fail get CV_E_ABORTED */
@@ -93,6 +160,7 @@ typedef struct cv_store_write {
 	cv_buf_t sealed;
 	cv_buf_t blinded;        /* CV_IX_BLIND_BYTES per HASH entry, in entry order */
 	bool skip;               /* a back end's: a failed group left out when the batch is redone */
+	int64_t audit_pos;       /* AUDIT: set by the back end, its position in the chain */
 } cv_store_write_t;
 
 #define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
@@ -269,5 +337,54 @@ cv_rc cv_store_token_open(cv_store_t *s, const char *purpose, const char *token,
  * a one-line summary (count and checksum); on failure, what went wrong. */
 cv_rc cv_store_copy(const char *data_dir, const char *to_url, void (*progress)(void *arg, uint64_t done,
 		    uint64_t total), void *arg, char *err, size_t errlen);
+
+/* --- reading the audit trail --------------------------------------------- */
+
+/* Opens a store to check its audit trail only: no master key, nothing is
+ * unwrapped, nothing can be opened or written (cv_store_audit_scan,
+ * cv_store_audit_head, cv_store_audit_checkpoints work). */
+cv_rc cv_store_open_raw(const char *data_dir, const char *url, cv_store_t **out, char *err, size_t errlen);
+
+/* The hash of a row: SHA-256 over a fixed encoding of every stored field,
+ * the previous hash and the position included. */
+void cv_store_audit_hash(const cv_store_audit_row_t *r, uint8_t out[CV_AUDIT_HASH_BYTES]);
+
+typedef cv_rc (*cv_store_audit_fn)(void *arg, const cv_store_audit_row_t *r);
+
+/* Rows with pos > after, in chain order, at most limit; bodies stay sealed
+ * (and are left out when !bodies). */
+cv_rc cv_store_audit_scan(cv_store_t *s, int64_t after, unsigned limit, bool bodies, cv_pool_t *pool,
+			  cv_store_audit_fn fn, void *arg);
+
+/* The chain's head as the store records it (0 and zeros when empty). */
+cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES]);
+
+/* Every checkpoint in the store, in position order. */
+cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg);
+
+#define CV_AUDIT_QUERY_KEYS 4
+
+/* A search of the trail, newest first. Unset fields (NULL, 0, -1 for
+ * outcome) do not filter. */
+typedef struct cv_store_audit_query {
+	const char *keys[CV_AUDIT_QUERY_KEYS]; /* search keys (as in cv_store_audit_t), all required */
+	size_t nkeys;
+	const char *id;          /* one record */
+	const char *agent;
+	int64_t from_us, to_us;  /* at_us within [from, to] */
+	char action;
+	int outcome;             /* -1: any */
+	unsigned flags;          /* rows with all of these flags */
+	const char *kind, *subtype;
+	int64_t before_pos;      /* paging: rows with pos < before_pos */
+	int64_t after_pos;       /* rows with pos > after_pos (exports: then oldest first) */
+	bool ascending;          /* oldest first */
+	unsigned limit;
+} cv_store_audit_query_t;
+
+/* Calls fn for each matching row with its body opened (the AuditEvent JSON,
+ * NUL-terminated). */
+cv_rc cv_store_audit_search(cv_store_t *s, const cv_store_audit_query_t *q, cv_pool_t *pool, cv_store_audit_fn fn,
+			    void *arg);
 
 #endif

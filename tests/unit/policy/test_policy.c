@@ -235,8 +235,8 @@ static void consent_denies_and_its_exceptions(void **state)
 	assert_int_equal(check(f, &doc2, CV_ACT_FHIR_READ, "Observation", OBS_B), CV_ACCESS_PERMIT); /* no label */
 	/* a break-glass declaration overrides it, and is marked */
 	int64_t until;
-	assert_int_equal(cv_policy_break_glass(f->pol, &doc2, "pb", "too short", &until), CV_E_INVALID);
-	assert_int_equal(cv_policy_break_glass(f->pol, &doc2, "pb", "unconscious, history needed", &until), CV_OK);
+	assert_int_equal(cv_policy_break_glass(f->pol, &doc2, "pb", "too short", NULL, &until), CV_E_INVALID);
+	assert_int_equal(cv_policy_break_glass(f->pol, &doc2, "pb", "unconscious, history needed", NULL, &until), CV_OK);
 	cv_access_t *a;
 	cv_verdict v;
 	assert_int_equal(cv_access_new(f->pol, &doc2, &f->pool, &a), CV_OK);
@@ -289,8 +289,8 @@ static void break_glass_expires(void **state)
 	assert_int_equal(cv_policy_new(f->ts.s, f->model, f->reg, 200000, &f->pol), CV_OK); /* 0.2 s */
 	int64_t until;
 	assert_int_equal(check(f, &NURSE, CV_ACT_FHIR_READ, "Observation", OBS_B), CV_ACCESS_HIDDEN);
-	assert_int_equal(cv_policy_break_glass(f->pol, &PAT, "pb", "a patient may not do this", &until), CV_E_DENIED);
-	assert_int_equal(cv_policy_break_glass(f->pol, &NURSE, "pb", "collapsed in the waiting room", &until), CV_OK);
+	assert_int_equal(cv_policy_break_glass(f->pol, &PAT, "pb", "a patient may not do this", NULL, &until), CV_E_DENIED);
+	assert_int_equal(cv_policy_break_glass(f->pol, &NURSE, "pb", "collapsed in the waiting room", NULL, &until), CV_OK);
 	assert_int_equal(check(f, &NURSE, CV_ACT_FHIR_READ, "Observation", OBS_B), CV_ACCESS_PERMIT);
 	/* the role's rights, no more: a nurse still does not delete */
 	assert_int_equal(change(f, &NURSE, CV_ACT_FHIR_DELETE, "Observation", OBS_B, NULL), CV_ACCESS_FORBIDDEN);

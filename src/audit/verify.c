@@ -1,0 +1,245 @@
+/*
+ * verify.c - checking the trail (cv_audit_verify): the chain from its first
+ * record, the store's recorded head, and every signed checkpoint, from the
+ * store and from an exported checkpoint file. Needs no secret key: the hash
+ * chain covers the stored (sealed) bytes, and checkpoints are checked with
+ * the public key.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+
+#define VERIFY_BATCH 5000
+#define CHECKPOINTS_MAX 1000000
+
+typedef struct cp {
+	cv_store_checkpoint_t c;
+	const char *from;      /* "the store's" or "the file's" */
+} cp_t;
+
+typedef struct cps {
+	cp_t *v;
+	size_t n, cap;
+} cps_t;
+
+typedef struct walk {
+	cv_audit_verdict_t *out;
+	cps_t *cps;
+	size_t next_cp;        /* the next checkpoint to meet (sorted by pos) */
+	int64_t expect;        /* the next position */
+	int64_t last_good_cp;  /* the last checkpoint position that matched */
+	uint8_t prev[CV_AUDIT_HASH_BYTES];
+	bool bad;
+} walk_t;
+
+static cv_rc cps_add(cps_t *c, const cv_store_checkpoint_t *cp, const char *from)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		if (cap > CHECKPOINTS_MAX)
+			return CV_E_LIMIT;
+		cp_t *v = realloc(c->v, cap * sizeof *v);
+		if (!v)
+			return CV_E_NOMEM;
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n++] = (cp_t){ .c = *cp, .from = from };
+	return CV_OK;
+}
+
+static cv_rc from_store(void *arg, const cv_store_checkpoint_t *c)
+{
+	return cps_add(arg, c, "the store's");
+}
+
+/* Marks the walk failed at pos; the caller writes what into w->out->what. */
+static char *fail(walk_t *w, int64_t pos)
+{
+	w->bad = true;
+	w->out->ok = false;
+	w->out->bad_pos = pos;
+	return w->out->what;
+}
+
+#define WHAT sizeof ((cv_audit_verdict_t *)0)->what
+
+/* Reads the checkpoint file: one line each (blank lines skipped). */
+static cv_rc from_file(const char *path, cps_t *c, cv_audit_verdict_t *out)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(out->what, sizeof out->what, "cannot read the checkpoint file %s", path);
+		return CV_E_IO;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long long lineno = 0;
+	cv_rc rc = CV_OK;
+	while (!rc && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		if (!len)
+			continue;
+		cv_store_checkpoint_t cp;
+		if (cv_audit_checkpoint_parse(line, (size_t)len, &cp)) {
+			snprintf(out->what, sizeof out->what, "line %lld of the checkpoint file is not a checkpoint", lineno);
+			rc = CV_E_INVALID;
+		} else {
+			rc = cps_add(c, &cp, "the file's");
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+static int by_pos(const void *x, const void *y)
+{
+	const cp_t *a = x, *b = y;
+	return a->c.pos < b->c.pos ? -1 : a->c.pos > b->c.pos;
+}
+
+/* Every checkpoint is signed by the store's key. */
+static void check_signatures(walk_t *w, const uint8_t *pub)
+{
+	for (size_t i = 0; i < w->cps->n && !w->bad; i++) {
+		const cv_store_checkpoint_t *c = &w->cps->v[i].c;
+		char msg[160];
+		cv_audit_checkpoint_message(c, msg);
+		if (pub && memcmp(c->key, pub, CV_SIGN_PUBLIC_BYTES) != 0)
+			snprintf(fail(w, c->pos), WHAT, "%s checkpoint at record %lld is signed by another key than "
+				 "this store's audit key", w->cps->v[i].from, (long long)c->pos);
+		else if (cv_crypto_sign_verify(c->key, msg, strlen(msg), c->sig) != CV_OK)
+			snprintf(fail(w, c->pos), WHAT, "%s checkpoint at record %lld has a bad signature (it was altered)",
+				 w->cps->v[i].from, (long long)c->pos);
+	}
+}
+
+/* The checkpoints at the row's position must sign its hash. */
+static void meet_checkpoints(walk_t *w, const cv_store_audit_row_t *r)
+{
+	cps_t *c = w->cps;
+	while (w->next_cp < c->n && c->v[w->next_cp].c.pos < r->pos)
+		w->next_cp++;
+	for (; w->next_cp < c->n && c->v[w->next_cp].c.pos == r->pos && !w->bad; w->next_cp++) {
+		if (memcmp(c->v[w->next_cp].c.hash, r->hash, CV_AUDIT_HASH_BYTES) == 0) {
+			w->last_good_cp = r->pos;
+			continue;
+		}
+		snprintf(fail(w, w->last_good_cp + 1), WHAT, "the trail does not match %s signed checkpoint at record "
+			 "%lld: a record after %lld and up to %lld was rewritten (and the chain recomputed)",
+			 c->v[w->next_cp].from, (long long)r->pos, (long long)w->last_good_cp, (long long)r->pos);
+	}
+}
+
+static cv_rc one(void *arg, const cv_store_audit_row_t *r)
+{
+	walk_t *w = arg;
+	uint8_t h[CV_AUDIT_HASH_BYTES];
+	if (w->bad)
+		return CV_E_CONFLICT;
+	if (r->pos != w->expect) {
+		snprintf(fail(w, w->expect), WHAT, "record %lld is missing: the chain goes on at record %lld "
+			 "(records were deleted)", (long long)w->expect, (long long)r->pos);
+		return CV_E_CONFLICT;
+	}
+	if (memcmp(r->prev, w->prev, CV_AUDIT_HASH_BYTES) != 0) {
+		snprintf(fail(w, r->pos), WHAT, "record %lld does not follow record %lld: a record was inserted, "
+			 "deleted or moved here", (long long)r->pos, (long long)r->pos - 1);
+		return CV_E_CONFLICT;
+	}
+	cv_store_audit_hash(r, h);
+	if (memcmp(h, r->hash, CV_AUDIT_HASH_BYTES) != 0) {
+		snprintf(fail(w, r->pos), WHAT, "record %lld was altered: its contents do not match its hash",
+			 (long long)r->pos);
+		return CV_E_CONFLICT;
+	}
+	meet_checkpoints(w, r);
+	if (w->bad)
+		return CV_E_CONFLICT;
+	memcpy(w->prev, r->hash, CV_AUDIT_HASH_BYTES);
+	w->expect++;
+	return CV_OK;
+}
+
+static void walk_chain(cv_store_t *s, walk_t *w, void (*progress)(void *, int64_t), void *arg)
+{
+	for (;;) {
+		cv_pool_t pool;
+		cv_pool_init(&pool, 0);
+		int64_t before = w->expect;
+		cv_rc rc = cv_store_audit_scan(s, w->expect - 1, VERIFY_BATCH, true, &pool, one, w);
+		cv_pool_release(&pool);
+		if (rc && !w->bad)
+			snprintf(fail(w, 0), WHAT, "the trail could not be read: %s", cv_rc_str(rc));
+		if (w->bad || w->expect - before < VERIFY_BATCH)
+			return;
+		if (progress)
+			progress(arg, w->expect - 1);
+	}
+}
+
+/* After the walk: the head and every checkpoint must lie within the chain. */
+static void check_end(cv_store_t *s, walk_t *w)
+{
+	int64_t count = w->expect - 1, head = 0;
+	uint8_t hash[CV_AUDIT_HASH_BYTES];
+	if (cv_store_audit_head(s, &head, hash) == CV_OK && !w->bad) {
+		if (head > count)
+			snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but the store's head says %lld: "
+				 "the records after it were removed (truncated)", (long long)count, (long long)head);
+		else if (head < count || memcmp(hash, w->prev, CV_AUDIT_HASH_BYTES) != 0)
+			snprintf(fail(w, head + 1), WHAT, "the store's head (record %lld) does not match the trail's last "
+				 "record %lld", (long long)head, (long long)count);
+	}
+	for (size_t i = 0; i < w->cps->n && !w->bad; i++)
+		if (w->cps->v[i].c.pos > count)
+			snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but %s signed checkpoint covers "
+				 "%lld records: the records after it were removed (truncated)", (long long)count,
+				 w->cps->v[i].from, (long long)w->cps->v[i].c.pos);
+}
+
+cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),
+		      void *arg, cv_audit_verdict_t *out)
+{
+	cps_t cps = { 0 };
+	walk_t w = { .out = out, .cps = &cps, .expect = 1 };
+	memset(out, 0, sizeof *out);
+	out->ok = true;
+	cv_buf_t pub;
+	cv_buf_init(&pub, 64);
+	cv_rc rc = cv_store_meta_get(s, "audit.pubkey", &pub);
+	bool have_pub = !rc && pub.len == CV_SIGN_PUBLIC_BYTES;
+	rc = rc == CV_E_NOTFOUND ? CV_OK : rc;
+	if (!rc)
+		rc = cv_store_audit_checkpoints(s, from_store, &cps);
+	if (!rc && checkpoints_path)
+		rc = from_file(checkpoints_path, &cps, out);
+	if (!rc) {
+		qsort(cps.v, cps.n, sizeof *cps.v, by_pos);
+		check_signatures(&w, have_pub ? (const uint8_t *)pub.data : NULL);
+		if (!w.bad)
+			walk_chain(s, &w, progress, arg);
+		if (!w.bad)
+			check_end(s, &w);
+	} else {
+		out->ok = false;
+		if (!out->what[0])
+			snprintf(out->what, sizeof out->what, "cannot read the checkpoints: %s", cv_rc_str(rc));
+	}
+	out->records = w.expect - 1;
+	out->checkpoints = (int64_t)cps.n;
+	cv_crypto_hex(w.prev, CV_AUDIT_HASH_BYTES, out->head);
+	if (out->ok)
+		snprintf(out->what, sizeof out->what, "the audit trail is whole: %lld records, %lld signed checkpoints "
+			 "checked%s", (long long)out->records, (long long)out->checkpoints,
+			 have_pub ? "" : " (no audit key recorded yet)");
+	cv_buf_release(&pub);
+	free(cps.v);
+	return rc;
+}
