@@ -4,6 +4,7 @@
 #ifndef CV_CLI_CLI_H
 #define CV_CLI_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/config.h"
@@ -23,5 +24,13 @@ int cv_cli_user(int argc, char **argv);
 
 /* `carevault client`: argv[0] is "client". Returns the exit code. */
 int cv_cli_client(int argc, char **argv);
+
+/* `carevault audit`: argv[0] is "audit". Returns the exit code. */
+int cv_cli_audit(int argc, char **argv);
+
+/* Records an operator's change made with the command line (user, client)
+ * in the audit trail: subtype, action, the account or client changed, and
+ * whether it worked. Returns 0, or -1 (and says so on stderr). */
+int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const char *target, bool ok);
 
 #endif

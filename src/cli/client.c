@@ -144,6 +144,7 @@ static int cmd_add(client_cmd_t *c, char *err, size_t errlen)
 						  .nredirects = c->nredirects, .scope = c->scope, .jwks = jwks,
 						  .jwks_url = c->jwks_url, .ca_file = c->cfg.outbound_ca_file },
 			      &cl, secret, err, errlen)) {
+		cv_cli_audit_change(c->store, "client-created", 'C', cl.id, true);
 		printf("client_id: %s\n", cl.id);
 		if (secret[0])
 			printf("client_secret: %s\n", secret);
@@ -181,6 +182,9 @@ static int cmd_switch(client_cmd_t *c, char *err, size_t errlen)
 	if (cv_cli_open_store(&c->cfg, 1, &c->master, &c->store, err, errlen))
 		return -1;
 	cv_rc rc = cv_client_set_disabled(c->store, c->id, strcmp(c->verb, "disable") == 0);
+	char subtype[40];
+	snprintf(subtype, sizeof subtype, "client-%.30s", c->verb);
+	cv_cli_audit_change(c->store, subtype, 'U', c->id, rc == CV_OK);
 	if (rc)
 		snprintf(err, errlen, rc == CV_E_NOTFOUND ? "no such client" : "cannot update the client: %s",
 			 cv_rc_str(rc));

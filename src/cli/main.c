@@ -63,6 +63,7 @@ static const cv_route_t routes[] = {
 	{ "GET", "/fhir/{type}/{id}/_history", CV_ACT_FHIR_HISTORY, cv_fhir_history_instance },
 	{ "GET", "/fhir/{type}/{id}/$everything", CV_ACT_FHIR_SEARCH, cv_fhir_everything },
 	{ "POST", "/fhir/{type}/{id}/$break-glass", CV_ACT_BREAK_GLASS, cv_fhir_break_glass },
+	{ "GET", "/fhir/{type}/{id}/$access-report", CV_ACT_ACCESS_REPORT, cv_fhir_access_report },
 	{ "GET", "/fhir/{type}/{id}/_history/{vid}", CV_ACT_FHIR_VREAD, cv_fhir_vread },
 	{ "GET", "/fhir/{type}/{id}", CV_ACT_FHIR_READ, cv_fhir_read },
 	{ "PUT", "/fhir/{type}/{id}", CV_ACT_FHIR_UPDATE, cv_fhir_update },
@@ -539,6 +540,8 @@ int main(int argc, char **argv)
 		return cv_cli_user(argc - 1, argv + 1);
 	if (strcmp(argv[1], "client") == 0)
 		return cv_cli_client(argc - 1, argv + 1);
+	if (strcmp(argv[1], "audit") == 0)
+		return cv_cli_audit(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

@@ -869,6 +869,8 @@ static void submit(txn_t *t)
 
 static int resolve(txn_t *t, tentry_t *e)
 {
+	if (e->method != T_GET && e->method != T_BAD && e->type && strcmp(e->type, "AuditEvent") == 0)
+		return fail(e, 405, "not-supported", "the audit trail is written by this server only");
 	if (e->method != T_GET && e->method != T_BAD && !entry_allowed(t, e, e->type, e->method == T_POST ? NULL : e->id))
 		return 0;
 	switch (e->method) {

@@ -50,7 +50,15 @@ void cv_fhir_history_type(cv_exchange_t *ex);
 void cv_fhir_history_system(cv_exchange_t *ex);
 void cv_fhir_search_type(cv_exchange_t *ex);
 void cv_fhir_everything(cv_exchange_t *ex);
-void cv_fhir_break_glass(cv_exchange_t *ex);  /* POST /fhir/Patient/{id}/$break-glass */   /* GET /fhir/Patient/{id}/$everything */  /* GET /fhir/{type}, POST /fhir/{type}/_search */
+void cv_fhir_break_glass(cv_exchange_t *ex);
+void cv_fhir_access_report(cv_exchange_t *ex); /* GET /fhir/Patient/{id}/$access-report */
+
+/* The audit trail through the API (fhir/auditevent.c): AuditEvent reads
+ * and searches go to the trail, and every write of one answers 405. */
+bool cv_fhir_is_audit(const cv_exchange_t *ex);
+void cv_fhir_audit_read(cv_exchange_t *ex);
+void cv_fhir_audit_search(cv_exchange_t *ex);
+void cv_fhir_audit_readonly(cv_exchange_t *ex);  /* POST /fhir/Patient/{id}/$break-glass */   /* GET /fhir/Patient/{id}/$everything */  /* GET /fhir/{type}, POST /fhir/{type}/_search */
 
 /* Brings the search index up to date: when the store's index was built by
  * another version of the extraction rules (or never, after an upgrade or a

@@ -218,13 +218,17 @@ static int checks(cv_exchange_t *ex, int need_type, int need_id)
 
 void cv_fhir_history_instance(cv_exchange_t *ex)
 {
-	if (checks(ex, 1, 1))
+	if (checks(ex, 1, 1) && cv_fhir_is_audit(ex))
+		cv_fhir_error(ex, 404, "not-supported", "an audit record has one version and no history: read it");
+	else if (!ex->status)
 		history(ex, ex->args[0], ex->args[1]);
 }
 
 void cv_fhir_history_type(cv_exchange_t *ex)
 {
-	if (checks(ex, 1, 0))
+	if (checks(ex, 1, 0) && cv_fhir_is_audit(ex))
+		cv_fhir_error(ex, 404, "not-supported", "the audit trail has no history: search AuditEvent");
+	else if (!ex->status)
 		history(ex, ex->args[0], NULL);
 }
 

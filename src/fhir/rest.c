@@ -314,7 +314,7 @@ static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 void cv_fhir_read(cv_exchange_t *ex)
 {
 	if (cv_fhir_negotiate(ex) && cv_fhir_type_ok(ex) && cv_fhir_id_ok(ex))
-		answer_version(ex, 0, NULL);
+		cv_fhir_is_audit(ex) ? cv_fhir_audit_read(ex) : answer_version(ex, 0, NULL);
 }
 
 void cv_fhir_vread(cv_exchange_t *ex)
@@ -324,7 +324,9 @@ void cv_fhir_vread(cv_exchange_t *ex)
 		return;
 	if (!cv_http_parse_version(ex->args[2], &vid))
 		return cv_fhir_error(ex, 404, "not-found", "no such version: a version id is a positive integer");
-	answer_version(ex, vid, NULL);
+	if (cv_fhir_is_audit(ex) && vid != 1)
+		return cv_fhir_error(ex, 404, "not-found", "an audit record has one version, 1");
+	cv_fhir_is_audit(ex) ? cv_fhir_audit_read(ex) : answer_version(ex, vid, NULL);
 }
 
 /* ---- writes ------------------------------------------------------------- */
@@ -631,7 +633,11 @@ void cv_fhir_create(cv_exchange_t *ex)
 {
 	json_object *obj;
 	char uuid[37];
-	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !body_resource(ex, &obj))
+	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
+		return;
+	if (cv_fhir_is_audit(ex))
+		return cv_fhir_audit_readonly(ex);
+	if (!body_resource(ex, &obj))
 		return;
 	const char *ine = ex->header(ex, "If-None-Exist"), *found = NULL;
 	if (ine) {
@@ -661,6 +667,8 @@ void cv_fhir_update(cv_exchange_t *ex)
 	json_object *obj, *id = NULL;
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
 		return;
+	if (cv_fhir_is_audit(ex))
+		return cv_fhir_audit_readonly(ex);
 	if (!cv_fhir_valid_id(ex->args[1]))
 		return cv_fhir_error(ex, 400, "invalid", "the id in the URL is not a valid FHIR id "
 					"(1 to 64 characters of A-Z, a-z, 0-9, '-' and '.')");
@@ -683,6 +691,8 @@ void cv_fhir_update_conditional(cv_exchange_t *ex)
 	const char *id = NULL;
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
 		return;
+	if (cv_fhir_is_audit(ex))
+		return cv_fhir_audit_readonly(ex);
 	size_t np = criteria(ex, params);
 	if (!np)
 		return no_criteria(ex, "PUT takes /fhir/Type/id, or /fhir/Type?criteria for a "
@@ -721,6 +731,8 @@ void cv_fhir_delete_conditional(cv_exchange_t *ex)
 	const char *id = NULL;
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex))
 		return;
+	if (cv_fhir_is_audit(ex))
+		return cv_fhir_audit_readonly(ex);
 	size_t np = criteria(ex, params);
 	if (!np)
 		return no_criteria(ex, "DELETE takes /fhir/Type/id, or /fhir/Type?criteria for "
@@ -743,6 +755,8 @@ void cv_fhir_delete(cv_exchange_t *ex)
 {
 	if (!cv_fhir_negotiate(ex) || !cv_fhir_type_ok(ex) || !cv_fhir_id_ok(ex))
 		return;
+	if (cv_fhir_is_audit(ex))
+		return cv_fhir_audit_readonly(ex);
 	wctx_t *c = new_write(ex, NULL, ex->args[1]);
 	if (!c)
 		return;

@@ -1011,7 +1011,10 @@ static void search(cv_exchange_t *ex)
 
 void cv_fhir_search_type(cv_exchange_t *ex)
 {
-	search(ex);
+	if (cv_fhir_is_audit(ex) && cv_fhir_negotiate(ex))
+		return cv_fhir_audit_search(ex);
+	if (!cv_fhir_is_audit(ex))
+		search(ex);
 }
 
 /* ---- Patient/$everything ------------------------------------------------- */

@@ -28,6 +28,7 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_ADMIN_CLIENTS] = "admin.clients",
 	[CV_ACT_FHIR_VREAD] = "fhir.vread",
 	[CV_ACT_BREAK_GLASS] = "fhir.break-glass",
+	[CV_ACT_ACCESS_REPORT] = "fhir.access-report",
 };
 
 const char *cv_action_name(cv_action a)
@@ -105,6 +106,28 @@ static int is_role(const cv_principal_t *p, const char *role)
 	return p->role && strcmp(p->role, role) == 0;
 }
 
+/* A patient's access report: the patient themself (through an app, one
+ * whose scopes read their Patient record), an auditor, the bootstrap
+ * administrator, or a backend client that may read AuditEvents. */
+static int report_grants(const cv_principal_t *p, const char *type, const char *id, const char **why)
+{
+	*why = "an access report is for the patient, auditors and the administrator";
+	if (!type || strcmp(type, "Patient") != 0)
+		return 0;
+	if (p->kind == CV_PRINCIPAL_ADMIN)
+		return 1;
+	if (p->kind == CV_PRINCIPAL_CLIENT)
+		return client_grants(p, CV_ACT_FHIR_SEARCH, "AuditEvent", NULL);
+	if (p->kind != CV_PRINCIPAL_USER)
+		return 0;
+	if (is_role(p, "auditor"))
+		return !p->client || cv_rules_token_may(p, CV_ACT_FHIR_SEARCH, "AuditEvent");
+	bool own = is_role(p, "patient") && id && p->link && strncmp(p->link, "Patient/", 8) == 0 &&
+		   strcmp(p->link + 8, id) == 0;
+	*why = own ? "the patient's own access report" : "only the patient themself, or an auditor, reads the report";
+	return own && (!p->client || cv_rules_token_may(p, CV_ACT_FHIR_READ, "Patient"));
+}
+
 cv_rc cv_policy_decide(const cv_policy_t *pol, const cv_principal_t *p, cv_action a, const char *resource_type,
 		       const char *resource_id, const char **reason)
 {
@@ -118,6 +141,8 @@ cv_rc cv_policy_decide(const cv_policy_t *pol, const cv_principal_t *p, cv_actio
 	} else if (p->kind == CV_PRINCIPAL_NONE) {
 		why = "no credential";
 		rc = CV_E_UNAUTH;
+	} else if (a == CV_ACT_ACCESS_REPORT && p->kind != CV_PRINCIPAL_NONE) {
+		rc = report_grants(p, resource_type, resource_id, &why) ? CV_OK : CV_E_DENIED;
 	} else if (p->kind == CV_PRINCIPAL_ADMIN) {
 		why = "bootstrap administrator";
 		rc = bootstrap_grants(a, resource_type) ? CV_OK : CV_E_DENIED;

@@ -1,0 +1,313 @@
+/*
+ * audit.c - `carevault audit`: verify, export, checkpoint and pubkey for the
+ * audit trail of a data directory (audit/audit.h).
+ *
+ * verify needs no key: it opens the store without the master key and checks
+ * the hash chain, the head and every signed checkpoint (and those of an
+ * exported checkpoint file). export opens the records, so it needs the
+ * master key; it is itself recorded in the trail and raises a bulk-export
+ * alert. Exit codes: 0 good, 1 the trail is not whole (verify) or the
+ * command failed, 2 bad usage.
+ */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "audit/query.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/time.h"
+
+typedef struct audit_cmd {
+	cv_config_t cfg;
+	const char *verb;
+	const char *checkpoints;  /* verify: an exported checkpoint file */
+	const char *out;          /* export: the output file ("-": standard output) */
+	cv_param_t filter[16];    /* export: --since, --until, --patient as search parameters */
+	size_t nfilter;
+	bool quiet;
+} audit_cmd_t;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault audit verify --data DIR [--checkpoints FILE]\n"
+		"       carevault audit export --data DIR [--out FILE] [--since DATE] [--until DATE] [--patient ID]\n"
+		"       carevault audit checkpoint --data DIR\n"
+		"       carevault audit pubkey --data DIR\n\n"
+		"verify walks the audit trail's hash chain from its first record, checks the store's head\n"
+		"and every signed checkpoint (the store's, and with --checkpoints those of a copy kept\n"
+		"elsewhere, such as DATA/audit-checkpoints.jsonl or your syslog or sink's), and names the\n"
+		"first record that was edited, inserted, deleted, moved or cut off. It needs no key and\n"
+		"may run while the server serves. Exit 0 when the trail is whole, 1 when it is not.\n"
+		"export writes the records as NDJSON AuditEvents (oldest first) to FILE (0600) or standard\n"
+		"output; it needs the master key, is recorded in the trail and raises a bulk-export alert.\n"
+		"checkpoint signs a checkpoint of the trail as it is now. pubkey prints the public key that\n"
+		"signs checkpoints: keep it with the copies of the checkpoints.\n"
+		"Every command takes --store URL and --config FILE as serve does.\n");
+}
+
+static int bad(const char *msg)
+{
+	fprintf(stderr, "carevault audit: %s\n", msg);
+	return 2;
+}
+
+static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+	cv_config_defaults(&c->cfg);
+	if (cv_config_load_env(&c->cfg, err, errlen))
+		return -1;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *filter = strcmp(a, "--since") == 0 ? "date" : strcmp(a, "--until") == 0 ? "date"
+				   : strcmp(a, "--patient") == 0 ? "patient" : NULL;
+		if (strcmp(a, "--checkpoints") == 0 && v) {
+			c->checkpoints = argv[++i];
+		} else if (strcmp(a, "--out") == 0 && v) {
+			c->out = argv[++i];
+		} else if (strcmp(a, "--quiet") == 0) {
+			c->quiet = true;
+		} else if (filter && v && c->nfilter < 16) {
+			char *value = NULL; /* --since D: date=geD, --until D: date=leD (freed at exit) */
+			if (asprintf(&value, "%s%s", strcmp(a, "--since") == 0 ? "ge" : strcmp(a, "--until") == 0 ? "le" : "",
+				     v) < 0)
+				return -1;
+			c->filter[c->nfilter++] = (cv_param_t){ .name = filter, .value = value };
+			i++;
+		} else if ((strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) && v) {
+			cv_rc rc = strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
+							       : cv_config_set(&c->cfg, a + 2, v, err, errlen);
+			if (rc)
+				return -1;
+			i++;
+		} else {
+			snprintf(err, errlen, "unknown option or missing value: %s (see carevault audit --help)", a);
+			return -1;
+		}
+	}
+	cv_config_finish(&c->cfg);
+	return 0;
+}
+
+/* ---- verify --------------------------------------------------------------- */
+
+static void verify_progress(void *arg, int64_t done)
+{
+	if (!*(bool *)arg)
+		fprintf(stderr, "\rverifying: %lld records", (long long)done);
+}
+
+static int cmd_verify(audit_cmd_t *c)
+{
+	char err[512] = "", path[CV_PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/store.db", c->cfg.data_dir);
+	if (!c->cfg.store_url[0] && access(path, R_OK) != 0) {
+		fprintf(stderr, "carevault audit verify: no store in %s\n", c->cfg.data_dir);
+		return 1;
+	}
+	cv_store_t *s = NULL;
+	if (cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, sizeof err)) {
+		fprintf(stderr, "carevault audit verify: %s\n", err);
+		return 1;
+	}
+	cv_audit_verdict_t v;
+	int64_t t0 = cv_time_mono_us();
+	cv_rc rc = cv_audit_verify(s, c->checkpoints, verify_progress, &c->quiet, &v);
+	double secs = (double)(cv_time_mono_us() - t0) / 1e6;
+	cv_store_close(s);
+	if (!c->quiet)
+		fprintf(stderr, "\r");
+	if (rc && !v.what[0])
+		snprintf(v.what, sizeof v.what, "verification could not run: %s", cv_rc_str(rc));
+	if (rc || !v.ok) {
+		printf("AUDIT TRAIL NOT WHOLE: %s\n", v.what);
+		if (v.bad_pos)
+			printf("first bad record: %lld\n", (long long)v.bad_pos);
+		return 1;
+	}
+	printf("%s\nhead %s\n%lld records in %.2f s (%.0f records/s)\n", v.what, v.head, (long long)v.records, secs,
+	       secs > 0 ? (double)v.records / secs : 0.0);
+	return 0;
+}
+
+/* ---- export --------------------------------------------------------------- */
+
+typedef struct export_ctx {
+	FILE *f;
+	int64_t n;
+	int64_t after;
+} export_ctx_t;
+
+static cv_rc export_row(void *arg, const cv_store_audit_row_t *r)
+{
+	export_ctx_t *x = arg;
+	x->after = r->pos;
+	x->n++;
+	return fwrite(r->body, 1, r->body_len, x->f) == r->body_len && fputc('\n', x->f) != EOF ? CV_OK : CV_E_IO;
+}
+
+static FILE *open_out(const char *path)
+{
+	if (!path || strcmp(path, "-") == 0)
+		return stdout;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	return fd < 0 ? NULL : fdopen(fd, "w");
+}
+
+/* The operator's own record of the export, and its alert. */
+static void record_export(cv_store_t *s, int64_t n, bool ok)
+{
+	char agent[64], detail[128];
+	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
+	snprintf(detail, sizeof detail, "%lld audit records exported with carevault audit export", (long long)n);
+	cv_audit_event_t e = { .type = CV_AUDIT_EXPORT, .subtype = "audit-export", .action = 'E', .outcome = ok ? 0 : 8,
+			       .flags = CV_AUDIT_F_EXPORT | CV_AUDIT_F_SECURITY, .agent = agent,
+			       .agent_kind = "operator", .nres = n, .detail = detail };
+	cv_audit_event_t alert = { .type = CV_AUDIT_ALERT, .subtype = "bulk-export", .action = 'E',
+				   .flags = CV_AUDIT_F_ALERT | CV_AUDIT_F_SECURITY, .agent = agent,
+				   .agent_kind = "operator", .detail = detail };
+	if (cv_audit_record(s, &e) || cv_audit_record(s, &alert))
+		fprintf(stderr, "carevault audit export: warning: the export could not be recorded in the trail\n");
+	cv_log(CV_LOG_WARN, "security alert", (cv_log_field_t[]){ CV_LS("alert", "bulk-export"), CV_LS("agent", agent),
+								 CV_LS("detail", detail) }, 3);
+}
+
+static int cmd_export(audit_cmd_t *c)
+{
+	char err[512] = "", why[300] = "";
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	cv_store_audit_query_t q;
+	cv_pool_t qpool;
+	cv_pool_init(&qpool, 0);
+	if (cv_audit_query_parse(c->filter, c->nfilter, 1000, 1000, &qpool, &q, why, sizeof why)) {
+		cv_pool_release(&qpool);
+		return bad(why);
+	}
+	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, sizeof err)) {
+		cv_pool_release(&qpool);
+		fprintf(stderr, "carevault audit export: %s\n", err);
+		return 1;
+	}
+	FILE *f = open_out(c->out);
+	export_ctx_t x = { .f = f };
+	cv_rc rc = f ? CV_OK : CV_E_IO;
+	if (!f)
+		fprintf(stderr, "carevault audit export: cannot create %s (it must not exist yet)\n", c->out);
+	q.ascending = true;
+	while (!rc) {
+		cv_pool_t pool;
+		cv_pool_init(&pool, 0);
+		int64_t before = x.n;
+		q.after_pos = x.after;
+		rc = cv_store_audit_search(s, &q, &pool, export_row, &x);
+		cv_pool_release(&pool);
+		if (x.n - before < q.limit)
+			break;
+	}
+	if (f && f != stdout && (fflush(f) || fsync(fileno(f)) || fclose(f)))
+		rc = rc ? rc : CV_E_IO;
+	if (f)
+		record_export(s, x.n, rc == CV_OK);
+	if (rc)
+		fprintf(stderr, "carevault audit export: failed after %lld records: %s\n", (long long)x.n, cv_rc_str(rc));
+	else
+		fprintf(stderr, "exported %lld audit records\n", (long long)x.n);
+	cv_store_close(s);
+	cv_key_free(master);
+	cv_pool_release(&qpool);
+	return rc ? 1 : 0;
+}
+
+/* ---- checkpoint, pubkey ----------------------------------------------------- */
+
+static int cmd_checkpoint(audit_cmd_t *c)
+{
+	char err[512] = "";
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	cv_audit_t *a = NULL;
+	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, sizeof err)) {
+		fprintf(stderr, "carevault audit checkpoint: %s\n", err);
+		return 1;
+	}
+	cv_audit_config_t acfg = { .checkpoint_records = 1, .checkpoint_seconds = 1,
+				   .checkpoint_file = c->cfg.audit_checkpoint_file };
+	cv_rc rc = cv_audit_new(s, master, &acfg, &a, err, sizeof err);
+	if (!rc)
+		rc = cv_audit_checkpoint_now(a);
+	int64_t pos = 0;
+	uint8_t hash[CV_AUDIT_HASH_BYTES];
+	char hex[65];
+	if (!rc)
+		rc = cv_store_audit_head(s, &pos, hash);
+	cv_crypto_hex(hash, sizeof hash, hex);
+	if (rc)
+		fprintf(stderr, "carevault audit checkpoint: %s\n", err[0] ? err : cv_rc_str(rc));
+	else
+		printf("checkpoint of %lld records, head %s (appended to %s)\n", (long long)pos, hex,
+		       c->cfg.audit_checkpoint_file);
+	cv_audit_free(a);
+	cv_store_close(s);
+	cv_key_free(master);
+	return rc ? 1 : 0;
+}
+
+static int cmd_pubkey(audit_cmd_t *c)
+{
+	char err[512] = "", hex[2 * CV_SIGN_PUBLIC_BYTES + 1];
+	cv_store_t *s = NULL;
+	if (cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, sizeof err)) {
+		fprintf(stderr, "carevault audit pubkey: %s\n", err);
+		return 1;
+	}
+	cv_buf_t pub;
+	cv_buf_init(&pub, 64);
+	cv_rc rc = cv_store_meta_get(s, "audit.pubkey", &pub);
+	if (!rc && pub.len == CV_SIGN_PUBLIC_BYTES) {
+		cv_crypto_hex((const uint8_t *)pub.data, pub.len, hex);
+		printf("%s\n", hex);
+	} else {
+		fprintf(stderr, "carevault audit pubkey: no audit key yet (serve once to make it)\n");
+	}
+	cv_buf_release(&pub);
+	cv_store_close(s);
+	return !rc && pub.len == CV_SIGN_PUBLIC_BYTES ? 0 : 1;
+}
+
+int cv_cli_audit(int argc, char **argv)
+{
+	audit_cmd_t c = { .verb = argc > 1 ? argv[1] : NULL };
+	char err[512] = "";
+	if (!c.verb || strcmp(c.verb, "--help") == 0 || strcmp(c.verb, "-h") == 0) {
+		usage(c.verb ? stdout : stderr);
+		return c.verb ? 0 : 2;
+	}
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		}
+	if (parse_args(&c, argc, argv, err, sizeof err)) {
+		for (size_t i = 0; i < c.nfilter; i++)
+			free((char *)c.filter[i].value);
+		return bad(err);
+	}
+	cv_log_set_level(CV_LOG_WARN);
+	int rc = strcmp(c.verb, "verify") == 0 ? cmd_verify(&c)
+		 : strcmp(c.verb, "export") == 0 ? cmd_export(&c)
+		 : strcmp(c.verb, "checkpoint") == 0 ? cmd_checkpoint(&c)
+		 : strcmp(c.verb, "pubkey") == 0 ? cmd_pubkey(&c)
+		 : bad("the commands are verify, export, checkpoint and pubkey");
+	for (size_t i = 0; i < c.nfilter; i++)
+		free((char *)c.filter[i].value);
+	return rc;
+}
