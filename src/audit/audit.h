@@ -187,6 +187,12 @@ cv_rc cv_audit_checkpoint_now(cv_audit_t *a);
  * "outside-relationships"; agent: whom it is about; detail: no PHI. */
 cv_rc cv_audit_alert(cv_audit_t *a, const char *kind, const char *agent, const char *detail);
 
+/* Signs c (pos, at_us and hash set) with the audit key: fills key and sig. */
+void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c);
+
+/* The store of the trail. */
+cv_store_t *cv_audit_store(cv_audit_t *a);
+
 /* Sends an alert to the webhook only (its record and log line are the
  * caller's: break-glass). a NULL is fine. */
 void cv_audit_webhook(cv_audit_t *a, const char *kind, const char *agent, const char *detail);
@@ -206,7 +212,8 @@ void cv_audit_checkpoint_message(const cv_store_checkpoint_t *c, char out[160]);
 /* What verification found. */
 typedef struct cv_audit_verdict {
 	bool ok;
-	int64_t records;       /* records in the chain */
+	int64_t records;       /* records in the chain (after the base) */
+	int64_t base;          /* records before it were archived (retention) */
 	int64_t checkpoints;   /* checkpoints checked (store and file) */
 	int64_t bad_pos;       /* the first bad record's position (0: none named) */
 	char head[65];         /* the head hash, hex */
@@ -218,5 +225,31 @@ typedef struct cv_audit_verdict {
  * moved or truncated record is named. progress may be NULL. */
 cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),
 		      void *arg, cv_audit_verdict_t *out);
+
+/* ---- retention ------------------------------------------------------------- */
+
+#define CV_AUDIT_META_BASE "audit.base" /* the signed checkpoint the chain starts after */
+
+/* What an archive run did. */
+typedef struct cv_audit_archived {
+	int64_t first, last;   /* the records archived (0, 0: none were old enough) */
+	char what[300];        /* a summary, or what went wrong */
+} cv_audit_archived_t;
+
+/* Retention: writes the records older than before_us (from the start of
+ * the chain, in order) to the new file at path (0600, synced): a header,
+ * one line per record as stored (sealed), and a checkpoint of the last one
+ * signed with the audit key; reads the file back and verifies it; only
+ * then removes those records from the store and records the signed
+ * checkpoint as the chain's new base, in one transaction. */
+cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_audit_archived_t *out);
+
+/* Verifies an archive file on its own: the chain inside it, and its signed
+ * last checkpoint (pub NULL: with the key the file names; else that key
+ * must have signed it). */
+cv_rc cv_audit_verify_archive(const char *path, const uint8_t *pub, cv_audit_verdict_t *out);
+
+/* One record line of an archive, parsed (strings and bytes in pool). */
+cv_rc cv_audit_archive_parse_row(const char *line, size_t len, cv_pool_t *pool, cv_store_audit_row_t *out);
 
 #endif

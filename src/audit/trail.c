@@ -216,6 +216,19 @@ static void sinks(const cv_audit_t *a, const cv_store_checkpoint_t *c)
 	cv_buf_release(&line);
 }
 
+void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c)
+{
+	char msg[160];
+	cv_audit_checkpoint_message(c, msg);
+	memcpy(c->key, a->pub, sizeof c->key);
+	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
+}
+
+cv_store_t *cv_audit_store(cv_audit_t *a)
+{
+	return a->store;
+}
+
 cv_rc cv_audit_checkpoint_now(cv_audit_t *a)
 {
 	cv_store_checkpoint_t c = { .at_us = cv_time_now_us() };
@@ -225,10 +238,7 @@ cv_rc cv_audit_checkpoint_now(cv_audit_t *a)
 	pthread_mutex_unlock(&a->mu);
 	if (rc || c.pos <= last)
 		return rc;
-	char msg[160];
-	cv_audit_checkpoint_message(&c, msg);
-	memcpy(c.key, a->pub, sizeof c.key);
-	cv_crypto_sign(a->sign, msg, strlen(msg), c.sig);
+	cv_audit_sign(a, &c);
 	cv_store_write_t w = { .op = CV_STORE_CHECKPOINT, .checkpoint = &c };
 	rc = cv_store_write_sync(a->store, &w);
 	if (rc)

@@ -204,6 +204,31 @@ static void check_end(cv_store_t *s, walk_t *w)
 				 w->cps->v[i].from, (long long)w->cps->v[i].c.pos);
 }
 
+/* Where the chain starts: after the records retention archived, at the
+ * base the archive signed (meta "audit.base"); else at record 1. */
+static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
+{
+	cv_buf_t line;
+	cv_store_checkpoint_t base;
+	char msg[160];
+	cv_buf_init(&line, 4096);
+	cv_rc rc = cv_store_meta_get(s, CV_AUDIT_META_BASE, &line);
+	if (rc == CV_OK && (cv_audit_checkpoint_parse(line.data ? line.data : "", line.len, &base) ||
+			    (cv_audit_checkpoint_message(&base, msg), !pub) ||
+			    memcmp(base.key, pub, CV_SIGN_PUBLIC_BYTES) != 0 ||
+			    cv_crypto_sign_verify(base.key, msg, strlen(msg), base.sig) != CV_OK)) {
+		snprintf(fail(w, 1), WHAT, "the trail's base (where it starts after an archive) is not signed by this "
+			 "store's audit key: the start of the trail was removed or replaced");
+	} else if (rc == CV_OK) {
+		w->expect = base.pos + 1;
+		memcpy(w->prev, base.hash, CV_AUDIT_HASH_BYTES);
+		w->out->base = base.pos;
+	} else if (rc != CV_E_NOTFOUND) {
+		snprintf(fail(w, 0), WHAT, "the trail's base could not be read: %s", cv_rc_str(rc));
+	}
+	cv_buf_release(&line);
+}
+
 cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),
 		      void *arg, cv_audit_verdict_t *out)
 {
@@ -224,6 +249,8 @@ cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progre
 		qsort(cps.v, cps.n, sizeof *cps.v, by_pos);
 		check_signatures(&w, have_pub ? (const uint8_t *)pub.data : NULL);
 		if (!w.bad)
+			chain_base(s, &w, have_pub ? (const uint8_t *)pub.data : NULL);
+		if (!w.bad)
 			walk_chain(s, &w, progress, arg);
 		if (!w.bad)
 			check_end(s, &w);
@@ -232,13 +259,13 @@ cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progre
 		if (!out->what[0])
 			snprintf(out->what, sizeof out->what, "cannot read the checkpoints: %s", cv_rc_str(rc));
 	}
-	out->records = w.expect - 1;
+	out->records = w.expect - 1 - out->base;
 	out->checkpoints = (int64_t)cps.n;
 	cv_crypto_hex(w.prev, CV_AUDIT_HASH_BYTES, out->head);
 	if (out->ok)
-		snprintf(out->what, sizeof out->what, "the audit trail is whole: %lld records, %lld signed checkpoints "
-			 "checked%s", (long long)out->records, (long long)out->checkpoints,
-			 have_pub ? "" : " (no audit key recorded yet)");
+		snprintf(out->what, sizeof out->what, "the audit trail is whole: %lld records (%lld to %lld), %lld signed "
+			 "checkpoints checked%s", (long long)out->records, (long long)out->base + 1, (long long)w.expect - 1,
+			 (long long)out->checkpoints, have_pub ? "" : " (no audit key recorded yet)");
 	cv_buf_release(&pub);
 	free(cps.v);
 	return rc;

@@ -29,6 +29,8 @@ typedef struct audit_cmd {
 	cv_config_t cfg;
 	const char *verb;
 	const char *checkpoints;  /* verify: an exported checkpoint file */
+	const char *archive;      /* verify: an archive file instead of the store */
+	const char *before;       /* archive: archive records older than this date */
 	const char *out;          /* export: the output file ("-": standard output) */
 	cv_param_t filter[16];    /* export: --since, --until, --patient as search parameters */
 	size_t nfilter;
@@ -39,6 +41,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: carevault audit verify --data DIR [--checkpoints FILE]\n"
+		"       carevault audit verify --archive FILE [--data DIR]\n"
+		"       carevault audit archive --data DIR --out FILE [--before DATE]\n"
 		"       carevault audit export --data DIR [--out FILE] [--since DATE] [--until DATE] [--patient ID]\n"
 		"       carevault audit checkpoint --data DIR\n"
 		"       carevault audit pubkey --data DIR\n\n"
@@ -49,6 +53,11 @@ static void usage(FILE *out)
 		"may run while the server serves. Exit 0 when the trail is whole, 1 when it is not.\n"
 		"export writes the records as NDJSON AuditEvents (oldest first) to FILE (0600) or standard\n"
 		"output; it needs the master key, is recorded in the trail and raises a bulk-export alert.\n"
+		"archive (retention) moves the records older than DATE (default: audit-retention-days,\n"
+		"six years) to FILE: it writes them as stored, with a checkpoint signed by the audit key,\n"
+		"reads the file back and verifies it, and only then removes them from the store, which\n"
+		"starts its chain from that signed checkpoint. verify --archive checks such a file\n"
+		"(with --data, against that store's audit key). Keep archives as long as the law says.\n"
 		"checkpoint signs a checkpoint of the trail as it is now. pubkey prints the public key that\n"
 		"signs checkpoints: keep it with the copies of the checkpoints.\n"
 		"Every command takes --store URL and --config FILE as serve does.\n");
@@ -71,6 +80,10 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 				   : strcmp(a, "--patient") == 0 ? "patient" : NULL;
 		if (strcmp(a, "--checkpoints") == 0 && v) {
 			c->checkpoints = argv[++i];
+		} else if (strcmp(a, "--archive") == 0 && v) {
+			c->archive = argv[++i];
+		} else if (strcmp(a, "--before") == 0 && v) {
+			c->before = argv[++i];
 		} else if (strcmp(a, "--out") == 0 && v) {
 			c->out = argv[++i];
 		} else if (strcmp(a, "--quiet") == 0) {
@@ -136,6 +149,82 @@ static int cmd_verify(audit_cmd_t *c)
 	printf("%s\nhead %s\n%lld records in %.2f s (%.0f records/s)\n", v.what, v.head, (long long)v.records, secs,
 	       secs > 0 ? (double)v.records / secs : 0.0);
 	return 0;
+}
+
+/* The public key of the store, when one is recorded (NULL otherwise). */
+static const uint8_t *store_pubkey(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES])
+{
+	char err[512];
+	cv_store_t *s = NULL;
+	cv_buf_t pub;
+	const uint8_t *ret = NULL;
+	if (!c->cfg.data_dir[0] || cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, sizeof err))
+		return NULL;
+	cv_buf_init(&pub, 64);
+	if (cv_store_meta_get(s, "audit.pubkey", &pub) == CV_OK && pub.len == CV_SIGN_PUBLIC_BYTES) {
+		memcpy(out, pub.data, CV_SIGN_PUBLIC_BYTES);
+		ret = out;
+	}
+	cv_buf_release(&pub);
+	cv_store_close(s);
+	return ret;
+}
+
+static int cmd_verify_archive(audit_cmd_t *c)
+{
+	uint8_t pub[CV_SIGN_PUBLIC_BYTES];
+	cv_audit_verdict_t v;
+	if (cv_audit_verify_archive(c->archive, store_pubkey(c, pub), &v)) {
+		fprintf(stderr, "carevault audit verify: %s\n", v.what);
+		return 1;
+	}
+	if (!v.ok) {
+		printf("AUDIT ARCHIVE NOT WHOLE: %s\n", v.what);
+		if (v.bad_pos)
+			printf("first bad record: %lld\n", (long long)v.bad_pos);
+		return 1;
+	}
+	printf("%s\nlast hash %s\n", v.what, v.head);
+	return 0;
+}
+
+static int cmd_archive(audit_cmd_t *c)
+{
+	char err[512] = "";
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	cv_audit_t *a = NULL;
+	int64_t before = cv_time_now_us() - (int64_t)c->cfg.audit_retention_days * 86400 * 1000000;
+	if (!c->out)
+		return bad("archive needs --out FILE");
+	if (c->before && cv_time_parse(c->before, &before))
+		return bad("--before takes a FHIR date or instant (2020-01-31, 2020-01-31T00:00:00Z)");
+	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, sizeof err)) {
+		fprintf(stderr, "carevault audit archive: %s\n", err);
+		return 1;
+	}
+	cv_audit_config_t acfg = { .checkpoint_records = 1, .checkpoint_seconds = 1,
+				   .checkpoint_file = c->cfg.audit_checkpoint_file };
+	cv_audit_archived_t res = { .what = "" };
+	cv_rc rc = cv_audit_new(s, master, &acfg, &a, err, sizeof err);
+	if (!rc)
+		rc = cv_audit_archive(a, before, c->out, &res);
+	char agent[64], detail[400];
+	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
+	snprintf(detail, sizeof detail, "%s", rc ? "retention archive failed" : res.what);
+	cv_audit_event_t e = { .type = CV_AUDIT_APPLICATION, .subtype = "audit-archived", .action = 'E',
+			       .outcome = rc ? 8 : 0, .flags = CV_AUDIT_F_SECURITY, .agent = agent,
+			       .agent_kind = "operator", .nres = res.last ? res.last - res.first + 1 : 0, .detail = detail };
+	if (a && cv_audit_record(s, &e))
+		fprintf(stderr, "carevault audit archive: warning: the archive could not be recorded in the trail\n");
+	if (rc)
+		fprintf(stderr, "carevault audit archive: %s\n", res.what[0] ? res.what : err[0] ? err : cv_rc_str(rc));
+	else
+		printf("%s\n", res.what);
+	cv_audit_free(a);
+	cv_store_close(s);
+	cv_key_free(master);
+	return rc ? 1 : 0;
 }
 
 /* ---- export --------------------------------------------------------------- */
@@ -302,11 +391,13 @@ int cv_cli_audit(int argc, char **argv)
 		return bad(err);
 	}
 	cv_log_set_level(CV_LOG_WARN);
-	int rc = strcmp(c.verb, "verify") == 0 ? cmd_verify(&c)
+	int rc = strcmp(c.verb, "verify") == 0 && c.archive ? cmd_verify_archive(&c)
+		 : strcmp(c.verb, "verify") == 0 ? cmd_verify(&c)
+		 : strcmp(c.verb, "archive") == 0 ? cmd_archive(&c)
 		 : strcmp(c.verb, "export") == 0 ? cmd_export(&c)
 		 : strcmp(c.verb, "checkpoint") == 0 ? cmd_checkpoint(&c)
 		 : strcmp(c.verb, "pubkey") == 0 ? cmd_pubkey(&c)
-		 : bad("the commands are verify, export, checkpoint and pubkey");
+		 : bad("the commands are verify, archive, export, checkpoint and pubkey");
 	for (size_t i = 0; i < c.nfilter; i++)
 		free((char *)c.filter[i].value);
 	return rc;

@@ -52,6 +52,8 @@ static const opt_t options[] = {
 	{ "access-log", OPT_BOOL, F(access_log), 0, "true", "one JSON line per request" },
 	{ "outbound-ca-file", OPT_PATH, F(outbound_ca_file), 0, "(system CAs)",
 	  "CAs (PEM) trusted for outbound https (JWKS URLs, audit sinks, alert webhook)" },
+	{ "audit-retention-days", OPT_UINT, F(audit_retention_days), 36500, "2192",
+	  "audit records older than this (six years) are archived by carevault audit archive" },
 	{ "audit-checkpoint-records", OPT_UINT, F(audit_checkpoint_records), 10000000, "1000",
 	  "sign a checkpoint of the audit chain every N records" },
 	{ "audit-checkpoint-seconds", OPT_UINT, F(audit_checkpoint_seconds), 86400, "60",
@@ -93,6 +95,7 @@ void cv_config_defaults(cv_config_t *cfg)
 	cfg->session_absolute = 43200;
 	cfg->access_token_life = 300;
 	cfg->break_glass_minutes = 60;
+	cfg->audit_retention_days = 2192;
 	cfg->audit_checkpoint_records = 1000;
 	cfg->audit_checkpoint_seconds = 60;
 	cfg->alert_failed_logins = 10;

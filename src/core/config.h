@@ -45,6 +45,7 @@ typedef struct cv_config {
 	int log_level;                /* cv_log_level */
 	int access_log;               /* 1: one JSON line per request */
 	char outbound_ca_file[CV_PATH_MAX]; /* CAs (PEM) for outbound https (JWKS URLs); "" = system bundle */
+	unsigned audit_retention_days;      /* audit records older than this are archived by `audit archive`, 2192 */
 	unsigned audit_checkpoint_records;  /* sign a checkpoint of the audit chain every N records, 1000 ... */
 	unsigned audit_checkpoint_seconds;  /* ... or every T seconds, 60 */
 	char audit_checkpoint_file[CV_PATH_MAX]; /* checkpoints appended here; default DATA/audit-checkpoints.jsonl */

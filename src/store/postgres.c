@@ -155,6 +155,8 @@ static const struct {
 	{ "audit_checkpoint", "INSERT INTO cv_audit_checkpoint (pos, at_us, hash, key, sig) VALUES ($1::bigint, "
 			      "$2::bigint, $3::bytea, $4::bytea, $5::bytea) ON CONFLICT (pos) DO NOTHING" },
 	{ "audit_head", "SELECT pos, hash FROM cv_audit_head WHERE one = 1" },
+	{ "audit_prune_keys", "DELETE FROM cv_audit_key WHERE pos <= $1::bigint" },
+	{ "audit_prune", "DELETE FROM cv_audit WHERE pos <= $1::bigint" },
 	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
 };
 
@@ -660,6 +662,18 @@ static cv_rc apply_checkpoint(PGconn *c, const cv_store_write_t *w)
 	return run_write(c, "audit_checkpoint", 5, vals, lens, fmts, NULL);
 }
 
+/* Retention: the archived records go, and the signed base is recorded. */
+static cv_rc apply_prune(PGconn *c, cv_store_write_t *w)
+{
+	char pos[24];
+	snprintf(pos, sizeof pos, "%lld", (long long)w->audit_pos);
+	const char *vals[1] = { pos };
+	cv_rc rc = run_write(c, "audit_prune_keys", 1, vals, NULL, NULL, NULL);
+	if (!rc)
+		rc = run_write(c, "audit_prune", 1, vals, NULL, NULL, NULL);
+	return rc ? rc : apply_meta(c, w);
+}
+
 /* One write. Only a failed statement aborts a PostgreSQL transaction, and
  * that fails the whole batch, so a single write needs no savepoint: a
  * conflict or a missing row writes nothing. */
@@ -672,6 +686,7 @@ static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 	case CV_STORE_CLAIM: return apply_claim(c, w);
 	case CV_STORE_AUDIT: return apply_audit(c, chain, w);
 	case CV_STORE_CHECKPOINT: return apply_checkpoint(c, w);
+	case CV_STORE_AUDIT_PRUNE: return apply_prune(c, w);
 	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}

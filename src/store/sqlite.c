@@ -632,6 +632,23 @@ static cv_rc apply_checkpoint(cv_backend_t *b, cv_store_write_t *w)
 	return step_once(b, st, "audit_checkpoint");
 }
 
+/* Retention: the archived records go, and the signed base is recorded, in
+ * the batch's transaction. */
+static cv_rc apply_prune(cv_backend_t *b, cv_store_write_t *w)
+{
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = CV_OK;
+	const char *sql[2] = { "DELETE FROM cv_audit_key WHERE pos <= ?1", "DELETE FROM cv_audit WHERE pos <= ?1" };
+	for (int i = 0; !rc && i < 2; i++) {
+		if (sqlite3_prepare_v2(b->wdb, sql[i], -1, &st, NULL) != SQLITE_OK)
+			return db_error(b->wdb, "audit_prune");
+		sqlite3_bind_int64(st, 1, w->audit_pos);
+		rc = sqlite3_step(st) == SQLITE_DONE ? CV_OK : db_error(b->wdb, "audit_prune");
+		sqlite3_finalize(st);
+	}
+	return rc ? rc : apply_meta(b, w);
+}
+
 /* Applies one write. A write refused on its own (conflict, not found) has
  * written nothing when it returns; any other failure is a storage failure,
  * and the caller rolls the whole transaction back (no savepoint per write:
@@ -643,6 +660,8 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return apply_audit(b, w);
 	if (w->op == CV_STORE_CHECKPOINT)
 		return apply_checkpoint(b, w);
+	if (w->op == CV_STORE_AUDIT_PRUNE)
+		return apply_prune(b, w);
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
 	if (w->op == CV_STORE_CLAIM)

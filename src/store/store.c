@@ -242,6 +242,8 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 		return cv_store_audit_prepare(s, w);
 	case CV_STORE_CHECKPOINT:
 		return w->checkpoint ? CV_OK : CV_E_INVALID;
+	case CV_STORE_AUDIT_PRUNE:
+		return w->name && w->audit_pos > 0 ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_VERSION:
 		rc = seal_version(s, w);
 		break;

@@ -62,6 +62,9 @@ typedef enum {
 	                         to the hash chain */
 	CV_STORE_CHECKPOINT,  /* records a signed checkpoint (`checkpoint`); one already at its
 	                         position is kept */
+	CV_STORE_AUDIT_PRUNE, /* retention, after an archive was written and verified: removes
+	                         the records up to audit_pos (with their search keys) and sets
+	                         meta `name` to body (the signed base the chain now starts from) */
 } cv_store_op;
 
 /* --- the audit trail --------------------------------------------------------
@@ -160,7 +163,8 @@ typedef struct cv_store_write {
 	cv_buf_t sealed;
 	cv_buf_t blinded;        /* CV_IX_BLIND_BYTES per HASH entry, in entry order */
 	bool skip;               /* a back end's: a failed group left out when the batch is redone */
-	int64_t audit_pos;       /* AUDIT: set by the back end, its position in the chain */
+	int64_t audit_pos;       /* AUDIT: set by the back end, its position in the chain;
+	                            AUDIT_PRUNE: the last position removed (given) */
 } cv_store_write_t;
 
 #define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
