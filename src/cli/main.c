@@ -350,6 +350,7 @@ typedef struct app {
 	int fhir_ready;
 	cv_audit_t *audit;
 	cv_server_t *srv;
+	const cv_config_t *cfg;
 } app_t;
 
 /* The audit trail's settings from the configuration. */
@@ -366,17 +367,26 @@ static cv_audit_config_t audit_config(const cv_config_t *cfg)
 				    .alert_denied_per_hour = cfg->alert_denied_per_hour };
 }
 
-/* An application event of the server itself (start, stop) in the trail. */
-static cv_rc app_event(cv_store_t *s, const char *subtype)
+/* An application event of the server itself (start, stop) in the trail,
+ * with a digest of the configuration in effect: a change between two
+ * starts shows as a different digest. */
+static cv_rc app_event(cv_store_t *s, const cv_config_t *cfg, const char *subtype)
 {
+	uint8_t digest[32];
+	char hex[65], detail[160];
+	cv_crypto_sha256(cfg, sizeof *cfg, digest); /* the struct is zeroed before it is filled: stable bytes */
+	cv_crypto_hex(digest, sizeof digest, hex);
+	snprintf(detail, sizeof detail, "carevault %s, configuration sha256:%.16s", CV_VERSION, hex);
 	cv_audit_event_t e = { .type = CV_AUDIT_APPLICATION, .subtype = subtype, .action = 'E',
-			       .flags = CV_AUDIT_F_SECURITY, .agent = "carevault", .agent_kind = "operator" };
+			       .flags = CV_AUDIT_F_SECURITY, .agent = "carevault", .agent_kind = "operator",
+			       .detail = detail };
 	return cv_audit_record(s, &e);
 }
 
 static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen)
 {
 	char kpath[CV_PATH_MAX + 32];
+	a->cfg = cfg;
 	snprintf(kpath, sizeof kpath, "%s/master.key", cfg->data_dir);
 	cv_rc rc = check_data_dir(cfg->data_dir, err, errlen);
 	if (!rc)
@@ -401,7 +411,7 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 	cv_audit_config_t acfg = audit_config(cfg);
 	if (!rc)
 		rc = cv_audit_new(a->store, a->master, &acfg, &a->audit, err, errlen);
-	if (!rc && (rc = app_event(a->store, "start")))
+	if (!rc && (rc = app_event(a->store, cfg, "start")))
 		snprintf(err, errlen, "cannot write to the audit trail: %s", cv_rc_str(rc));
 	if (!rc && (rc = cv_audit_start(a->audit)))
 		snprintf(err, errlen, "cannot start the audit trail's work: %s", cv_rc_str(rc));
@@ -415,7 +425,7 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 static void app_close(app_t *a)
 {
 	cv_server_stop(a->srv, DRAIN_GRACE_S);
-	if (a->audit && app_event(a->store, "stop"))
+	if (a->audit && app_event(a->store, a->cfg, "stop"))
 		cv_log_msg(CV_LOG_WARN, "audit", "the stop could not be recorded");
 	cv_audit_free(a->audit);
 	if (a->fhir_ready) {
