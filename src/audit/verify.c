@@ -189,7 +189,11 @@ static void check_end(cv_store_t *s, walk_t *w)
 {
 	int64_t count = w->expect - 1, head = 0;
 	uint8_t hash[CV_AUDIT_HASH_BYTES];
-	if (cv_store_audit_head(s, &head, hash) == CV_OK && !w->bad) {
+	cv_rc rc = cv_store_audit_head(s, &head, hash);
+	if (rc && !w->bad) /* a head that cannot be read (its row removed) is not a trail found whole */
+		snprintf(fail(w, 0), WHAT, "the store's head could not be read (%s): where the trail ends is unknown",
+			 cv_rc_str(rc));
+	else if (!w->bad) {
 		if (head > count)
 			snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but the store's head says %lld: "
 				 "the records after it were removed (truncated)", (long long)count, (long long)head);
