@@ -180,12 +180,14 @@ static void raise_once(cv_audit_t *a, cv_store_t *s, agent_t *g, int kind, int64
 	int64_t hour = minute / 60;
 	if (g->alerted[kind] == hour + 1)
 		return;
-	g->alerted[kind] = hour + 1;
 	char name[300];
 	snprintf(name, sizeof name, "alert.%s.%s.%lld", kind_names[kind], g->id, (long long)hour);
 	cv_store_write_t claim = { .op = CV_STORE_CLAIM, .name = name, .updated_us = hour * 3600 * 1000000LL };
-	if (cv_store_write_sync(s, &claim) == CV_OK)
-		cv_audit_alert(a, kind_names[kind], g->id, detail);
+	cv_rc rc = cv_store_write_sync(s, &claim);
+	if (rc == CV_OK && cv_audit_alert(a, kind_names[kind], g->id, detail) != CV_OK)
+		rc = CV_E_STORAGE; /* claimed but not recorded: the log line and webhook went out; not again */
+	if (rc == CV_OK || rc == CV_E_CONFLICT || rc == CV_E_STORAGE)
+		g->alerted[kind] = hour + 1; /* raised here, or by another node (its claim) */
 }
 
 typedef struct scan {

@@ -226,6 +226,12 @@ typedef struct cv_audit_verdict {
 cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),
 		      void *arg, cv_audit_verdict_t *out);
 
+/* The same, with the public key the operator kept (`carevault audit
+ * pubkey`, 32 bytes): the store's recorded key must be it, and every
+ * checkpoint signed by it. pinned NULL: the store's own key. */
+cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uint8_t *pinned,
+			  void (*progress)(void *arg, int64_t done), void *arg, cv_audit_verdict_t *out);
+
 /* ---- retention ------------------------------------------------------------- */
 
 #define CV_AUDIT_META_BASE "audit.base" /* the signed checkpoint the chain starts after */

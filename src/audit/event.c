@@ -83,9 +83,13 @@ static cv_rc head(cv_buf_t *b, const cv_audit_event_t *e, const char *id, int64_
 		rc = cv_buf_json_escape(b, e->outcome_text ? e->outcome_text : "");
 	if (!rc && (e->outcome_text || e->status))
 		rc = cv_buf_puts(b, "\"");
-	if (!rc && e->purpose)
-		rc = cv_buf_printf(b, ",\"purposeOfEvent\":[{\"coding\":[{\"system\":\"" SYS_REASON "\",\"code\":\"%s\"}]}]",
-				   e->purpose);
+	if (!rc && e->purpose) {
+		rc = cv_buf_puts(b, ",\"purposeOfEvent\":[{\"coding\":[{");
+		if (!rc)
+			rc = coding(b, SYS_REASON, e->purpose);
+		if (!rc)
+			rc = cv_buf_puts(b, "}]}]");
+	}
 	return rc;
 }
 
@@ -94,8 +98,13 @@ static cv_rc person_agent(cv_buf_t *b, const cv_audit_event_t *e)
 	bool client_only = e->agent_kind && strcmp(e->agent_kind, "client") == 0;
 	cv_rc rc = cv_buf_printf(b, "{\"type\":{\"coding\":[{\"system\":\"" SYS_PARTICIPATION "\",\"code\":\"IRCP\","
 				 "\"display\":\"information recipient\"}]}");
-	if (!rc && e->role)
-		rc = cv_buf_printf(b, ",\"role\":[{\"text\":\"%s\"}]", e->role);
+	if (!rc && e->role) {
+		rc = cv_buf_puts(b, ",\"role\":[{");
+		if (!rc)
+			rc = str_field(b, "text", e->role, false);
+		if (!rc)
+			rc = cv_buf_puts(b, "}]");
+	}
 	if (!rc)
 		rc = cv_buf_puts(b, ",\"who\":{");
 	if (!rc && e->link && e->link[0] && !client_only) {

@@ -165,6 +165,15 @@ static const char *get_str(json_object *o, const char *key)
 		       ? json_object_get_string(v) : NULL;
 }
 
+/* The readable "at" (not signed) must say what the signed at_us says. */
+static int at_matches(json_object *o, int64_t at_us)
+{
+	char when[40];
+	const char *at = get_str(o, "at");
+	cv_time_format_instant(at_us, when, sizeof when);
+	return !at || strcmp(at, when) == 0;
+}
+
 cv_rc cv_audit_checkpoint_parse(const char *line, size_t len, cv_store_checkpoint_t *out)
 {
 	if (len > 4096)
@@ -179,7 +188,7 @@ cv_rc cv_audit_checkpoint_parse(const char *line, size_t len, cv_store_checkpoin
 	if (o && json_tokener_get_error(tok) == json_tokener_success && json_object_is_type(o, json_type_object) &&
 	    get_int(o, "pos", &out->pos) && get_int(o, "at_us", &out->at_us) &&
 	    unhex(get_str(o, "hash"), out->hash, sizeof out->hash) && unhex(get_str(o, "key"), out->key, sizeof out->key) &&
-	    unhex(get_str(o, "sig"), out->sig, sizeof out->sig))
+	    unhex(get_str(o, "sig"), out->sig, sizeof out->sig) && at_matches(o, out->at_us))
 		rc = CV_OK;
 	json_object_put(o);
 	json_tokener_free(tok);
@@ -190,7 +199,8 @@ cv_rc cv_audit_checkpoint_parse(const char *line, size_t len, cv_store_checkpoin
 static void sink_file(const cv_audit_t *a, const char *line, size_t len)
 {
 	int fd = open(a->cfg.checkpoint_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	int ok = fd >= 0 && write(fd, line, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	/* one write of the line and its newline: appends from several processes do not interleave */
+	int ok = fd >= 0 && write(fd, line, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0;
 	if (!ok)
 		cv_log(CV_LOG_ERROR, "audit.checkpoint_file", (cv_log_field_t[]){ CV_LS("error", strerror(errno)) }, 1);
 	if (fd >= 0)
@@ -205,8 +215,10 @@ static void sinks(const cv_audit_t *a, const cv_store_checkpoint_t *c)
 		cv_buf_release(&line);
 		return;
 	}
-	if (a->cfg.checkpoint_file && a->cfg.checkpoint_file[0])
-		sink_file(a, line.data, line.len);
+	if (a->cfg.checkpoint_file && a->cfg.checkpoint_file[0] && !cv_buf_puts(&line, "\n"))
+		sink_file(a, line.data, line.len - 1);
+	if (line.len && line.data[line.len - 1] == '\n')
+		line.data[--line.len] = '\0';
 	if (a->cfg.checkpoint_syslog)
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "carevault audit checkpoint %s", line.data);
 	char why[256] = "";

@@ -236,6 +236,28 @@ static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
 cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),
 		      void *arg, cv_audit_verdict_t *out)
 {
+	return cv_audit_verify_key(s, checkpoints_path, NULL, progress, arg, out);
+}
+
+/* The key checkpoints must be signed with: the one the operator kept
+ * (pinned), which the store's must equal; else the store's. NULL (and the
+ * walk failed) when the store's was replaced, or when there is none but
+ * there are checkpoints. */
+static const uint8_t *signing_key(walk_t *w, const uint8_t *pinned, const cv_buf_t *stored)
+{
+	bool have = stored->len == CV_SIGN_PUBLIC_BYTES;
+	if (pinned && have && memcmp(pinned, stored->data, CV_SIGN_PUBLIC_BYTES) != 0)
+		snprintf(fail(w, 0), WHAT, "the store's audit key is not the one given: it was replaced");
+	else if (!pinned && !have && w->cps->n)
+		snprintf(fail(w, 0), WHAT, "there are signed checkpoints but no audit key in the store: it was removed");
+	else
+		return pinned ? pinned : have ? (const uint8_t *)stored->data : NULL;
+	return NULL;
+}
+
+cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uint8_t *pinned,
+			  void (*progress)(void *arg, int64_t done), void *arg, cv_audit_verdict_t *out)
+{
 	cps_t cps = { 0 };
 	walk_t w = { .out = out, .cps = &cps, .expect = 1 };
 	memset(out, 0, sizeof *out);
@@ -251,9 +273,12 @@ cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progre
 		rc = from_file(checkpoints_path, &cps, out);
 	if (!rc) {
 		qsort(cps.v, cps.n, sizeof *cps.v, by_pos);
-		check_signatures(&w, have_pub ? (const uint8_t *)pub.data : NULL);
+		const uint8_t *key = signing_key(&w, pinned, &pub);
+		have_pub = key != NULL;
 		if (!w.bad)
-			chain_base(s, &w, have_pub ? (const uint8_t *)pub.data : NULL);
+			check_signatures(&w, key);
+		if (!w.bad)
+			chain_base(s, &w, key);
 		if (!w.bad)
 			walk_chain(s, &w, progress, arg);
 		if (!w.bad)

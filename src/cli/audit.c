@@ -30,6 +30,7 @@ typedef struct audit_cmd {
 	const char *verb;
 	const char *checkpoints;  /* verify: an exported checkpoint file */
 	const char *archive;      /* verify: an archive file instead of the store */
+	const char *pubkey;       /* verify: the audit public key the operator kept (hex) */
 	const char *before;       /* archive: archive records older than this date */
 	const char *out;          /* export: the output file ("-": standard output) */
 	cv_param_t filter[16];    /* export: --since, --until, --patient as search parameters */
@@ -40,8 +41,8 @@ typedef struct audit_cmd {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: carevault audit verify --data DIR [--checkpoints FILE]\n"
-		"       carevault audit verify --archive FILE [--data DIR]\n"
+		"usage: carevault audit verify --data DIR [--checkpoints FILE] [--pubkey HEX]\n"
+		"       carevault audit verify --archive FILE [--data DIR | --pubkey HEX]\n"
 		"       carevault audit archive --data DIR --out FILE [--before DATE]\n"
 		"       carevault audit export --data DIR [--out FILE] [--since DATE] [--until DATE] [--patient ID]\n"
 		"       carevault audit checkpoint --data DIR\n"
@@ -51,6 +52,8 @@ static void usage(FILE *out)
 		"elsewhere, such as DATA/audit-checkpoints.jsonl or your syslog or sink's), and names the\n"
 		"first record that was edited, inserted, deleted, moved or cut off. It needs no key and\n"
 		"may run while the server serves. Exit 0 when the trail is whole, 1 when it is not.\n"
+		"--pubkey gives the audit public key you kept (carevault audit pubkey): the store's must be\n"
+		"it, so that someone who replaced the key in the database and signed again is found.\n"
 		"export writes the records as NDJSON AuditEvents (oldest first) to FILE (0600) or standard\n"
 		"output; it needs the master key, is recorded in the trail and raises a bulk-export alert.\n"
 		"archive (retention) moves the records older than DATE (default: audit-retention-days,\n"
@@ -82,6 +85,8 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 			c->checkpoints = argv[++i];
 		} else if (strcmp(a, "--archive") == 0 && v) {
 			c->archive = argv[++i];
+		} else if (strcmp(a, "--pubkey") == 0 && v) {
+			c->pubkey = argv[++i];
 		} else if (strcmp(a, "--before") == 0 && v) {
 			c->before = argv[++i];
 		} else if (strcmp(a, "--out") == 0 && v) {
@@ -110,7 +115,22 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 	return 0;
 }
 
-/* ---- verify --------------------------------------------------------------- */
+/* ---- verify ---------------------------------------------------------------- */
+
+/* 64 hex digits into 32 bytes. */
+static int parse_pubkey(const char *hex, uint8_t out[CV_SIGN_PUBLIC_BYTES])
+{
+	static const char digits[] = "0123456789abcdef";
+	if (strlen(hex) != 2 * CV_SIGN_PUBLIC_BYTES)
+		return 0;
+	for (size_t i = 0; i < 2 * CV_SIGN_PUBLIC_BYTES; i++) {
+		const char *d = hex[i] ? strchr(digits, hex[i] | 0x20) : NULL;
+		if (!d)
+			return 0;
+		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | (d - digits) : (d - digits));
+	}
+	return 1;
+}
 
 static void verify_progress(void *arg, int64_t done)
 {
@@ -132,14 +152,23 @@ static int cmd_verify(audit_cmd_t *c)
 		return 1;
 	}
 	cv_audit_verdict_t v;
+	uint8_t pin[CV_SIGN_PUBLIC_BYTES];
+	if (c->pubkey && !parse_pubkey(c->pubkey, pin)) {
+		cv_store_close(s);
+		return bad("--pubkey takes the 64 hex digits carevault audit pubkey printed");
+	}
 	int64_t t0 = cv_time_mono_us();
-	cv_rc rc = cv_audit_verify(s, c->checkpoints, verify_progress, &c->quiet, &v);
+	cv_rc rc = cv_audit_verify_key(s, c->checkpoints, c->pubkey ? pin : NULL, verify_progress, &c->quiet, &v);
 	double secs = (double)(cv_time_mono_us() - t0) / 1e6;
 	cv_store_close(s);
 	if (!c->quiet)
 		fprintf(stderr, "\r");
 	if (rc && !v.what[0])
 		snprintf(v.what, sizeof v.what, "verification could not run: %s", cv_rc_str(rc));
+	if (!rc && v.ok && !v.records && !v.base && !v.checkpoints) {
+		printf("no audit trail in this store (no record and no checkpoint)\n");
+		return 1;
+	}
 	if (rc || !v.ok) {
 		printf("AUDIT TRAIL NOT WHOLE: %s\n", v.what);
 		if (v.bad_pos)
@@ -174,7 +203,9 @@ static int cmd_verify_archive(audit_cmd_t *c)
 {
 	uint8_t pub[CV_SIGN_PUBLIC_BYTES];
 	cv_audit_verdict_t v;
-	if (cv_audit_verify_archive(c->archive, store_pubkey(c, pub), &v)) {
+	if (c->pubkey && !parse_pubkey(c->pubkey, pub))
+		return bad("--pubkey takes the 64 hex digits carevault audit pubkey printed");
+	if (cv_audit_verify_archive(c->archive, c->pubkey ? pub : store_pubkey(c, pub), &v)) {
 		fprintf(stderr, "carevault audit verify: %s\n", v.what);
 		return 1;
 	}

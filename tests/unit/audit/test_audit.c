@@ -1054,7 +1054,7 @@ static void a_checkpoint_signed_by_another_key_is_refused(void **state)
 	cv_key_free(forger);
 }
 
-static void a_replaced_audit_key_is_found_only_by_the_checkpoint_file(void **state)
+static void a_replaced_audit_key_is_found_by_the_file_or_the_kept_key(void **state)
 {
 	fx_t *f = *state;
 	/* The attacker goes further: rewrites the trail, replaces the store's
@@ -1062,6 +1062,15 @@ static void a_replaced_audit_key_is_found_only_by_the_checkpoint_file(void **sta
 	 * as the store's audit key. Everything in the database agrees again:
 	 * verification trusts the key the store records, so only the file's
 	 * checkpoints, signed with the real key, show it. */
+	uint8_t kept[CV_SIGN_PUBLIC_BYTES]; /* the public key the operator kept (carevault audit pubkey) */
+	cv_buf_t pub;
+	cv_buf_init(&pub, 64);
+	cv_store_t *before = open_raw(f);
+	assert_int_equal(cv_store_meta_get(before, "audit.pubkey", &pub), CV_OK);
+	cv_store_close(before);
+	assert_int_equal(pub.len, sizeof kept);
+	memcpy(kept, pub.data, sizeof kept);
+	cv_buf_release(&pub);
 	rewrite_and_rechain(f, 15);
 	cv_key_t *forger = forger_key(f);
 	cv_store_checkpoint_t c = forged_checkpoint(f, forger);
@@ -1080,6 +1089,12 @@ static void a_replaced_audit_key_is_found_only_by_the_checkpoint_file(void **sta
 	v = verify(f, true);
 	assert_found(&v, 10, "another key"); /* the file's first checkpoint, at 10 */
 	assert_non_null(strstr(v.what, "the file's"));
+	/* ... or by the key the operator kept, without the file */
+	cv_store_t *raw = open_raw(f);
+	assert_int_equal(cv_audit_verify_key(raw, NULL, kept, NULL, NULL, &v), CV_OK);
+	cv_store_close(raw);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.what, "replaced"));
 	cv_key_free(forger);
 }
 
@@ -1390,7 +1405,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(the_file_sink_holds_each_checkpoint_once, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_checkpoint_with_a_flipped_signature_byte_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_checkpoint_signed_by_another_key_is_refused, trail_setup, teardown),
-		cmocka_unit_test_setup_teardown(a_replaced_audit_key_is_found_only_by_the_checkpoint_file, trail_setup,
+		cmocka_unit_test_setup_teardown(a_replaced_audit_key_is_found_by_the_file_or_the_kept_key, trail_setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(an_unreadable_checkpoint_file_fails_verification, trail_setup, teardown),
 		cmocka_unit_test(a_checkpoint_line_round_trips),
