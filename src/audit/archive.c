@@ -221,20 +221,6 @@ cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_au
 
 /* ---- reading ---------------------------------------------------------------- */
 
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-	if (!s || strlen(s) != 2 * n)
-		return 0;
-	for (size_t i = 0; i < 2 * n; i++) {
-		char ch = s[i];
-		int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-		if (d < 0)
-			return 0;
-		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
-	}
-	return 1;
-}
-
 static const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
@@ -292,8 +278,8 @@ cv_rc cv_audit_archive_parse_row(const char *line, size_t len, cv_pool_t *pool, 
 	if (o && jint(o, "pos", &out->pos) && jint(o, "at_us", &out->at_us) && (act = jstr(o, "action")) &&
 	    strlen(act) == 1 && jint(o, "outcome", &outcome) && jint(o, "flags", &flags) && flags >= 0 &&
 	    jint(o, "nres", &out->nres) && jint(o, "npat", &out->npat) && jstr(o, "kind") && jstr(o, "subtype") &&
-	    jstr(o, "agent") && jstr(o, "id") && unhex(jstr(o, "prev"), out->prev, CV_AUDIT_HASH_BYTES) &&
-	    unhex(jstr(o, "hash"), out->hash, CV_AUDIT_HASH_BYTES)) {
+	    jstr(o, "agent") && jstr(o, "id") && !cv_crypto_unhex(jstr(o, "prev"), out->prev, CV_AUDIT_HASH_BYTES) &&
+	    !cv_crypto_unhex(jstr(o, "hash"), out->hash, CV_AUDIT_HASH_BYTES)) {
 		out->action = act[0];
 		out->outcome = (int)outcome;
 		out->flags = (unsigned)flags;
@@ -340,7 +326,7 @@ static int read_header(areader_t *r, int64_t *first, uint8_t prev[CV_AUDIT_HASH_
 	json_object *o = line ? parse_line(line, len) : NULL;
 	const char *format = o ? jstr(o, "format") : NULL;
 	int ok = format && strcmp(format, ARCHIVE_FORMAT) == 0 && jint(o, "first", first) && *first >= 1 &&
-		 unhex(jstr(o, "prev"), prev, CV_AUDIT_HASH_BYTES);
+		 !cv_crypto_unhex(jstr(o, "prev"), prev, CV_AUDIT_HASH_BYTES);
 	json_object_put(o);
 	return ok;
 }

@@ -130,25 +130,6 @@ cv_rc cv_audit_checkpoint_line(const cv_store_checkpoint_t *c, cv_buf_t *out)
 			     (long long)c->pos, when, (long long)c->at_us, hash, key, sig);
 }
 
-/* Hex text of exactly n bytes into out. */
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-	if (!s || strlen(s) != 2 * n)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = 0;
-		for (int k = 0; k < 2; k++) {
-			char ch = s[2 * i + k];
-			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-			if (d < 0)
-				return 0;
-			v = v * 16 + (unsigned)d;
-		}
-		out[i] = (uint8_t)v;
-	}
-	return 1;
-}
-
 static int get_int(json_object *o, const char *key, int64_t *out)
 {
 	json_object *v;
@@ -187,8 +168,9 @@ cv_rc cv_audit_checkpoint_parse(const char *line, size_t len, cv_store_checkpoin
 	memset(out, 0, sizeof *out);
 	if (o && json_tokener_get_error(tok) == json_tokener_success && json_object_is_type(o, json_type_object) &&
 	    get_int(o, "pos", &out->pos) && get_int(o, "at_us", &out->at_us) &&
-	    unhex(get_str(o, "hash"), out->hash, sizeof out->hash) && unhex(get_str(o, "key"), out->key, sizeof out->key) &&
-	    unhex(get_str(o, "sig"), out->sig, sizeof out->sig) && at_matches(o, out->at_us))
+	    !cv_crypto_unhex(get_str(o, "hash"), out->hash, sizeof out->hash) &&
+	    !cv_crypto_unhex(get_str(o, "key"), out->key, sizeof out->key) &&
+	    !cv_crypto_unhex(get_str(o, "sig"), out->sig, sizeof out->sig) && at_matches(o, out->at_us))
 		rc = CV_OK;
 	json_object_put(o);
 	json_tokener_free(tok);

@@ -120,16 +120,7 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 /* 64 hex digits into 32 bytes. */
 static int parse_pubkey(const char *hex, uint8_t out[CV_SIGN_PUBLIC_BYTES])
 {
-	static const char digits[] = "0123456789abcdef";
-	if (strlen(hex) != 2 * CV_SIGN_PUBLIC_BYTES)
-		return 0;
-	for (size_t i = 0; i < 2 * CV_SIGN_PUBLIC_BYTES; i++) {
-		const char *d = hex[i] ? strchr(digits, hex[i] | 0x20) : NULL;
-		if (!d)
-			return 0;
-		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | (d - digits) : (d - digits));
-	}
-	return 1;
+	return cv_crypto_unhex(hex, out, CV_SIGN_PUBLIC_BYTES) == CV_OK;
 }
 
 static void verify_progress(void *arg, int64_t done)

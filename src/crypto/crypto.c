@@ -296,6 +296,15 @@ void cv_crypto_hex(const uint8_t *in, size_t n, char *out)
 	sodium_bin2hex(out, n * 2 + 1, in, n);
 }
 
+cv_rc cv_crypto_unhex(const char *hex, uint8_t *out, size_t n)
+{
+	size_t len = hex ? strlen(hex) : 0, got = 0;
+	const char *end = NULL;
+	if (len != 2 * n || sodium_hex2bin(out, n, hex, len, NULL, &got, &end) != 0 || got != n || *end)
+		return CV_E_INVALID;
+	return CV_OK;
+}
+
 void cv_crypto_random(void *buf, size_t n)
 {
 	randombytes_buf(buf, n);

@@ -95,6 +95,9 @@ cv_rc cv_crypto_b64url_decode(const char *text, size_t len, cv_buf_t *out);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void cv_crypto_hex(const uint8_t *in, size_t n, char *out);
 
+/* Exactly 2n hex digits (either case) into n bytes; CV_E_INVALID otherwise. */
+cv_rc cv_crypto_unhex(const char *hex, uint8_t *out, size_t n) __attribute__((warn_unused_result));
+
 /* Fills buf with n random bytes. */
 void cv_crypto_random(void *buf, size_t n);
 
