@@ -272,7 +272,8 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 	if (!rc && checkpoints_path)
 		rc = from_file(checkpoints_path, &cps, out);
 	if (!rc) {
-		qsort(cps.v, cps.n, sizeof *cps.v, by_pos);
+		if (cps.n)
+			qsort(cps.v, cps.n, sizeof *cps.v, by_pos);
 		const uint8_t *key = signing_key(&w, pinned, &pub);
 		have_pub = key != NULL;
 		if (!w.bad)

@@ -383,7 +383,8 @@ static int cmd_pubkey(audit_cmd_t *c)
 	cv_buf_t pub;
 	cv_buf_init(&pub, 64);
 	cv_rc rc = cv_store_meta_get(s, "audit.pubkey", &pub);
-	if (!rc && pub.len == CV_SIGN_PUBLIC_BYTES) {
+	bool have = !rc && pub.len == CV_SIGN_PUBLIC_BYTES;
+	if (have) {
 		cv_crypto_hex((const uint8_t *)pub.data, pub.len, hex);
 		printf("%s\n", hex);
 	} else {
@@ -391,7 +392,7 @@ static int cmd_pubkey(audit_cmd_t *c)
 	}
 	cv_buf_release(&pub);
 	cv_store_close(s);
-	return !rc && pub.len == CV_SIGN_PUBLIC_BYTES ? 0 : 1;
+	return have ? 0 : 1;
 }
 
 int cv_cli_audit(int argc, char **argv)

@@ -323,6 +323,10 @@ static cv_rc report_entry(page_t *pg, const cv_store_audit_row_t *r)
 	cv_json_limits_default(&lim);
 	if (cv_json_parse((const char *)r->body, r->body_len, &lim, pg->ex->pool, &rec, &err))
 		return CV_E_STORAGE;
+	if (cv_json_pool_own(pg->ex->pool, rec)) { /* freed with the request */
+		json_object_put(rec);
+		return CV_E_NOMEM;
+	}
 	json_object *o = json_object_new_object(), *meta = json_object_new_object();
 	json_object_object_add(o, "resourceType", json_object_new_string("AuditEvent"));
 	json_object_object_add(o, "id", json_object_new_string(r->id));

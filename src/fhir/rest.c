@@ -108,6 +108,8 @@ void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const c
 	if (rc == CV_E_NOTFOUND && !v->deleted && (obj = stored(ex, v)))
 		rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, &pats, &n);
 	cv_audit_resource(ex, v->type, id, v->version, rc ? NULL : pats, rc ? 0 : n);
+	if (cv_access_broke_glass(ex->access)) /* the decision on it relied on break-glass */
+		cv_audit_break_glass(ex);
 }
 
 int cv_fhir_valid_id(const char *id)

@@ -550,6 +550,7 @@ static void handle(areq_t *r, const char *step)
 
 void cv_authorize_get(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "authorize-page", 'R');
 	areq_t r = { .ex = ex, .p = ex->params, .np = ex->nparams };
 	handle(&r, NULL);
 	cv_client_release(&r.client);
@@ -566,6 +567,7 @@ static int same_origin(cv_exchange_t *ex)
 
 void cv_authorize_post(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "authorize-form", 'E'); /* a sign-in or consent step says more */
 	cv_param_t p[FORM_MAX];
 	size_t n = 0;
 	areq_t r = { .ex = ex, .p = p };

@@ -150,6 +150,7 @@ void cv_login(cv_exchange_t *ex)
 
 void cv_login_session(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "session-read", 'R');
 	const cv_principal_t *p = &ex->principal;
 	cv_session_info_t i;
 	memset(&i, 0, sizeof i);
@@ -183,6 +184,7 @@ static cv_rc list_one(void *arg, const cv_session_info_t *i)
 
 void cv_login_sessions(cv_exchange_t *ex)
 {
+	cv_audit_kind(ex, CV_AUDIT_LOGIN, "sessions-listed", 'R');
 	cv_session_limits_t l = limits(ex);
 	list_ctx_t c = { .out = &ex->resp, .current = ex->principal.session };
 	cv_rc rc = cv_buf_puts(&ex->resp, "{\"sessions\":[");

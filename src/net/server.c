@@ -540,6 +540,8 @@ static int audit(req_t *r)
 #endif
 	if (!f || !f->audit)
 		return 0;
+	if (cv_access_broke_glass(ex->access))
+		cv_audit_break_glass(ex);
 	cv_rc rc = cv_audit_request(f->audit, ex, &r->record);
 	if (!rc && !r->record)
 		return 0;

@@ -160,6 +160,14 @@ static const struct {
 	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
 };
 
+/* Server notices ("relation already exists, skipping" from the idempotent
+ * migrations) are not errors: libpq would print them on stderr. */
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static int64_t get_i64(const PGresult *r, int row, int col)
 {
 	uint64_t v;
@@ -212,6 +220,8 @@ static cv_rc ensure(cv_backend_t *b, pconn_t *p)
 		PQfinish(p->c);
 	p->prepared = 0;
 	p->c = PQconnectdb(b->conninfo);
+	if (p->c)
+		PQsetNoticeProcessor(p->c, quiet_notice, NULL);
 	if (PQstatus(p->c) != CONNECTION_OK) {
 		log_pg("connect", p->c);
 		PQfinish(p->c);
@@ -1202,6 +1212,8 @@ cv_rc cv_postgres_open(const char *url, unsigned read_conns, cv_backend_t **out,
 	}
 	cv_slots_init(&b->slots, read_conns);
 	b->writer.c = PQconnectdb(url);
+	if (b->writer.c)
+		PQsetNoticeProcessor(b->writer.c, quiet_notice, NULL);
 	if (PQstatus(b->writer.c) != CONNECTION_OK) {
 		snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(b->writer.c));
 		err[strcspn(err, "\n")] = '\0';

@@ -29,7 +29,7 @@
 //                    inactive), B.consent_psy (deny PSY), B.consent_deny_db (deny pr_db),
 //                    C.consent_research (deny HRESCH), C.consent_org (deny org_deny, pr_do's
 //                    organization through prr_do), C.consent_billing (deny HPAYMT)
-//   audit            audit_event (entity A)
+//   audit            audit_event: a record of the audit trail naming A (the server writes them all)
 //   directory        org_main, org_deny, org_spare, loc_main, prr_do
 //   reference        med_main, med_spare, q_main
 //
@@ -229,10 +229,7 @@ function handMade(P) {
   add('C.consent_billing', consent('acc-con-c-billing', P.C, { type: 'deny', purpose: [{ system: ACT_REASON, code: 'HPAYMT' }] }));
   add('E.consent_toggle', consent('acc-con-e-toggle', 'Patient/acc-pat-e', { type: 'deny', actor: actor('Practitioner/acc-pr-dt') }));
 
-  add('audit_event', { resourceType: 'AuditEvent', id: 'acc-ae-1',
-    type: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110110' },
-    recorded: '2024-01-01T00:00:00Z', agent: [{ requestor: true, who: { display: 'access test' } }],
-    source: { observer: { display: 'access test' } }, entity: [{ what: ref(P.A) }] });
+  // audit_event is not made here: AuditEvents are written by the server only (loadFixtures)
   return out;
 }
 
@@ -283,6 +280,13 @@ export async function loadFixtures(server) {
     assert.equal(res.status, 201, `PUT ${r.resourceType}/${r.id}: ${res.status} ${diag(res)}`);
     put(s, r.resourceType, r.id);
   });
+  // The audit trail is written by the server only (POST and PUT of AuditEvent answer 405): the
+  // fixture audit_event is a record of the trail that names patient A (one of the writes above).
+  const trail = await server.req('GET', `/fhir/AuditEvent?patient=${P.A.slice('Patient/'.length)}&_count=1`);
+  assert.equal(trail.status, 200, `the trail's records naming patient A: ${trail.status} ${diag(trail)}`);
+  const aeId = trail.json.entry?.[0]?.resource?.id;
+  assert.ok(aeId, 'a record of the audit trail names patient A');
+  put('audit_event', 'AuditEvent', aeId);
   return { sym, P, synthea: chosen, made: new Map(made) };
 }
 
