@@ -39,8 +39,26 @@ static cv_rc search_params(cv_buf_t *b, const cv_sp_registry_t *reg, const char 
 	return rc ? rc : cv_buf_puts(b, "]");
 }
 
+/* AuditEvent: the server's own trail, read and searched only (audit/query.h). */
+static cv_rc audit_entry(cv_buf_t *b, int first)
+{
+	return cv_buf_printf(b, "%s{\"type\":\"AuditEvent\",\"interaction\":[{\"code\":\"read\"},{\"code\":\"vread\"},"
+			     "{\"code\":\"search-type\"}],\"versioning\":\"no-version\",\"readHistory\":false,"
+			     "\"updateCreate\":false,\"conditionalCreate\":false,\"conditionalRead\":\"not-supported\","
+			     "\"conditionalUpdate\":false,\"conditionalDelete\":\"not-supported\","
+			     "\"documentation\":\"The audit trail, written by this server only (writes answer 405). Also "
+			     "break-glass=true, alert=true and denied=true.\",\"searchParam\":["
+			     "{\"name\":\"patient\",\"type\":\"reference\"},{\"name\":\"entity\",\"type\":\"reference\"},"
+			     "{\"name\":\"agent\",\"type\":\"token\"},{\"name\":\"date\",\"type\":\"date\"},"
+			     "{\"name\":\"action\",\"type\":\"token\"},{\"name\":\"outcome\",\"type\":\"token\"},"
+			     "{\"name\":\"type\",\"type\":\"token\"},{\"name\":\"subtype\",\"type\":\"token\"}]}",
+			     first ? "" : ",");
+}
+
 static cv_rc resource_entry(cv_buf_t *b, const cv_sp_registry_t *reg, const char *type, int first)
 {
+	if (strcmp(type, "AuditEvent") == 0)
+		return audit_entry(b, first);
 	cv_rc rc = cv_buf_printf(b, "%s{\"type\":\"%s\",\"interaction\":%s,\"versioning\":\"versioned-update\","
 				    "\"readHistory\":true,\"updateCreate\":true,\"conditionalCreate\":true,"
 				    "\"conditionalRead\":\"not-supported\",\"conditionalUpdate\":true,"
@@ -51,7 +69,10 @@ static cv_rc resource_entry(cv_buf_t *b, const cv_sp_registry_t *reg, const char
 		rc = search_params(b, reg, type);
 	if (!rc && strcmp(type, "Patient") == 0)
 		rc = cv_buf_puts(b, ",\"operation\":[{\"name\":\"everything\","
-				    "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Patient-everything\"}]");
+				    "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Patient-everything\"},"
+				    "{\"name\":\"break-glass\",\"definition\":\"https://carevault.dev/fhir/"
+				    "OperationDefinition/Patient-break-glass\"},{\"name\":\"access-report\","
+				    "\"definition\":\"https://carevault.dev/fhir/OperationDefinition/Patient-access-report\"}]");
 	return rc ? rc : cv_buf_puts(b, "}");
 }
 

@@ -61,6 +61,12 @@ describe('public endpoints', () => {
     for (const c of ['read', 'vread', 'update', 'delete', 'create', 'history-instance']) {
       assert.ok(codes.includes(c), `Patient interaction ${c} advertised`);
     }
+    const ops = (pat.operation || []).map((o) => o.name);
+    for (const o of ['everything', 'break-glass', 'access-report']) assert.ok(ops.includes(o), `Patient $${o} advertised`);
+    // the audit trail is the server's: read and searched, never written through the API
+    const ae = rest.resource?.find((x) => x.type === 'AuditEvent');
+    const aeCodes = (ae?.interaction || []).map((i) => i.code).sort();
+    assert.deepEqual(aeCodes, ['read', 'search-type', 'vread'], 'AuditEvent: read, vread and search only');
   });
 
   test('metadata also answers with a token', async () => {
