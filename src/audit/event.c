@@ -311,8 +311,8 @@ static cv_rc keys(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_audit_t *
 cv_rc cv_audit_build(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_write_t *w)
 {
 	char id[37];
-	cv_crypto_uuid(id);
 	int64_t at = e->at_us ? e->at_us : cv_time_now_us();
+	cv_crypto_uuid7(at, id); /* time-ordered: the store's index of ids grows at its end */
 	cv_store_audit_t *a = cv_pool_alloc(pool, sizeof *a);
 	if (!a)
 		return CV_E_NOMEM;

@@ -336,15 +336,32 @@ void cv_crypto_wipe(void *p, size_t n)
 	sodium_memzero(p, n);
 }
 
+static void uuid_text(const uint8_t u[16], char out[37])
+{
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}
+
 void cv_crypto_uuid(char out[37])
 {
 	uint8_t u[16];
 	randombytes_buf(u, sizeof u);
 	u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
 	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-		 u[13], u[14], u[15]);
+	uuid_text(u, out);
+}
+
+void cv_crypto_uuid7(int64_t now_us, char out[37])
+{
+	uint8_t u[16];
+	uint64_t ms = (uint64_t)(now_us < 0 ? 0 : now_us / 1000);
+	randombytes_buf(u, sizeof u);
+	for (int i = 5; i >= 0; i--, ms >>= 8)
+		u[i] = (uint8_t)ms;
+	u[6] = (uint8_t)((u[6] & 0x0f) | 0x70);
+	u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+	uuid_text(u, out);
 }
 
 _Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(((cv_sha256_t *)0)->state), "sha256 state size");

@@ -142,4 +142,9 @@ cv_rc cv_crypto_sign_verify(const uint8_t pk[CV_SIGN_PUBLIC_BYTES], const void *
 /* A random version-4 UUID as text (37 bytes with the NUL). */
 void cv_crypto_uuid(char out[37]);
 
+/* A version-7 UUID (RFC 9562): the time in milliseconds, then 74 random
+ * bits. Ids made in time order sort in time order: an index of them grows
+ * at its end (audit records). */
+void cv_crypto_uuid7(int64_t now_us, char out[37]);
+
 #endif
