@@ -151,7 +151,7 @@ bool cv_audit_route(const char *route)
 /* The FHIR interaction of a route and method: subtype and action. */
 static void interaction(const cv_exchange_t *ex, const char **subtype, char *action)
 {
-	const char *r = ex->route, *m = ex->method ? ex->method : "";
+	const char *r = ex->route ? ex->route : "-", *m = ex->method ? ex->method : "";
 	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 	*action = 'E';
 	if (strstr(r, "$everything") || strstr(r, "$break-glass") || strstr(r, "$access-report")) {
@@ -262,7 +262,7 @@ static void event_of(cv_exchange_t *ex, note_t *n, unsigned status, cv_audit_eve
 	if ((e->flags & CV_AUDIT_F_DENIED) && ex->decision)
 		e->outcome_text = ex->decision;
 	e->purpose = purpose(p, e->flags);
-	if (e->type == CV_AUDIT_REST && strncmp(ex->route, "/fhir", 5) == 0)
+	if (e->type == CV_AUDIT_REST && ex->route && strncmp(ex->route, "/fhir", 5) == 0)
 		e->query = query_text(ex);
 }
 

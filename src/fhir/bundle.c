@@ -1092,6 +1092,7 @@ cv_rc cv_fhir_transaction_sync(cv_fhir_t *f, const char *body, size_t len, cv_st
 	cv_exchange_t *ex = &s->ex;
 	ex->method = "POST";
 	ex->path = "/fhir";
+	ex->route = "/fhir";
 	ex->header = sync_header;
 	ex->body = body;
 	ex->body_len = len;

@@ -16,7 +16,7 @@ test('version and --help everywhere', () => {
   const v = run('version');
   assert.equal(v.status, 0);
   assert.match(v.stdout, /^carevault \d+\.\d+\.\d+/);
-  for (const args of [['--help'], ['init', '--help'], ['serve', '--help'], ['version', '--help'], ['migrate-store', '--help'], ['user', '--help'], ['import', '--help'], ['client', '--help']]) {
+  for (const args of [['--help'], ['init', '--help'], ['serve', '--help'], ['version', '--help'], ['migrate-store', '--help'], ['user', '--help'], ['import', '--help'], ['client', '--help'], ['audit', '--help']]) {
     const r = run(...args);
     assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stdout, /usage: carevault/);
@@ -95,4 +95,41 @@ test('init refuses unsafe store URLs and leaves nothing behind', () => {
   assert.ok(!r.stderr.includes('hunter2'), 'the password is not echoed');
   assert.equal(fs.existsSync(dir), false);
   fs.rmSync(parent, { recursive: true, force: true });
+});
+
+test('import loads a transaction Bundle and NDJSON, each transaction with its audit record; the trail verifies', () => {
+  const dir = path.join(tmp(), 'data');
+  assert.equal(run('init', '--data', dir).status, 0);
+  const bundle = {
+    resourceType: 'Bundle', type: 'transaction',
+    entry: [
+      { fullUrl: 'urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a', resource: { resourceType: 'Patient', id: 'imp-1', active: true },
+        request: { method: 'PUT', url: 'Patient/imp-1' } },
+      { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/imp-1' } },
+        request: { method: 'POST', url: 'Observation' } },
+    ],
+  };
+  const files = path.join(path.dirname(dir), 'in');
+  fs.mkdirSync(files);
+  fs.writeFileSync(path.join(files, 'a.json'), JSON.stringify(bundle));
+  fs.writeFileSync(path.join(files, 'b.ndjson'), [1, 2, 3].map((i) =>
+    JSON.stringify({ resourceType: 'Observation', id: `imp-o${i}`, status: 'final', code: { text: 'y' },
+      subject: { reference: 'Patient/imp-1' } })).join('\n') + '\n');
+  const r = run('import', '--data', dir, files);
+  assert.equal(r.status, 0, r.stderr);
+  // each committed transaction carries its record: agent "import", naming the patient
+  const out = path.join(path.dirname(dir), 'trail.ndjson');
+  const x = run('audit', 'export', '--data', dir, '--out', out);
+  assert.equal(x.status, 0, x.stderr);
+  const recs = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const imports = recs.filter((e) => e.agent?.[0]?.who?.identifier?.value === 'import' && e.subtype?.[0]?.code === 'transaction');
+  assert.equal(imports.length, 2, 'one record per imported transaction');
+  for (const e of imports) {
+    assert.equal(e.outcome, '0');
+    assert.ok(e.entity.some((en) => en.what?.reference === 'Patient/imp-1'), 'the record names the patient');
+  }
+  const v = run('audit', 'verify', '--data', dir);
+  assert.equal(v.status, 0, v.stdout + v.stderr);
+  assert.match(v.stdout, /the audit trail is whole/);
+  fs.rmSync(path.dirname(dir), { recursive: true, force: true });
 });
