@@ -42,18 +42,36 @@ struct cv_audit {
 
 /* ---- the key -------------------------------------------------------------- */
 
+/* The wrapped checkpoint key, made on first start by one node only: nodes
+ * starting together on one database race for a claim, the winner makes the
+ * key, the others wait for it (every node must sign with the same key). */
+static cv_rc stored_sign_key(cv_audit_t *a, const cv_key_t *master, cv_buf_t *blob)
+{
+	for (int attempt = 0; attempt < 100; attempt++) {
+		cv_rc rc = cv_store_meta_get(a->store, META_SIGN_KEY, blob);
+		if (rc != CV_E_NOTFOUND)
+			return rc;
+		cv_store_write_t claim = { .op = CV_STORE_CLAIM, .name = "audit.sign-init",
+					   .updated_us = cv_time_now_us() };
+		rc = cv_store_write_sync(a->store, &claim);
+		if (rc == CV_OK) {
+			rc = cv_crypto_key_wrap_new(master, META_SIGN_KEY, 3, blob);
+			cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = META_SIGN_KEY,
+					       .body = (const uint8_t *)blob->data, .body_len = blob->len };
+			return rc ? rc : cv_store_write_sync(a->store, &w);
+		}
+		if (rc != CV_E_CONFLICT)
+			return rc;
+		usleep(100000); /* another node is making it */
+	}
+	return CV_E_BUSY;
+}
+
 static cv_rc load_sign_key(cv_audit_t *a, const cv_key_t *master, char *err, size_t errlen)
 {
 	cv_buf_t blob;
 	cv_buf_init(&blob, 4096);
-	cv_rc rc = cv_store_meta_get(a->store, META_SIGN_KEY, &blob);
-	if (rc == CV_E_NOTFOUND) {
-		rc = cv_crypto_key_wrap_new(master, META_SIGN_KEY, 3, &blob);
-		cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = META_SIGN_KEY,
-				       .body = (const uint8_t *)blob.data, .body_len = blob.len };
-		if (!rc)
-			rc = cv_store_write_sync(a->store, &w);
-	}
+	cv_rc rc = stored_sign_key(a, master, &blob);
 	if (!rc)
 		rc = cv_crypto_key_unwrap(master, META_SIGN_KEY, (const uint8_t *)blob.data, blob.len, &a->sign);
 	cv_buf_release(&blob);
