@@ -2,7 +2,7 @@
 # testing; scripts/ hold the steps around them.
 #   make run    install what is missing, build, init ./data on first run, serve https://localhost:8443
 #   make test   install what is missing, build with ASan+UBSan, run unit, end-to-end and fuzz smoke tests
-#   make bench  benchmarks against nginx, results in docs/BENCHMARKS.md
+#   make bench  benchmarks against nginx and of the audit trail, results in docs/BENCHMARKS.md
 #   make fuzz   run every fuzz target for a long time (FUZZ_SECONDS each, default 600)
 
 BUILD      ?= build
@@ -51,4 +51,4 @@ model:
 	python3 tools/gen-model.py
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-noaudit

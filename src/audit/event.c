@@ -64,13 +64,12 @@ static cv_rc head(cv_buf_t *b, const cv_audit_event_t *e, const char *id, int64_
 	char when[40];
 	type_code_t t = type_code(e->type);
 	cv_time_format_instant(at, when, sizeof when);
-	cv_rc rc = cv_buf_printf(b, "{\"resourceType\":\"AuditEvent\",\"id\":\"%s\",\"meta\":{\"versionId\":\"1\","
-				 "\"lastUpdated\":\"%s\"", id, when);
+	cv_rc rc = cv_buf_printf(b, "{\"resourceType\":\"AuditEvent\",\"id\":\"%s\"", id);
 	if (!rc && (e->flags & CV_AUDIT_F_BREAK_GLASS))
-		rc = cv_buf_puts(b, ",\"security\":[{\"system\":\"" SYS_ACTCODE "\",\"code\":\"BTG\","
-				    "\"display\":\"break the glass\"}]");
+		rc = cv_buf_puts(b, ",\"meta\":{\"security\":[{\"system\":\"" SYS_ACTCODE "\",\"code\":\"BTG\","
+				    "\"display\":\"break the glass\"}]}");
 	if (!rc)
-		rc = cv_buf_printf(b, "},\"type\":{\"system\":\"%s\",\"code\":\"%s\",\"display\":\"%s\"},\"subtype\":[{",
+		rc = cv_buf_printf(b, ",\"type\":{\"system\":\"%s\",\"code\":\"%s\",\"display\":\"%s\"},\"subtype\":[{",
 				   t.system, t.code, t.display);
 	if (!rc)
 		rc = coding(b, e->type == CV_AUDIT_REST ? SYS_INTERACTION : SYS_SUBTYPE, e->subtype ? e->subtype : "other");
@@ -96,8 +95,7 @@ static cv_rc head(cv_buf_t *b, const cv_audit_event_t *e, const char *id, int64_
 static cv_rc person_agent(cv_buf_t *b, const cv_audit_event_t *e)
 {
 	bool client_only = e->agent_kind && strcmp(e->agent_kind, "client") == 0;
-	cv_rc rc = cv_buf_printf(b, "{\"type\":{\"coding\":[{\"system\":\"" SYS_PARTICIPATION "\",\"code\":\"IRCP\","
-				 "\"display\":\"information recipient\"}]}");
+	cv_rc rc = cv_buf_puts(b, "{\"type\":{\"coding\":[{\"system\":\"" SYS_PARTICIPATION "\",\"code\":\"IRCP\"}]}");
 	if (!rc && e->role) {
 		rc = cv_buf_puts(b, ",\"role\":[{");
 		if (!rc)
@@ -134,8 +132,8 @@ static cv_rc agents(cv_buf_t *b, const cv_audit_event_t *e)
 	if (!rc)
 		rc = person_agent(b, e);
 	if (!rc && e->client && e->client[0] && !(e->agent_kind && strcmp(e->agent_kind, "client") == 0)) {
-		rc = cv_buf_puts(b, ",{\"type\":{\"coding\":[{\"system\":\"" SYS_DCM "\",\"code\":\"110150\","
-				    "\"display\":\"Application\"}]},\"who\":{\"identifier\":{\"system\":\"" SYS_CLIENT "\",");
+		rc = cv_buf_puts(b, ",{\"type\":{\"coding\":[{\"system\":\"" SYS_DCM "\",\"code\":\"110150\"}]},"
+				    "\"who\":{\"identifier\":{\"system\":\"" SYS_CLIENT "\",");
 		if (!rc)
 			rc = str_field(b, "value", e->client, false);
 		if (!rc)
@@ -153,7 +151,7 @@ static cv_rc source(cv_buf_t *b, const cv_audit_event_t *e, const char *site)
 		rc = str_field(b, "site", site ? site : "carevault", false);
 	if (!rc)
 		rc = cv_buf_puts(b, ",\"observer\":{\"display\":\"carevault\"},\"type\":[{\"system\":\"" SYS_SOURCE_TYPE
-				    "\",\"code\":\"4\",\"display\":\"Application Server\"}]}");
+				    "\",\"code\":\"4\"}]}");
 	return rc;
 }
 

@@ -89,9 +89,16 @@ cv_rc cv_buf_puts(cv_buf_t *b, const char *s)
 cv_rc cv_buf_printf(cv_buf_t *b, const char *fmt, ...)
 {
 	va_list ap;
+	size_t room = b->data && b->alloc > b->len ? b->alloc - b->len : 0;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap); /* one pass when it fits */
 	va_end(ap);
+	if (n >= 0 && (size_t)n < room && (size_t)n <= b->cap - b->len) {
+		b->len += (size_t)n;
+		return CV_OK;
+	}
+	if (room)
+		b->data[b->len] = '\0'; /* what did not fit is not part of the buffer */
 	if (n < 0)
 		return CV_E_INVALID;
 	cv_rc rc = buf_reserve(b, (size_t)n);
@@ -109,6 +116,14 @@ cv_rc cv_buf_json_escape(cv_buf_t *b, const char *s)
 	static const char hex[] = "0123456789abcdef";
 	cv_rc rc = CV_OK;
 	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+		size_t run = 0; /* characters that need no escape go in one copy */
+		while (p[run] >= 0x20 && p[run] != '"' && p[run] != '\\')
+			run++;
+		if (run) {
+			rc = cv_buf_append(b, p, run);
+			p += run - 1;
+			continue;
+		}
 		if (*p == '"' || *p == '\\') {
 			char e[2] = { '\\', (char)*p };
 			rc = cv_buf_append(b, e, 2);
