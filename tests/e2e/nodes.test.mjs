@@ -162,3 +162,16 @@ test('behind HAProxy (round robin): a write through the balancer reads back from
     ha.kill('SIGTERM');
   }
 });
+
+test('the audit trail both nodes wrote, through the kill and the restart, is one whole chain', { skip }, async () => {
+  // every request above was recorded by one node or the other in the one chain the database
+  // serialises; each node's own checkpoint file must agree with it too
+  for (const node of [a, b]) {
+    const c = spawnSync(node.bin, ['audit', 'checkpoint', '--data', node.dataDir], { encoding: 'utf8', env: node.env, timeout: 60_000 });
+    assert.equal(c.status, 0, `${c.stdout}${c.stderr}`);
+    const r = spawnSync(node.bin, ['audit', 'verify', '--data', node.dataDir, '--checkpoints',
+      path.join(node.dataDir, 'audit-checkpoints.jsonl')], { encoding: 'utf8', env: node.env, timeout: 60_000 });
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /the audit trail is whole: \d+ records/);
+  }
+});
