@@ -232,8 +232,8 @@ static cv_rc one_row(void *arg, const cv_store_audit_row_t *r)
 	bool rest_read = strcmp(r->kind, "rest") == 0 && r->outcome == 0 && (r->action == 'R' || r->action == 'E');
 	if (rest_read)
 		b->res += (uint32_t)(r->nres > 0 ? r->nres : 0);
-	if (r->flags & CV_AUDIT_F_DENIED)
-		b->denied++;
+	if ((r->flags & CV_AUDIT_F_DENIED) && strcmp(r->agent, "anonymous") != 0)
+		b->denied++; /* a caller's refusals; a missing or expired credential is no relationship probed */
 	if (strcmp(r->kind, "110114") == 0 && (strcmp(r->subtype, "login-failed") == 0 || strcmp(r->subtype, "mfa-failed") == 0))
 		b->failed++;
 	size_t distinct = 0;

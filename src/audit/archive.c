@@ -187,7 +187,7 @@ cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_au
 		return CV_E_IO;
 	}
 	cv_buf_init(&c.line, LINE_MAX_BYTES);
-	cv_store_checkpoint_t end;
+	cv_store_checkpoint_t end = { .pos = 0 };
 	cv_rc rc = write_archive(a, &c, &end);
 	close(c.fd);
 	cv_buf_t base;
@@ -195,8 +195,11 @@ cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_au
 	cv_audit_verdict_t v;
 	if (!rc && c.last && (rc = cv_audit_verify_archive(path, end.key, &v)) == CV_OK && !v.ok)
 		rc = CV_E_CRYPTO;
-	if (!rc && c.last)
-		rc = cv_audit_checkpoint_line(&end, &base);
+	cv_store_checkpoint_t start = end; /* the chain's new base: signed as a base, not as a checkpoint */
+	if (!rc && c.last) {
+		cv_audit_sign_base(a, &start);
+		rc = cv_audit_checkpoint_line(&start, &base);
+	}
 	if (!rc && c.last) {
 		cv_store_write_t w = { .op = CV_STORE_AUDIT_PRUNE, .audit_pos = c.last, .name = CV_AUDIT_META_BASE,
 				       .body = (const uint8_t *)base.data, .body_len = base.len };

@@ -190,6 +190,12 @@ cv_rc cv_audit_alert(cv_audit_t *a, const char *kind, const char *agent, const c
 /* Signs c (pos, at_us and hash set) with the audit key: fills key and sig. */
 void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c);
 
+/* The same for the base the chain starts from after retention: signed
+ * with its own message, so that no ordinary checkpoint can stand in for
+ * a base (and let records before it be deleted unnoticed). */
+void cv_audit_sign_base(cv_audit_t *a, cv_store_checkpoint_t *c);
+void cv_audit_base_message(const cv_store_checkpoint_t *c, char out[160]);
+
 /* The store of the trail. */
 cv_store_t *cv_audit_store(cv_audit_t *a);
 

@@ -277,6 +277,7 @@ cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out
 	cv_rc rc = cv_audit_build(&e, ex->pool, w);
 	if (rc)
 		return rc;
+	w->result = CV_E_ABORTED; /* committed only when the back end says so: else the request records itself */
 	n->attached = w;
 	*out = w;
 	return CV_OK;

@@ -236,6 +236,21 @@ void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c)
 	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
 }
 
+void cv_audit_base_message(const cv_store_checkpoint_t *c, char out[160])
+{
+	char hex[2 * CV_AUDIT_HASH_BYTES + 1];
+	cv_crypto_hex(c->hash, CV_AUDIT_HASH_BYTES, hex);
+	snprintf(out, 160, "carevault audit base 1\n%lld\n%s\n%lld\n", (long long)c->pos, hex, (long long)c->at_us);
+}
+
+void cv_audit_sign_base(cv_audit_t *a, cv_store_checkpoint_t *c)
+{
+	char msg[160];
+	cv_audit_base_message(c, msg);
+	memcpy(c->key, a->pub, sizeof c->key);
+	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
+}
+
 cv_store_t *cv_audit_store(cv_audit_t *a)
 {
 	return a->store;

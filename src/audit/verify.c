@@ -30,6 +30,9 @@ typedef struct walk {
 	size_t next_cp;        /* the next checkpoint to meet (sorted by pos) */
 	int64_t expect;        /* the next position */
 	int64_t last_good_cp;  /* the last checkpoint position that matched */
+	int64_t head;          /* the store's head, read before the walk (-1: unreadable) */
+	uint8_t head_hash[CV_AUDIT_HASH_BYTES];
+	bool head_matched;     /* the row at the head's position has the head's hash */
 	uint8_t prev[CV_AUDIT_HASH_BYTES];
 	bool bad;
 } walk_t;
@@ -162,6 +165,8 @@ static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 	meet_checkpoints(w, r);
 	if (w->bad)
 		return CV_E_CONFLICT;
+	if (r->pos == w->head)
+		w->head_matched = memcmp(r->hash, w->head_hash, CV_AUDIT_HASH_BYTES) == 0;
 	memcpy(w->prev, r->hash, CV_AUDIT_HASH_BYTES);
 	w->expect++;
 	return CV_OK;
@@ -184,23 +189,35 @@ static void walk_chain(cv_store_t *s, walk_t *w, void (*progress)(void *, int64_
 	}
 }
 
-/* After the walk: the head and every checkpoint must lie within the chain. */
+/* After the walk: the head read before it must be in the chain with the
+ * hash it recorded; the head read after it must cover every record walked
+ * (a record the head never recorded was put there by hand), and match the
+ * last one when it is at it. Records appended by a serving server in
+ * between are fine. Every checkpoint must lie within the chain. */
 static void check_end(cv_store_t *s, walk_t *w)
 {
-	int64_t count = w->expect - 1, head = 0;
-	uint8_t hash[CV_AUDIT_HASH_BYTES];
-	cv_rc rc = cv_store_audit_head(s, &head, hash);
-	if (rc && !w->bad) /* a head that cannot be read (its row removed) is not a trail found whole */
-		snprintf(fail(w, 0), WHAT, "the store's head could not be read (%s): where the trail ends is unknown",
-			 cv_rc_str(rc));
-	else if (!w->bad) {
-		if (head > count)
-			snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but the store's head says %lld: "
-				 "the records after it were removed (truncated)", (long long)count, (long long)head);
-		else if (head < count || memcmp(hash, w->prev, CV_AUDIT_HASH_BYTES) != 0)
-			snprintf(fail(w, head + 1), WHAT, "the store's head (record %lld) does not match the trail's last "
-				 "record %lld", (long long)head, (long long)count);
+	int64_t count = w->expect - 1, now = 0;
+	uint8_t now_hash[CV_AUDIT_HASH_BYTES];
+	if (w->bad)
+		return;
+	if (w->head >= 0 && cv_store_audit_head(s, &now, now_hash) == CV_OK && count > w->out->base &&
+	    (now < count || (now == count && memcmp(now_hash, w->prev, CV_AUDIT_HASH_BYTES) != 0))) {
+		if (now < count)
+			snprintf(fail(w, now + 1), WHAT, "records %lld to %lld are past the store's head (%lld): they "
+				 "were added to the trail by hand", (long long)now + 1, (long long)count, (long long)now);
+		else
+			snprintf(fail(w, count), WHAT, "record %lld is not the one the store's head recorded",
+				 (long long)count);
+		return;
 	}
+	if (w->head < 0)
+		snprintf(fail(w, 0), WHAT, "the store's head could not be read: where the trail ends is unknown");
+	else if (w->head > count)
+		snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but the store's head says %lld: "
+			 "the records after it were removed (truncated)", (long long)count, (long long)w->head);
+	else if (w->head > w->out->base && !w->head_matched)
+		snprintf(fail(w, w->head), WHAT, "record %lld is not the one the store's head recorded: the trail "
+			 "was rewritten there", (long long)w->head);
 	for (size_t i = 0; i < w->cps->n && !w->bad; i++)
 		if (w->cps->v[i].c.pos > count)
 			snprintf(fail(w, count + 1), WHAT, "the trail ends at record %lld but %s signed checkpoint covers "
@@ -218,7 +235,7 @@ static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
 	cv_buf_init(&line, 4096);
 	cv_rc rc = cv_store_meta_get(s, CV_AUDIT_META_BASE, &line);
 	if (rc == CV_OK && (cv_audit_checkpoint_parse(line.data ? line.data : "", line.len, &base) ||
-			    (cv_audit_checkpoint_message(&base, msg), !pub) ||
+			    (cv_audit_base_message(&base, msg), !pub) ||
 			    memcmp(base.key, pub, CV_SIGN_PUBLIC_BYTES) != 0 ||
 			    cv_crypto_sign_verify(base.key, msg, strlen(msg), base.sig) != CV_OK)) {
 		snprintf(fail(w, 1), WHAT, "the trail's base (where it starts after an archive) is not signed by this "
@@ -280,10 +297,11 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 			check_signatures(&w, key);
 		if (!w.bad)
 			chain_base(s, &w, key);
+		if (!w.bad && cv_store_audit_head(s, &w.head, w.head_hash))
+			w.head = -1;
 		if (!w.bad)
 			walk_chain(s, &w, progress, arg);
-		if (!w.bad)
-			check_end(s, &w);
+		check_end(s, &w);
 	} else {
 		out->ok = false;
 		if (!out->what[0])

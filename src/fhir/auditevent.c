@@ -257,7 +257,8 @@ static json_object *report_agents(page_t *pg, json_object *rec, bool *disclosure
 		bool app = system && strstr(system, "/client");
 		const char *display = ref && strncmp(ref, "Practitioner/", 13) == 0 ? staff_name(pg, ref)
 				      : app ? cv_pool_printf(pg->ex->pool, "application %s", str_of(ident, "value"))
-				      : ref && strncmp(ref, "Patient/", 8) == 0 ? "you" : NULL;
+				      : ref && strncmp(ref, "Patient/", 8) == 0 && strcmp(ref + 8, pg->patient) == 0 ? "you"
+				      : ref && strncmp(ref, "Patient/", 8) == 0 ? "a patient" : NULL;
 		if (json_object_object_get_ex(a, "role", &role))
 			json_object_object_add(na, "role", json_object_get(role));
 		json_object *nw = json_object_new_object();

@@ -107,6 +107,10 @@ int cv_fhir_access(cv_exchange_t *ex, cv_access_t **out);
  * remembered). */
 void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj);
 
+/* Notes the patients of stored version v of id (a tombstone: of the version
+ * it deleted) for the audit trail, without naming the resource. */
+void cv_fhir_audit_patients_of(cv_exchange_t *ex, const cv_store_version_t *v, const char *id);
+
 cv_rc cv_fhir_parse_stored(const cv_store_version_t *v, cv_pool_t *pool, json_object **out);
 
 /* The text a conditional create's claim is named after: type and criteria,

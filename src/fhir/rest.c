@@ -100,13 +100,38 @@ cv_rc cv_fhir_visible(cv_exchange_t *ex, cv_access_t *acc, cv_action act, const 
 	return cv_access_check_stored(acc, act, v->type, v->seq, o, out, &ex->decision);
 }
 
+/* The patients of a stored version (a tombstone's: those of the version it
+ * deleted); rc CV_E_NOTFOUND when there is none to say. */
+static cv_rc stored_patients(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj,
+			     const char ***pats, size_t *n)
+{
+	cv_store_version_t prev;
+	if (v->deleted) {
+		if (v->version <= 1 || !id || cv_store_read(ctx(ex)->store, v->type, id, v->version - 1, ex->pool, &prev))
+			return CV_E_NOTFOUND;
+		return stored_patients(ex, &prev, id, NULL, pats, n);
+	}
+	cv_rc rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, pats, n);
+	if (rc == CV_E_NOTFOUND && !obj && (obj = stored(ex, v)))
+		rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, pats, n);
+	return rc;
+}
+
+void cv_fhir_audit_patients_of(cv_exchange_t *ex, const cv_store_version_t *v, const char *id)
+{
+	const char **pats = NULL;
+	size_t n = 0;
+	if (v->version > 0 && stored_patients(ex, v, id, NULL, &pats, &n) == CV_OK)
+		for (size_t i = 0; i < n; i++)
+			cv_audit_patient(ex, pats[i]);
+}
+
 void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj)
 {
 	const char **pats = NULL;
 	size_t n = 0;
-	cv_rc rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, &pats, &n);
-	if (rc == CV_E_NOTFOUND && !v->deleted && (obj = stored(ex, v)))
-		rc = cv_policy_patients(ctx(ex)->policy, v->type, v->seq, obj, ex->pool, &pats, &n);
+	cv_rc rc = v->seq > 0 || v->deleted ? stored_patients(ex, v, id, obj, &pats, &n)
+					    : cv_policy_patients(ctx(ex)->policy, v->type, 0, obj, ex->pool, &pats, &n);
 	cv_audit_resource(ex, v->type, id, v->version, rc ? NULL : pats, rc ? 0 : n);
 	if (cv_access_broke_glass(ex->access)) /* the decision on it relied on break-glass */
 		cv_audit_break_glass(ex);
@@ -426,6 +451,8 @@ static void audit_write(wctx_t *c, const cv_store_version_t *cur)
 		return cv_fhir_audit_shown(c->ex, cur, c->id, NULL);
 	cv_store_version_t next = { .type = c->type, .version = cur->version + 1 };
 	cv_fhir_audit_shown(c->ex, &next, c->id, c->obj);
+	if (cur->version > 0 && !cur->deleted) /* an update that moves it: the patients it leaves too */
+		cv_fhir_audit_patients_of(c->ex, cur, c->id);
 }
 
 /* Submits the write as one group with its audit record (and the claim of a

@@ -102,6 +102,16 @@ static cv_rc list_one(void *arg, const cv_account_t *a)
 	return CV_OK;
 }
 
+/* "user-disable", ...: the action from the URL when it is a word, else "<what>-action"
+ * (a URL segment goes into the trail's searchable columns only when it is one). */
+static const char *action_subtype(cv_exchange_t *ex, const char *what)
+{
+	const char *a = ex->args[1] ? ex->args[1] : "";
+	size_t n = strlen(a);
+	bool word = n && n <= 32 && strspn(a, "abcdefghijklmnopqrstuvwxyz-") == n;
+	return cv_pool_printf(ex->pool, "%s-%s", what, word ? a : "action");
+}
+
 void cv_admin_users_list(cv_exchange_t *ex)
 {
 	cv_audit_kind(ex, CV_AUDIT_SECURITY, "users-listed", 'R');
@@ -217,7 +227,7 @@ void cv_admin_user_read(cv_exchange_t *ex)
 
 void cv_admin_user_action(cv_exchange_t *ex)
 {
-	cv_audit_kind(ex, CV_AUDIT_SECURITY, cv_pool_printf(ex->pool, "user-%.32s", ex->args[1]), 'U');
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, action_subtype(ex, "user"), 'U');
 	cv_audit_target(ex, ex->args[0]);
 	cv_users_action act;
 	if (cv_users_action_parse(ex->args[1], &act)) {
@@ -423,7 +433,7 @@ void cv_admin_client_read(cv_exchange_t *ex)
 
 void cv_admin_client_action(cv_exchange_t *ex)
 {
-	cv_audit_kind(ex, CV_AUDIT_SECURITY, cv_pool_printf(ex->pool, "client-%.32s", ex->args[1]), 'U');
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, action_subtype(ex, "client"), 'U');
 	cv_audit_target(ex, ex->args[0]);
 	bool disable = strcmp(ex->args[1], "disable") == 0;
 	if (!disable && strcmp(ex->args[1], "enable") != 0) {

@@ -53,6 +53,8 @@ static int is_fhir(cv_action a)
  * its own interaction. */
 static int client_grants(const cv_principal_t *p, cv_action a, const char *type, const char *id)
 {
+	if (type && strcmp(type, "AuditEvent") == 0 && !cv_rules_scope_names(p->scope, CV_SCOPE_SYSTEM, "AuditEvent"))
+		return 0; /* the trail (staff logins, addresses, reasons) only for a scope that names it */
 	if (a == CV_ACT_FHIR_BUNDLE)
 		return p->scope && cv_scope_perms(p->scope, CV_SCOPE_SYSTEM, NULL) != 0;
 	if (a == CV_ACT_FHIR_DELETE && cv_access_immutable(type))

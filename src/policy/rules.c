@@ -275,6 +275,24 @@ static cv_rc granular_one(void *arg, const cv_scope_t *sc, const char *text)
 	return CV_OK;
 }
 
+static cv_rc named_one(void *arg, const cv_scope_t *sc, const char *text)
+{
+	granular_walk_t *w = arg;
+	(void)text;
+	if (sc->kind == CV_SCOPE_RESOURCE && sc->ctx == w->ctx && !sc->query && strcmp(sc->type, w->type) == 0 &&
+	    (sc->perms & (CV_SCOPE_R | CV_SCOPE_S)))
+		w->found = true;
+	return CV_OK;
+}
+
+bool cv_rules_scope_names(const char *scopes, cv_scope_ctx ctx, const char *type)
+{
+	granular_walk_t w = { .ctx = ctx, .type = type };
+	if (!scopes || cv_scope_each(scopes, named_one, &w, NULL, 0))
+		return false;
+	return w.found;
+}
+
 bool cv_rules_scope_granular(const char *scopes, cv_scope_ctx ctx, const char *type)
 {
 	granular_walk_t w = { .ctx = ctx, .type = type };

@@ -80,6 +80,11 @@ bool cv_rules_scope_allows(const cv_policy_t *pol, const char *scopes, cv_scope_
 			   unsigned need, json_object *res);
 
 /* True when a scope of the list in context ctx on type (or "*") has a granular query. */
+/* True when a scope of the context names `type` itself (not "*") with read
+ * permission and no granular query: the audit trail is given to an app or
+ * service only by name, never with a wildcard. */
+bool cv_rules_scope_names(const char *scopes, cv_scope_ctx ctx, const char *type);
+
 bool cv_rules_scope_granular(const char *scopes, cv_scope_ctx ctx, const char *type);
 
 /* Route level: a person's token has a user/ or patient/ scope for the interaction on type. */

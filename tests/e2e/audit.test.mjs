@@ -473,6 +473,15 @@ test('AuditEvent search and read for the auditor; nobody writes the trail', asyn
   }
   const again = await aud.call('GET', `/fhir/AuditEvent/${one.f.id}`);
   assert.deepEqual(again.json, one.ae, 'the record is unchanged');
+  // a backend client reaches the trail only with a scope that names AuditEvent: system/*.cruds does not
+  for (const u of [`/fhir/AuditEvent?patient=${ID.P1}`, `/fhir/AuditEvent/${one.f.id}`, `/fhir/Patient/${ID.P1}/$access-report`]) {
+    const wild = await p.backend.call('GET', u);
+    if (wild.status !== 403) problems.push(`a system/*.cruds backend GET ${u.replace(/\?.*/, '?...')}: ${wild.status}, expected 403`);
+  }
+  const named = await addBackend(server, W.boot.call, `audit reader ${TAG}`, 'system/AuditEvent.rs');
+  const reader = principal(server, 'reader', { token: (await backendTokenRes(server, named)).token });
+  const rs = await reader.call('GET', `/fhir/AuditEvent?patient=${ID.P1}&_count=1`);
+  if (rs.status !== 200) problems.push(`a system/AuditEvent.rs backend searching the trail: ${rs.status}, expected 200`);
   // a patient and a doctor may not search the trail
   for (const who of ['patient1', 'doctor']) {
     const s = await p[who].call('GET', `/fhir/AuditEvent?patient=${ID.P1}`);

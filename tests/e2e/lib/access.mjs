@@ -116,7 +116,8 @@ export const APPS = {
 export const APP_CLIENT_SCOPE = `launch/patient openid fhirUser patient/*.rs user/*.rs patient/Observation.rs?category=${LAB}`;
 
 /** Backend services: actor → registered scope. */
-export const BACKENDS = { backend: 'system/*.cruds', backend_obs_ro: 'system/Observation.rs' };
+// the trail is given to a backend client only by name (system/*.cruds alone does not reach AuditEvent)
+export const BACKENDS = { backend: 'system/*.cruds system/AuditEvent.rs', backend_obs_ro: 'system/Observation.rs' };
 
 export const username = (actor) => `acc.${actor.replace(/_/g, '.')}`;
 

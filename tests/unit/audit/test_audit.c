@@ -1379,6 +1379,75 @@ static void alerts_are_raised_once_per_kind_and_agent(void **state)
 	cv_audit_free(a);
 }
 
+
+static cv_rc keep_last_checkpoint(void *arg, const cv_store_checkpoint_t *c)
+{
+	*(cv_store_checkpoint_t *)arg = *c;
+	return CV_OK;
+}
+
+/* Retention: records archived to a verified, signed file leave a chain that
+ * starts from a signed base; an ordinary checkpoint copied in as a base (to
+ * delete the oldest records unnoticed) is refused. */
+static void an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge(void **state)
+{
+	fx_t *f = *state;
+	cv_audit_config_t cfg;
+	cv_audit_t *a = NULL;
+	char err[256] = "", path[200];
+	trail_config(f, &cfg);
+	assert_int_equal(cv_audit_new(f->ts.s, f->ts.master, &cfg, &a, err, sizeof err), CV_OK);
+	for (int i = 1; i <= 12; i++)
+		assert_int_equal(put_plain(f, i), i);
+	assert_int_equal(cv_audit_checkpoint_now(a), CV_OK); /* a checkpoint at 12 */
+	/* everything so far is "old": archive it */
+	snprintf(path, sizeof path, "%s/archive.jsonl", f->ts.dir);
+	cv_audit_archived_t res;
+	assert_int_equal(cv_audit_archive(a, cv_time_now_us() + 1000000, path, &res), CV_OK);
+	assert_int_equal(res.first, 1);
+	assert_int_equal(res.last, 12);
+	for (int i = 13; i <= 15; i++)
+		assert_int_equal(put_plain(f, i), i);
+	cv_audit_verdict_t v;
+	assert_int_equal(cv_audit_verify_archive(path, NULL, &v), CV_OK);
+	assert_true(v.ok);
+	assert_int_equal(v.records, 12);
+	cv_audit_free(a);
+	cv_store_close(f->ts.s);
+	f->ts.s = NULL;
+	v = verify(f, false);
+	assert_true(v.ok);
+	assert_int_equal(v.base, 12);
+	assert_int_equal(v.records, 3);
+	/* an ordinary signed checkpoint put in place of the base (what an attacker who deletes the
+	 * oldest records would do with the checkpoint at the cut) does not pass as a base */
+	cv_store_t *raw = open_raw(f);
+	cv_store_checkpoint_t cp12 = { .pos = 0 };
+	cv_buf_t line;
+	cv_buf_init(&line, 4096);
+	assert_int_equal(cv_store_audit_checkpoints(raw, keep_last_checkpoint, &cp12), CV_OK);
+	assert_int_equal(cp12.pos, 12);
+	assert_int_equal(cv_audit_checkpoint_line(&cp12, &line), CV_OK);
+	cv_store_close(raw);
+	db_t d = db_open(f);
+	db_run(&d, "UPDATE cv_meta SET value = $1 WHERE name = 'audit.base'", line.data, line.len);
+	db_close(&d);
+	cv_buf_release(&line);
+	v = verify(f, false);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.what, "base"));
+	/* and a damaged archive is refused */
+	FILE *fp = fopen(path, "r+");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 200, SEEK_SET), 0);
+	int ch = fgetc(fp);
+	assert_int_equal(fseek(fp, 200, SEEK_SET), 0);
+	fputc(ch == 'A' ? 'B' : 'A', fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(cv_audit_verify_archive(path, NULL, &v), CV_OK);
+	assert_false(v.ok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1411,6 +1480,8 @@ int main(void)
 		cmocka_unit_test(a_checkpoint_line_round_trips),
 		cmocka_unit_test(a_malformed_checkpoint_line_is_refused),
 		cmocka_unit_test_setup_teardown(alerts_are_raised_once_per_kind_and_agent, setup, teardown),
+		cmocka_unit_test_setup_teardown(an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
