@@ -346,18 +346,24 @@ export async function registerClients(server) {
 
 const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
 
-/** A backend service access token (client_credentials with an RS384 assertion). */
-export async function backendToken(server, client) {
+/** A backend service access token and the answer that gave it: {token, res} (client_credentials
+ * with an RS384 assertion; res carries the X-Request-Id). */
+export async function backendTokenRes(server, client) {
   const now = Math.floor(Date.now() / 1000);
   const data = `${b64u({ alg: 'RS384', typ: 'JWT', kid: 'k1' })}.${b64u({
     iss: client.id, sub: client.id, aud: `${server.origin}/auth/token`, exp: now + 240, jti: crypto.randomUUID() })}`;
   const assertion = `${data}.${crypto.sign('sha384', Buffer.from(data), client.key.privateKey).toString('base64url')}`;
-  const r = await server.req('POST', '/auth/token', { token: '', headers: FORM, body: new URLSearchParams({
+  const res = await server.req('POST', '/auth/token', { token: '', headers: FORM, body: new URLSearchParams({
     grant_type: 'client_credentials', scope: client.scope,
     client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion,
   }).toString() });
-  assert.equal(r.status, 200, `backend token: ${r.status} ${r.json?.error ?? ''}`);
-  return r.json.access_token;
+  assert.equal(res.status, 200, `backend token: ${res.status} ${res.json?.error ?? ''}`);
+  return { token: res.json.access_token, res };
+}
+
+/** A backend service access token. */
+export async function backendToken(server, client) {
+  return (await backendTokenRes(server, client)).token;
 }
 
 /** The authorization-code flow in a stand-in browser; the token response. */

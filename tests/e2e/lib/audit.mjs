@@ -273,21 +273,7 @@ export async function httpsSink(dir) {
 
 // ---------------------------------------------------------------- OAuth with request ids
 
-const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
-
-/** A backend service token: {token, res} (res carries the X-Request-Id). */
-export async function backendTokenRes(server, client) {
-  const now = Math.floor(Date.now() / 1000);
-  const data = `${b64u({ alg: 'RS384', typ: 'JWT', kid: 'k1' })}.${b64u({
-    iss: client.id, sub: client.id, aud: `${server.origin}/auth/token`, exp: now + 240, jti: crypto.randomUUID() })}`;
-  const assertion = `${data}.${crypto.sign('sha384', Buffer.from(data), client.key.privateKey).toString('base64url')}`;
-  const res = await server.req('POST', '/auth/token', { token: '', headers: FORM, body: new URLSearchParams({
-    grant_type: 'client_credentials', scope: client.scope,
-    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion,
-  }).toString() });
-  assert.equal(res.status, 200, `backend token: ${res.status} ${res.json?.error ?? ''}`);
-  return { token: res.json.access_token, res };
-}
+export { backendTokenRes } from './access.mjs';
 
 /** Registers a backend client: {id, key, scope}. */
 export async function addBackend(server, admin, name, scope) {
