@@ -22,6 +22,7 @@
 
 #include "audit/audit.h"
 #include "core/time.h"
+#include "model/json.h"
 
 #define ARCHIVE_FORMAT "carevault-audit-archive-1"
 #define ARCHIVE_BATCH 5000
@@ -224,20 +225,11 @@ cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_au
 
 /* ---- reading ---------------------------------------------------------------- */
 
-static const char *jstr(json_object *o, const char *key)
+/* The string member k, or NULL (absent or not a string). */
+static const char *jstr(json_object *o, const char *k)
 {
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v) : NULL;
-}
-
-static int jint(json_object *o, const char *key, int64_t *out)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return 0;
-	*out = json_object_get_int64(v);
-	return 1;
+	int bad = 0;
+	return cv_json_member_string(o, k, &bad);
 }
 
 static const uint8_t *b64(const char *text, cv_pool_t *pool, size_t *len)
@@ -254,33 +246,34 @@ static const uint8_t *b64(const char *text, cv_pool_t *pool, size_t *len)
 	return copy;
 }
 
-static json_object *parse_line(const char *line, size_t len)
+/* One line as a JSON object (strict: duplicate keys and bad UTF-8 refused), or NULL. */
+static json_object *parse_line(const char *line, size_t len, cv_pool_t *pool)
 {
-	json_tokener *tok = json_tokener_new_ex(4);
-	if (!tok || len > LINE_MAX_BYTES) {
-		json_tokener_free(tok);
+	cv_json_limits_t lim;
+	json_object *o = NULL;
+	const char *err;
+	cv_json_limits_default(&lim);
+	lim.max_depth = 4;
+	lim.max_string = LINE_MAX_BYTES;
+	if (len > LINE_MAX_BYTES || cv_json_parse(line, len, &lim, pool, &o, &err))
+		return NULL;
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
 		return NULL;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	json_object *o = json_tokener_parse_ex(tok, line, (int)len);
-	if (o && (json_tokener_get_error(tok) != json_tokener_success || !json_object_is_type(o, json_type_object))) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
 	return o;
 }
 
 cv_rc cv_audit_archive_parse_row(const char *line, size_t len, cv_pool_t *pool, cv_store_audit_row_t *out)
 {
-	json_object *o = parse_line(line, len);
+	json_object *o = parse_line(line, len, pool);
 	int64_t outcome = 0, flags = 0;
 	const char *act;
 	memset(out, 0, sizeof *out);
 	cv_rc rc = CV_E_INVALID;
-	if (o && jint(o, "pos", &out->pos) && jint(o, "at_us", &out->at_us) && (act = jstr(o, "action")) &&
-	    strlen(act) == 1 && jint(o, "outcome", &outcome) && jint(o, "flags", &flags) && flags >= 0 &&
-	    jint(o, "nres", &out->nres) && jint(o, "npat", &out->npat) && jstr(o, "kind") && jstr(o, "subtype") &&
+	if (o && cv_json_member_int(o, "pos", &out->pos) && cv_json_member_int(o, "at_us", &out->at_us) && (act = jstr(o, "action")) &&
+	    strlen(act) == 1 && cv_json_member_int(o, "outcome", &outcome) && cv_json_member_int(o, "flags", &flags) && flags >= 0 &&
+	    cv_json_member_int(o, "nres", &out->nres) && cv_json_member_int(o, "npat", &out->npat) && jstr(o, "kind") && jstr(o, "subtype") &&
 	    jstr(o, "agent") && jstr(o, "id") && !cv_crypto_unhex(jstr(o, "prev"), out->prev, CV_AUDIT_HASH_BYTES) &&
 	    !cv_crypto_unhex(jstr(o, "hash"), out->hash, CV_AUDIT_HASH_BYTES)) {
 		out->action = act[0];
@@ -325,12 +318,15 @@ static const char *next_line(areader_t *r, size_t *len)
 static int read_header(areader_t *r, int64_t *first, uint8_t prev[CV_AUDIT_HASH_BYTES])
 {
 	size_t len;
+	cv_pool_t pool;
+	cv_pool_init(&pool, 0);
 	const char *line = next_line(r, &len);
-	json_object *o = line ? parse_line(line, len) : NULL;
+	json_object *o = line ? parse_line(line, len, &pool) : NULL;
 	const char *format = o ? jstr(o, "format") : NULL;
-	int ok = format && strcmp(format, ARCHIVE_FORMAT) == 0 && jint(o, "first", first) && *first >= 1 &&
+	int ok = format && strcmp(format, ARCHIVE_FORMAT) == 0 && cv_json_member_int(o, "first", first) && *first >= 1 &&
 		 !cv_crypto_unhex(jstr(o, "prev"), prev, CV_AUDIT_HASH_BYTES);
 	json_object_put(o);
+	cv_pool_release(&pool);
 	return ok;
 }
 

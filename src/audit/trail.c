@@ -18,6 +18,7 @@
 #include "audit/post.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "model/json.h"
 
 #define META_SIGN_KEY "key.audit-sign"  /* the Ed25519 seed, wrapped by the master key */
 #define META_PUBKEY "audit.pubkey"      /* its public key, plain: verification needs no secret */
@@ -94,13 +95,6 @@ static cv_rc load_sign_key(cv_audit_t *a, const cv_key_t *master, char *err, siz
 	return rc;
 }
 
-static cv_rc last_checkpoint(void *arg, const cv_store_checkpoint_t *c)
-{
-	cv_audit_t *a = arg;
-	a->last_pos = c->pos;
-	a->last_us = c->at_us;
-	return CV_OK;
-}
 
 cv_rc cv_audit_new(cv_store_t *s, const cv_key_t *master, const cv_audit_config_t *cfg, cv_audit_t **out,
 		   char *err, size_t errlen)
@@ -113,8 +107,14 @@ cv_rc cv_audit_new(cv_store_t *s, const cv_key_t *master, const cv_audit_config_
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	cv_rc rc = load_sign_key(a, master, err, errlen);
-	if (!rc)
-		rc = cv_store_audit_checkpoints(s, last_checkpoint, a);
+	cv_store_checkpoint_t last;
+	cv_rc lrc = rc ? rc : cv_store_audit_last_checkpoint(s, &last); /* where signing resumes */
+	if (!rc && !lrc) {
+		a->last_pos = last.pos;
+		a->last_us = last.at_us;
+	}
+	if (!rc && lrc != CV_E_NOTFOUND)
+		rc = lrc;
 	if (!rc)
 		rc = cv_alerts_new(&a->alerts);
 	if (rc) {
@@ -148,50 +148,38 @@ cv_rc cv_audit_checkpoint_line(const cv_store_checkpoint_t *c, cv_buf_t *out)
 			     (long long)c->pos, when, (long long)c->at_us, hash, key, sig);
 }
 
-static int get_int(json_object *o, const char *key, int64_t *out)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return 0;
-	*out = json_object_get_int64(v);
-	return *out > 0;
-}
-
-static const char *get_str(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
-		       ? json_object_get_string(v) : NULL;
-}
-
 /* The readable "at" (not signed) must say what the signed at_us says. */
 static int at_matches(json_object *o, int64_t at_us)
 {
 	char when[40];
-	const char *at = get_str(o, "at");
+	int bad = 0;
+	const char *at = cv_json_member_string(o, "at", &bad);
 	cv_time_format_instant(at_us, when, sizeof when);
-	return !at || strcmp(at, when) == 0;
+	return !bad && (!at || strcmp(at, when) == 0);
 }
 
 cv_rc cv_audit_checkpoint_parse(const char *line, size_t len, cv_store_checkpoint_t *out)
 {
+	cv_json_limits_t lim;
+	cv_pool_t pool;
+	json_object *o = NULL;
+	const char *err;
+	int bad = 0;
+	memset(out, 0, sizeof *out);
 	if (len > 4096)
 		return CV_E_INVALID;
-	json_tokener *tok = json_tokener_new_ex(4);
-	if (!tok)
-		return CV_E_NOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	json_object *o = json_tokener_parse_ex(tok, line, (int)len);
+	cv_json_limits_default(&lim);
+	lim.max_depth = 4;
+	cv_pool_init(&pool, 0);
 	cv_rc rc = CV_E_INVALID;
-	memset(out, 0, sizeof *out);
-	if (o && json_tokener_get_error(tok) == json_tokener_success && json_object_is_type(o, json_type_object) &&
-	    get_int(o, "pos", &out->pos) && get_int(o, "at_us", &out->at_us) &&
-	    !cv_crypto_unhex(get_str(o, "hash"), out->hash, sizeof out->hash) &&
-	    !cv_crypto_unhex(get_str(o, "key"), out->key, sizeof out->key) &&
-	    !cv_crypto_unhex(get_str(o, "sig"), out->sig, sizeof out->sig) && at_matches(o, out->at_us))
+	if (cv_json_parse(line, len, &lim, &pool, &o, &err) == CV_OK && json_object_is_type(o, json_type_object) && cv_json_member_int(o, "pos", &out->pos) && out->pos > 0 &&
+	    cv_json_member_int(o, "at_us", &out->at_us) && out->at_us > 0 &&
+	    !cv_crypto_unhex(cv_json_member_string(o, "hash", &bad), out->hash, sizeof out->hash) &&
+	    !cv_crypto_unhex(cv_json_member_string(o, "key", &bad), out->key, sizeof out->key) &&
+	    !cv_crypto_unhex(cv_json_member_string(o, "sig", &bad), out->sig, sizeof out->sig) && at_matches(o, out->at_us))
 		rc = CV_OK;
 	json_object_put(o);
-	json_tokener_free(tok);
+	cv_pool_release(&pool);
 	return rc;
 }
 

@@ -172,22 +172,24 @@ static int cmd_verify(audit_cmd_t *c)
 }
 
 /* The public key of the store, when one is recorded (NULL otherwise). */
-static const uint8_t *store_pubkey(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES])
+/* The audit public key recorded in the store of c: CV_OK, CV_E_NOTFOUND
+ * (no key yet), or the store's failure with err set. */
+static cv_rc store_pubkey(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES], char *err, size_t errlen)
 {
-	char err[512];
 	cv_store_t *s = NULL;
 	cv_buf_t pub;
-	const uint8_t *ret = NULL;
-	if (!c->cfg.data_dir[0] || cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, sizeof err))
-		return NULL;
+	cv_rc rc = cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, errlen);
+	if (rc)
+		return rc;
 	cv_buf_init(&pub, 64);
-	if (cv_store_meta_get(s, "audit.pubkey", &pub) == CV_OK && pub.len == CV_SIGN_PUBLIC_BYTES) {
+	rc = cv_store_meta_get(s, "audit.pubkey", &pub);
+	if (!rc && pub.len != CV_SIGN_PUBLIC_BYTES)
+		rc = CV_E_NOTFOUND;
+	if (!rc)
 		memcpy(out, pub.data, CV_SIGN_PUBLIC_BYTES);
-		ret = out;
-	}
 	cv_buf_release(&pub);
 	cv_store_close(s);
-	return ret;
+	return rc;
 }
 
 static int cmd_verify_archive(audit_cmd_t *c)
@@ -196,7 +198,9 @@ static int cmd_verify_archive(audit_cmd_t *c)
 	cv_audit_verdict_t v;
 	if (c->pubkey && !parse_pubkey(c->pubkey, pub))
 		return bad("--pubkey takes the 64 hex digits carevault audit pubkey printed");
-	if (cv_audit_verify_archive(c->archive, c->pubkey ? pub : store_pubkey(c, pub), &v)) {
+	char err[512];
+	bool pinned = c->pubkey || (c->cfg.data_dir[0] && store_pubkey(c, pub, err, sizeof err) == CV_OK);
+	if (cv_audit_verify_archive(c->archive, pinned ? pub : NULL, &v)) {
 		fprintf(stderr, "carevault audit verify: %s\n", v.what);
 		return 1;
 	}
@@ -375,24 +379,17 @@ static int cmd_checkpoint(audit_cmd_t *c)
 static int cmd_pubkey(audit_cmd_t *c)
 {
 	char err[512] = "", hex[2 * CV_SIGN_PUBLIC_BYTES + 1];
-	cv_store_t *s = NULL;
-	if (cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, sizeof err)) {
-		fprintf(stderr, "carevault audit pubkey: %s\n", err);
-		return 1;
-	}
-	cv_buf_t pub;
-	cv_buf_init(&pub, 64);
-	cv_rc rc = cv_store_meta_get(s, "audit.pubkey", &pub);
-	bool have = !rc && pub.len == CV_SIGN_PUBLIC_BYTES;
-	if (have) {
-		cv_crypto_hex((const uint8_t *)pub.data, pub.len, hex);
-		printf("%s\n", hex);
-	} else {
+	uint8_t pub[CV_SIGN_PUBLIC_BYTES];
+	cv_rc rc = store_pubkey(c, pub, err, sizeof err);
+	if (rc == CV_E_NOTFOUND)
 		fprintf(stderr, "carevault audit pubkey: no audit key yet (serve once to make it)\n");
-	}
-	cv_buf_release(&pub);
-	cv_store_close(s);
-	return have ? 0 : 1;
+	else if (rc)
+		fprintf(stderr, "carevault audit pubkey: %s\n", err);
+	if (rc)
+		return 1;
+	cv_crypto_hex(pub, sizeof pub, hex);
+	printf("%s\n", hex);
+	return 0;
 }
 
 int cv_cli_audit(int argc, char **argv)

@@ -375,6 +375,15 @@ const char *cv_json_member_string(json_object *o, const char *k, int *bad)
 	return json_object_get_string(v);
 }
 
+int cv_json_member_int(json_object *o, const char *k, int64_t *out)
+{
+	json_object *v;
+	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int))
+		return 0;
+	*out = json_object_get_int64(v);
+	return 1;
+}
+
 cv_rc cv_json_tag_subsetted(json_object *meta)
 {
 	json_object *tags, *tag = json_object_new_object();

@@ -56,4 +56,7 @@ cv_rc cv_json_tag_subsetted(json_object *meta);
  * but not a string, NULL and *bad set to 1 (so callers can answer 400). */
 const char *cv_json_member_string(json_object *o, const char *k, int *bad);
 
+/* The integer member k of object o into *out: 1 when it is one, else 0. */
+int cv_json_member_int(json_object *o, const char *k, int64_t *out);
+
 #endif

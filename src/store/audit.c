@@ -162,7 +162,20 @@ cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HAS
 
 cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg)
 {
-	return s->ops->audit_checkpoints(s->be, fn, arg);
+	return s->ops->audit_checkpoints(s->be, false, fn, arg);
+}
+
+static cv_rc keep_checkpoint(void *arg, const cv_store_checkpoint_t *c)
+{
+	*(cv_store_checkpoint_t *)arg = *c;
+	return CV_OK;
+}
+
+cv_rc cv_store_audit_last_checkpoint(cv_store_t *s, cv_store_checkpoint_t *out)
+{
+	out->pos = 0;
+	cv_rc rc = s->ops->audit_checkpoints(s->be, true, keep_checkpoint, out);
+	return rc ? rc : out->pos ? CV_OK : CV_E_NOTFOUND;
 }
 
 typedef struct open_ctx {

@@ -47,7 +47,8 @@ typedef struct cv_backend_ops {
 	 * (bodies sealed), the recorded head, and the checkpoints. */
 	cv_rc (*audit_rows)(cv_backend_t *b, const struct cv_sql *sql, cv_pool_t *pool, cv_store_audit_fn fn, void *arg);
 	cv_rc (*audit_head)(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES]);
-	cv_rc (*audit_checkpoints)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg);
+	cv_rc (*audit_checkpoints)(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c),
+				   void *arg);
 } cv_backend_ops_t;
 
 /* The head of the chain while a batch is applied: a back end reads it from

@@ -158,6 +158,7 @@ static const struct {
 	{ "audit_prune_keys", "DELETE FROM cv_audit_key WHERE pos <= $1::bigint" },
 	{ "audit_prune", "DELETE FROM cv_audit WHERE pos <= $1::bigint" },
 	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
+	{ "audit_checkpoint_last", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos DESC LIMIT 1" },
 };
 
 /* Server notices ("relation already exists, skipping" from the idempotent
@@ -1093,10 +1094,11 @@ static cv_rc pg_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_
 	return rc;
 }
 
-static cv_rc pg_audit_checkpoints(cv_backend_t *b, cv_rc (*fn)(void *, const cv_store_checkpoint_t *), void *arg)
+static cv_rc pg_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
+				  void *arg)
 {
 	PGresult *r = NULL;
-	cv_rc rc = run_read(b, "audit_checkpoints", 0, NULL, NULL, NULL, &r);
+	cv_rc rc = run_read(b, last_only ? "audit_checkpoint_last" : "audit_checkpoints", 0, NULL, NULL, NULL, &r);
 	for (int i = 0; !rc && i < PQntuples(r); i++) {
 		cv_store_checkpoint_t c = { .pos = get_i64(r, i, 0), .at_us = get_i64(r, i, 1) };
 		if (PQgetlength(r, i, 2) == CV_AUDIT_HASH_BYTES && PQgetlength(r, i, 3) == 32 && PQgetlength(r, i, 4) == 64) {

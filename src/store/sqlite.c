@@ -1065,11 +1065,13 @@ static cv_rc sqlite_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AU
 	return rc;
 }
 
-static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, cv_rc (*fn)(void *, const cv_store_checkpoint_t *), void *arg)
+static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
+				      void *arg)
 {
 	rconn_t *r = reader_take(b);
 	sqlite3_stmt *st = NULL;
-	cv_rc rc = prepare(r->db, "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos", &st);
+	cv_rc rc = prepare(r->db, last_only ? "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos DESC LIMIT 1"
+					    : "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos", &st);
 	int s = SQLITE_DONE;
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		cv_store_checkpoint_t c = { .pos = sqlite3_column_int64(st, 0), .at_us = sqlite3_column_int64(st, 1) };

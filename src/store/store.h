@@ -366,6 +366,9 @@ cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HAS
 /* Every checkpoint in the store, in position order. */
 cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg);
 
+/* The latest checkpoint (one index probe). CV_E_NOTFOUND when there is none. */
+cv_rc cv_store_audit_last_checkpoint(cv_store_t *s, cv_store_checkpoint_t *out);
+
 #define CV_AUDIT_QUERY_KEYS 4
 
 /* A search of the trail, newest first. Unset fields (NULL, 0, -1 for

@@ -335,13 +335,18 @@ export async function registerClients(server) {
   assert.equal(app.status, 201, `app client: ${app.status} ${diag(app)}`);
   const backends = {};
   for (const [name, scope] of Object.entries(BACKENDS)) {
-    const key = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const jwks = { keys: [{ ...key.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS384', use: 'sig' }] };
-    const r = await server.req('POST', '/admin/clients', { headers: J, body: { name: `access ${name}`, type: 'backend', jwks, scope } });
-    assert.equal(r.status, 201, `backend client ${name}: ${r.status} ${diag(r)}`);
-    backends[name] = { id: r.json.client_id ?? r.json.id, key, scope };
+    backends[name] = await addBackend(server, (m, p, o) => server.req(m, p, o), `access ${name}`, scope);
   }
   return { app: { id: app.json.client_id ?? app.json.id }, backends };
+}
+
+/** Registers a backend client (RS384 key) through admin(method, path, opts): {id, key, scope, res}. */
+export async function addBackend(server, admin, name, scope) {
+  const key = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwks = { keys: [{ ...key.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS384', use: 'sig' }] };
+  const res = await admin('POST', '/admin/clients', { headers: J, body: { name, type: 'backend', jwks, scope } });
+  assert.equal(res.status, 201, `backend client ${name}: ${res.status} ${diag(res)}`);
+  return { id: res.json.client_id ?? res.json.id, key, scope, res };
 }
 
 const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
@@ -367,7 +372,12 @@ export async function backendToken(server, client) {
 }
 
 /** The authorization-code flow in a stand-in browser; the token response. */
-export async function smartToken(server, clientId, acct, { scope, patient }) {
+export async function smartToken(server, clientId, acct, opts) {
+  return (await smartTokenRes(server, clientId, acct, opts)).tok;
+}
+
+/** The same, with the token endpoint's answer: {tok, res} (res carries the X-Request-Id). */
+export async function smartTokenRes(server, clientId, acct, { scope, patient }) {
   const b = new Browser({ ca: server.ca });
   const verifier = crypto.randomBytes(48).toString('base64url');
   const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
@@ -392,7 +402,7 @@ export async function smartToken(server, clientId, acct, { scope, patient }) {
   const r = await server.req('POST', '/auth/token', { token: '', headers: { ...FORM, accept: 'application/json' },
     body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: CB_URI, code_verifier: verifier, client_id: clientId }).toString() });
   assert.equal(r.status, 200, `token for ${acct.username}: ${r.status} ${r.json?.error ?? ''}`);
-  return r.json;
+  return { tok: r.json, res: r };
 }
 
 /**

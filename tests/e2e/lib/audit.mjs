@@ -11,8 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import { Browser, parseForms } from './browser.mjs';
-import { CB_URI, PASSWORD } from './access.mjs';
+import { smartTokenRes } from './access.mjs';
 
 export const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 export const J = { 'content-type': 'application/json' };
@@ -275,37 +274,7 @@ export async function httpsSink(dir) {
 
 export { backendTokenRes } from './access.mjs';
 
-/** Registers a backend client: {id, key, scope}. */
-export async function addBackend(server, admin, name, scope) {
-  const key = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwks = { keys: [{ ...key.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS384', use: 'sig' }] };
-  const res = await admin('POST', '/admin/clients', { headers: J, body: { name, type: 'backend', jwks, scope } });
-  assert.equal(res.status, 201, `backend client ${name}: ${res.status}`);
-  return { id: res.json.client_id ?? res.json.id, key, scope, res };
-}
+export { addBackend } from './access.mjs';
 
-/** The authorization-code flow for a patient account (no TOTP): {tok, res (token response), authorizeRes}. */
-export async function smartCodeFlow(server, clientId, acct, scope) {
-  const b = new Browser({ ca: server.ca });
-  const verifier = crypto.randomBytes(48).toString('base64url');
-  const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
-  const q = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: CB_URI, scope,
-    state: crypto.randomBytes(8).toString('hex'), aud: server.base, code_challenge: challenge, code_challenge_method: 'S256' });
-  const form = (html, what) => {
-    const f = parseForms(html).filter((x) => x.method === 'post' && x.action.replace(/^https?:\/\/[^/]+/, '') === '/auth/authorize');
-    assert.equal(f.length, 1, `${what}: the authorization form`);
-    return f[0];
-  };
-  const page = await b.get(`${server.origin}/auth/authorize?${q}`);
-  assert.equal(page.status, 200, `authorize page: ${page.status}`);
-  const consentPage = await b.submit(page.url, form(page.body, 'login page'), { fields: { username: acct.username, password: PASSWORD } });
-  assert.equal(consentPage.status, 200, `sign-in: ${consentPage.status}`);
-  const done = await b.submit(consentPage.url, form(consentPage.body, 'consent page'), { fields: {}, button: ['decision', 'approve'] });
-  assert.equal(done.status, 302, `consent: ${done.status}`);
-  const code = new URL(done.location).searchParams.get('code');
-  assert.ok(code, 'a code');
-  const res = await server.req('POST', '/auth/token', { token: '', headers: { ...FORM, accept: 'application/json' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: CB_URI, code_verifier: verifier, client_id: clientId }).toString() });
-  assert.equal(res.status, 200, `token: ${res.status} ${res.json?.error ?? ''}`);
-  return { tok: res.json, res };
-}
+/** The authorization-code flow for a patient account (no TOTP): {tok, res (token response)}. */
+export const smartCodeFlow = (server, clientId, acct, scope) => smartTokenRes(server, clientId, acct, { scope });
