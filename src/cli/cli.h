@@ -25,6 +25,9 @@ int cv_cli_user(int argc, char **argv);
 /* `carevault client`: argv[0] is "client". Returns the exit code. */
 int cv_cli_client(int argc, char **argv);
 
+/* `carevault patient erase`: argv[0] is "patient". Returns the exit code. */
+int cv_cli_patient(int argc, char **argv);
+
 /* `carevault audit`: argv[0] is "audit". Returns the exit code. */
 int cv_cli_audit(int argc, char **argv);
 

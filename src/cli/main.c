@@ -99,6 +99,8 @@ static void usage(FILE *out)
 		"  import   load transaction Bundles or NDJSON files (resumable, with progress)\n"
 		"  user     add, list, disable, enable user accounts; reset MFA; revoke sessions\n"
 		"  client   register OAuth clients (backend services); list, disable, enable\n"
+		"  audit    verify, export, archive the audit trail; sign a checkpoint\n"
+		"  patient  erase a patient for good (crypto-shredding of their data keys)\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -552,6 +554,8 @@ int main(int argc, char **argv)
 		return cv_cli_client(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cv_cli_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "patient") == 0)
+		return cv_cli_patient(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

@@ -13,15 +13,37 @@
 
 #define SEAL_MAGIC0 'C'
 #define SEAL_MAGIC1 'V'
-#define SEAL_VERSION 1
-#define SEAL_HEADER (3 + 4)
+#define SEAL_VERSION 1     /* a 4-byte key id */
+#define SEAL_VERSION_KID 2 /* a 16-byte key id */
 #define NONCE_BYTES crypto_aead_aes256gcm_NPUBBYTES
 
 struct cv_key {
 	crypto_aead_aes256gcm_state st; /* expanded AES key (must stay first: alignment) */
 	uint8_t raw[CV_KEY_BYTES];      /* the key bytes, for HMAC */
-	uint32_t id;                    /* key id written into blobs */
+	uint8_t kid[CV_KID_BYTES];      /* key id written into blobs (a short id: 12 zero bytes first) */
 };
+
+/* A short (format 1) id is a 16-byte id whose first 12 bytes are zero. */
+static int kid_is_short(const uint8_t kid[CV_KID_BYTES])
+{
+	static const uint8_t zero[CV_KID_BYTES - 4];
+	return memcmp(kid, zero, sizeof zero) == 0;
+}
+
+static void kid_from_short(uint32_t id, uint8_t kid[CV_KID_BYTES])
+{
+	memset(kid, 0, CV_KID_BYTES);
+	kid[12] = (uint8_t)(id >> 24);
+	kid[13] = (uint8_t)(id >> 16);
+	kid[14] = (uint8_t)(id >> 8);
+	kid[15] = (uint8_t)id;
+}
+
+/* The header length of a blob sealed under k. */
+static size_t seal_header(const cv_key_t *k)
+{
+	return kid_is_short(k->kid) ? 3 + 4 : 3 + CV_KID_BYTES;
+}
 
 cv_rc cv_crypto_init(char *err, size_t errlen)
 {
@@ -70,22 +92,20 @@ cv_rc cv_crypto_master_create(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-static cv_rc key_new(uint32_t id, cv_key_t **out)
+cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out)
+{
+	uint8_t kid[CV_KID_BYTES];
+	kid_from_short(id, kid);
+	return cv_crypto_key_from_bytes_kid(bytes, kid, out);
+}
+
+cv_rc cv_crypto_key_from_bytes_kid(const uint8_t bytes[CV_KEY_BYTES], const uint8_t kid[CV_KID_BYTES],
+				   cv_key_t **out)
 {
 	cv_key_t *k = sodium_malloc(sizeof *k);
 	if (!k)
 		return CV_E_NOMEM;
-	k->id = id;
-	*out = k;
-	return CV_OK;
-}
-
-cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out)
-{
-	cv_key_t *k = NULL;
-	cv_rc rc = key_new(id, &k);
-	if (rc)
-		return rc;
+	memcpy(k->kid, kid, CV_KID_BYTES);
 	memcpy(k->raw, bytes, CV_KEY_BYTES);
 	crypto_aead_aes256gcm_beforenm(&k->st, k->raw);
 	sodium_mprotect_readonly(k);
@@ -128,6 +148,11 @@ out:
 	return rc;
 }
 
+cv_rc cv_crypto_key_dup(const cv_key_t *k, cv_key_t **out)
+{
+	return cv_crypto_key_from_bytes_kid(k->raw, k->kid, out);
+}
+
 void cv_key_free(cv_key_t *k)
 {
 	if (k)
@@ -136,26 +161,50 @@ void cv_key_free(cv_key_t *k)
 
 uint32_t cv_key_id(const cv_key_t *k)
 {
-	return k->id;
+	return (uint32_t)k->kid[12] << 24 | (uint32_t)k->kid[13] << 16 | (uint32_t)k->kid[14] << 8 | k->kid[15];
+}
+
+void cv_key_kid(const cv_key_t *k, uint8_t kid[CV_KID_BYTES])
+{
+	memcpy(kid, k->kid, CV_KID_BYTES);
+}
+
+void cv_crypto_kid_new(uint8_t kid[CV_KID_BYTES])
+{
+	do
+		randombytes_buf(kid, CV_KID_BYTES);
+	while (kid_is_short(kid));
+}
+
+cv_rc cv_crypto_key_generate(const uint8_t kid[CV_KID_BYTES], cv_key_t **out)
+{
+	uint8_t raw[CV_KEY_BYTES];
+	randombytes_buf(raw, sizeof raw);
+	cv_rc rc = cv_crypto_key_from_bytes_kid(raw, kid, out);
+	sodium_memzero(raw, sizeof raw);
+	return rc;
 }
 
 cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void *pt, size_t ptlen,
 		     cv_buf_t *out)
 {
-	if (ptlen > SIZE_MAX - CV_SEAL_OVERHEAD)
+	size_t header = seal_header(k);
+	if (ptlen > SIZE_MAX - CV_SEAL_OVERHEAD_MAX)
 		return CV_E_LIMIT;
 	uint8_t *blob = NULL;
-	cv_rc rc = cv_buf_extend(out, ptlen + CV_SEAL_OVERHEAD, (void **)&blob);
+	cv_rc rc = cv_buf_extend(out, ptlen + header + NONCE_BYTES + crypto_aead_aes256gcm_ABYTES, (void **)&blob);
 	if (rc)
 		return rc;
 	blob[0] = SEAL_MAGIC0;
 	blob[1] = SEAL_MAGIC1;
-	blob[2] = SEAL_VERSION;
-	blob[3] = (uint8_t)(k->id >> 24);
-	blob[4] = (uint8_t)(k->id >> 16);
-	blob[5] = (uint8_t)(k->id >> 8);
-	blob[6] = (uint8_t)k->id;
-	uint8_t *nonce = blob + SEAL_HEADER;
+	if (header == 3 + 4) {
+		blob[2] = SEAL_VERSION;
+		memcpy(blob + 3, k->kid + 12, 4);
+	} else {
+		blob[2] = SEAL_VERSION_KID;
+		memcpy(blob + 3, k->kid, CV_KID_BYTES);
+	}
+	uint8_t *nonce = blob + header;
 	randombytes_buf(nonce, NONCE_BYTES);
 	unsigned long long clen = 0;
 	crypto_aead_aes256gcm_encrypt_afternm(nonce + NONCE_BYTES, &clen, pt, ptlen, ad, adlen, NULL,
@@ -163,24 +212,39 @@ cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void
 	return CV_OK;
 }
 
+cv_rc cv_crypto_blob_kid(const uint8_t *blob, size_t len, uint8_t kid[CV_KID_BYTES])
+{
+	if (len < CV_SEAL_OVERHEAD || blob[0] != SEAL_MAGIC0 || blob[1] != SEAL_MAGIC1)
+		return CV_E_CRYPTO;
+	if (blob[2] == SEAL_VERSION) {
+		memset(kid, 0, CV_KID_BYTES);
+		memcpy(kid + 12, blob + 3, 4);
+		return CV_OK;
+	}
+	if (blob[2] != SEAL_VERSION_KID || len < CV_SEAL_OVERHEAD_MAX || kid_is_short(blob + 3))
+		return CV_E_CRYPTO;
+	memcpy(kid, blob + 3, CV_KID_BYTES);
+	return CV_OK;
+}
+
 cv_rc cv_crypto_blob_key_id(const uint8_t *blob, size_t len, uint32_t *id)
 {
-	if (len < CV_SEAL_OVERHEAD || blob[0] != SEAL_MAGIC0 || blob[1] != SEAL_MAGIC1 ||
-	    blob[2] != SEAL_VERSION)
+	uint8_t kid[CV_KID_BYTES];
+	if (cv_crypto_blob_kid(blob, len, kid) || !kid_is_short(kid))
 		return CV_E_CRYPTO;
-	*id = (uint32_t)blob[3] << 24 | (uint32_t)blob[4] << 16 | (uint32_t)blob[5] << 8 | blob[6];
+	*id = (uint32_t)kid[12] << 24 | (uint32_t)kid[13] << 16 | (uint32_t)kid[14] << 8 | kid[15];
 	return CV_OK;
 }
 
 cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint8_t *blob, size_t len,
 		     cv_buf_t *out)
 {
-	uint32_t id;
-	if (cv_crypto_blob_key_id(blob, len, &id) || id != k->id)
+	uint8_t kid[CV_KID_BYTES];
+	if (cv_crypto_blob_kid(blob, len, kid) || memcmp(kid, k->kid, CV_KID_BYTES) != 0)
 		return CV_E_CRYPTO;
-	const uint8_t *nonce = blob + SEAL_HEADER;
+	const uint8_t *nonce = blob + seal_header(k);
 	const uint8_t *ct = nonce + NONCE_BYTES;
-	size_t ctlen = len - SEAL_HEADER - NONCE_BYTES;
+	size_t ctlen = len - seal_header(k) - NONCE_BYTES;
 	size_t start = out->len;
 	uint8_t *pt = NULL;
 	cv_rc rc = cv_buf_extend(out, ctlen - crypto_aead_aes256gcm_ABYTES, (void **)&pt);
@@ -209,18 +273,32 @@ cv_rc cv_crypto_key_wrap_new(const cv_key_t *wrapping, const char *purpose, uint
 	return rc;
 }
 
+cv_rc cv_crypto_key_wrap(const cv_key_t *wrapping, const char *purpose, const cv_key_t *k, cv_buf_t *out)
+{
+	uint8_t raw[CV_KEY_BYTES + CV_KID_BYTES];
+	memcpy(raw, k->raw, CV_KEY_BYTES);
+	memcpy(raw + CV_KEY_BYTES, k->kid, CV_KID_BYTES);
+	cv_rc rc = cv_crypto_seal(wrapping, purpose, strlen(purpose), raw, sizeof raw, out);
+	sodium_memzero(raw, sizeof raw);
+	return rc;
+}
+
 cv_rc cv_crypto_key_unwrap(const cv_key_t *wrapping, const char *purpose, const uint8_t *blob,
 			   size_t len, cv_key_t **out)
 {
 	cv_buf_t pt;
 	cv_buf_init(&pt, 256);
 	cv_rc rc = cv_crypto_open(wrapping, purpose, strlen(purpose), blob, len, &pt);
-	if (!rc && pt.len != CV_KEY_BYTES + 4)
+	if (!rc && pt.len != CV_KEY_BYTES + 4 && pt.len != CV_KEY_BYTES + CV_KID_BYTES)
 		rc = CV_E_CRYPTO;
 	if (!rc) {
 		const uint8_t *p = (const uint8_t *)pt.data;
-		uint32_t id = (uint32_t)p[32] << 24 | (uint32_t)p[33] << 16 | (uint32_t)p[34] << 8 | p[35];
-		rc = cv_crypto_key_from_bytes(p, id, out);
+		uint8_t kid[CV_KID_BYTES];
+		if (pt.len == CV_KEY_BYTES + 4)
+			kid_from_short((uint32_t)p[32] << 24 | (uint32_t)p[33] << 16 | (uint32_t)p[34] << 8 | p[35], kid);
+		else
+			memcpy(kid, p + CV_KEY_BYTES, CV_KID_BYTES);
+		rc = cv_crypto_key_from_bytes_kid(p, kid, out);
 	}
 	if (pt.data)
 		sodium_memzero(pt.data, pt.alloc);

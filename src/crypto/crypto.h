@@ -5,8 +5,13 @@
  * store) wraps data keys; data keys are stored wrapped, unwrapped into guarded
  * memory (sodium_malloc: locked, guard pages, read-only, wiped on free).
  *
- * Sealed blob format (version 1):
- *   "CV" | 0x01 | key id (u32, big-endian) | nonce (12) | ciphertext | tag (16)
+ * Sealed blob formats:
+ *   1: "CV" | 0x01 | key id (u32, big-endian) | nonce (12) | ciphertext | tag (16)
+ *   2: "CV" | 0x02 | key id (16 random bytes) | nonce (12) | ciphertext | tag (16)
+ * A key made with a u32 id (the master key, the first data keys) seals in
+ * format 1; a key with a 16-byte id (per-patient and later data keys, made
+ * by many nodes without coordination) seals in format 2. Internally every id
+ * is 16 bytes: a u32 id is 12 zero bytes and the u32, big-endian.
  * AES-256-GCM with a random 96-bit nonce; the caller's additional data binds
  * the blob to its place (for resources: type, row id, version), so a blob
  * copied to another row fails to open.
@@ -21,7 +26,9 @@
 #include "core/rc.h"
 
 #define CV_KEY_BYTES 32
-#define CV_SEAL_OVERHEAD (3 + 4 + 12 + 16)
+#define CV_SEAL_OVERHEAD (3 + 4 + 12 + 16)      /* format 1 */
+#define CV_SEAL_OVERHEAD_MAX (3 + 16 + 12 + 16) /* format 2 */
+#define CV_KID_BYTES 16
 #define CV_BLIND_BYTES 32
 
 typedef struct cv_key cv_key_t;
@@ -40,10 +47,34 @@ cv_rc cv_crypto_master_load(const char *path, cv_key_t **out, char *err, size_t 
 /* Makes a key of the given id from 32 bytes (copied into guarded memory). */
 cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out);
 
+/* Makes a key with a 16-byte id (see cv_crypto_kid_new) from 32 bytes. */
+cv_rc cv_crypto_key_from_bytes_kid(const uint8_t bytes[CV_KEY_BYTES], const uint8_t kid[CV_KID_BYTES],
+				   cv_key_t **out);
+
+/* A new random 16-byte key id (never one of the u32 form). */
+void cv_crypto_kid_new(uint8_t kid[CV_KID_BYTES]);
+
+/* A new random key with id kid. */
+cv_rc cv_crypto_key_generate(const uint8_t kid[CV_KID_BYTES], cv_key_t **out);
+
+/* Seals k (its bytes and its id) under `wrapping` with additional data
+ * `purpose`; appends the blob to out. cv_crypto_key_unwrap opens it. */
+cv_rc cv_crypto_key_wrap(const cv_key_t *wrapping, const char *purpose, const cv_key_t *k, cv_buf_t *out);
+
+/* The 16-byte id of k. */
+void cv_key_kid(const cv_key_t *k, uint8_t kid[CV_KID_BYTES]);
+
+/* The 16-byte id of the key a blob was sealed with; CV_E_CRYPTO if it is
+ * not a sealed blob. */
+cv_rc cv_crypto_blob_kid(const uint8_t *blob, size_t len, uint8_t kid[CV_KID_BYTES]);
+
+/* A copy of k (its own guarded memory). */
+cv_rc cv_crypto_key_dup(const cv_key_t *k, cv_key_t **out);
+
 /* Wipes and frees a key (NULL is fine). */
 void cv_key_free(cv_key_t *k);
 
-/* The id a key was made with. */
+/* The u32 id a key was made with (the last 4 bytes of its 16-byte id). */
 uint32_t cv_key_id(const cv_key_t *k);
 
 /* Generates a random data key of the given id and appends it, sealed under
@@ -59,7 +90,7 @@ cv_rc cv_crypto_key_unwrap(const cv_key_t *wrapping, const char *purpose, const 
 cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void *pt, size_t ptlen,
 		     cv_buf_t *out);
 
-/* Key id a blob was sealed with; CV_E_CRYPTO if it is not a sealed blob. */
+/* The u32 key id a format-1 blob was sealed with; CV_E_CRYPTO otherwise. */
 cv_rc cv_crypto_blob_key_id(const uint8_t *blob, size_t len, uint32_t *id);
 
 /* Opens a blob sealed by cv_crypto_seal; appends the plaintext to out.

@@ -58,6 +58,8 @@ void cv_fhir_break_glass(cv_exchange_t *ex)
 				     "reason=... (a form) or a Parameters resource with a 'reason' valueString");
 	cv_store_version_t v;
 	cv_rc rc = cv_store_read(f->store, "Patient", ex->args[1], 0, ex->pool, &v);
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (rc == CV_E_NOTFOUND || (!rc && v.deleted))
 		return cv_fhir_error(ex, 404, "not-found", "no patient has this id");
 	int64_t expires = 0;

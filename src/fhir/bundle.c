@@ -262,6 +262,8 @@ static int current(txn_t *t, tentry_t *e)
 		e->cur = 0;
 		return 1;
 	}
+	if (rc == CV_E_GONE)
+		return fail(e, 410, "deleted", CV_FHIR_ERASED_TEXT);
 	if (rc)
 		return fail(e, cv_fhir_status(rc), "exception", "the store could not be read");
 	e->cur = v.deleted ? -v.version : v.version;
@@ -590,6 +592,8 @@ static void get_read(txn_t *t, tentry_t *e, const char *url)
 	json_object *obj = NULL;
 	cv_rc rc = cv_model_is_resource(t->f->model, type) && cv_fhir_valid_id(id)
 			   ? cv_store_read(t->f->store, type, id, vid, t->ex->pool, &v) : CV_E_NOTFOUND;
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(t->ex, t->acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
 	if (!rc && verdict != CV_ACCESS_PERMIT)
@@ -759,7 +763,8 @@ static void finish(cv_exchange_t *ex)
 }
 
 /* Notes a write entry for the audit trail (the patients of its new content,
- * or of the version a delete removes); *pats gets them. */
+ * or of the version a delete removes); *pats gets them, and the first one's
+ * data key seals the entry (store.h). */
 static void audit_entry(txn_t *t, tentry_t *e, const char ***pats, size_t *n)
 {
 	cv_pool_t *pool = t->ex->pool;
@@ -773,6 +778,7 @@ static void audit_entry(txn_t *t, tentry_t *e, const char ***pats, size_t *n)
 		*pats = NULL;
 		*n = 0;
 	}
+	e->w.owner = *n ? (*pats)[0] : NULL;
 	cv_audit_resource(t->ex, e->type, e->id, e->cur + 1, *pats, *n);
 	if (!del && e->cur > 0 && !e->curv.deleted) /* an update that moves it: the patients it leaves too */
 		cv_fhir_audit_patients_of(t->ex, &e->curv, e->id);
@@ -953,6 +959,8 @@ static int precheck_get(txn_t *t, tentry_t *e)
 	cv_verdict verdict = CV_ACCESS_PERMIT;
 	cv_rc rc = cv_model_is_resource(t->f->model, type) && cv_fhir_valid_id(id)
 			   ? cv_store_read(t->f->store, type, id, 0, t->ex->pool, &v) : CV_E_NOTFOUND;
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(t->ex, t->acc, CV_ACT_FHIR_READ, id, &v, NULL, &verdict);
 	if (!rc && verdict != CV_ACCESS_PERMIT) {

@@ -155,4 +155,8 @@ void cv_fhir_outcome(cv_exchange_t *ex, unsigned status, const cv_outcome_t *oo)
  * when oo is not NULL, else one issue with `what`). */
 void cv_fhir_fail(cv_exchange_t *ex, cv_rc rc, const cv_outcome_t *oo, const char *what);
 
+/* What a write touching an erased patient's data is told (410). */
+#define CV_FHIR_ERASED_TEXT "this data belongs to a patient whose records were erased: it can no longer be " \
+			    "read or written"
+
 #endif

@@ -160,6 +160,8 @@ static int instance_visible(cv_exchange_t *ex, cv_access_t *acc, const char *typ
 	if (!acc || !id)
 		return 1;
 	cv_rc rc = cv_store_read(f->store, type, id, 0, ex->pool, &v);
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_HISTORY, id, &v, NULL, &verdict);
 	if (!rc && verdict != CV_ACCESS_PERMIT)

@@ -79,6 +79,8 @@ void cv_fhir_error(cv_exchange_t *ex, unsigned status, const char *code, const c
 void cv_fhir_fail(cv_exchange_t *ex, cv_rc rc, const cv_outcome_t *oo, const char *what)
 {
 	unsigned status = cv_fhir_status(rc);
+	if (rc == CV_E_GONE) /* from the store: a patient's keys were destroyed */
+		return cv_fhir_error(ex, 410, "deleted", CV_FHIR_ERASED_TEXT);
 	if (oo && oo->count) {
 		cv_fhir_outcome(ex, status, oo);
 		return;

@@ -307,6 +307,8 @@ static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 	if (!cv_fhir_access(ex, &acc))
 		return;
 	cv_rc rc = cv_store_read(ctx(ex)->store, ex->args[0], id, vid, ex->pool, &v);
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(ex, acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
 	if (!rc && verdict != CV_ACCESS_PERMIT)
@@ -455,6 +457,19 @@ static void audit_write(wctx_t *c, const cv_store_version_t *cur)
 		cv_fhir_audit_patients_of(c->ex, cur, c->id);
 }
 
+/* The patient whose data key seals the write (store.h): the first patient of
+ * the new content's compartments, or of the version a delete removes; NULL
+ * (the shared key) when it is in none. */
+static const char *write_owner(wctx_t *c, const cv_store_version_t *cur)
+{
+	const char **pats = NULL;
+	size_t n = 0;
+	cv_exchange_t *ex = c->ex;
+	cv_rc rc = c->w.deleted ? stored_patients(ex, cur, c->id, NULL, &pats, &n)
+				: cv_policy_patients(ctx(ex)->policy, c->type, 0, c->obj, ex->pool, &pats, &n);
+	return !rc && n ? pats[0] : NULL;
+}
+
 /* Submits the write as one group with its audit record (and the claim of a
  * conditional create): the record commits with the write or not at all. */
 static cv_rc submit_group(wctx_t *c)
@@ -528,6 +543,7 @@ static void submit_write(wctx_t *c)
 	c->w.body_len = ex->resp.len;
 	if (c->attempts == 0)
 		audit_write(c, &cur);
+	c->w.owner = write_owner(c, &cur);
 	c->attempts++;
 	rc = submit_group(c);
 	if (rc) {

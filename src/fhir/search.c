@@ -328,7 +328,7 @@ static cv_rc include_ref(page_t *p, const char *type, const char *id)
 	match_t *m = &p->inc[p->ninc];
 	memset(m, 0, sizeof *m);
 	cv_rc rc = cv_store_read(p->f->store, type, id, 0, p->ex->pool, &m->v);
-	if (rc == CV_E_NOTFOUND)
+	if (rc == CV_E_NOTFOUND || rc == CV_E_GONE)
 		return CV_OK;
 	if (rc || m->v.deleted)
 		return rc;
@@ -1231,6 +1231,8 @@ void cv_fhir_everything(cv_exchange_t *ex)
 	if (cv_access_reduces(acc, "Patient"))
 		return cv_fhir_error(ex, 403, "forbidden", "not permitted");
 	cv_rc rc = cv_store_read(f->store, "Patient", ex->args[1], 0, ex->pool, &pv);
+	if (rc == CV_E_GONE) /* its patient was erased: nothing to show, as if it never was */
+		rc = CV_E_NOTFOUND;
 	if (!rc && !pv.deleted)
 		rc = cv_fhir_visible(ex, acc, CV_ACT_FHIR_READ, ex->args[1], &pv, NULL, &verdict);
 	if (!rc && !pv.deleted && verdict != CV_ACCESS_PERMIT)

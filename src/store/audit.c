@@ -103,8 +103,8 @@ cv_rc cv_store_audit_prepare(cv_store_t *s, cv_store_write_t *w)
 	    !short_text(a->agent, 128) || !strchr("CRUDE", a->action) || !a->action || a->nkeys > AUDIT_KEYS_MAX || a->npat > a->nkeys ||
 	    !w->body || !w->body_len)
 		return CV_E_INVALID;
-	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD + 16);
-	cv_rc rc = cv_crypto_seal(s->data_key, ad, record_ad(ad, sizeof ad, a->id), w->body, w->body_len, &w->sealed);
+	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD_MAX + 16);
+	cv_rc rc = cv_crypto_seal(s->audit_key->key, ad, record_ad(ad, sizeof ad, a->id), w->body, w->body_len, &w->sealed);
 	cv_buf_init(&w->blinded, AUDIT_KEYS_MAX * CV_AUDIT_KEY_BYTES);
 	for (size_t i = 0; !rc && i < a->nkeys; i++) {
 		void *p;
@@ -134,6 +134,7 @@ cv_rc cv_store_open_raw(const char *data_dir, const char *url, cv_store_t **out,
 	s->pg = pg;
 	s->closing = 1; /* no writes */
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->key_load_mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	*out = s;
 	return CV_OK;
@@ -192,7 +193,11 @@ static cv_rc open_row(void *arg, const cv_store_audit_row_t *r)
 	char ad[128];
 	cv_buf_t pt;
 	cv_buf_init(&pt, r->body_len + 1);
-	cv_rc rc = cv_crypto_open(c->s->data_key, ad, record_ad(ad, sizeof ad, r->id), r->body, r->body_len, &pt);
+	cv_keyent_t *key = NULL;
+	cv_rc rc = cv_store_key_for_blob(c->s, r->body, r->body_len, &key);
+	if (!rc)
+		rc = cv_crypto_open(key->key, ad, record_ad(ad, sizeof ad, r->id), r->body, r->body_len, &pt);
+	cv_keyring_unpin(c->s->keys, key);
 	char *copy = rc || !pt.len ? NULL : cv_pool_strndup(c->pool, pt.data, pt.len);
 	if (!rc && !copy)
 		rc = pt.len ? CV_E_NOMEM : CV_E_CRYPTO;

@@ -8,6 +8,7 @@
 #ifndef CV_STORE_BACKEND_H
 #define CV_STORE_BACKEND_H
 
+#include "store/keyring.h"
 #include "store/store.h"
 
 struct cv_sql;
@@ -49,7 +50,30 @@ typedef struct cv_backend_ops {
 	cv_rc (*audit_head)(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES]);
 	cv_rc (*audit_checkpoints)(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c),
 				   void *arg);
+	/* Data keys: the row of key id kid, the current (highest version) row
+	 * of an owner, CV_E_NOTFOUND when none; row->wrapped points into
+	 * wrapped. And every row, in (owner, version) order (copies). */
+	cv_rc (*key_get)(cv_backend_t *b, const uint8_t kid[CV_KID_BYTES], cv_store_key_row_t *row, cv_buf_t *wrapped);
+	cv_rc (*key_current)(cv_backend_t *b, const uint8_t owner[CV_OWNER_BYTES], cv_store_key_row_t *row,
+			     cv_buf_t *wrapped);
+	cv_rc (*key_scan)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg);
 } cv_backend_ops_t;
+
+/* How a back end applies the key parts of writes (the same in each):
+ * - PUT_VERSION: the version row's key id (cv_resource.kid) is the sealed
+ *   body's (cv_crypto_blob_kid). With w->newkey, after the version check and
+ *   before the insert: INSERT the key row (w->keyent->row) unless its kid or
+ *   (owner, version) exists, then read the kid stored for (owner, version):
+ *   another kid means another writer gave the owner a key first, and the
+ *   write fails with CV_E_CONFLICT, having written nothing.
+ * - PUT_KEY: the same insert, ignoring a row that exists.
+ * - ERASE: delete the index entries of the resources whose current row's
+ *   kid is one of the owner's keys, mark those resources deleted (w->erased
+ *   gets how many), set every key row of the owner to CV_KEY_DESTROYED with
+ *   an empty wrapped key, set meta w->name to w->body and meta "keys.epoch"
+ *   to w->name; after the commit, make the old key bytes unrecoverable where
+ *   the engine allows (SQLite: secure_delete and a truncating checkpoint;
+ *   PostgreSQL: VACUUM of the key table). */
 
 /* The head of the chain while a batch is applied: a back end reads it from
  * the database (locked) at the batch's first audit record and writes it back

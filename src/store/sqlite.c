@@ -27,6 +27,8 @@ typedef struct rconn {
 	sqlite3_stmt *meta_get;  /* a meta value */
 	sqlite3_stmt *last_seq;  /* the latest write's sequence number */
 	sqlite3_stmt *types_seq; /* the latest write's sequence number among some types */
+	sqlite3_stmt *key_get;   /* a key row by id */
+	sqlite3_stmt *key_cur;   /* an owner's current key row */
 } rconn_t;
 
 struct cv_backend {
@@ -47,6 +49,9 @@ struct cv_backend {
 	sqlite3_stmt *w_arow;         /* insert an audit row */
 	sqlite3_stmt *w_akey;         /* insert an audit search key */
 	sqlite3_stmt *w_acp;          /* insert a checkpoint (unless one is at its position) */
+	sqlite3_stmt *w_kins;         /* insert a key row unless taken */
+	sqlite3_stmt *w_kown;         /* the kid stored for (owner, version) */
+	bool shredded;                /* the batch erased keys: checkpoint the WAL away after it */
 	cv_audit_chain_t chain;       /* the head while a batch is applied */
 	unsigned claims;              /* claims since the last prune */
 	rconn_t readers[READ_CONNS_MAX];
@@ -113,7 +118,19 @@ static const char *const migrations[] = {
 	"INSERT INTO cv_audit_head VALUES (1, 0, zeroblob(32));"
 	"CREATE TABLE cv_audit_checkpoint(pos INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, hash BLOB NOT NULL,"
 	"  key BLOB NOT NULL, sig BLOB NOT NULL);",
+	/* 4: data keys per owner (store.h, "data keys"); which key seals each current version */
+	"CREATE TABLE cv_key("
+	"  kid BLOB PRIMARY KEY,"
+	"  owner BLOB NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL,"
+	"  created_us INTEGER NOT NULL,"
+	"  wrapped BLOB NOT NULL,"
+	"  UNIQUE(owner, version)) WITHOUT ROWID;"
+	"ALTER TABLE cv_resource ADD COLUMN kid BLOB;",
 };
+
+#define SQL_KEY_COLS "SELECT kid, owner, version, state, created_us, wrapped FROM cv_key "
 
 /* One index probe per type (cv_version_type_seq): the latest sequence among them. */
 #define SQL_TYPES_SEQ                                                                                               \
@@ -213,6 +230,10 @@ static cv_rc open_reader(const char *path, rconn_t *r, char *err, size_t errlen)
 		rc = prepare(r->db, "SELECT COALESCE(max(seq), 0) FROM cv_version", &r->last_seq);
 	if (!rc)
 		rc = prepare(r->db, SQL_TYPES_SEQ, &r->types_seq);
+	if (!rc)
+		rc = prepare(r->db, SQL_KEY_COLS "WHERE kid = ?1", &r->key_get);
+	if (!rc)
+		rc = prepare(r->db, SQL_KEY_COLS "WHERE owner = ?1 ORDER BY version DESC LIMIT 1", &r->key_cur);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot prepare store queries");
 	return rc;
@@ -225,6 +246,8 @@ static void close_reader(rconn_t *r)
 	sqlite3_finalize(r->meta_get);
 	sqlite3_finalize(r->last_seq);
 	sqlite3_finalize(r->types_seq);
+	sqlite3_finalize(r->key_get);
+	sqlite3_finalize(r->key_cur);
 	sqlite3_close(r->db);
 }
 
@@ -251,6 +274,8 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_arow);
 	sqlite3_finalize(b->w_akey);
 	sqlite3_finalize(b->w_acp);
+	sqlite3_finalize(b->w_kins);
+	sqlite3_finalize(b->w_kown);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -464,6 +489,9 @@ static cv_rc put_current(cv_backend_t *b, const cv_store_write_t *w, int64_t ver
 	sqlite3_bind_int64(st, 4, w->seq);
 	sqlite3_bind_int64(st, 5, w->updated_us);
 	sqlite3_bind_int(st, 6, w->deleted ? 1 : 0);
+	uint8_t kid[CV_KID_BYTES];
+	if (!cv_crypto_blob_kid((const uint8_t *)w->sealed.data, w->sealed.len, kid))
+		sqlite3_bind_blob(st, 7, kid, CV_KID_BYTES, SQLITE_TRANSIENT);
 	int s = sqlite3_step(st);
 	if (s == SQLITE_ROW)
 		*rk = sqlite3_column_int64(st, 0);
@@ -471,6 +499,77 @@ static cv_rc put_current(cv_backend_t *b, const cv_store_write_t *w, int64_t ver
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return s == SQLITE_ROW ? CV_OK : db_error(b->wdb, "current_row");
+}
+
+/* Stores a key row unless its id or (owner, version) is taken. With
+ * `must_win`, CV_E_CONFLICT when (owner, version) holds another key. */
+static cv_rc insert_key(cv_backend_t *b, const cv_store_key_row_t *k, bool must_win)
+{
+	sqlite3_stmt *st = b->w_kins;
+	sqlite3_bind_blob(st, 1, k->kid, CV_KID_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, k->owner, CV_OWNER_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, k->version);
+	sqlite3_bind_int(st, 4, k->state);
+	sqlite3_bind_int64(st, 5, k->created_us);
+	sqlite3_bind_blob(st, 6, k->wrapped_len ? (const void *)k->wrapped : "", (int)k->wrapped_len, SQLITE_STATIC);
+	cv_rc rc = step_once(b, st, "key_insert");
+	if (rc || !must_win || sqlite3_changes(b->wdb) == 1)
+		return rc;
+	st = b->w_kown;
+	sqlite3_bind_blob(st, 1, k->owner, CV_OWNER_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, k->version);
+	int s = sqlite3_step(st);
+	bool same = s == SQLITE_ROW && sqlite3_column_bytes(st, 0) == CV_KID_BYTES &&
+		    memcmp(sqlite3_column_blob(st, 0), k->kid, CV_KID_BYTES) == 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		return db_error(b->wdb, "key_owner");
+	return same ? CV_OK : CV_E_CONFLICT;
+}
+
+/* Runs one erase statement bound to the owner; *changed gets its row count. */
+static cv_rc erase_step(cv_backend_t *b, const char *sql, const uint8_t *owner, int64_t *changed)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(b->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(b->wdb, "erase");
+	sqlite3_bind_blob(st, 1, owner, CV_OWNER_BYTES, SQLITE_STATIC);
+	cv_rc rc = sqlite3_step(st) == SQLITE_DONE ? CV_OK : db_error(b->wdb, "erase");
+	if (changed)
+		*changed = sqlite3_changes64(b->wdb);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+#define ERASED_RKS "(SELECT rk FROM cv_resource WHERE kid IN (SELECT kid FROM cv_key WHERE owner = ?1))"
+
+static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w);
+
+/* Crypto-shredding (backend.h, "ERASE"). */
+static cv_rc apply_erase(cv_backend_t *b, cv_store_write_t *w)
+{
+	const uint8_t *owner = w->keyrow->owner;
+	cv_rc rc = CV_OK;
+	const char *index[3] = { "DELETE FROM cv_ix_hash WHERE rk IN " ERASED_RKS,
+				 "DELETE FROM cv_ix_date WHERE rk IN " ERASED_RKS,
+				 "DELETE FROM cv_ix_num WHERE rk IN " ERASED_RKS };
+	for (int i = 0; !rc && i < 3; i++)
+		rc = erase_step(b, index[i], owner, NULL);
+	if (!rc)
+		rc = erase_step(b, "UPDATE cv_resource SET deleted = 1 WHERE deleted = 0 AND kid IN "
+				   "(SELECT kid FROM cv_key WHERE owner = ?1)", owner, &w->erased);
+	if (!rc)
+		rc = erase_step(b, "UPDATE cv_key SET state = 3, wrapped = x'' WHERE owner = ?1", owner, NULL);
+	if (!rc)
+		rc = apply_meta(b, w);
+	cv_store_write_t epoch = { .op = CV_STORE_PUT_META, .name = "keys.epoch", .body = (const uint8_t *)w->name,
+				   .body_len = strlen(w->name) };
+	if (!rc)
+		rc = apply_meta(b, &epoch);
+	if (!rc)
+		b->shredded = true;
+	return rc;
 }
 
 static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
@@ -488,6 +587,9 @@ static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
 		return db_error(b->wdb, "current");
 	if (cur != w->expect_version)
 		return CV_E_CONFLICT;
+	cv_rc rc = w->newkey ? insert_key(b, &w->keyent->row, true) : CV_OK;
+	if (rc)
+		return rc;
 	st = b->w_ins;
 	sqlite3_bind_text(st, 1, w->type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, w->rid, -1, SQLITE_STATIC);
@@ -495,7 +597,7 @@ static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
 	sqlite3_bind_int64(st, 4, w->updated_us);
 	sqlite3_bind_int(st, 5, w->deleted ? 1 : 0);
 	sqlite3_bind_blob(st, 6, w->sealed.data, (int)w->sealed.len, SQLITE_STATIC);
-	cv_rc rc = step_once(b, st, "insert");
+	rc = step_once(b, st, "insert");
 	if (rc)
 		return rc;
 	w->seq = sqlite3_last_insert_rowid(b->wdb);
@@ -520,8 +622,6 @@ static cv_rc reindex(cv_backend_t *b, cv_store_write_t *w)
 		return db_error(b->wdb, "reindex");
 	return write_index(b, rk, w, 0);
 }
-
-static cv_rc apply_meta(cv_backend_t *b, cv_store_write_t *w);
 
 /* Claim values are the claim's time as 20 zero-padded digits, so that they
  * compare as text in time order. */
@@ -664,6 +764,10 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return apply_prune(b, w);
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
+	if (w->op == CV_STORE_PUT_KEY)
+		return insert_key(b, w->keyrow, false);
+	if (w->op == CV_STORE_ERASE)
+		return apply_erase(b, w);
 	if (w->op == CV_STORE_CLAIM)
 		return apply_claim(b, w);
 	if (w->op == CV_STORE_BULK) /* a page cache that holds the index B-trees being filled */
@@ -725,6 +829,7 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 	if (exec(b->wdb, "BEGIN IMMEDIATE"))
 		return 1;
 	b->chain.loaded = false;
+	b->shredded = false;
 	for (cv_store_write_t *w = batch; w; w = w->next) {
 		if (w->skip)
 			continue;
@@ -746,7 +851,11 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 	if (chain_save(b) || exec(b->wdb, "COMMIT")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
+	} else if (b->shredded) {
+		/* the destroyed keys' old pages must not linger in the WAL */
+		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	}
+	b->shredded = false;
 	return 1;
 }
 
@@ -1090,6 +1199,72 @@ static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*f
 	return rc;
 }
 
+/* ---- data keys ------------------------------------------------------------- */
+
+/* Fills row from a SQL_KEY_COLS result row (wrapped copied into buf). */
+static cv_rc key_row(sqlite3_stmt *st, cv_store_key_row_t *row, cv_buf_t *wrapped)
+{
+	if (sqlite3_column_bytes(st, 0) != CV_KID_BYTES || sqlite3_column_bytes(st, 1) != CV_OWNER_BYTES)
+		return CV_E_STORAGE;
+	memcpy(row->kid, sqlite3_column_blob(st, 0), CV_KID_BYTES);
+	memcpy(row->owner, sqlite3_column_blob(st, 1), CV_OWNER_BYTES);
+	row->version = sqlite3_column_int64(st, 2);
+	row->state = sqlite3_column_int(st, 3);
+	row->created_us = sqlite3_column_int64(st, 4);
+	cv_buf_reset(wrapped);
+	cv_rc rc = cv_buf_append(wrapped, sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5));
+	row->wrapped = (const uint8_t *)wrapped->data;
+	row->wrapped_len = wrapped->len;
+	return rc;
+}
+
+static cv_rc key_lookup(cv_backend_t *b, bool by_owner, const uint8_t *k, cv_store_key_row_t *row, cv_buf_t *wrapped)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = by_owner ? r->key_cur : r->key_get;
+	sqlite3_bind_blob(st, 1, k, by_owner ? CV_OWNER_BYTES : CV_KID_BYTES, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	cv_rc rc = s == SQLITE_ROW ? key_row(st, row, wrapped) : s == SQLITE_DONE ? CV_E_NOTFOUND : db_error(r->db, "key");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_key_get(cv_backend_t *b, const uint8_t kid[CV_KID_BYTES], cv_store_key_row_t *row,
+			    cv_buf_t *wrapped)
+{
+	return key_lookup(b, false, kid, row, wrapped);
+}
+
+static cv_rc sqlite_key_current(cv_backend_t *b, const uint8_t owner[CV_OWNER_BYTES], cv_store_key_row_t *row,
+				cv_buf_t *wrapped)
+{
+	return key_lookup(b, true, owner, row, wrapped);
+}
+
+static cv_rc sqlite_key_scan(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_buf_t wrapped;
+	cv_buf_init(&wrapped, 4096);
+	cv_rc rc = prepare(r->db, SQL_KEY_COLS "ORDER BY owner, version", &st);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_key_row_t row;
+		rc = key_row(st, &row, &wrapped);
+		if (!rc)
+			rc = fn(arg, &row);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "key_scan");
+	sqlite3_finalize(st);
+	cv_buf_release(&wrapped);
+	reader_give(b, r);
+	return rc;
+}
+
 static const cv_backend_ops_t sqlite_ops = {
 	.apply = sqlite_apply,
 	.ping = sqlite_ping,
@@ -1108,6 +1283,9 @@ static const cv_backend_ops_t sqlite_ops = {
 	.audit_rows = sqlite_audit_rows,
 	.audit_head = sqlite_audit_head,
 	.audit_checkpoints = sqlite_audit_checkpoints,
+	.key_get = sqlite_key_get,
+	.key_current = sqlite_key_current,
+	.key_scan = sqlite_key_scan,
 };
 
 static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)
@@ -1128,10 +1306,10 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 		rc = prepare(b->wdb, "INSERT INTO cv_meta(name, value) VALUES (?1, ?2) "
 				     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", &b->w_meta);
 	if (!rc)
-		rc = prepare(b->wdb, "INSERT INTO cv_resource(type, rid, version, seq, updated_us, deleted) "
-				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, rid) DO UPDATE SET "
+		rc = prepare(b->wdb, "INSERT INTO cv_resource(type, rid, version, seq, updated_us, deleted, kid) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(type, rid) DO UPDATE SET "
 				     "version = excluded.version, seq = excluded.seq, updated_us = excluded.updated_us, "
-				     "deleted = excluded.deleted RETURNING rk", &b->w_res);
+				     "deleted = excluded.deleted, kid = excluded.kid RETURNING rk", &b->w_res);
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT rk FROM cv_resource WHERE type = ?1 AND rid = ?2 AND deleted = 0 "
 				     "AND version = ?3", &b->w_rk);
@@ -1166,6 +1344,11 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_audit_checkpoint(pos, at_us, hash, key, sig) "
 				     "VALUES (?1, ?2, ?3, ?4, ?5)", &b->w_acp);
+	if (!rc)
+		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_key(kid, owner, version, state, created_us, wrapped) "
+				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &b->w_kins);
+	if (!rc)
+		rc = prepare(b->wdb, "SELECT kid FROM cv_key WHERE owner = ?1 AND version = ?2", &b->w_kown);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

@@ -24,8 +24,14 @@
 
 
 
-#define KEY_DATA_ID 1
 #define KEY_INDEX_ID 2
+
+static size_t key_cache = CV_STORE_KEY_CACHE;
+
+void cv_store_set_key_cache(size_t n)
+{
+	key_cache = n < 16 ? 16 : n;
+}
 
 static cv_store_write_t *take_batch(cv_store_t *s)
 {
@@ -43,13 +49,14 @@ static cv_store_write_t *take_batch(cv_store_t *s)
 	return batch;
 }
 
-/* Frees what the store prepared for w (and its members). */
-static void release_write(cv_store_write_t *w)
+/* Frees what the store prepared for w (and its members), once its result is known. */
+static void release_write(cv_store_t *s, cv_store_write_t *w)
 {
 	cv_buf_release(&w->sealed);
 	cv_buf_release(&w->blinded);
+	cv_store_key_done(s, w);
 	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
-		release_write(w->members[i]);
+		release_write(s, w->members[i]);
 }
 
 static void *committer_main(void *arg)
@@ -67,7 +74,7 @@ static void *committer_main(void *arg)
 		while (batch) {
 			cv_store_write_t *next = batch->next;
 			batch->next = NULL;
-			release_write(batch);
+			release_write(s, batch);
 			batch->done(batch);
 			batch = next;
 		}
@@ -123,17 +130,21 @@ cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, 
 	s->pg = pg;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
+	pthread_mutex_init(&s->key_load_mu, NULL);
+	if (cv_keyring_new(key_cache, &s->keys) || cv_crypto_key_dup(master, &s->master) ||
+	    pthread_create(&s->committer, NULL, committer_main, s) != 0) {
 		s->ops->close(s->be);
+		cv_keyring_free(s->keys);
+		cv_key_free(s->master);
 		free(s);
-		snprintf(err, errlen, "cannot start the committer thread");
+		snprintf(err, errlen, "cannot start the store (out of memory or threads)");
 		return CV_E_INTERNAL;
 	}
-	rc = load_key(s, master, "key.data", KEY_DATA_ID, &s->data_key, err, errlen);
-	if (!rc)
-		rc = load_key(s, master, "key.index", KEY_INDEX_ID, &s->index_key, err, errlen);
+	rc = load_key(s, master, "key.index", KEY_INDEX_ID, &s->index_key, err, errlen);
 	if (!rc)
 		cv_crypto_hmac_init(&s->index_hmac, s->index_key);
+	if (!rc)
+		rc = cv_store_keys_open(s, err, errlen);
 	if (rc) {
 		cv_store_close(s);
 		return rc;
@@ -153,8 +164,14 @@ void cv_store_close(cv_store_t *s)
 	if (!s->raw)
 		pthread_join(s->committer, NULL);
 	s->ops->close(s->be);
-	cv_key_free(s->data_key);
+	if (s->keys) {
+		cv_keyring_unpin(s->keys, s->shared_key);
+		cv_keyring_unpin(s->keys, s->audit_key);
+		cv_keyring_free(s->keys);
+	}
+	cv_key_free(s->master);
 	cv_key_free(s->index_key);
+	pthread_mutex_destroy(&s->key_load_mu);
 	cv_crypto_wipe(&s->index_hmac, sizeof s->index_hmac);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cond);
@@ -184,15 +201,24 @@ static size_t version_ad(char *ad, size_t cap, const char *type, const char *rid
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
+/* Seals a version under its owner's current key (made now if it has none:
+ * the write then stores the key too). */
 static cv_rc seal_version(cv_store_t *s, cv_store_write_t *w)
 {
 	char ad[256];
-	if (!w->type || !w->id || strlen(w->type) > 64 || strlen(w->id) > 64)
+	uint8_t owner[CV_OWNER_BYTES];
+	if (!w->type || !w->id || strlen(w->type) > 64 || strlen(w->id) > 64 || (w->owner && strlen(w->owner) > 64))
 		return CV_E_INVALID;
 	row_id(s, w->type, w->id, w->rid);
+	if (w->owner)
+		cv_store_patient_owner(s, w->owner, owner);
+	cv_rc rc = cv_store_key_for_owner(s, w->owner ? owner : s->shared_owner, &w->keyent);
+	if (rc)
+		return rc;
+	w->newkey = !w->keyent->persisted;
 	size_t adlen = version_ad(ad, sizeof ad, w->type, w->rid, w->expect_version + 1);
-	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD + 16);
-	return cv_crypto_seal(s->data_key, ad, adlen, w->body, w->body_len, &w->sealed);
+	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD_MAX + 16);
+	return cv_crypto_seal(w->keyent->key, ad, adlen, w->body, w->body_len, &w->sealed);
 }
 
 /* The blinded form of an index key: HMAC-SHA-256 under the index key of
@@ -242,6 +268,10 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 		return cv_store_audit_prepare(s, w);
 	case CV_STORE_CHECKPOINT:
 		return w->checkpoint ? CV_OK : CV_E_INVALID;
+	case CV_STORE_PUT_KEY:
+		return w->keyrow ? CV_OK : CV_E_INVALID;
+	case CV_STORE_ERASE:
+		return w->keyrow && w->name ? CV_OK : CV_E_INVALID;
 	case CV_STORE_AUDIT_PRUNE:
 		return w->name && w->audit_pos > 0 ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_VERSION:
@@ -264,9 +294,15 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 {
+	w->keyent = NULL;
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		w->members[i]->keyent = NULL;
 	cv_rc rc = prepare_write(s, w);
 	if (rc) {
-		release_write(w);
+		w->result = rc;
+		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+			w->members[i]->result = rc;
+		release_write(s, w);
 		return rc;
 	}
 	w->next = NULL;
@@ -328,14 +364,21 @@ cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out)
 	return s->ops->meta_get(s->be, name, out);
 }
 
-/* Opens v's sealed body in place (the plaintext replaces it, in pool). */
+/* Opens v's sealed body in place (the plaintext replaces it, in pool).
+ * CV_E_GONE when its key was destroyed. */
 static cv_rc open_version(cv_store_t *s, cv_pool_t *pool, cv_store_version_t *v)
 {
 	char ad[256];
 	size_t adlen = version_ad(ad, sizeof ad, v->type, v->rid, v->version);
+	cv_keyent_t *key = NULL;
+	cv_rc rc = cv_store_key_for_blob(s, v->body, v->body_len, &key);
+	if (rc == CV_E_GONE)
+		return rc;
 	cv_buf_t pt;
 	cv_buf_init(&pt, v->body_len + 1);
-	cv_rc rc = cv_crypto_open(s->data_key, ad, adlen, v->body, v->body_len, &pt);
+	if (!rc)
+		rc = cv_crypto_open(key->key, ad, adlen, v->body, v->body_len, &pt);
+	cv_keyring_unpin(s->keys, key);
 	if (!rc && pt.len == 0)
 		rc = CV_E_CRYPTO;
 	char *copy = rc ? NULL : cv_pool_strndup(pool, pt.data, pt.len);
@@ -373,12 +416,13 @@ typedef struct history_ctx {
 	void *arg;
 } history_ctx_t;
 
+/* An erased version (CV_E_GONE) is left out. */
 static cv_rc history_one(void *arg, const cv_store_version_t *v)
 {
 	history_ctx_t *h = arg;
 	cv_store_version_t copy = *v;
 	cv_rc rc = open_version(h->s, h->pool, &copy);
-	return rc ? rc : h->fn(h->arg, &copy);
+	return rc == CV_E_GONE ? CV_OK : rc ? rc : h->fn(h->arg, &copy);
 }
 
 cv_rc cv_store_history(cv_store_t *s, const cv_store_history_query_t *q, cv_pool_t *pool,
@@ -417,7 +461,7 @@ static cv_rc search_one(void *arg, const cv_store_hit_t *h)
 	if (!copy.v.type || !copy.v.rid)
 		return CV_E_NOMEM;
 	cv_rc rc = open_version(c->s, c->pool, &copy.v);
-	return rc ? rc : c->fn(c->arg, &copy);
+	return rc == CV_E_GONE ? CV_OK : rc ? rc : c->fn(c->arg, &copy);
 }
 
 /* A copy of q (in pool) whose HASH keys are blinded and ID terms hold row ids. */
@@ -546,7 +590,7 @@ cv_rc cv_store_token_seal(cv_store_t *s, const char *purpose, const void *pt, si
 {
 	cv_buf_t blob;
 	cv_buf_init(&blob, TOKEN_MAX);
-	cv_rc rc = cv_crypto_seal(s->data_key, purpose, strlen(purpose), pt, len, &blob);
+	cv_rc rc = cv_crypto_seal(s->shared_key->key, purpose, strlen(purpose), pt, len, &blob);
 	if (!rc)
 		rc = cv_crypto_b64url_encode(blob.data, blob.len, out);
 	cv_buf_release(&blob);
@@ -558,9 +602,13 @@ cv_rc cv_store_token_open(cv_store_t *s, const char *purpose, const char *token,
 	cv_buf_t blob;
 	cv_buf_init(&blob, TOKEN_MAX);
 	size_t len = strlen(token);
+	cv_keyent_t *key = NULL;
 	cv_rc rc = len > TOKEN_MAX ? CV_E_INVALID : cv_crypto_b64url_decode(token, len, &blob);
-	if (!rc && cv_crypto_open(s->data_key, purpose, strlen(purpose), (const uint8_t *)blob.data, blob.len, out))
+	if (!rc && cv_store_key_for_blob(s, (const uint8_t *)blob.data, blob.len, &key))
 		rc = CV_E_INVALID;
+	if (!rc && cv_crypto_open(key->key, purpose, strlen(purpose), (const uint8_t *)blob.data, blob.len, out))
+		rc = CV_E_INVALID;
+	cv_keyring_unpin(s->keys, key);
 	cv_buf_release(&blob);
 	return rc;
 }
@@ -655,6 +703,31 @@ static cv_rc copy_meta(void *arg, const char *name, const uint8_t *value, size_t
 	return w.result;
 }
 
+static void hash_key(cv_sha256_t *h, const cv_store_key_row_t *k)
+{
+	int64_t nums[3] = { k->version, k->state, k->created_us };
+	cv_sha256_update(h, k->kid, CV_KID_BYTES);
+	cv_sha256_update(h, k->owner, CV_OWNER_BYTES);
+	cv_sha256_update(h, nums, sizeof nums);
+	cv_sha256_update(h, k->wrapped, k->wrapped_len);
+}
+
+static cv_rc hash_key_row(void *arg, const cv_store_key_row_t *k)
+{
+	hash_key(arg, k);
+	return CV_OK;
+}
+
+/* Copies a key row as stored (still wrapped by the same master key). */
+static cv_rc copy_key(void *arg, const cv_store_key_row_t *k)
+{
+	copy_t *c = arg;
+	cv_store_write_t w = { .op = CV_STORE_PUT_KEY, .keyrow = k };
+	hash_key(&c->hash, k);
+	c->dops->apply(c->dst, &w);
+	return w.result;
+}
+
 static cv_rc copy_versions(copy_t *c, uint64_t total, void (*progress)(void *, uint64_t, uint64_t), void *arg)
 {
 	uint64_t done = 0;
@@ -682,6 +755,8 @@ static cv_rc dest_hash(copy_t *c, uint8_t out[32])
 	int64_t after = 0;
 	cv_sha256_init(&h);
 	cv_rc rc = c->dops->scan_meta(c->dst, hash_meta, &h);
+	if (!rc)
+		rc = c->dops->key_scan(c->dst, hash_key_row, &h);
 	while (!rc) {
 		cv_pool_t pool;
 		hash_scan_t hs = { .h = &h, .last_seq = after };
@@ -711,6 +786,8 @@ static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), v
 	cv_sha256_init(&c->hash);
 	if (!rc)
 		rc = c->sops->scan_meta(c->src, copy_meta, c);
+	if (!rc)
+		rc = c->sops->key_scan(c->src, copy_key, c);
 	if (!rc)
 		rc = copy_versions(c, total, progress, arg);
 	cv_sha256_final(&c->hash, src_sum);

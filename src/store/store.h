@@ -6,6 +6,13 @@
  * back end sees it, and opens it on read, so no back end, file, WAL or backup
  * ever holds plaintext. The additional data of each seal binds type, row id
  * and version: a sealed body copied onto another row does not open.
+ * Each version is sealed under the data key of its owner: the patient whose
+ * compartment it is in (the write says which; the first of several), or the
+ * shared key for everything else. Keys live wrapped by the master key in the
+ * store's key table, are unwrapped on demand and cached (store/keyring.h);
+ * a blob names its key, so old versions open after the owner changes.
+ * Erasing a patient destroys their keys (crypto-shredding): every version
+ * sealed under them, current or old, can no longer be opened by anyone.
  * Resources are kept as versions (every version stays; a delete is a
  * tombstone version) under (type, rid), where rid is a blind index
  * (HMAC-SHA-256 under the index key) of "type/id": logical ids are not stored
@@ -62,6 +69,12 @@ typedef enum {
 	                         to the hash chain */
 	CV_STORE_CHECKPOINT,  /* records a signed checkpoint (`checkpoint`); one already at its
 	                         position is kept */
+	CV_STORE_PUT_KEY,     /* stores a key row (`keyrow`) unless its id or its (owner, version)
+	                         is taken (copies, system keys) */
+	CV_STORE_ERASE,       /* crypto-shredding: destroys every key of `keyrow->owner`, takes the
+	                         resources whose current version they sealed out of the search
+	                         index, and sets meta `name` to body (the erasure's record);
+	                         `erased` gets the number of resources */
 	CV_STORE_AUDIT_PRUNE, /* retention, after an archive was written and verified: removes
 	                         the records up to audit_pos (with their search keys) and sets
 	                         meta `name` to body (the signed base the chain now starts from) */
@@ -130,6 +143,22 @@ typedef struct cv_store_checkpoint {
 
 #define CV_STORE_CLAIM_US (60LL * 1000000) /* how long a claim holds */
 
+/* --- data keys -------------------------------------------------------------- */
+#define CV_OWNER_BYTES 16 /* an owner as stored: a blinded name (never a patient id) */
+
+enum { CV_KEY_ACTIVE = 1, CV_KEY_DESTROYED = 3 }; /* cv_store_key_row_t.state */
+
+/* One row of the key table. */
+typedef struct cv_store_key_row {
+	uint8_t kid[CV_KID_BYTES];
+	uint8_t owner[CV_OWNER_BYTES];
+	int64_t version;         /* 1, 2, ... (rotation adds versions) */
+	int state;               /* CV_KEY_* */
+	int64_t created_us;
+	const uint8_t *wrapped;  /* the key sealed by the master key; empty once destroyed */
+	size_t wrapped_len;
+} cv_store_key_row_t;
+
 
 /* A write. The caller owns it and keeps it (and what it points to) alive
  * until `done` is called. */
@@ -148,6 +177,9 @@ typedef struct cv_store_write {
 	size_t nindex;           /* how many */
 	const cv_store_audit_t *audit;          /* AUDIT: the record's fields (body: the AuditEvent JSON) */
 	const cv_store_checkpoint_t *checkpoint; /* CHECKPOINT */
+	const char *owner;       /* PUT_VERSION: the patient whose key seals it (NULL: the shared key) */
+	const cv_store_key_row_t *keyrow;       /* PUT_KEY; ERASE (its owner) */
+	int64_t erased;          /* ERASE: set before done, the resources made unreadable */
 	struct cv_store_write **members; /* GROUP: the writes (PUT_VERSION or PUT_META); each gets
 	                                    its result; none is applied unless all succeed, and
 	                                    then the members that did not fail get CV_E_ABORTED */
@@ -165,16 +197,39 @@ typedef struct cv_store_write {
 	bool skip;               /* a back end's: a failed group left out when the batch is redone */
 	int64_t audit_pos;       /* AUDIT: set by the back end, its position in the chain;
 	                            AUDIT_PRUNE: the last position removed (given) */
+	struct cv_keyent *keyent; /* PUT_VERSION: the key that sealed it (pinned until done) */
+	bool newkey;             /* PUT_VERSION: keyent is not stored yet: store it with the version
+	                            (CV_E_CONFLICT if its owner got another key meanwhile) */
 } cv_store_write_t;
 
 #define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
 
 /* Opens the store. url "" (or NULL) means the embedded SQLite store in
- * data_dir. Runs schema migrations; on first open generates the data and index
- * keys and stores them wrapped by `master` (which the store does not keep).
+ * data_dir. Runs schema migrations; on first open generates the index key and
+ * the shared and audit data keys, stored wrapped by `master`. The store keeps
+ * its own copy of `master` (guarded memory) to unwrap patients' keys on demand.
+ * A read of a version whose key was destroyed answers CV_E_GONE.
  * err gets a message on failure. */
 cv_rc cv_store_open(const char *data_dir, const char *url, unsigned read_conns, const cv_key_t *master,
 		    cv_store_t **out, char *err, size_t errlen);
+
+/* How many unwrapped data keys the store keeps cached at most (default
+ * CV_STORE_KEY_CACHE); set before cv_store_open. */
+#define CV_STORE_KEY_CACHE 4096
+void cv_store_set_key_cache(size_t n);
+
+/* The owner of a patient's data key as stored (a blinded "Patient/<id>"). */
+void cv_store_patient_owner(cv_store_t *s, const char *patient_id, uint8_t out[CV_OWNER_BYTES]);
+
+/* Erases a patient by crypto-shredding (an ERASE write): destroys their
+ * keys and takes their resources out of the index, durably. *count gets
+ * how many resources became unreadable; owner_hex (33 bytes) the blinded
+ * owner, for the erasure ledger. CV_E_NOTFOUND when the patient has no key
+ * (nothing of theirs is stored); CV_E_GONE when already erased. */
+cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33]);
+
+/* How many keys the cache holds (tests, metrics). */
+size_t cv_store_keys_cached(cv_store_t *s);
 
 /* Finishes queued writes, stops the committer and closes (NULL is fine). */
 void cv_store_close(cv_store_t *s);
@@ -194,8 +249,9 @@ cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w);
 cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out);
 
 /* Reads a version of type/id: `version` 0 means the current (latest) one.
- * CV_E_NOTFOUND if there is no such row or version. A tombstone is returned
- * with deleted = true. Strings and body are allocated in pool. */
+ * CV_E_NOTFOUND if there is no such row or version; CV_E_GONE if its key was
+ * destroyed (its patient was erased). A tombstone is returned with deleted =
+ * true. Strings and body are allocated in pool. */
 cv_rc cv_store_read(cv_store_t *s, const char *type, const char *id, int64_t version, cv_pool_t *pool,
 		    cv_store_version_t *out);
 

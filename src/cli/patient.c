@@ -1,0 +1,161 @@
+/*
+ * patient.c - `carevault patient erase`: a patient's right to erasure by
+ * crypto-shredding (store.h, "data keys"). Every key of the patient's
+ * compartment is destroyed, so every version of every resource it sealed,
+ * current or old, in this store or in any copy of it, can no longer be
+ * opened with any key the system has; their index entries go, so no search
+ * finds them. The erasure is recorded in the audit trail (under the
+ * patient's id, a pseudonym once their records are gone) and in the
+ * erasure ledger DATA/erasures, which `carevault restore` applies so that a
+ * backup taken before the erasure does not bring the patient back.
+ */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "core/log.h"
+#include "core/time.h"
+
+typedef struct patient_cmd {
+	cv_config_t cfg;
+	const char *id;
+	bool yes;
+} patient_cmd_t;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault patient erase --data DIR --id PATIENT_ID --yes\n\n"
+		"Erases a patient (GDPR article 17) by destroying their data keys: every version of every\n"
+		"resource in their compartment, with its history and search index entries, becomes\n"
+		"unreadable for good, here and in every earlier copy or backup of the store once restored\n"
+		"with 'carevault restore' (which applies the erasure ledger, DATA/erasures). It cannot be\n"
+		"undone. Reads of the erased resources answer 404, searches never return them, writes\n"
+		"that would store new data for the patient are refused (410). The audit trail keeps the\n"
+		"erasure and the patient's id as a pseudonym. Works while the server runs: it stops using\n"
+		"the destroyed keys within a second. --yes confirms.\n"
+		"Takes --store URL and --config FILE as serve does.\n");
+}
+
+static int parse_args(patient_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+	cv_config_defaults(&c->cfg);
+	if (cv_config_load_env(&c->cfg, err, errlen))
+		return -1;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--yes") == 0) {
+			c->yes = true;
+			continue;
+		}
+		if (!v) {
+			snprintf(err, errlen, "%s needs a value (see carevault patient --help)", a);
+			return -1;
+		}
+		i++;
+		if (strcmp(a, "--id") == 0)
+			c->id = v;
+		else if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
+			 : strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 ? cv_config_set(&c->cfg, a + 2, v, err, errlen)
+			 : (snprintf(err, errlen, "unknown option %s (see carevault patient --help)", a), 1))
+			return -1;
+	}
+	cv_config_finish(&c->cfg);
+	if (!c->id || !c->id[0] || strlen(c->id) > 64) {
+		snprintf(err, errlen, "--id PATIENT_ID is required (1 to 64 characters)");
+		return -1;
+	}
+	if (!c->yes) {
+		snprintf(err, errlen, "erasure cannot be undone: add --yes to confirm");
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends the erasure to DATA/erasures (0600, fsynced): the blinded owner and the time. */
+static int ledger_append(const char *data_dir, const char *owner_hex, int64_t at_us, char *err, size_t errlen)
+{
+	char path[CV_PATH_MAX + 16], line[80];
+	snprintf(path, sizeof path, "%s/erasures", data_dir);
+	int n = snprintf(line, sizeof line, "%s %lld\n", owner_hex, (long long)at_us);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int ok = fd >= 0 && write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		snprintf(err, errlen, "the erasure is done, but the ledger %s could not be written (%s): add the line "
+			 "'%s %lld' to it by hand", path, strerror(errno), owner_hex, (long long)at_us);
+	return ok ? 0 : -1;
+}
+
+static void record(cv_store_t *s, const char *id, bool ok)
+{
+	char agent[64];
+	const char *pats[1] = { id };
+	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
+	cv_audit_event_t e = { .type = CV_AUDIT_SECURITY, .subtype = "patient-erased", .action = 'D',
+			       .outcome = ok ? 0 : 8, .flags = CV_AUDIT_F_SECURITY, .agent = agent,
+			       .agent_kind = "operator", .patients = pats, .npatients = 1 };
+	if (cv_audit_record(s, &e) != CV_OK)
+		fprintf(stderr, "carevault: warning: the erasure could not be recorded in the audit trail\n");
+}
+
+static int erase(patient_cmd_t *c, char *err, size_t errlen)
+{
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	char owner[33];
+	int64_t count = 0, now = cv_time_now_us();
+	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, errlen))
+		return -1;
+	cv_rc rc = cv_store_erase(s, c->id, now, &count, owner);
+	if (rc != CV_E_NOTFOUND && rc != CV_E_GONE)
+		record(s, c->id, rc == CV_OK);
+	int ret = rc ? -1 : ledger_append(c->cfg.data_dir, owner, now, err, errlen);
+	if (rc == CV_E_NOTFOUND)
+		snprintf(err, errlen, "no data of this patient is stored (no key of theirs exists)");
+	else if (rc == CV_E_GONE)
+		snprintf(err, errlen, "this patient was erased already");
+	else if (rc)
+		snprintf(err, errlen, "the erasure failed: %s; nothing was changed", cv_rc_str(rc));
+	else
+		printf("erased: %lld resources made unreadable; the patient's keys are destroyed\n", (long long)count);
+	cv_store_close(s);
+	cv_key_free(master);
+	return ret;
+}
+
+int cv_cli_patient(int argc, char **argv)
+{
+	patient_cmd_t c;
+	char err[512] = "";
+	memset(&c, 0, sizeof c);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "erase") != 0) {
+		fprintf(stderr, "carevault patient: unknown command (erase)\n");
+		return 2;
+	}
+	if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	if (parse_args(&c, argc, argv, err, sizeof err)) {
+		fprintf(stderr, "carevault patient erase: %s\n", err);
+		return 2;
+	}
+	cv_log_set_level(CV_LOG_WARN);
+	if (erase(&c, err, sizeof err)) {
+		fprintf(stderr, "carevault patient erase: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
