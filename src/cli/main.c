@@ -397,6 +397,7 @@ static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen
 		rc = cv_crypto_master_load(kpath, &a->master, err, errlen);
 	if (!rc && (rc = cv_model_new(&a->model)))
 		snprintf(err, errlen, "cannot load the FHIR model: %s", cv_rc_str(rc));
+	cv_store_set_key_cache(cfg->key_cache ? cfg->key_cache : CV_STORE_KEY_CACHE);
 	if (!rc)
 		rc = cv_store_open(cfg->data_dir, cfg->store_url, cfg->threads * 2, a->master, &a->store, err, errlen);
 	if (!rc && (rc = cv_auth_new(a->store, &a->auth)))

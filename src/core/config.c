@@ -32,6 +32,8 @@ static const opt_t options[] = {
 	{ "public-url", OPT_ORIGIN, F(public_url), 0, "(from Host)",
 	  "https://host[:port] clients use to reach this server (behind a proxy): the FHIR base, OAuth issuer and audience" },
 	{ "threads", OPT_UINT, F(threads), 256, "cores", "HTTP worker threads" },
+	{ "key-cache", OPT_UINT, F(key_cache), 1000000, "4096",
+	  "most unwrapped data keys (one per patient) kept in memory; more are unwrapped again on use" },
 	{ "max-body", OPT_SIZE, F(max_body), 1ull << 30, "16M", "largest request body" },
 	{ "max-header", OPT_SIZE, F(max_header), 1u << 20, "16K", "largest total of request headers" },
 	{ "max-url", OPT_SIZE, F(max_url), 1u << 20, "8K", "longest request target" },

@@ -27,6 +27,7 @@ typedef struct cv_config {
 	char store_url[CV_PATH_MAX];  /* "" = embedded SQLite in the data dir */
 	char public_url[300];         /* "https://host[:port]" clients use; "" = from each request's Host */
 	unsigned threads;             /* HTTP worker threads; 0 = one per core */
+	unsigned key_cache;           /* most cached data keys; 0 = CV_STORE_KEY_CACHE */
 	size_t max_body;              /* request body bytes, 16 MiB */
 	size_t max_header;            /* total request header bytes, 16 KiB */
 	size_t max_url;               /* request target bytes, 8 KiB */

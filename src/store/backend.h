@@ -65,7 +65,11 @@ typedef struct cv_backend_ops {
  *   before the insert: INSERT the key row (w->keyent->row) unless its kid or
  *   (owner, version) exists, then read the kid stored for (owner, version):
  *   another kid means another writer gave the owner a key first, and the
- *   write fails with CV_E_CONFLICT, having written nothing.
+ *   write fails with CV_E_CONFLICT, having written nothing. Without it, the
+ *   write fails with CV_E_GONE (having written nothing) when its key's row
+ *   is CV_KEY_DESTROYED: an erasure elsewhere, before this process noticed
+ *   (PostgreSQL: the row is read FOR SHARE, and ERASE updates the key rows
+ *   first, so the two serialise).
  * - PUT_KEY: the same insert, ignoring a row that exists.
  * - ERASE: delete the index entries of the resources whose current row's
  *   kid is one of the owner's keys, mark those resources deleted (w->erased

@@ -174,7 +174,7 @@ void cv_store_key_done(cv_store_t *s, cv_store_write_t *w)
 		return;
 	if (w->newkey && w->result == CV_OK)
 		cv_keyring_set_persisted(s->keys, w->keyent);
-	else if (w->newkey) /* not stored: whoever needs the owner's key next finds out which it is */
+	else if (w->newkey || w->result == CV_E_GONE) /* not stored, or destroyed: look again next time */
 		cv_keyring_drop_owner(s->keys, w->keyent->row.owner);
 	cv_keyring_unpin(s->keys, w->keyent);
 	w->keyent = NULL;

@@ -99,7 +99,22 @@ static const char *const migrations[] = {
 	"INSERT INTO cv_audit_head VALUES (1, 0, decode(repeat('00', 32), 'hex'));"
 	"CREATE TABLE cv_audit_checkpoint (pos bigint PRIMARY KEY, at_us bigint NOT NULL, hash bytea NOT NULL,"
 	"  key bytea NOT NULL, sig bytea NOT NULL);",
+	/* 4: data keys per owner (store.h, "data keys"); which key seals each current version */
+	"CREATE TABLE cv_key ("
+	"  kid bytea PRIMARY KEY,"
+	"  owner bytea NOT NULL,"
+	"  version bigint NOT NULL,"
+	"  state int NOT NULL,"
+	"  created_us bigint NOT NULL,"
+	"  wrapped bytea NOT NULL,"
+	"  UNIQUE (owner, version));"
+	"ALTER TABLE cv_resource ADD COLUMN kid bytea;",
 };
+
+#define SQL_KEY_COLS "SELECT kid, owner, version, state::bigint, created_us, wrapped FROM cv_key "
+
+/* The current rows sealed under one of owner $1's keys (an erasure's). */
+#define SQL_ERASED_RKS "(SELECT rk FROM cv_resource WHERE kid IN (SELECT kid FROM cv_key WHERE owner = $1::bytea))"
 
 static const struct {
 	const char *name;
@@ -126,10 +141,10 @@ static const struct {
 		       "UNION ALL SELECT (SELECT max(seq) FROM cv_version WHERE type = $6)) t" },
 	{ "claim", "INSERT INTO cv_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
 		   "SET value = excluded.value WHERE cv_meta.value < $3 RETURNING name" },
-	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted) "
-			 "VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::boolean) ON CONFLICT (type, rid) "
-			 "DO UPDATE SET version = excluded.version, seq = excluded.seq, "
-			 "updated_us = excluded.updated_us, deleted = excluded.deleted RETURNING rk" },
+	{ "put_current", "INSERT INTO cv_resource (type, rid, version, seq, updated_us, deleted, kid) "
+			 "VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6::boolean, $7::bytea) "
+			 "ON CONFLICT (type, rid) DO UPDATE SET version = excluded.version, seq = excluded.seq, "
+			 "updated_us = excluded.updated_us, deleted = excluded.deleted, kid = excluded.kid RETURNING rk" },
 	{ "current_rk", "SELECT rk FROM cv_resource WHERE type = $1 AND rid = $2 AND NOT deleted "
 			"AND version = $3::bigint" },
 	{ "ix_delete", "WITH a AS (DELETE FROM cv_ix_hash WHERE rk = $1::bigint), "
@@ -159,6 +174,21 @@ static const struct {
 	{ "audit_prune", "DELETE FROM cv_audit WHERE pos <= $1::bigint" },
 	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
 	{ "audit_checkpoint_last", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos DESC LIMIT 1" },
+	/* data keys (backend.h, "How a back end applies the key parts of writes") */
+	{ "key_insert", "INSERT INTO cv_key (kid, owner, version, state, created_us, wrapped) VALUES ($1::bytea, "
+			"$2::bytea, $3::bigint, $4::int, $5::bigint, $6::bytea) ON CONFLICT DO NOTHING" },
+	{ "key_owner", "SELECT kid FROM cv_key WHERE owner = $1::bytea AND version = $2::bigint" },
+	{ "key_get", SQL_KEY_COLS "WHERE kid = $1::bytea" },
+	{ "key_state", "SELECT state::bigint FROM cv_key WHERE kid = $1::bytea FOR SHARE" },
+	{ "key_current", SQL_KEY_COLS "WHERE owner = $1::bytea ORDER BY version DESC LIMIT 1" },
+	{ "key_scan", SQL_KEY_COLS "WHERE (owner, version) > ($1::bytea, $2::bigint) ORDER BY owner, version "
+		      "LIMIT $3::bigint" },
+	{ "erase_index", "WITH a AS (DELETE FROM cv_ix_hash WHERE rk IN " SQL_ERASED_RKS "), "
+			 "b AS (DELETE FROM cv_ix_date WHERE rk IN " SQL_ERASED_RKS ") "
+			 "DELETE FROM cv_ix_num WHERE rk IN " SQL_ERASED_RKS },
+	{ "erase_resources", "UPDATE cv_resource SET deleted = true WHERE NOT deleted AND kid IN "
+			     "(SELECT kid FROM cv_key WHERE owner = $1::bytea)" },
+	{ "erase_keys", "UPDATE cv_key SET state = 3, wrapped = ''::bytea WHERE owner = $1::bytea" },
 };
 
 /* Server notices ("relation already exists, skipping" from the idempotent
@@ -511,16 +541,67 @@ static cv_rc write_index(PGconn *c, const char *rk, const cv_store_write_t *w, i
 	return rc;
 }
 
-static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
+/* Stores a key row unless its id or (owner, version) is taken. With
+ * `must_win`, CV_E_CONFLICT when (owner, version) holds another key. */
+static cv_rc insert_key(PGconn *c, const cv_store_key_row_t *k, bool must_win)
+{
+	char version[24], state[24], created[24];
+	snprintf(version, sizeof version, "%lld", (long long)k->version);
+	snprintf(state, sizeof state, "%d", k->state);
+	snprintf(created, sizeof created, "%lld", (long long)k->created_us);
+	const char *vals[6] = { (const char *)k->kid, (const char *)k->owner, version, state, created,
+				k->wrapped_len ? (const char *)k->wrapped : "" };
+	int lens[6] = { CV_KID_BYTES, CV_OWNER_BYTES, 0, 0, 0, (int)k->wrapped_len };
+	int fmts[6] = { 1, 1, 0, 0, 0, 1 };
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "key_insert", 6, vals, lens, fmts, &r);
+	bool inserted = !rc && strcmp(PQcmdTuples(r), "1") == 0;
+	PQclear(r);
+	if (rc || !must_win || inserted)
+		return rc;
+	const char *own[2] = { (const char *)k->owner, version };
+	int olens[2] = { CV_OWNER_BYTES, 0 }, ofmts[2] = { 1, 0 };
+	r = NULL;
+	rc = run_write(c, "key_owner", 2, own, olens, ofmts, &r);
+	bool same = !rc && PQntuples(r) == 1 && PQgetlength(r, 0, 0) == CV_KID_BYTES &&
+		    memcmp(PQgetvalue(r, 0, 0), k->kid, CV_KID_BYTES) == 0;
+	PQclear(r);
+	return rc ? rc : same ? CV_OK : CV_E_CONFLICT;
+}
+
+/* A new version (the version check is in its INSERT), with its key when
+ * that is new, its current row and its index. */
+/* CV_E_GONE when the key that sealed w was destroyed (an erasure committed
+ * while this node still had it cached). The row lock (FOR SHARE) holds
+ * until the commit, so an erasure racing this write waits for it and then
+ * finds its version (apply_erase destroys the keys first). */
+static cv_rc key_alive(PGconn *c, const cv_store_write_t *w)
+{
+	if (!w->keyent)
+		return CV_OK;
+	const char *vals[1] = { (const char *)w->keyent->row.kid };
+	int lens[1] = { CV_KID_BYTES }, fmts[1] = { 1 };
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "key_state", 1, vals, lens, fmts, &r);
+	if (!rc && PQntuples(r) == 1 && get_i64(r, 0, 0) == CV_KEY_DESTROYED)
+		rc = CV_E_GONE;
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc put_version(PGconn *c, cv_store_write_t *w)
 {
 	char expect[24], when[24], version[24], seq[24], rk[24];
+	cv_rc rc = w->newkey ? CV_OK : key_alive(c, w);
+	if (rc)
+		return rc;
 	snprintf(expect, sizeof expect, "%lld", (long long)w->expect_version);
 	snprintf(when, sizeof when, "%lld", (long long)w->updated_us);
 	const char *vals[6] = { w->type, w->rid, expect, when, w->deleted ? "true" : "false", w->sealed.data };
 	int lens[6] = { 0, 0, 0, 0, 0, (int)w->sealed.len };
 	int fmts[6] = { 0, 0, 0, 0, 0, 1 };
 	PGresult *r = NULL;
-	cv_rc rc = run_write(c, "put_version", 6, vals, lens, fmts, &r);
+	rc = run_write(c, "put_version", 6, vals, lens, fmts, &r);
 	if (rc)
 		return rc;
 	if (PQntuples(r) == 0)
@@ -528,12 +609,18 @@ static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
 	else
 		w->seq = get_i64(r, 0, 0);
 	PQclear(r);
+	if (!rc && w->newkey)
+		rc = insert_key(c, &w->keyent->row, true);
 	if (rc)
 		return rc;
 	snprintf(version, sizeof version, "%lld", (long long)w->expect_version + 1);
 	snprintf(seq, sizeof seq, "%lld", (long long)w->seq);
-	const char *cur[6] = { w->type, w->rid, version, seq, when, w->deleted ? "true" : "false" };
-	rc = run_write(c, "put_current", 6, cur, NULL, NULL, &r);
+	uint8_t kid[CV_KID_BYTES];
+	bool has_kid = !cv_crypto_blob_kid((const uint8_t *)w->sealed.data, w->sealed.len, kid);
+	const char *cur[7] = { w->type, w->rid, version, seq, when, w->deleted ? "true" : "false",
+			       has_kid ? (const char *)kid : NULL };
+	int clens[7] = { [6] = CV_KID_BYTES }, cfmts[7] = { [6] = 1 };
+	rc = run_write(c, "put_current", 7, cur, clens, cfmts, &r);
 	if (rc)
 		return rc;
 	snprintf(rk, sizeof rk, "%lld", (long long)get_i64(r, 0, 0));
@@ -543,6 +630,23 @@ static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
 		return run_write(c, "ix_delete", 1, one, NULL, NULL, NULL);
 	}
 	return write_index(c, rk, w, w->expect_version == 0);
+}
+
+/* A version whose key is new stores the key with it (backend.h): when
+ * another writer gave the owner a key first, a savepoint takes the version
+ * back out, so that the write fails having written nothing. */
+static cv_rc apply_version(PGconn *c, cv_store_write_t *w)
+{
+	if (!w->newkey)
+		return put_version(c, w);
+	if (exec_ok(c, "SAVEPOINT k"))
+		return CV_E_STORAGE;
+	cv_rc rc = put_version(c, w);
+	if (rc == CV_E_STORAGE)
+		return rc;
+	if (rc && exec_ok(c, "ROLLBACK TO SAVEPOINT k"))
+		return CV_E_STORAGE;
+	return exec_ok(c, "RELEASE SAVEPOINT k") ? CV_E_STORAGE : rc;
 }
 
 static cv_rc apply_reindex(PGconn *c, cv_store_write_t *w)
@@ -685,9 +789,33 @@ static cv_rc apply_prune(PGconn *c, cv_store_write_t *w)
 	return rc ? rc : apply_meta(c, w);
 }
 
+/* Crypto-shredding (backend.h, "ERASE"). */
+static cv_rc apply_erase(PGconn *c, cv_store_write_t *w)
+{
+	const char *vals[1] = { (const char *)w->keyrow->owner };
+	int lens[1] = { CV_OWNER_BYTES }, fmts[1] = { 1 };
+	PGresult *r = NULL;
+	/* the keys first: their row locks wait for writes that still use them (key_alive) */
+	cv_rc rc = run_write(c, "erase_keys", 1, vals, lens, fmts, NULL);
+	if (!rc)
+		rc = run_write(c, "erase_index", 1, vals, lens, fmts, NULL);
+	if (!rc)
+		rc = run_write(c, "erase_resources", 1, vals, lens, fmts, &r);
+	if (!rc) {
+		w->erased = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+	}
+	if (!rc)
+		rc = apply_meta(c, w);
+	cv_store_write_t epoch = { .op = CV_STORE_PUT_META, .name = "keys.epoch", .body = (const uint8_t *)w->name,
+				   .body_len = strlen(w->name) };
+	return rc ? rc : apply_meta(c, &epoch);
+}
+
 /* One write. Only a failed statement aborts a PostgreSQL transaction, and
  * that fails the whole batch, so a single write needs no savepoint: a
- * conflict or a missing row writes nothing. */
+ * conflict or a missing row writes nothing (a version with a new key takes
+ * one of its own, apply_version). */
 static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 {
 	switch (w->op) {
@@ -698,6 +826,8 @@ static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 	case CV_STORE_AUDIT: return apply_audit(c, chain, w);
 	case CV_STORE_CHECKPOINT: return apply_checkpoint(c, w);
 	case CV_STORE_AUDIT_PRUNE: return apply_prune(c, w);
+	case CV_STORE_PUT_KEY: return insert_key(c, w->keyrow, false);
+	case CV_STORE_ERASE: return apply_erase(c, w);
 	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}
@@ -751,6 +881,30 @@ static PGconn *writer_begin(cv_backend_t *b, cv_rc *fail)
 	return NULL;
 }
 
+/* Did a write of the batch destroy keys? */
+static bool has_erase(const cv_store_write_t *batch)
+{
+	for (const cv_store_write_t *w = batch; w; w = w->next) {
+		if (w->op == CV_STORE_ERASE && w->result == CV_OK)
+			return true;
+		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+			if (w->members[i]->op == CV_STORE_ERASE && w->members[i]->result == CV_OK)
+				return true;
+	}
+	return false;
+}
+
+/* After a commit that destroyed keys: VACUUM frees the old key rows'
+ * space for reuse (rows an older snapshot still sees stay until a later
+ * vacuum). A failure is logged; the erasure stands. */
+static void shred_keys(PGconn *c)
+{
+	PGresult *r = PQexec(c, "VACUUM cv_key");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		log_pg("vacuum cv_key", c);
+	PQclear(r);
+}
+
 static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 {
 	cv_rc fail = CV_E_STORAGE;
@@ -779,8 +933,11 @@ static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 		exec_ok(c, "ROLLBACK");
 		goto failed;
 	}
-	if (exec_ok(c, "COMMIT") == CV_OK)
+	if (exec_ok(c, "COMMIT") == CV_OK) {
+		if (has_erase(batch))
+			shred_keys(c);
 		return;
+	}
 failed:
 	if (broken(&b->writer))
 		fail = CV_E_BUSY;
@@ -1112,6 +1269,88 @@ static cv_rc pg_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(v
 	return rc;
 }
 
+/* ---- data keys ------------------------------------------------------------- */
+
+#define KEY_SCAN_PAGE 1000 /* key rows per query of a key scan */
+
+/* Fills row from row i of a SQL_KEY_COLS result (binary); wrapped points
+ * into the result. */
+static cv_rc key_row(const PGresult *r, int i, cv_store_key_row_t *row)
+{
+	if (PQgetlength(r, i, 0) != CV_KID_BYTES || PQgetlength(r, i, 1) != CV_OWNER_BYTES)
+		return CV_E_STORAGE;
+	memcpy(row->kid, PQgetvalue(r, i, 0), CV_KID_BYTES);
+	memcpy(row->owner, PQgetvalue(r, i, 1), CV_OWNER_BYTES);
+	row->version = get_i64(r, i, 2);
+	row->state = (int)get_i64(r, i, 3);
+	row->created_us = get_i64(r, i, 4);
+	row->wrapped = (const uint8_t *)PQgetvalue(r, i, 5);
+	row->wrapped_len = (size_t)PQgetlength(r, i, 5);
+	return CV_OK;
+}
+
+/* The one row of stmt for key k (a kid or an owner), wrapped copied into `wrapped`. */
+static cv_rc key_lookup(cv_backend_t *b, const char *stmt, const uint8_t *k, int klen, cv_store_key_row_t *row,
+			cv_buf_t *wrapped)
+{
+	const char *vals[1] = { (const char *)k };
+	int lens[1] = { klen }, fmts[1] = { 1 };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, stmt, 1, vals, lens, fmts, &r);
+	if (!rc)
+		rc = PQntuples(r) == 0 ? CV_E_NOTFOUND : key_row(r, 0, row);
+	if (!rc) {
+		cv_buf_reset(wrapped);
+		rc = cv_buf_append(wrapped, row->wrapped, row->wrapped_len);
+		row->wrapped = (const uint8_t *)wrapped->data;
+		row->wrapped_len = wrapped->len;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static cv_rc pg_key_get(cv_backend_t *b, const uint8_t kid[CV_KID_BYTES], cv_store_key_row_t *row, cv_buf_t *wrapped)
+{
+	return key_lookup(b, "key_get", kid, CV_KID_BYTES, row, wrapped);
+}
+
+static cv_rc pg_key_current(cv_backend_t *b, const uint8_t owner[CV_OWNER_BYTES], cv_store_key_row_t *row,
+			    cv_buf_t *wrapped)
+{
+	return key_lookup(b, "key_current", owner, CV_OWNER_BYTES, row, wrapped);
+}
+
+/* Every key row in (owner, version) order, a page at a time (keyset paging
+ * from the last row seen; an empty owner sorts before every owner). */
+static cv_rc pg_key_scan(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
+{
+	uint8_t owner[CV_OWNER_BYTES] = { 0 };
+	char version[24] = "0", lim[24];
+	int olen = 0, n = KEY_SCAN_PAGE;
+	snprintf(lim, sizeof lim, "%d", KEY_SCAN_PAGE);
+	cv_rc rc = CV_OK;
+	while (!rc && n == KEY_SCAN_PAGE) {
+		const char *vals[3] = { (const char *)owner, version, lim };
+		int lens[3] = { olen, 0, 0 }, fmts[3] = { 1, 0, 0 };
+		PGresult *r = NULL;
+		rc = run_read(b, "key_scan", 3, vals, lens, fmts, &r);
+		n = rc ? 0 : PQntuples(r);
+		for (int i = 0; !rc && i < n; i++) {
+			cv_store_key_row_t row;
+			rc = key_row(r, i, &row);
+			if (!rc)
+				rc = fn(arg, &row);
+			if (!rc && i == n - 1) {
+				memcpy(owner, row.owner, CV_OWNER_BYTES);
+				olen = CV_OWNER_BYTES;
+				snprintf(version, sizeof version, "%lld", (long long)row.version);
+			}
+		}
+		PQclear(r);
+	}
+	return rc;
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -1130,6 +1369,9 @@ static const cv_backend_ops_t pg_ops = {
 	.audit_rows = pg_audit_rows,
 	.audit_head = pg_audit_head,
 	.audit_checkpoints = pg_audit_checkpoints,
+	.key_get = pg_key_get,
+	.key_current = pg_key_current,
+	.key_scan = pg_key_scan,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

@@ -51,6 +51,7 @@ struct cv_backend {
 	sqlite3_stmt *w_acp;          /* insert a checkpoint (unless one is at its position) */
 	sqlite3_stmt *w_kins;         /* insert a key row unless taken */
 	sqlite3_stmt *w_kown;         /* the kid stored for (owner, version) */
+	sqlite3_stmt *w_kstate;       /* a key's state */
 	bool shredded;                /* the batch erased keys: checkpoint the WAL away after it */
 	cv_audit_chain_t chain;       /* the head while a batch is applied */
 	unsigned claims;              /* claims since the last prune */
@@ -276,6 +277,7 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_acp);
 	sqlite3_finalize(b->w_kins);
 	sqlite3_finalize(b->w_kown);
+	sqlite3_finalize(b->w_kstate);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -528,6 +530,23 @@ static cv_rc insert_key(cv_backend_t *b, const cv_store_key_row_t *k, bool must_
 	return same ? CV_OK : CV_E_CONFLICT;
 }
 
+/* CV_E_GONE when the key that sealed w was destroyed (an erasure committed
+ * while this process still had it cached). */
+static cv_rc key_alive(cv_backend_t *b, const cv_store_write_t *w)
+{
+	if (!w->keyent)
+		return CV_OK;
+	sqlite3_stmt *st = b->w_kstate;
+	sqlite3_bind_blob(st, 1, w->keyent->row.kid, CV_KID_BYTES, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	bool gone = s == SQLITE_ROW && sqlite3_column_int(st, 0) == CV_KEY_DESTROYED;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		return db_error(b->wdb, "key_state");
+	return gone ? CV_E_GONE : CV_OK;
+}
+
 /* Runs one erase statement bound to the owner; *changed gets its row count. */
 static cv_rc erase_step(cv_backend_t *b, const char *sql, const uint8_t *owner, int64_t *changed)
 {
@@ -587,7 +606,7 @@ static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
 		return db_error(b->wdb, "current");
 	if (cur != w->expect_version)
 		return CV_E_CONFLICT;
-	cv_rc rc = w->newkey ? insert_key(b, &w->keyent->row, true) : CV_OK;
+	cv_rc rc = w->newkey ? insert_key(b, &w->keyent->row, true) : key_alive(b, w);
 	if (rc)
 		return rc;
 	st = b->w_ins;
@@ -1349,6 +1368,8 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 				     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &b->w_kins);
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT kid FROM cv_key WHERE owner = ?1 AND version = ?2", &b->w_kown);
+	if (!rc)
+		rc = prepare(b->wdb, "SELECT state FROM cv_key WHERE kid = ?1", &b->w_kstate);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

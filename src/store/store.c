@@ -210,6 +210,9 @@ static cv_rc seal_version(cv_store_t *s, cv_store_write_t *w)
 	if (!w->type || !w->id || strlen(w->type) > 64 || strlen(w->id) > 64 || (w->owner && strlen(w->owner) > 64))
 		return CV_E_INVALID;
 	row_id(s, w->type, w->id, w->rid);
+#ifdef CV_BENCH_SINGLE_KEY /* make bench's baseline: one data key for everything (never deployed) */
+	w->owner = NULL;
+#endif
 	if (w->owner)
 		cv_store_patient_owner(s, w->owner, owner);
 	cv_rc rc = cv_store_key_for_owner(s, w->owner ? owner : s->shared_owner, &w->keyent);
