@@ -6,12 +6,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/config.h"
 #include "crypto/crypto.h"
 #include "store/store.h"
 
-/* Loads DIR/master.key and opens the store of cfg (embedded or cfg->store_url).
+/* The master key's source as cfg says (crypto.h, "the master key"). */
+void cv_cli_master_cfg(const cv_config_t *cfg, cv_master_cfg_t *out);
+
+/* Loads the master key from the source cfg names. */
+cv_rc cv_cli_master_load(const cv_config_t *cfg, cv_key_t **master, char *err, size_t errlen);
+
+/* Loads the master key (cfg's source: DATA/master.key by default) and opens the store of cfg (embedded or cfg->store_url).
  * Returns 0, or -1 with err set. The caller closes the store and frees the key. */
 int cv_cli_open_store(const cv_config_t *cfg, unsigned read_conns, cv_key_t **master, cv_store_t **store, char *err,
 		      size_t errlen);
@@ -24,6 +31,18 @@ int cv_cli_user(int argc, char **argv);
 
 /* `carevault client`: argv[0] is "client". Returns the exit code. */
 int cv_cli_client(int argc, char **argv);
+
+/* A progress bar on stderr (a terminal: redrawn 5 times a second; else a
+ * line every 5 s): what, a bar, percent, counts, rate and time left. */
+typedef struct cv_cli_progress {
+	const char *what, *unit;
+	bool tty;
+	int64_t started_us, printed_us;
+} cv_cli_progress_t;
+void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool last);
+
+/* `carevault keys`: argv[0] is "keys". Returns the exit code. */
+int cv_cli_keys(int argc, char **argv);
 
 /* `carevault patient erase`: argv[0] is "patient". Returns the exit code. */
 int cv_cli_patient(int argc, char **argv);

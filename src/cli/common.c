@@ -4,19 +4,34 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "core/time.h"
 
 #include "audit/audit.h"
 #include "crypto/crypto.h"
 
+void cv_cli_master_cfg(const cv_config_t *cfg, cv_master_cfg_t *out)
+{
+	*out = (cv_master_cfg_t){ .source = cfg->master_key_source, .file = cfg->master_key_file,
+				  .pkcs11_module = cfg->pkcs11_module, .pkcs11_token = cfg->pkcs11_token,
+				  .pkcs11_label = cfg->pkcs11_key_label, .pkcs11_pin_file = cfg->pkcs11_pin_file };
+}
+
+cv_rc cv_cli_master_load(const cv_config_t *cfg, cv_key_t **master, char *err, size_t errlen)
+{
+	cv_master_cfg_t mc;
+	cv_cli_master_cfg(cfg, &mc);
+	return cv_master_load(&mc, master, err, errlen);
+}
+
 int cv_cli_open_store(const cv_config_t *cfg, unsigned read_conns, cv_key_t **master, cv_store_t **store, char *err,
 		      size_t errlen)
 {
-	char kpath[CV_PATH_MAX + 32];
-	snprintf(kpath, sizeof kpath, "%s/master.key", cfg->data_dir);
 	cv_rc rc = cv_crypto_init(err, errlen);
 	if (!rc)
-		rc = cv_crypto_master_load(kpath, master, err, errlen);
+		rc = cv_cli_master_load(cfg, master, err, errlen);
 	if (!rc)
 		rc = cv_store_open(cfg->data_dir, cfg->store_url, read_conns, *master, store, err, errlen);
 	return rc ? -1 : 0;
@@ -32,4 +47,33 @@ int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const c
 		return 0;
 	fprintf(stderr, "carevault: warning: the change could not be recorded in the audit trail\n");
 	return -1;
+}
+
+void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool last)
+{
+	int64_t now = cv_time_mono_us();
+	if (!p->started_us) {
+		p->started_us = now;
+		p->tty = isatty(STDERR_FILENO);
+	}
+	if (!last && now - p->printed_us < (p->tty ? 200000 : 5000000))
+		return;
+	p->printed_us = now;
+	double secs = (double)(now - p->started_us) / 1e6, rate = secs > 0 ? (double)done / secs : 0;
+	unsigned pct = total ? (unsigned)(done * 100 / total) : 100;
+	if (pct > 100)
+		pct = 100;
+	int left = rate > 0 && total > done ? (int)((double)(total - done) / rate) : 0;
+	if (p->tty) {
+		char bar[31];
+		memset(bar, '#', pct * 30 / 100);
+		memset(bar + pct * 30 / 100, '.', 30 - pct * 30 / 100);
+		bar[30] = '\0';
+		fprintf(stderr, "\r%s [%s] %3u%%  %llu/%llu %s  %.0f/s  ETA %d:%02d   %s", p->what, bar, pct,
+			(unsigned long long)done, (unsigned long long)total, p->unit, rate, left / 60, left % 60,
+			last ? "\n" : "");
+	} else {
+		fprintf(stderr, "%s: %u%% %llu/%llu %s %.0f/s eta %ds\n", p->what, pct, (unsigned long long)done,
+			(unsigned long long)total, p->unit, rate, left);
+	}
 }

@@ -457,11 +457,9 @@ static void *worker(void *arg)
 
 static int open_all(importer_t *im, char *err, size_t errlen)
 {
-	char kpath[CV_PATH_MAX + 32];
-	snprintf(kpath, sizeof kpath, "%s/master.key", im->cfg.data_dir);
 	cv_rc rc = cv_crypto_init(err, errlen);
 	if (!rc)
-		rc = cv_crypto_master_load(kpath, &im->master, err, errlen);
+		rc = cv_cli_master_load(&im->cfg, &im->master, err, errlen);
 	if (!rc && (rc = cv_model_new(&im->model)))
 		snprintf(err, errlen, "cannot load the FHIR model: %s", cv_rc_str(rc));
 	if (!rc)

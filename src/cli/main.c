@@ -101,6 +101,7 @@ static void usage(FILE *out)
 		"  client   register OAuth clients (backend services); list, disable, enable\n"
 		"  audit    verify, export, archive the audit trail; sign a checkpoint\n"
 		"  patient  erase a patient for good (crypto-shredding of their data keys)\n"
+		"  keys     the keys' state; rotate the master key while serving\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -116,14 +117,20 @@ static int is_help(const char *a)
 static void init_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: carevault init --data DIR [--cert FILE --key FILE] [--store URL]\n\n"
+		"usage: carevault init --data DIR [--cert FILE --key FILE] [--store URL] [--master-key-source S ...]\n\n"
 		"Creates DIR (mode 0700, must not exist or be empty) with:\n"
 		"  master.key        32 random bytes (0600): wraps the store's data keys. Back it up apart from the data.\n"
 		"  tls/cert.pem      a self-signed ECDSA P-256 certificate for localhost, unless --cert/--key\n"
 		"  tls/key.pem       its private key (0600); with --cert/--key, copies of the given files\n"
 		"  store.db          the encrypted embedded store; with --store postgresql://... (or\n"
 		"                    CAREVAULT_STORE) the store is that PostgreSQL database instead\n"
-		"  bootstrap-token   the first administrator's bearer token (0600; the server keeps only its hash)\n");
+		"  bootstrap-token   the first administrator's bearer token (0600; the server keeps only its hash)\n"
+		"The master key can live elsewhere (docs/OPERATIONS.md, \"Where the master key lives\"):\n"
+		"  --master-key FILE                 another file instead of DIR/master.key\n"
+		"  --master-key-source env           $CAREVAULT_MASTER_KEY (64 hex digits), set by you\n"
+		"  --master-key-source pkcs11 --pkcs11-module SO --pkcs11-token LABEL [--pkcs11-pin-file FILE]\n"
+		"                                    an AES-256 key made in the token, never leaving it\n"
+		"Serve and every other command then take the same options (or CAREVAULT_* variables).\n");
 }
 
 static int dir_empty_or_absent(const char *dir, char *err, size_t errlen)
@@ -194,24 +201,25 @@ static cv_rc write_token(const char *dir, const char *token, char *err, size_t e
 	return CV_OK;
 }
 
-static cv_rc init_store(const char *dir, const char *url, char *err, size_t errlen)
+static cv_rc init_store(const cv_config_t *cfg, char *err, size_t errlen)
 {
-	char kpath[CV_PATH_MAX + 32], token[CV_TOKEN_MAX];
+	char token[CV_TOKEN_MAX];
 	cv_key_t *master = NULL;
 	cv_store_t *s = NULL;
-	snprintf(kpath, sizeof kpath, "%s/master.key", dir);
-	cv_rc rc = cv_crypto_master_create(kpath, err, errlen);
+	cv_master_cfg_t mc;
+	cv_cli_master_cfg(cfg, &mc);
+	cv_rc rc = cv_master_create(&mc, err, errlen);
 	if (!rc)
-		rc = cv_crypto_master_load(kpath, &master, err, errlen);
+		rc = cv_master_load(&mc, &master, err, errlen);
 	if (!rc)
-		rc = cv_store_open(dir, url, 1, master, &s, err, errlen);
+		rc = cv_store_open(cfg->data_dir, cfg->store_url, 1, master, &s, err, errlen);
 	if (!rc) {
 		rc = cv_auth_bootstrap_create(s, token, sizeof token);
 		if (rc)
 			snprintf(err, errlen, "cannot store the bootstrap credential: %s", cv_rc_str(rc));
 	}
 	if (!rc)
-		rc = write_token(dir, token, err, errlen);
+		rc = write_token(cfg->data_dir, token, err, errlen);
 	cv_crypto_wipe(token, sizeof token);
 	cv_store_close(s);
 	cv_key_free(master);
@@ -233,10 +241,25 @@ static void init_undo(const char *dir)
 	rmdir(dir); /* only if empty: it may have existed before */
 }
 
+/* The master key options init takes (as serve does). */
+static int master_option(const char *a)
+{
+	static const char *const names[] = { "--master-key-source", "--master-key", "--pkcs11-module", "--pkcs11-token",
+					     "--pkcs11-key-label", "--pkcs11-pin-file" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(a, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int cmd_init(int argc, char **argv)
 {
 	const char *dir = NULL, *cert = NULL, *key = NULL, *store = getenv("CAREVAULT_STORE");
 	char err[ERRLEN] = "";
+	cv_config_t cfg;
+	cv_config_defaults(&cfg);
+	if (cv_config_load_env(&cfg, err, sizeof err))
+		return fail("init", err);
 	for (int i = 1; i < argc; i++) {
 		if (is_help(argv[i])) {
 			init_usage(stdout);
@@ -244,6 +267,12 @@ static int cmd_init(int argc, char **argv)
 		}
 		const char **slot = strcmp(argv[i], "--data") == 0 ? &dir : strcmp(argv[i], "--cert") == 0 ? &cert
 				  : strcmp(argv[i], "--key") == 0 ? &key : strcmp(argv[i], "--store") == 0 ? &store : NULL;
+		if (i + 1 < argc && master_option(argv[i])) {
+			if (cv_config_set(&cfg, argv[i] + 2, argv[i + 1], err, sizeof err))
+				return fail("init", err);
+			i++;
+			continue;
+		}
 		if (!slot || i + 1 >= argc) {
 			init_usage(stderr);
 			return 2;
@@ -256,13 +285,16 @@ static int cmd_init(int argc, char **argv)
 	}
 	if (strlen(dir) > CV_PATH_MAX - 64)
 		return fail("init", "the data directory path is too long");
+	if (cv_config_set(&cfg, "data", dir, err, sizeof err) || (store && cv_config_set(&cfg, "store", store, err, sizeof err)))
+		return fail("init", err);
+	cv_config_finish(&cfg);
 	cv_rc rc = cv_crypto_init(err, sizeof err);
 	if (!rc && !dir_empty_or_absent(dir, err, sizeof err))
 		return fail("init failed", err);
 	if (!rc)
 		rc = init_tls(dir, cert, key, err, sizeof err);
 	if (!rc)
-		rc = init_store(dir, store, err, sizeof err);
+		rc = init_store(&cfg, err, sizeof err);
 	if (rc) {
 		init_undo(dir);
 		return fail("init failed", err);
@@ -387,14 +419,12 @@ static cv_rc app_event(cv_store_t *s, const cv_config_t *cfg, const char *subtyp
 
 static cv_rc app_open(app_t *a, const cv_config_t *cfg, char *err, size_t errlen)
 {
-	char kpath[CV_PATH_MAX + 32];
 	a->cfg = cfg;
-	snprintf(kpath, sizeof kpath, "%s/master.key", cfg->data_dir);
 	cv_rc rc = check_data_dir(cfg->data_dir, err, errlen);
 	if (!rc)
 		rc = cv_crypto_init(err, errlen);
 	if (!rc)
-		rc = cv_crypto_master_load(kpath, &a->master, err, errlen);
+		rc = cv_cli_master_load(cfg, &a->master, err, errlen);
 	if (!rc && (rc = cv_model_new(&a->model)))
 		snprintf(err, errlen, "cannot load the FHIR model: %s", cv_rc_str(rc));
 	cv_store_set_key_cache(cfg->key_cache ? cfg->key_cache : CV_STORE_KEY_CACHE);
@@ -557,6 +587,8 @@ int main(int argc, char **argv)
 		return cv_cli_audit(argc - 1, argv + 1);
 	if (strcmp(argv[1], "patient") == 0)
 		return cv_cli_patient(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keys") == 0)
+		return cv_cli_keys(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

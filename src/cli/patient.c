@@ -89,8 +89,8 @@ static int ledger_append(const char *data_dir, const char *owner_hex, int64_t at
 	if (fd >= 0)
 		close(fd);
 	if (!ok)
-		snprintf(err, errlen, "the erasure is done, but the ledger %s could not be written (%s): add the line "
-			 "'%s %lld' to it by hand", path, strerror(errno), owner_hex, (long long)at_us);
+		snprintf(err, errlen, "the erasure is done, but the ledger %.200s could not be written (%.60s): add the "
+			 "line '%s %lld' to it by hand", path, strerror(errno), owner_hex, (long long)at_us);
 	return ok ? 0 : -1;
 }
 

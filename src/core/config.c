@@ -29,6 +29,14 @@ static const opt_t options[] = {
 	{ "cert", OPT_PATH, F(cert_file), 0, "DATA/tls/cert.pem", "TLS certificate chain (PEM)" },
 	{ "key", OPT_PATH, F(key_file), 0, "DATA/tls/key.pem", "TLS private key (PEM)" },
 	{ "store", OPT_STR, F(store_url), 0, "(embedded)", "store: empty for the embedded SQLite store" },
+	{ "master-key-source", OPT_STR, F(master_key_source), 0, "file",
+	  "where the master key lives: file, env ($CAREVAULT_MASTER_KEY, 64 hex digits) or pkcs11 (a token)" },
+	{ "master-key", OPT_PATH, F(master_key_file), 0, "DATA/master.key", "the master key file (source file)" },
+	{ "pkcs11-module", OPT_PATH, F(pkcs11_module), 0, "(none)", "PKCS#11 module (source pkcs11), e.g. libsofthsm2.so" },
+	{ "pkcs11-token", OPT_STR, F(pkcs11_token), 0, "(none)", "label of the token holding the master key" },
+	{ "pkcs11-key-label", OPT_STR, F(pkcs11_key_label), 0, "carevault-master", "label of its key objects" },
+	{ "pkcs11-pin-file", OPT_PATH, F(pkcs11_pin_file), 0, "$CAREVAULT_PKCS11_PIN",
+	  "file (0600) holding the token's user PIN" },
 	{ "public-url", OPT_ORIGIN, F(public_url), 0, "(from Host)",
 	  "https://host[:port] clients use to reach this server (behind a proxy): the FHIR base, OAuth issuer and audience" },
 	{ "threads", OPT_UINT, F(threads), 256, "cores", "HTTP worker threads" },
@@ -317,6 +325,8 @@ void cv_config_finish(cv_config_t *cfg)
 		snprintf(cfg->cert_file, sizeof cfg->cert_file, "%.1000s/tls/cert.pem", cfg->data_dir);
 	if (!cfg->key_file[0])
 		snprintf(cfg->key_file, sizeof cfg->key_file, "%.1000s/tls/key.pem", cfg->data_dir);
+	if (!cfg->master_key_file[0])
+		snprintf(cfg->master_key_file, sizeof cfg->master_key_file, "%.1000s/master.key", cfg->data_dir);
 	if (!cfg->audit_checkpoint_file[0])
 		snprintf(cfg->audit_checkpoint_file, sizeof cfg->audit_checkpoint_file, "%.900s/audit-checkpoints.jsonl",
 			 cfg->data_dir);

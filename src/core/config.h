@@ -25,6 +25,12 @@ typedef struct cv_config {
 	char cert_file[CV_PATH_MAX];  /* TLS certificate (PEM); default DATA/tls/cert.pem */
 	char key_file[CV_PATH_MAX];   /* TLS private key (PEM); default DATA/tls/key.pem */
 	char store_url[CV_PATH_MAX];  /* "" = embedded SQLite in the data dir */
+	char master_key_source[16];   /* "file" (""), "env", "pkcs11" */
+	char master_key_file[CV_PATH_MAX]; /* default DATA/master.key */
+	char pkcs11_module[CV_PATH_MAX];   /* the PKCS#11 module (.so) */
+	char pkcs11_token[64];        /* the token's label */
+	char pkcs11_key_label[64];    /* its key objects' label, "" = carevault-master */
+	char pkcs11_pin_file[CV_PATH_MAX]; /* the PIN's file, "" = $CAREVAULT_PKCS11_PIN */
 	char public_url[300];         /* "https://host[:port]" clients use; "" = from each request's Host */
 	unsigned threads;             /* HTTP worker threads; 0 = one per core */
 	unsigned key_cache;           /* most cached data keys; 0 = CV_STORE_KEY_CACHE */

@@ -11,6 +11,8 @@
 
 #include <sodium.h>
 
+#include "crypto/keysrc.h"
+
 #define SEAL_MAGIC0 'C'
 #define SEAL_MAGIC1 'V'
 #define SEAL_VERSION 1     /* a 4-byte key id */
@@ -21,6 +23,7 @@ struct cv_key {
 	crypto_aead_aes256gcm_state st; /* expanded AES key (must stay first: alignment) */
 	uint8_t raw[CV_KEY_BYTES];      /* the key bytes, for HMAC */
 	uint8_t kid[CV_KID_BYTES];      /* key id written into blobs (a short id: 12 zero bytes first) */
+	struct cv_keysrc *src;          /* a master key: sealing and opening go through its source */
 };
 
 /* A short (format 1) id is a 16-byte id whose first 12 bytes are zero. */
@@ -58,38 +61,10 @@ cv_rc cv_crypto_init(char *err, size_t errlen)
 	return CV_OK;
 }
 
-static cv_rc write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return CV_E_IO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return CV_OK;
-}
-
 cv_rc cv_crypto_master_create(const char *path, char *err, size_t errlen)
 {
-	uint8_t k[CV_KEY_BYTES];
-	cv_rc rc = CV_OK;
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot create master key %s: %s", path, strerror(errno));
-		return CV_E_IO;
-	}
-	randombytes_buf(k, sizeof k);
-	if (write_all(fd, k, sizeof k) || fsync(fd)) {
-		snprintf(err, errlen, "cannot write master key %s: %s", path, strerror(errno));
-		rc = CV_E_IO;
-	}
-	sodium_memzero(k, sizeof k);
-	close(fd);
-	return rc;
+	cv_master_cfg_t cfg = { .source = "file", .file = path };
+	return cv_master_create(&cfg, err, errlen);
 }
 
 cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, cv_key_t **out)
@@ -105,6 +80,7 @@ cv_rc cv_crypto_key_from_bytes_kid(const uint8_t bytes[CV_KEY_BYTES], const uint
 	cv_key_t *k = sodium_malloc(sizeof *k);
 	if (!k)
 		return CV_E_NOMEM;
+	k->src = NULL;
 	memcpy(k->kid, kid, CV_KID_BYTES);
 	memcpy(k->raw, bytes, CV_KEY_BYTES);
 	crypto_aead_aes256gcm_beforenm(&k->st, k->raw);
@@ -115,48 +91,50 @@ cv_rc cv_crypto_key_from_bytes_kid(const uint8_t bytes[CV_KEY_BYTES], const uint
 
 cv_rc cv_crypto_master_load(const char *path, cv_key_t **out, char *err, size_t errlen)
 {
-	uint8_t k[CV_KEY_BYTES + 1];
-	struct stat st;
-	cv_rc rc = CV_OK;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open master key %s: %s (run 'carevault init' first)", path,
-			 strerror(errno));
-		return CV_E_IO;
+	cv_master_cfg_t cfg = { .source = "file", .file = path };
+	return cv_master_load(&cfg, out, err, errlen);
+}
+
+void cv_crypto_key_bytes(const cv_key_t *k, uint8_t out[CV_KEY_BYTES])
+{
+	memcpy(out, k->raw, CV_KEY_BYTES);
+}
+
+cv_rc cv_crypto_key_from_src(struct cv_keysrc *src, cv_key_t **out)
+{
+	cv_key_t *k = sodium_malloc(sizeof *k);
+	if (!k) {
+		cv_keysrc_release(src);
+		return CV_E_NOMEM;
 	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "master key %s is not a regular file", path);
-		rc = CV_E_IO;
-		goto out;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen, "master key %s is accessible by group or others (mode %03o): "
-			 "run 'chmod 600 %s'", path, (unsigned)(st.st_mode & 0777), path);
-		rc = CV_E_DENIED;
-		goto out;
-	}
-	ssize_t n = read(fd, k, sizeof k);
-	if (n != CV_KEY_BYTES) {
-		snprintf(err, errlen, "master key %s must hold exactly %d bytes", path, CV_KEY_BYTES);
-		rc = CV_E_CRYPTO;
-		goto out;
-	}
-	rc = cv_crypto_key_from_bytes(k, 0, out);
-out:
-	sodium_memzero(k, sizeof k);
-	close(fd);
-	return rc;
+	memset(k, 0, sizeof *k);
+	k->src = src;
+	sodium_mprotect_readonly(k);
+	*out = k;
+	return CV_OK;
+}
+
+struct cv_keysrc *cv_crypto_key_src(const cv_key_t *k)
+{
+	return k->src;
 }
 
 cv_rc cv_crypto_key_dup(const cv_key_t *k, cv_key_t **out)
 {
+	if (k->src) {
+		cv_keysrc_ref(k->src);
+		return cv_crypto_key_from_src(k->src, out);
+	}
 	return cv_crypto_key_from_bytes_kid(k->raw, k->kid, out);
 }
 
 void cv_key_free(cv_key_t *k)
 {
-	if (k)
-		sodium_free(k); /* sodium_free wipes the memory */
+	if (!k)
+		return;
+	if (k->src)
+		cv_keysrc_release(k->src);
+	sodium_free(k); /* sodium_free wipes the memory */
 }
 
 uint32_t cv_key_id(const cv_key_t *k)
@@ -188,6 +166,8 @@ cv_rc cv_crypto_key_generate(const uint8_t kid[CV_KID_BYTES], cv_key_t **out)
 cv_rc cv_crypto_seal(const cv_key_t *k, const void *ad, size_t adlen, const void *pt, size_t ptlen,
 		     cv_buf_t *out)
 {
+	if (k->src)
+		return cv_keysrc_seal(k->src, ad, adlen, pt, ptlen, out);
 	size_t header = seal_header(k);
 	if (ptlen > SIZE_MAX - CV_SEAL_OVERHEAD_MAX)
 		return CV_E_LIMIT;
@@ -240,6 +220,8 @@ cv_rc cv_crypto_open(const cv_key_t *k, const void *ad, size_t adlen, const uint
 		     cv_buf_t *out)
 {
 	uint8_t kid[CV_KID_BYTES];
+	if (k->src)
+		return cv_keysrc_open(k->src, ad, adlen, blob, len, out);
 	if (cv_crypto_blob_kid(blob, len, kid) || memcmp(kid, k->kid, CV_KID_BYTES) != 0)
 		return CV_E_CRYPTO;
 	const uint8_t *nonce = blob + seal_header(k);

@@ -37,6 +37,56 @@ typedef struct cv_key cv_key_t;
  * CV_E_CRYPTO with a message in err otherwise. Call once at start. */
 cv_rc cv_crypto_init(char *err, size_t errlen);
 
+/* --- the master key ----------------------------------------------------------
+ * Where it lives, behind one interface (crypto/master.c, decision 0010): a key
+ * file (the default), an environment variable, or a PKCS#11 token (an HSM,
+ * SoftHSM2, a cloud KMS's PKCS#11 library), where it never leaves the token.
+ * A master key is a cv_key_t: cv_crypto_seal/open (and so key wrapping) go
+ * through its source. It has versions (rotation): sealing uses the current
+ * one, and every wrapped key names the version that wrapped it. */
+typedef struct cv_master_cfg {
+	const char *source;          /* "file" (default), "env", "pkcs11" */
+	const char *file;            /* file: its path */
+	const char *env;             /* env: the variable (default CV_MASTER_ENV), 64 hex digits */
+	const char *pkcs11_module;   /* pkcs11: the module (.so) */
+	const char *pkcs11_token;    /* the token's label */
+	const char *pkcs11_label;    /* the key objects' label (default "carevault-master") */
+	const char *pkcs11_pin_file; /* a 0600 file holding the user PIN (else $CAREVAULT_PKCS11_PIN) */
+} cv_master_cfg_t;
+
+#define CV_MASTER_ENV "CAREVAULT_MASTER_KEY"
+
+/* Makes the master key where cfg says (a file: O_EXCL, 0600, fsynced; a
+ * token: a non-extractable AES-256 key, unless it holds one; env: nothing). */
+cv_rc cv_master_create(const cv_master_cfg_t *cfg, char *err, size_t errlen);
+
+/* Loads the master key from its source (a file group or others may read is refused). */
+cv_rc cv_master_load(const cv_master_cfg_t *cfg, cv_key_t **out, char *err, size_t errlen);
+
+/* Its current version (what it wraps new keys with). */
+uint32_t cv_master_current(const cv_key_t *m);
+
+/* The versions it holds now (at most max), ascending; how many. */
+size_t cv_master_versions(const cv_key_t *m, uint32_t *ids, size_t max);
+
+/* Reads the source again (another process rotated it). */
+cv_rc cv_master_refresh(cv_key_t *m);
+
+/* Rotation, step 1: a new version, which becomes the current one (the key
+ * file is rewritten atomically with every version; a token gets a new key). */
+cv_rc cv_master_add_version(cv_key_t *m, uint32_t *id, char *err, size_t errlen);
+
+/* Rotation, last step: the source keeps only version `keep`. The others are
+ * appended to the key file `retired` (0600; itself a key file that opens
+ * what they wrapped: old backups), or destroyed when retired is NULL. */
+cv_rc cv_master_retire(cv_key_t *m, uint32_t keep, const char *retired, char *err, size_t errlen);
+
+/* "file", "env", "pkcs11" (or "key" for a plain key). */
+const char *cv_master_source(const cv_key_t *m);
+
+/* The 32 bytes of a plain key (to write a key file). */
+void cv_crypto_key_bytes(const cv_key_t *k, uint8_t out[CV_KEY_BYTES]);
+
 /* Creates a new master key file at path (O_EXCL, mode 0600, fsynced). */
 cv_rc cv_crypto_master_create(const char *path, char *err, size_t errlen);
 

@@ -52,11 +52,13 @@ typedef struct cv_backend_ops {
 				   void *arg);
 	/* Data keys: the row of key id kid, the current (highest version) row
 	 * of an owner, CV_E_NOTFOUND when none; row->wrapped points into
-	 * wrapped. And every row, in (owner, version) order (copies). */
+	 * wrapped. And every row after `after` (NULL: from the first) in
+	 * (owner, version) order (copies, rotation). */
 	cv_rc (*key_get)(cv_backend_t *b, const uint8_t kid[CV_KID_BYTES], cv_store_key_row_t *row, cv_buf_t *wrapped);
 	cv_rc (*key_current)(cv_backend_t *b, const uint8_t owner[CV_OWNER_BYTES], cv_store_key_row_t *row,
 			     cv_buf_t *wrapped);
-	cv_rc (*key_scan)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg);
+	cv_rc (*key_scan)(cv_backend_t *b, const cv_store_key_row_t *after,
+			  cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg);
 } cv_backend_ops_t;
 
 /* How a back end applies the key parts of writes (the same in each):

@@ -249,7 +249,7 @@ void cv_keyring_drop_all(cv_keyring_t *kr)
 	pthread_mutex_lock(&kr->mu);
 	for (cv_keyent_t *e = kr->newest, *next; e; e = next) {
 		next = e->older;
-		if (!e->permanent)
+		if (!e->permanent && e->persisted) /* a key not stored yet is this process's own, in flight */
 			remove_entry(kr, e);
 	}
 	pthread_mutex_unlock(&kr->mu);

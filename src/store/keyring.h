@@ -59,7 +59,8 @@ void cv_keyring_set_persisted(cv_keyring_t *kr, cv_keyent_t *e);
 /* Forgets every cached key of owner (an entry still pinned goes when unpinned). */
 void cv_keyring_drop_owner(cv_keyring_t *kr, const uint8_t owner[CV_OWNER_BYTES]);
 
-/* Forgets every cached key that is not permanent. */
+/* Forgets every cached key that is stored and not permanent (a new key whose
+ * first write is still in flight stays: forgetting it would make a second). */
 void cv_keyring_drop_all(cv_keyring_t *kr);
 
 /* How many entries are cached. */

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "core/log.h"
 #include "core/time.h"
 #include "store/internal.h"
@@ -20,6 +22,11 @@
 #define EPOCH_META "keys.epoch"
 #define EPOCH_EVERY_US 1000000
 #define LEGACY_META "key.data" /* the format-1 data key of stores made before per-patient keys */
+#define MASTER_VERSION_META "master.version"
+#define REWRAP_BATCH 512
+
+/* The system keys kept in meta, wrapped by the master key with their name as purpose. */
+static const char *const wrapped_meta[] = { "key.index", LEGACY_META, "key.audit-sign" };
 
 void cv_store_owner_of(cv_store_t *s, const char *name, uint8_t out[CV_OWNER_BYTES])
 {
@@ -119,9 +126,23 @@ cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_k
 	return rc;
 }
 
+/* The master key version new wraps must use (0 when never rotated). */
+static uint32_t master_version(cv_store_t *s)
+{
+	cv_buf_t v;
+	char text[16];
+	cv_buf_init(&v, 64);
+	cv_rc rc = s->ops->meta_get(s->be, MASTER_VERSION_META, &v);
+	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)(v.len < 15 ? v.len : 15), rc ? "" : v.data);
+	cv_buf_release(&v);
+	return (uint32_t)strtoul(text, NULL, 10);
+}
+
 /* A new key for owner, not stored yet, cached and pinned (key_load_mu held). */
 static cv_rc new_key(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t version, cv_keyent_t **out)
 {
+	if (cv_master_current(s->master) < master_version(s)) /* rotated by another process */
+		cv_master_refresh(s->master);
 	char purpose[128];
 	cv_store_key_row_t row = { .version = version, .state = CV_KEY_ACTIVE, .created_us = cv_time_now_us() };
 	cv_key_t *k = NULL;
@@ -238,9 +259,22 @@ static cv_rc legacy_key(cv_store_t *s)
 	return rc;
 }
 
+/* Makes sure meta "master.version" exists (writers lock it while storing a
+ * new key: store.h, cv_store_master_version_set). */
+static cv_rc master_version_row(cv_store_t *s)
+{
+	cv_buf_t v;
+	cv_buf_init(&v, 64);
+	cv_rc rc = s->ops->meta_get(s->be, MASTER_VERSION_META, &v);
+	cv_buf_release(&v);
+	return rc == CV_E_NOTFOUND ? cv_store_master_version_set(s, cv_master_current(s->master)) : rc;
+}
+
 cv_rc cv_store_keys_open(cv_store_t *s, char *err, size_t errlen)
 {
-	cv_rc rc = legacy_key(s);
+	cv_rc rc = master_version_row(s);
+	if (!rc)
+		rc = legacy_key(s);
 	if (!rc)
 		rc = system_key(s, "~shared", &s->shared_key);
 	if (!rc)
@@ -265,6 +299,8 @@ cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64
 	cv_store_key_row_t row = { .state = CV_KEY_DESTROYED };
 	cv_buf_t wrapped;
 	char name[64], when[24];
+	if (!patient_id || !patient_id[0] || strlen(patient_id) > 64)
+		return CV_E_INVALID;
 	cv_store_patient_owner(s, patient_id, row.owner);
 	cv_crypto_hex(row.owner, CV_OWNER_BYTES, owner_hex);
 	cv_buf_init(&wrapped, 4096);
@@ -283,5 +319,183 @@ cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64
 	cv_keyring_drop_owner(s->keys, row.owner);
 	if (!rc)
 		*count = w.erased;
+	return rc;
+}
+
+/* ---- master key rotation --------------------------------------------------- */
+
+cv_rc cv_store_master_version_set(cv_store_t *s, uint32_t version)
+{
+	char text[16];
+	int n = snprintf(text, sizeof text, "%u", version);
+	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = MASTER_VERSION_META, .body = (const uint8_t *)text,
+			       .body_len = (size_t)n };
+	return cv_store_write_sync(s, &w);
+}
+
+static bool wrapped_by(const uint8_t *blob, size_t len, uint32_t version)
+{
+	uint32_t id;
+	return cv_crypto_blob_key_id(blob, len, &id) == CV_OK && id == version;
+}
+
+/* Re-wraps the system keys kept in meta. */
+static cv_rc rewrap_meta(cv_store_t *s, uint32_t target, uint64_t *count)
+{
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; !rc && i < sizeof wrapped_meta / sizeof wrapped_meta[0]; i++) {
+		cv_buf_t blob, again;
+		cv_key_t *k = NULL;
+		cv_buf_init(&blob, 4096);
+		cv_buf_init(&again, 4096);
+		rc = s->ops->meta_get(s->be, wrapped_meta[i], &blob);
+		if (rc == CV_E_NOTFOUND || (!rc && wrapped_by((const uint8_t *)blob.data, blob.len, target))) {
+			rc = CV_OK;
+		} else if (!rc) {
+			rc = cv_crypto_key_unwrap(s->master, wrapped_meta[i], (const uint8_t *)blob.data, blob.len, &k);
+			if (!rc)
+				rc = cv_crypto_key_wrap(s->master, wrapped_meta[i], k, &again);
+			cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = wrapped_meta[i],
+					       .body = (const uint8_t *)again.data, .body_len = again.len };
+			if (!rc)
+				rc = cv_store_write_sync(s, &w);
+			if (!rc)
+				(*count)++;
+		}
+		cv_key_free(k);
+		cv_buf_release(&blob);
+		cv_buf_release(&again);
+	}
+	return rc;
+}
+
+/* Key rows to re-wrap, gathered by a scan. */
+typedef struct rewrap {
+	cv_store_t *s;
+	uint32_t target;
+	cv_store_key_row_t *rows;
+	cv_buf_t *wrapped;       /* each row's new wrapped key */
+	size_t n, cap;
+	cv_store_key_stats_t *stats;
+	cv_store_key_row_t after; /* where the next scan starts */
+	bool started, full;
+} rewrap_t;
+
+static cv_rc count_row(void *arg, const cv_store_key_row_t *r)
+{
+	rewrap_t *rw = arg;
+	if (r->state == CV_KEY_DESTROYED) {
+		rw->stats->destroyed++;
+		return CV_OK;
+	}
+	rw->stats->active++;
+	if (!wrapped_by(r->wrapped, r->wrapped_len, rw->target))
+		rw->stats->other_version++;
+	return CV_OK;
+}
+
+cv_rc cv_store_key_stats(cv_store_t *s, uint32_t version, cv_store_key_stats_t *out)
+{
+	rewrap_t rw = { .s = s, .target = version, .stats = out };
+	*out = (cv_store_key_stats_t){ 0 };
+	cv_rc rc = s->ops->key_scan(s->be, NULL, count_row, &rw);
+	for (size_t i = 0; !rc && i < sizeof wrapped_meta / sizeof wrapped_meta[0]; i++) {
+		cv_buf_t blob;
+		cv_buf_init(&blob, 4096);
+		cv_rc m = s->ops->meta_get(s->be, wrapped_meta[i], &blob);
+		if (!m && !wrapped_by((const uint8_t *)blob.data, blob.len, version))
+			out->other_version++;
+		else if (m && m != CV_E_NOTFOUND)
+			rc = m;
+		cv_buf_release(&blob);
+	}
+	return rc;
+}
+
+/* Writes the gathered batch as one group (one commit). */
+static cv_rc rewrap_flush(rewrap_t *rw)
+{
+	cv_store_write_t *ws = calloc(rw->n ? rw->n : 1, sizeof *ws);
+	cv_store_write_t **members = calloc(rw->n ? rw->n : 1, sizeof *members);
+	cv_rc rc = ws && members ? CV_OK : CV_E_NOMEM;
+	for (size_t i = 0; !rc && i < rw->n; i++) {
+		rw->rows[i].wrapped = (const uint8_t *)rw->wrapped[i].data;
+		rw->rows[i].wrapped_len = rw->wrapped[i].len;
+		ws[i] = (cv_store_write_t){ .op = CV_STORE_KEY_REWRAP, .keyrow = &rw->rows[i] };
+		members[i] = &ws[i];
+	}
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = rw->n };
+	if (!rc && rw->n)
+		rc = cv_store_write_sync(rw->s, &g);
+	for (size_t i = 0; i < rw->n; i++)
+		cv_buf_release(&rw->wrapped[i]);
+	rw->n = 0;
+	free(ws);
+	free(members);
+	return rc;
+}
+
+/* Unwraps a row (under whichever version wrapped it) and wraps it under the target. */
+static cv_rc gather_row(void *arg, const cv_store_key_row_t *r)
+{
+	rewrap_t *rw = arg;
+	char purpose[128];
+	cv_key_t *k = NULL;
+	if (rw->n == rw->cap) {
+		rw->full = true;
+		return CV_E_LIMIT; /* the caller flushes and scans on from here */
+	}
+	rw->after = *r;
+	rw->started = true;
+	if (r->state == CV_KEY_DESTROYED || wrapped_by(r->wrapped, r->wrapped_len, rw->target))
+		return CV_OK;
+	cv_rc rc = cv_crypto_key_unwrap(rw->s->master, purpose_of(r, purpose), r->wrapped, r->wrapped_len, &k);
+	cv_buf_init(&rw->wrapped[rw->n], 4096);
+	if (!rc)
+		rc = cv_crypto_key_wrap(rw->s->master, purpose, k, &rw->wrapped[rw->n]);
+	cv_key_free(k);
+	if (rc) {
+		cv_buf_release(&rw->wrapped[rw->n]);
+		return rc;
+	}
+	rw->rows[rw->n] = *r;
+	rw->rows[rw->n].wrapped = NULL;
+	rw->rows[rw->n].wrapped_len = 0;
+	rw->n++;
+	return CV_OK;
+}
+
+cv_rc cv_store_rewrap(cv_store_t *s, void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg,
+		      uint64_t *count)
+{
+	cv_store_key_stats_t stats;
+	rewrap_t rw = { .s = s, .target = cv_master_current(s->master), .cap = REWRAP_BATCH };
+	*count = 0;
+	cv_rc rc = cv_store_key_stats(s, rw.target, &stats);
+	uint64_t total = stats.other_version;
+	if (!rc)
+		rc = rewrap_meta(s, rw.target, count);
+	rw.rows = calloc(REWRAP_BATCH, sizeof *rw.rows);
+	rw.wrapped = calloc(REWRAP_BATCH, sizeof *rw.wrapped);
+	if (!rw.rows || !rw.wrapped)
+		rc = CV_E_NOMEM;
+	while (!rc) { /* one pass over the table: each scan gathers a batch and stops; the next goes on from there */
+		rw.full = false;
+		rc = s->ops->key_scan(s->be, rw.started ? &rw.after : NULL, gather_row, &rw);
+		if (rc == CV_E_LIMIT)
+			rc = CV_OK;
+		size_t n = rw.n;
+		if (!rc)
+			rc = rewrap_flush(&rw);
+		*count += n;
+		if (progress && n)
+			progress(arg, *count, total > *count ? total : *count);
+		if (!rw.full)
+			break;
+	}
+	for (size_t i = 0; i < rw.n; i++)
+		cv_buf_release(&rw.wrapped[i]);
+	free(rw.rows);
+	free(rw.wrapped);
 	return rc;
 }

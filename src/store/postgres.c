@@ -180,6 +180,8 @@ static const struct {
 	{ "key_owner", "SELECT kid FROM cv_key WHERE owner = $1::bytea AND version = $2::bigint" },
 	{ "key_get", SQL_KEY_COLS "WHERE kid = $1::bytea" },
 	{ "key_state", "SELECT state::bigint FROM cv_key WHERE kid = $1::bytea FOR SHARE" },
+	{ "key_rewrap", "UPDATE cv_key SET wrapped = $2::bytea WHERE kid = $1::bytea AND state = 1" },
+	{ "master_version", "SELECT convert_from(value, 'UTF8') FROM cv_meta WHERE name = 'master.version' FOR SHARE" },
 	{ "key_current", SQL_KEY_COLS "WHERE owner = $1::bytea ORDER BY version DESC LIMIT 1" },
 	{ "key_scan", SQL_KEY_COLS "WHERE (owner, version) > ($1::bytea, $2::bigint) ORDER BY owner, version "
 		      "LIMIT $3::bigint" },
@@ -589,6 +591,32 @@ static cv_rc key_alive(PGconn *c, const cv_store_write_t *w)
 	return rc;
 }
 
+/* CV_E_CONFLICT when a new key was wrapped by an older master key version
+ * than the store's "master.version" (a rotation began meanwhile: the writer
+ * reads its master key again and retries). The row is read FOR SHARE: a
+ * rotation's update of it waits for this write, whose key its scan then sees. */
+static cv_rc wrap_current(PGconn *c, const cv_store_key_row_t *k)
+{
+	uint32_t id;
+	char text[16] = "";
+	if (cv_crypto_blob_key_id(k->wrapped, k->wrapped_len, &id))
+		return CV_E_CRYPTO;
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "master_version", 0, NULL, NULL, NULL, &r);
+	if (!rc && PQntuples(r) == 1)
+		snprintf(text, sizeof text, "%.*s", PQgetlength(r, 0, 0) < 15 ? PQgetlength(r, 0, 0) : 15, PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return rc ? rc : id < (uint32_t)strtoul(text, NULL, 10) ? CV_E_CONFLICT : CV_OK;
+}
+
+/* Master key rotation: a key's new wrapping (not for a destroyed key). */
+static cv_rc rewrap_key(PGconn *c, const cv_store_write_t *w)
+{
+	const char *vals[2] = { (const char *)w->keyrow->kid, (const char *)w->keyrow->wrapped };
+	int lens[2] = { CV_KID_BYTES, (int)w->keyrow->wrapped_len }, fmts[2] = { 1, 1 };
+	return run_write(c, "key_rewrap", 2, vals, lens, fmts, NULL);
+}
+
 static cv_rc put_version(PGconn *c, cv_store_write_t *w)
 {
 	char expect[24], when[24], version[24], seq[24], rk[24];
@@ -609,6 +637,8 @@ static cv_rc put_version(PGconn *c, cv_store_write_t *w)
 	else
 		w->seq = get_i64(r, 0, 0);
 	PQclear(r);
+	if (!rc && w->newkey)
+		rc = wrap_current(c, &w->keyent->row);
 	if (!rc && w->newkey)
 		rc = insert_key(c, &w->keyent->row, true);
 	if (rc)
@@ -828,6 +858,7 @@ static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 	case CV_STORE_AUDIT_PRUNE: return apply_prune(c, w);
 	case CV_STORE_PUT_KEY: return insert_key(c, w->keyrow, false);
 	case CV_STORE_ERASE: return apply_erase(c, w);
+	case CV_STORE_KEY_REWRAP: return rewrap_key(c, w);
 	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}
@@ -1322,11 +1353,16 @@ static cv_rc pg_key_current(cv_backend_t *b, const uint8_t owner[CV_OWNER_BYTES]
 
 /* Every key row in (owner, version) order, a page at a time (keyset paging
  * from the last row seen; an empty owner sorts before every owner). */
-static cv_rc pg_key_scan(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
+static cv_rc pg_key_scan(cv_backend_t *b, const cv_store_key_row_t *after,
+			 cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
 {
 	uint8_t owner[CV_OWNER_BYTES] = { 0 };
 	char version[24] = "0", lim[24];
-	int olen = 0, n = KEY_SCAN_PAGE;
+	int olen = after ? CV_OWNER_BYTES : 0, n = KEY_SCAN_PAGE;
+	if (after) {
+		memcpy(owner, after->owner, CV_OWNER_BYTES);
+		snprintf(version, sizeof version, "%lld", (long long)after->version);
+	}
 	snprintf(lim, sizeof lim, "%d", KEY_SCAN_PAGE);
 	cv_rc rc = CV_OK;
 	while (!rc && n == KEY_SCAN_PAGE) {

@@ -52,6 +52,8 @@ struct cv_backend {
 	sqlite3_stmt *w_kins;         /* insert a key row unless taken */
 	sqlite3_stmt *w_kown;         /* the kid stored for (owner, version) */
 	sqlite3_stmt *w_kstate;       /* a key's state */
+	sqlite3_stmt *w_krewrap;      /* a key's new wrapping */
+	sqlite3_stmt *w_mver;         /* meta master.version */
 	bool shredded;                /* the batch erased keys: checkpoint the WAL away after it */
 	cv_audit_chain_t chain;       /* the head while a batch is applied */
 	unsigned claims;              /* claims since the last prune */
@@ -278,6 +280,8 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_kins);
 	sqlite3_finalize(b->w_kown);
 	sqlite3_finalize(b->w_kstate);
+	sqlite3_finalize(b->w_krewrap);
+	sqlite3_finalize(b->w_mver);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -547,6 +551,35 @@ static cv_rc key_alive(cv_backend_t *b, const cv_store_write_t *w)
 	return gone ? CV_E_GONE : CV_OK;
 }
 
+/* CV_E_CONFLICT when a new key was wrapped by an older master key version
+ * than the store's "master.version" (a rotation began meanwhile: the writer
+ * reads its master key again and retries). */
+static cv_rc wrap_current(cv_backend_t *b, const cv_store_key_row_t *k)
+{
+	uint32_t id;
+	char text[16] = "";
+	if (cv_crypto_blob_key_id(k->wrapped, k->wrapped_len, &id))
+		return CV_E_CRYPTO;
+	sqlite3_stmt *st = b->w_mver;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		snprintf(text, sizeof text, "%.*s", sqlite3_column_bytes(st, 0) < 15 ? sqlite3_column_bytes(st, 0) : 15,
+			 (const char *)sqlite3_column_blob(st, 0));
+	sqlite3_reset(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE)
+		return db_error(b->wdb, "master_version");
+	return id < (uint32_t)strtoul(text, NULL, 10) ? CV_E_CONFLICT : CV_OK;
+}
+
+/* Master key rotation: a key's new wrapping (not for a destroyed key). */
+static cv_rc rewrap_key(cv_backend_t *b, const cv_store_write_t *w)
+{
+	sqlite3_stmt *st = b->w_krewrap;
+	sqlite3_bind_blob(st, 1, w->keyrow->kid, CV_KID_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, w->keyrow->wrapped, (int)w->keyrow->wrapped_len, SQLITE_STATIC);
+	return step_once(b, st, "key_rewrap");
+}
+
 /* Runs one erase statement bound to the owner; *changed gets its row count. */
 static cv_rc erase_step(cv_backend_t *b, const char *sql, const uint8_t *owner, int64_t *changed)
 {
@@ -606,7 +639,9 @@ static cv_rc insert_version(cv_backend_t *b, cv_store_write_t *w)
 		return db_error(b->wdb, "current");
 	if (cur != w->expect_version)
 		return CV_E_CONFLICT;
-	cv_rc rc = w->newkey ? insert_key(b, &w->keyent->row, true) : key_alive(b, w);
+	cv_rc rc = w->newkey ? wrap_current(b, &w->keyent->row) : key_alive(b, w);
+	if (!rc && w->newkey)
+		rc = insert_key(b, &w->keyent->row, true);
 	if (rc)
 		return rc;
 	st = b->w_ins;
@@ -787,6 +822,8 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return insert_key(b, w->keyrow, false);
 	if (w->op == CV_STORE_ERASE)
 		return apply_erase(b, w);
+	if (w->op == CV_STORE_KEY_REWRAP)
+		return rewrap_key(b, w);
 	if (w->op == CV_STORE_CLAIM)
 		return apply_claim(b, w);
 	if (w->op == CV_STORE_BULK) /* a page cache that holds the index B-trees being filled */
@@ -1262,13 +1299,19 @@ static cv_rc sqlite_key_current(cv_backend_t *b, const uint8_t owner[CV_OWNER_BY
 	return key_lookup(b, true, owner, row, wrapped);
 }
 
-static cv_rc sqlite_key_scan(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
+static cv_rc sqlite_key_scan(cv_backend_t *b, const cv_store_key_row_t *after,
+			     cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg)
 {
 	rconn_t *r = reader_take(b);
 	sqlite3_stmt *st = NULL;
 	cv_buf_t wrapped;
 	cv_buf_init(&wrapped, 4096);
-	cv_rc rc = prepare(r->db, SQL_KEY_COLS "ORDER BY owner, version", &st);
+	cv_rc rc = prepare(r->db, after ? SQL_KEY_COLS "WHERE (owner, version) > (?1, ?2) ORDER BY owner, version"
+				       : SQL_KEY_COLS "ORDER BY owner, version", &st);
+	if (!rc && after) {
+		sqlite3_bind_blob(st, 1, after->owner, CV_OWNER_BYTES, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, after->version);
+	}
 	int s = SQLITE_DONE;
 	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
 		cv_store_key_row_t row;
@@ -1370,6 +1413,10 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 		rc = prepare(b->wdb, "SELECT kid FROM cv_key WHERE owner = ?1 AND version = ?2", &b->w_kown);
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT state FROM cv_key WHERE kid = ?1", &b->w_kstate);
+	if (!rc)
+		rc = prepare(b->wdb, "UPDATE cv_key SET wrapped = ?2 WHERE kid = ?1 AND state = 1", &b->w_krewrap);
+	if (!rc)
+		rc = prepare(b->wdb, "SELECT value FROM cv_meta WHERE name = 'master.version'", &b->w_mver);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

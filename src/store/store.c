@@ -272,6 +272,7 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 	case CV_STORE_CHECKPOINT:
 		return w->checkpoint ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_KEY:
+	case CV_STORE_KEY_REWRAP:
 		return w->keyrow ? CV_OK : CV_E_INVALID;
 	case CV_STORE_ERASE:
 		return w->keyrow && w->name ? CV_OK : CV_E_INVALID;
@@ -759,7 +760,7 @@ static cv_rc dest_hash(copy_t *c, uint8_t out[32])
 	cv_sha256_init(&h);
 	cv_rc rc = c->dops->scan_meta(c->dst, hash_meta, &h);
 	if (!rc)
-		rc = c->dops->key_scan(c->dst, hash_key_row, &h);
+		rc = c->dops->key_scan(c->dst, NULL, hash_key_row, &h);
 	while (!rc) {
 		cv_pool_t pool;
 		hash_scan_t hs = { .h = &h, .last_seq = after };
@@ -790,7 +791,7 @@ static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), v
 	if (!rc)
 		rc = c->sops->scan_meta(c->src, copy_meta, c);
 	if (!rc)
-		rc = c->sops->key_scan(c->src, copy_key, c);
+		rc = c->sops->key_scan(c->src, NULL, copy_key, c);
 	if (!rc)
 		rc = copy_versions(c, total, progress, arg);
 	cv_sha256_final(&c->hash, src_sum);

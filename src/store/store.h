@@ -71,6 +71,8 @@ typedef enum {
 	                         position is kept */
 	CV_STORE_PUT_KEY,     /* stores a key row (`keyrow`) unless its id or its (owner, version)
 	                         is taken (copies, system keys) */
+	CV_STORE_KEY_REWRAP,  /* master key rotation: replaces the wrapped key of `keyrow->kid` with
+	                         keyrow->wrapped, unless the key was destroyed meanwhile */
 	CV_STORE_ERASE,       /* crypto-shredding: destroys every key of `keyrow->owner`, takes the
 	                         resources whose current version they sealed out of the search
 	                         index, and sets meta `name` to body (the erasure's record);
@@ -227,6 +229,28 @@ void cv_store_patient_owner(cv_store_t *s, const char *patient_id, uint8_t out[C
  * owner, for the erasure ledger. CV_E_NOTFOUND when the patient has no key
  * (nothing of theirs is stored); CV_E_GONE when already erased. */
 cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33]);
+
+/* Master key rotation (see crypto.h, "the master key"): the version every
+ * new wrap must use from now on, recorded in the store (meta
+ * "master.version") so that every process wraps new keys with it: a process
+ * still on an older version reads its master key source again, and the
+ * store refuses a new key wrapped with an older version (the write retries). */
+cv_rc cv_store_master_version_set(cv_store_t *s, uint32_t version);
+
+/* Master key rotation: re-wraps, under the master key's current version,
+ * every data key and master-wrapped system key still wrapped by another
+ * version. Safe while servers run, and to run again (it resumes).
+ * progress(arg, done, total) is called as keys are re-wrapped; *count gets
+ * how many were. */
+cv_rc cv_store_rewrap(cv_store_t *s, void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg,
+		      uint64_t *count);
+
+/* Counts of the key table: active and destroyed keys, and how many keys
+ * (and system keys) are wrapped by a version other than `version`. */
+typedef struct cv_store_key_stats {
+	uint64_t active, destroyed, other_version;
+} cv_store_key_stats_t;
+cv_rc cv_store_key_stats(cv_store_t *s, uint32_t version, cv_store_key_stats_t *out);
 
 /* How many keys the cache holds (tests, metrics). */
 size_t cv_store_keys_cached(cv_store_t *s);

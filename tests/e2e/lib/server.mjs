@@ -213,7 +213,8 @@ function runInit(bin, dataDir, env) {
   if (r.status !== 0) {
     throw new Error(`carevault init exited ${r.status} (signal ${r.signal})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   }
-  for (const f of ['master.key', 'tls/cert.pem', 'tls/key.pem', 'bootstrap-token']) {
+  const keyFile = !env.CAREVAULT_MASTER_KEY_SOURCE || env.CAREVAULT_MASTER_KEY_SOURCE === 'file';
+  for (const f of [...(keyFile ? ['master.key'] : []), 'tls/cert.pem', 'tls/key.pem', 'bootstrap-token']) {
     if (!fs.existsSync(path.join(dataDir, f))) throw new Error(`carevault init did not create ${f} in ${dataDir}`);
   }
 }
@@ -241,7 +242,7 @@ export async function start(opts = {}) {
   delete baseEnv.CAREVAULT_STORE;
   if (store) baseEnv.CAREVAULT_STORE = store;
   if (peer) await fsp.cp(peer.dataDir, dataDir, { recursive: true });
-  else runInit(bin, dataDir, baseEnv);
+  else runInit(bin, dataDir, { ...baseEnv, ...(opts.env || {}) }); // opts.env: the master key's source too
 
   // the first administrator account retires the bootstrap token and removes its file
   const tokenFile = path.join(dataDir, 'bootstrap-token');

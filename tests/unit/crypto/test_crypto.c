@@ -1,5 +1,5 @@
 /*
- * test_crypto.c - sealing, tampering, key wrapping, master key file rules,
+ * test_crypto.c - sealing (formats 1 and 2), tampering, key wrapping, master key file rules,
  * SHA-256 known answer, constant-time compare, tokens.
  */
 #define _GNU_SOURCE
@@ -160,12 +160,175 @@ static void tokens_and_uuids(void **state)
 	assert_int_equal(u[14], '4');
 }
 
+/* ---- format 2: keys with 16-byte ids (per-patient data keys) ------------- */
+
+static cv_key_t *kid_key(uint8_t kid[CV_KID_BYTES])
+{
+	cv_key_t *k = NULL;
+	cv_crypto_kid_new(kid);
+	assert_int_equal(cv_crypto_key_generate(kid, &k), CV_OK);
+	return k;
+}
+
+static void format2_seal_open(void **state)
+{
+	uint8_t kid[CV_KID_BYTES], got[CV_KID_BYTES], kid2[CV_KID_BYTES];
+	cv_key_t *k = kid_key(kid), *other = kid_key(kid2);
+	cv_buf_t blob, pt;
+	cv_buf_init(&blob, 4096);
+	cv_buf_init(&pt, 4096);
+	uint8_t kk[CV_KID_BYTES];
+	cv_key_kid(k, kk);
+	assert_memory_equal(kk, kid, CV_KID_BYTES);
+	assert_int_equal(cv_crypto_seal(k, "Observation|r|1", 15, "format-two", 10, &blob), CV_OK);
+	assert_int_equal(blob.len, 10 + CV_SEAL_OVERHEAD_MAX);
+	assert_int_equal((uint8_t)blob.data[0], 'C');
+	assert_int_equal((uint8_t)blob.data[1], 'V');
+	assert_int_equal((uint8_t)blob.data[2], 2);
+	assert_memory_equal(blob.data + 3, kid, CV_KID_BYTES);
+	assert_null(memmem(blob.data, blob.len, "format-two", 10));
+	assert_int_equal(cv_crypto_blob_kid((uint8_t *)blob.data, blob.len, got), CV_OK);
+	assert_memory_equal(got, kid, CV_KID_BYTES);
+	uint32_t id = 12345;
+	assert_int_equal(cv_crypto_blob_key_id((uint8_t *)blob.data, blob.len, &id), CV_E_CRYPTO);
+	assert_int_equal(id, 12345);
+	assert_int_equal(cv_crypto_open(k, "Observation|r|1", 15, (uint8_t *)blob.data, blob.len, &pt), CV_OK);
+	assert_int_equal(pt.len, 10);
+	assert_memory_equal(pt.data, "format-two", 10);
+	cv_buf_reset(&pt);
+	/* other additional data, another format-2 key, a truncated blob */
+	assert_int_equal(cv_crypto_open(k, "Observation|r|2", 15, (uint8_t *)blob.data, blob.len, &pt), CV_E_CRYPTO);
+	assert_int_equal(cv_crypto_open(other, "Observation|r|1", 15, (uint8_t *)blob.data, blob.len, &pt),
+			 CV_E_CRYPTO);
+	assert_int_not_equal(cv_crypto_open(k, "Observation|r|1", 15, (uint8_t *)blob.data, CV_SEAL_OVERHEAD_MAX - 1,
+					    &pt), CV_OK);
+	/* another key given this key's id: the tag, not just the id check, refuses it */
+	cv_buf_t forged;
+	cv_buf_init(&forged, 4096);
+	assert_int_equal(cv_buf_append(&forged, blob.data, blob.len), CV_OK);
+	memcpy(forged.data + 3, kid2, CV_KID_BYTES);
+	assert_int_equal(cv_crypto_open(other, "Observation|r|1", 15, (uint8_t *)forged.data, forged.len, &pt),
+			 CV_E_CRYPTO);
+	/* every flipped byte is caught */
+	for (size_t i = 0; i < blob.len; i++) {
+		blob.data[i] ^= 0x01;
+		assert_int_not_equal(cv_crypto_open(k, "Observation|r|1", 15, (uint8_t *)blob.data, blob.len, &pt),
+				     CV_OK);
+		blob.data[i] ^= 0x01;
+	}
+	assert_int_equal(pt.len, 0);
+	/* a copy of the key seals and opens the same */
+	cv_key_t *dup = NULL;
+	assert_int_equal(cv_crypto_key_dup(k, &dup), CV_OK);
+	cv_key_kid(dup, got);
+	assert_memory_equal(got, kid, CV_KID_BYTES);
+	assert_int_equal(cv_crypto_open(dup, "Observation|r|1", 15, (uint8_t *)blob.data, blob.len, &pt), CV_OK);
+	assert_memory_equal(pt.data, "format-two", 10);
+	cv_key_free(dup);
+	cv_buf_release(&forged);
+	cv_buf_release(&blob);
+	cv_buf_release(&pt);
+	cv_key_free(k);
+	cv_key_free(other);
+}
+
+static void format1_still_works(void **state)
+{
+	cv_key_t *k = key(0x01020304, 0x66);
+	uint8_t kid[CV_KID_BYTES], want[CV_KID_BYTES] = { 0 };
+	want[12] = 1, want[13] = 2, want[14] = 3, want[15] = 4;
+	cv_key_kid(k, kid);
+	assert_memory_equal(kid, want, CV_KID_BYTES);
+	assert_int_equal(cv_key_id(k), 0x01020304);
+	cv_buf_t blob, pt;
+	cv_buf_init(&blob, 256);
+	cv_buf_init(&pt, 256);
+	assert_int_equal(cv_crypto_seal(k, "ad", 2, "one", 3, &blob), CV_OK);
+	assert_int_equal(blob.len, 3 + CV_SEAL_OVERHEAD);
+	assert_int_equal((uint8_t)blob.data[2], 1);
+	uint32_t id = 0;
+	assert_int_equal(cv_crypto_blob_key_id((uint8_t *)blob.data, blob.len, &id), CV_OK);
+	assert_int_equal(id, 0x01020304);
+	assert_int_equal(cv_crypto_blob_kid((uint8_t *)blob.data, blob.len, kid), CV_OK);
+	assert_memory_equal(kid, want, CV_KID_BYTES);
+	assert_int_equal(cv_crypto_open(k, "ad", 2, (uint8_t *)blob.data, blob.len, &pt), CV_OK);
+	assert_int_equal(pt.len, 3);
+	assert_memory_equal(pt.data, "one", 3);
+	/* a format-2 key does not open a format-1 blob, nor the other way round */
+	uint8_t k2id[CV_KID_BYTES];
+	cv_key_t *k2 = kid_key(k2id);
+	cv_buf_reset(&pt);
+	assert_int_equal(cv_crypto_open(k2, "ad", 2, (uint8_t *)blob.data, blob.len, &pt), CV_E_CRYPTO);
+	cv_buf_t b2;
+	cv_buf_init(&b2, 256);
+	assert_int_equal(cv_crypto_seal(k2, "ad", 2, "two", 3, &b2), CV_OK);
+	assert_int_equal(cv_crypto_open(k, "ad", 2, (uint8_t *)b2.data, b2.len, &pt), CV_E_CRYPTO);
+	/* a format-2 blob claiming a short id (12 zero bytes) is not a blob */
+	memset(b2.data + 3, 0, 12);
+	assert_int_equal(cv_crypto_blob_kid((uint8_t *)b2.data, b2.len, kid), CV_E_CRYPTO);
+	/* nor is a blob of an unknown format */
+	blob.data[2] = 3;
+	assert_int_equal(cv_crypto_blob_kid((uint8_t *)blob.data, blob.len, kid), CV_E_CRYPTO);
+	assert_int_equal(pt.len, 0);
+	cv_buf_release(&b2);
+	cv_buf_release(&blob);
+	cv_buf_release(&pt);
+	cv_key_free(k);
+	cv_key_free(k2);
+}
+
+static void wrap_kid_key(void **state)
+{
+	cv_key_t *master = key(0, 0x77), *wrong = key(0, 0x78), *back = NULL;
+	uint8_t kid[CV_KID_BYTES], got[CV_KID_BYTES];
+	cv_key_t *dk = kid_key(kid);
+	cv_buf_t w, blob, pt;
+	cv_buf_init(&w, 256);
+	cv_buf_init(&blob, 256);
+	cv_buf_init(&pt, 256);
+	assert_int_equal(cv_crypto_key_wrap(master, "key|a|b|1", dk, &w), CV_OK);
+	assert_int_equal(w.len, CV_KEY_BYTES + CV_KID_BYTES + CV_SEAL_OVERHEAD); /* the master seals in format 1 */
+	assert_int_equal(cv_crypto_key_unwrap(master, "key|a|b|1", (uint8_t *)w.data, w.len, &back), CV_OK);
+	cv_key_kid(back, got);
+	assert_memory_equal(got, kid, CV_KID_BYTES);
+	/* the same key bytes: what one seals, the other opens */
+	assert_int_equal(cv_crypto_seal(dk, "x", 1, "payload", 7, &blob), CV_OK);
+	assert_int_equal(cv_crypto_open(back, "x", 1, (uint8_t *)blob.data, blob.len, &pt), CV_OK);
+	assert_memory_equal(pt.data, "payload", 7);
+	cv_key_free(back);
+	back = NULL;
+	/* another purpose (another row), another master */
+	assert_int_equal(cv_crypto_key_unwrap(master, "key|a|b|2", (uint8_t *)w.data, w.len, &back), CV_E_CRYPTO);
+	assert_int_equal(cv_crypto_key_unwrap(wrong, "key|a|b|1", (uint8_t *)w.data, w.len, &back), CV_E_CRYPTO);
+	assert_null(back);
+	cv_buf_release(&w);
+	cv_buf_release(&blob);
+	cv_buf_release(&pt);
+	cv_key_free(dk);
+	cv_key_free(master);
+	cv_key_free(wrong);
+}
+
+static void kid_new_is_never_short(void **state)
+{
+	static const uint8_t zero[12];
+	uint8_t prev[CV_KID_BYTES] = { 0 }, kid[CV_KID_BYTES];
+	for (int i = 0; i < 1000; i++) {
+		cv_crypto_kid_new(kid);
+		assert_memory_not_equal(kid, zero, sizeof zero);
+		assert_memory_not_equal(kid, prev, CV_KID_BYTES);
+		memcpy(prev, kid, CV_KID_BYTES);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(seal_open_and_tamper), cmocka_unit_test(two_seals_differ), cmocka_unit_test(wrapping),
 		cmocka_unit_test(master_key_file_rules), cmocka_unit_test(sha256_known_answer),
 		cmocka_unit_test(blind_index_is_keyed), cmocka_unit_test(tokens_and_uuids),
+		cmocka_unit_test(format2_seal_open), cmocka_unit_test(format1_still_works),
+		cmocka_unit_test(wrap_kid_key), cmocka_unit_test(kid_new_is_never_short),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,0 +1,174 @@
+/*
+ * keys.c - `carevault keys`: the key hierarchy's state, and master key
+ * rotation without downtime (decision 0010).
+ *
+ * rotate-master: the master key source gets a new version, which becomes
+ * current; the store records it (meta "master.version"), so every process
+ * wraps new keys with it from then on (store.h, cv_store_master_version_set);
+ * every data key and system key still wrapped by an older version is
+ * re-wrapped (a progress bar; safe while servers run, and to run again after
+ * a crash: it resumes); then the source keeps only the new version, the old
+ * ones going to DATA/master-retired.key (0600; what old backups need) unless
+ * --destroy-old. The rotation is recorded in the audit trail.
+ */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "core/log.h"
+
+typedef struct keys_cmd {
+	cv_config_t cfg;
+	const char *verb;
+	bool destroy_old;
+} keys_cmd_t;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: carevault keys status --data DIR\n"
+		"       carevault keys rotate-master --data DIR [--destroy-old]\n\n"
+		"status: where the master key lives, its versions, and the data keys (active, destroyed,\n"
+		"  wrapped by another version than the current one).\n"
+		"rotate-master: makes a new master key version (a new key file version, or a new key in the\n"
+		"  PKCS#11 token) and re-wraps every data key with it while the server keeps serving (a\n"
+		"  progress bar; run it again after an interruption: it resumes). Then only the new version\n"
+		"  is kept: the old ones are appended to DATA/master-retired.key (0600), which restores of\n"
+		"  backups taken before the rotation need, or destroyed with --destroy-old (those backups can\n"
+		"  then no longer be opened). A master key from the environment cannot be rotated here.\n"
+		"Takes --store URL, --config FILE and the master key options (--master-key-source ...) as\n"
+		"serve does.\n");
+}
+
+static int parse_args(keys_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+	cv_config_defaults(&c->cfg);
+	if (cv_config_load_env(&c->cfg, err, errlen))
+		return -1;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--destroy-old") == 0) {
+			c->destroy_old = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || !v) {
+			snprintf(err, errlen, "%s: expected --OPTION VALUE (see carevault keys --help)", a);
+			return -1;
+		}
+		i++;
+		if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
+					       : cv_config_set(&c->cfg, a + 2, v, err, errlen))
+			return -1;
+	}
+	cv_config_finish(&c->cfg);
+	return 0;
+}
+
+static void record(cv_store_t *s, const char *subtype, bool ok, const char *detail)
+{
+	char agent[64];
+	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
+	cv_audit_event_t e = { .type = CV_AUDIT_SECURITY, .subtype = subtype, .action = 'U', .outcome = ok ? 0 : 8,
+			       .flags = CV_AUDIT_F_SECURITY, .agent = agent, .agent_kind = "operator", .detail = detail };
+	if (cv_audit_record(s, &e) != CV_OK)
+		fprintf(stderr, "carevault: warning: the key change could not be recorded in the audit trail\n");
+}
+
+static int status(cv_key_t *master, cv_store_t *s, char *err, size_t errlen)
+{
+	uint32_t ids[64];
+	size_t n = cv_master_versions(master, ids, 64);
+	cv_store_key_stats_t st;
+	cv_rc rc = cv_store_key_stats(s, cv_master_current(master), &st);
+	if (rc) {
+		snprintf(err, errlen, "cannot read the key table: %s", cv_rc_str(rc));
+		return -1;
+	}
+	printf("master key: %s, current version %u (versions held:", cv_master_source(master), cv_master_current(master));
+	for (size_t i = 0; i < n; i++)
+		printf(" %u", ids[i]);
+	printf(")\ndata keys: %llu active, %llu destroyed; %llu keys wrapped by another master key version\n",
+	       (unsigned long long)st.active, (unsigned long long)st.destroyed, (unsigned long long)st.other_version);
+	return 0;
+}
+
+static void rewrap_progress(void *arg, uint64_t done, uint64_t total)
+{
+	cv_cli_progress(arg, done, total, false);
+}
+
+static int rotate_master(keys_cmd_t *c, cv_key_t *master, cv_store_t *s, char *err, size_t errlen)
+{
+	uint32_t next;
+	uint64_t count = 0, more = 0;
+	char retired[CV_PATH_MAX + 32], detail[128];
+	cv_cli_progress_t p = { .what = "re-wrapping", .unit = "keys" };
+	snprintf(retired, sizeof retired, "%s/master-retired.key", c->cfg.data_dir);
+	cv_rc rc = cv_master_add_version(master, &next, err, errlen);
+	if (!rc && (rc = cv_store_master_version_set(s, next)))
+		snprintf(err, errlen, "cannot record the new master key version in the store: %s", cv_rc_str(rc));
+	/* until a pass finds nothing left (keys made meanwhile by servers still on the old version) */
+	for (int pass = 0; !rc && pass < 5; pass++) {
+		rc = cv_store_rewrap(s, rewrap_progress, &p, &more);
+		count += more;
+		if (!rc && more == 0)
+			break;
+	}
+	cv_store_key_stats_t st;
+	if (!rc && !(rc = cv_store_key_stats(s, next, &st)) && st.other_version) {
+		snprintf(err, errlen, "%llu keys are still wrapped by an older version: run the command again",
+			 (unsigned long long)st.other_version);
+		rc = CV_E_CONFLICT;
+	} else if (rc && !err[0]) {
+		snprintf(err, errlen, "re-wrapping failed: %s (run the command again: it resumes)", cv_rc_str(rc));
+	}
+	cv_cli_progress(&p, count, count, true);
+	if (!rc)
+		rc = cv_master_retire(master, next, c->destroy_old ? NULL : retired, err, errlen);
+	snprintf(detail, sizeof detail, "master key version %u; %llu keys re-wrapped%s", next, (unsigned long long)count,
+		 c->destroy_old ? "; old versions destroyed" : "; old versions retired");
+	record(s, "master-key-rotated", rc == CV_OK, detail);
+	if (rc)
+		return -1;
+	printf("master key rotated: version %u is current; %llu keys re-wrapped; old versions %s\n", next,
+	       (unsigned long long)count, c->destroy_old ? "destroyed" : "appended to master-retired.key");
+	return 0;
+}
+
+int cv_cli_keys(int argc, char **argv)
+{
+	keys_cmd_t c;
+	char err[512] = "";
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	memset(&c, 0, sizeof c);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	c.verb = argv[1];
+	if (strcmp(c.verb, "status") != 0 && strcmp(c.verb, "rotate-master") != 0) {
+		fprintf(stderr, "carevault keys: unknown command (status, rotate-master)\n");
+		return 2;
+	}
+	if (parse_args(&c, argc, argv, err, sizeof err)) {
+		fprintf(stderr, "carevault keys %s: %s\n", c.verb, err);
+		return 2;
+	}
+	cv_log_set_level(CV_LOG_WARN);
+	int ret = cv_cli_open_store(&c.cfg, 2, &master, &s, err, sizeof err);
+	if (!ret)
+		ret = strcmp(c.verb, "status") == 0 ? status(master, s, err, sizeof err)
+						    : rotate_master(&c, master, s, err, sizeof err);
+	cv_store_close(s);
+	cv_key_free(master);
+	if (ret) {
+		fprintf(stderr, "carevault keys %s: %s\n", c.verb, err);
+		return 1;
+	}
+	return 0;
+}
