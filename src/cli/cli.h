@@ -41,6 +41,22 @@ typedef struct cv_cli_progress {
 } cv_cli_progress_t;
 void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool last);
 
+/* `carevault backup` / `carevault restore`: argv[0] is the command. */
+int cv_cli_backup(int argc, char **argv);
+int cv_cli_restore(int argc, char **argv);
+
+/* The TLS files of a new data directory: a development certificate for
+ * localhost, or copies of cert and key (cli/main.c). */
+cv_rc cv_cli_init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen);
+
+/* The erasure ledger DATA/erasures: created empty (0600); an erasure appended
+ * (the blinded owner and the time, fsynced); read (one owner per line). */
+#define CV_LEDGER_FILE "erasures"
+cv_rc cv_cli_ledger_create(const char *dir, char *err, size_t errlen);
+cv_rc cv_cli_ledger_append(const char *path, const char *owner_hex, int64_t at_us, char *err, size_t errlen);
+typedef cv_rc (*cv_cli_ledger_fn)(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us);
+cv_rc cv_cli_ledger_each(const char *path, cv_cli_ledger_fn fn, void *arg, char *err, size_t errlen);
+
 /* `carevault keys`: argv[0] is "keys". Returns the exit code. */
 int cv_cli_keys(int argc, char **argv);
 

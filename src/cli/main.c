@@ -102,6 +102,8 @@ static void usage(FILE *out)
 		"  audit    verify, export, archive the audit trail; sign a checkpoint\n"
 		"  patient  erase a patient for good (crypto-shredding of their data keys)\n"
 		"  keys     the keys' state; rotate the master key while serving\n"
+		"  backup   an encrypted, authenticated backup, made while serving\n"
+		"  restore  check a backup, restore it into a new data directory (erasures applied)\n"
 		"  version  print the version\n"
 		"  migrate-store  copy an embedded store into PostgreSQL (sealed data stays sealed)\n\n"
 		"Run 'carevault <command> --help' for a command's options.\n");
@@ -125,6 +127,7 @@ static void init_usage(FILE *out)
 		"  store.db          the encrypted embedded store; with --store postgresql://... (or\n"
 		"                    CAREVAULT_STORE) the store is that PostgreSQL database instead\n"
 		"  bootstrap-token   the first administrator's bearer token (0600; the server keeps only its hash)\n"
+		"  erasures          the erasure ledger (0600, empty): keep a copy with the master key\n"
 		"The master key can live elsewhere (docs/OPERATIONS.md, \"Where the master key lives\"):\n"
 		"  --master-key FILE                 another file instead of DIR/master.key\n"
 		"  --master-key-source env           $CAREVAULT_MASTER_KEY (64 hex digits), set by you\n"
@@ -169,7 +172,7 @@ static cv_rc copy_file(const char *from, const char *to, mode_t mode, char *err,
 	return rc;
 }
 
-static cv_rc init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen)
+cv_rc cv_cli_init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen)
 {
 	char tls[CV_PATH_MAX + 8], cpath[CV_PATH_MAX + 32], kpath[CV_PATH_MAX + 32];
 	snprintf(tls, sizeof tls, "%s/tls", dir);
@@ -230,7 +233,7 @@ static cv_rc init_store(const cv_config_t *cfg, char *err, size_t errlen)
  * running it again after fixing the cause works. */
 static void init_undo(const char *dir)
 {
-	static const char *const made[] = { "bootstrap-token", "store.db", "store.db-wal", "store.db-shm",
+	static const char *const made[] = { "bootstrap-token", "erasures", "store.db", "store.db-wal", "store.db-shm",
 					    "tls/cert.pem", "tls/key.pem", "tls", "master.key" };
 	char path[CV_PATH_MAX + 32];
 	for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
@@ -292,7 +295,9 @@ static int cmd_init(int argc, char **argv)
 	if (!rc && !dir_empty_or_absent(dir, err, sizeof err))
 		return fail("init failed", err);
 	if (!rc)
-		rc = init_tls(dir, cert, key, err, sizeof err);
+		rc = cv_cli_init_tls(dir, cert, key, err, sizeof err);
+	if (!rc)
+		rc = cv_cli_ledger_create(dir, err, sizeof err);
 	if (!rc)
 		rc = init_store(&cfg, err, sizeof err);
 	if (rc) {
@@ -589,6 +594,10 @@ int main(int argc, char **argv)
 		return cv_cli_patient(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keys") == 0)
 		return cv_cli_keys(argc - 1, argv + 1);
+	if (strcmp(argv[1], "backup") == 0)
+		return cv_cli_backup(argc - 1, argv + 1);
+	if (strcmp(argv[1], "restore") == 0)
+		return cv_cli_restore(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0) {
 		if (argc > 2 && is_help(argv[2])) {
 			printf("usage: carevault version\n\nPrints the version.\n");

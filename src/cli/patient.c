@@ -12,8 +12,6 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,22 +76,6 @@ static int parse_args(patient_cmd_t *c, int argc, char **argv, char *err, size_t
 	return 0;
 }
 
-/* Appends the erasure to DATA/erasures (0600, fsynced): the blinded owner and the time. */
-static int ledger_append(const char *data_dir, const char *owner_hex, int64_t at_us, char *err, size_t errlen)
-{
-	char path[CV_PATH_MAX + 16], line[80];
-	snprintf(path, sizeof path, "%s/erasures", data_dir);
-	int n = snprintf(line, sizeof line, "%s %lld\n", owner_hex, (long long)at_us);
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	int ok = fd >= 0 && write(fd, line, (size_t)n) == n && fsync(fd) == 0;
-	if (fd >= 0)
-		close(fd);
-	if (!ok)
-		snprintf(err, errlen, "the erasure is done, but the ledger %.200s could not be written (%.60s): add the "
-			 "line '%s %lld' to it by hand", path, strerror(errno), owner_hex, (long long)at_us);
-	return ok ? 0 : -1;
-}
-
 static void record(cv_store_t *s, const char *id, bool ok)
 {
 	char agent[64];
@@ -117,7 +99,9 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 	cv_rc rc = cv_store_erase(s, c->id, now, &count, owner);
 	if (rc != CV_E_NOTFOUND && rc != CV_E_GONE)
 		record(s, c->id, rc == CV_OK);
-	int ret = rc ? -1 : ledger_append(c->cfg.data_dir, owner, now, err, errlen);
+	char ledger[CV_PATH_MAX + 32];
+	snprintf(ledger, sizeof ledger, "%s/%s", c->cfg.data_dir, CV_LEDGER_FILE);
+	int ret = rc ? -1 : cv_cli_ledger_append(ledger, owner, now, err, errlen) ? -1 : 0;
 	if (rc == CV_E_NOTFOUND)
 		snprintf(err, errlen, "no data of this patient is stored (no key of theirs exists)");
 	else if (rc == CV_E_GONE)

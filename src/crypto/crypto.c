@@ -2,6 +2,8 @@
 #include "crypto/crypto.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,7 +26,49 @@ struct cv_key {
 	uint8_t raw[CV_KEY_BYTES];      /* the key bytes, for HMAC */
 	uint8_t kid[CV_KID_BYTES];      /* key id written into blobs (a short id: 12 zero bytes first) */
 	struct cv_keysrc *src;          /* a master key: sealing and opening go through its source */
+	struct cv_key *next_free;       /* a free slab slot: the next one */
+	bool in_slab;                   /* a slab slot (else its own sodium_malloc region, read-only) */
 };
+
+/* Data keys live in slabs of guarded memory (sodium_malloc: locked, guard
+ * pages), many keys to a slab: a region of its own per key costs four
+ * mappings and an mmap, mprotect and mlock per key, which made every miss of
+ * the per-patient key cache expensive. A freed slot is wiped at once and
+ * reused; slabs stay for the process's life (their number follows the most
+ * keys held at once: the key cache's bound). */
+#define SLAB_KEYS 64
+static pthread_mutex_t slab_mu = PTHREAD_MUTEX_INITIALIZER;
+static cv_key_t *slab_free;
+
+static cv_key_t *slot_take(void)
+{
+	pthread_mutex_lock(&slab_mu);
+	if (!slab_free) {
+		cv_key_t *slab = sodium_malloc(SLAB_KEYS * sizeof *slab);
+		for (size_t i = 0; slab && i < SLAB_KEYS; i++) {
+			slab[i].next_free = slab_free;
+			slab_free = &slab[i];
+		}
+	}
+	cv_key_t *k = slab_free;
+	if (k)
+		slab_free = k->next_free;
+	pthread_mutex_unlock(&slab_mu);
+	if (k) {
+		sodium_memzero(k, sizeof *k);
+		k->in_slab = true;
+	}
+	return k;
+}
+
+static void slot_give(cv_key_t *k)
+{
+	sodium_memzero(k, sizeof *k);
+	pthread_mutex_lock(&slab_mu);
+	k->next_free = slab_free;
+	slab_free = k;
+	pthread_mutex_unlock(&slab_mu);
+}
 
 /* A short (format 1) id is a 16-byte id whose first 12 bytes are zero. */
 static int kid_is_short(const uint8_t kid[CV_KID_BYTES])
@@ -77,14 +121,12 @@ cv_rc cv_crypto_key_from_bytes(const uint8_t bytes[CV_KEY_BYTES], uint32_t id, c
 cv_rc cv_crypto_key_from_bytes_kid(const uint8_t bytes[CV_KEY_BYTES], const uint8_t kid[CV_KID_BYTES],
 				   cv_key_t **out)
 {
-	cv_key_t *k = sodium_malloc(sizeof *k);
+	cv_key_t *k = slot_take();
 	if (!k)
 		return CV_E_NOMEM;
-	k->src = NULL;
 	memcpy(k->kid, kid, CV_KID_BYTES);
 	memcpy(k->raw, bytes, CV_KEY_BYTES);
 	crypto_aead_aes256gcm_beforenm(&k->st, k->raw);
-	sodium_mprotect_readonly(k);
 	*out = k;
 	return CV_OK;
 }
@@ -109,6 +151,7 @@ cv_rc cv_crypto_key_from_src(struct cv_keysrc *src, cv_key_t **out)
 	}
 	memset(k, 0, sizeof *k);
 	k->src = src;
+	k->in_slab = false;
 	sodium_mprotect_readonly(k);
 	*out = k;
 	return CV_OK;
@@ -132,6 +175,8 @@ void cv_key_free(cv_key_t *k)
 {
 	if (!k)
 		return;
+	if (k->in_slab)
+		return slot_give(k);
 	if (k->src)
 		cv_keysrc_release(k->src);
 	sodium_free(k); /* sodium_free wipes the memory */

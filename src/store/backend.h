@@ -59,6 +59,16 @@ typedef struct cv_backend_ops {
 			     cv_buf_t *wrapped);
 	cv_rc (*key_scan)(cv_backend_t *b, const cv_store_key_row_t *after,
 			  cv_rc (*fn)(void *arg, const cv_store_key_row_t *row), void *arg);
+	/* Backups: every record (meta but index.* and claim.*, keys, versions in
+	 * seq order, audit rows in position order, the head, checkpoints) from
+	 * one consistent snapshot, each handed to fn (its pointers valid during
+	 * the call). */
+	cv_rc (*dump)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_rec_t *r), void *arg);
+	/* Restores: stores n records as they are, in one transaction (versions
+	 * also make their current rows, audit rows their search keys). Into an
+	 * empty store only. NULL where not supported (PostgreSQL: restore into
+	 * the embedded store, then carevault migrate-store). */
+	cv_rc (*load)(cv_backend_t *b, const cv_store_rec_t *recs, size_t n);
 } cv_backend_ops_t;
 
 /* How a back end applies the key parts of writes (the same in each):

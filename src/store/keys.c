@@ -294,32 +294,39 @@ size_t cv_store_keys_cached(cv_store_t *s)
 	return cv_keyring_size(s->keys);
 }
 
-cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33])
+cv_rc cv_store_erase_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us, int64_t *count)
 {
-	cv_store_key_row_t row = { .state = CV_KEY_DESTROYED };
+	cv_store_key_row_t row = { .state = CV_KEY_DESTROYED }, cur;
 	cv_buf_t wrapped;
-	char name[64], when[24];
-	if (!patient_id || !patient_id[0] || strlen(patient_id) > 64)
-		return CV_E_INVALID;
-	cv_store_patient_owner(s, patient_id, row.owner);
-	cv_crypto_hex(row.owner, CV_OWNER_BYTES, owner_hex);
+	char name[64], when[24], hex[2 * CV_OWNER_BYTES + 1];
+	memcpy(row.owner, owner, CV_OWNER_BYTES);
+	cv_crypto_hex(owner, CV_OWNER_BYTES, hex);
 	cv_buf_init(&wrapped, 4096);
-	cv_store_key_row_t cur;
-	cv_rc rc = s->ops->key_current(s->be, row.owner, &cur, &wrapped);
+	cv_rc rc = s->ops->key_current(s->be, owner, &cur, &wrapped);
 	cv_buf_release(&wrapped);
 	if (!rc && cur.state == CV_KEY_DESTROYED)
 		rc = CV_E_GONE;
 	if (rc)
 		return rc;
-	snprintf(name, sizeof name, "erased.%s", owner_hex);
+	snprintf(name, sizeof name, "erased.%s", hex);
 	int n = snprintf(when, sizeof when, "%lld", (long long)at_us);
 	cv_store_write_t w = { .op = CV_STORE_ERASE, .keyrow = &row, .name = name, .body = (const uint8_t *)when,
 			       .body_len = (size_t)n };
 	rc = cv_store_write_sync(s, &w);
-	cv_keyring_drop_owner(s->keys, row.owner);
+	cv_keyring_drop_owner(s->keys, owner);
 	if (!rc)
 		*count = w.erased;
 	return rc;
+}
+
+cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33])
+{
+	uint8_t owner[CV_OWNER_BYTES];
+	if (!patient_id || !patient_id[0] || strlen(patient_id) > 64)
+		return CV_E_INVALID;
+	cv_store_patient_owner(s, patient_id, owner);
+	cv_crypto_hex(owner, CV_OWNER_BYTES, owner_hex);
+	return cv_store_erase_owner(s, owner, at_us, count);
 }
 
 /* ---- master key rotation --------------------------------------------------- */

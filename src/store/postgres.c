@@ -1387,6 +1387,138 @@ static cv_rc pg_key_scan(cv_backend_t *b, const cv_store_key_row_t *after,
 	return rc;
 }
 
+/* ---- backups ------------------------------------------------------------- */
+
+typedef cv_rc (*rec_fn)(void *arg, const cv_store_rec_t *r);
+typedef cv_rc (*rec_row_fn)(const PGresult *r, int i, cv_store_rec_t *rec);
+
+#define DUMP_PAGE 1000
+
+static cv_rc meta_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_META;
+	rec->name = PQgetvalue(r, i, 0); /* libpq ends every value with a NUL */
+	rec->value = (const uint8_t *)PQgetvalue(r, i, 1);
+	rec->value_len = (size_t)PQgetlength(r, i, 1);
+	return CV_OK;
+}
+
+static cv_rc key_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_KEY;
+	return key_row(r, i, &rec->key);
+}
+
+static cv_rc version_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_VERSION;
+	rec->version = (cv_store_version_t){ .seq = get_i64(r, i, 0), .version = get_i64(r, i, 1),
+					     .updated_us = get_i64(r, i, 2), .deleted = PQgetvalue(r, i, 3)[0] != 0,
+					     .body = (const uint8_t *)PQgetvalue(r, i, 4), .body_len = (size_t)PQgetlength(r, i, 4),
+					     .type = PQgetvalue(r, i, 5), .rid = PQgetvalue(r, i, 6) };
+	return CV_OK;
+}
+
+static cv_rc audit_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	cv_store_audit_row_t *a = &rec->audit;
+	rec->type = CV_REC_AUDIT;
+	*a = (cv_store_audit_row_t){ .pos = get_i64(r, i, 0), .at_us = get_i64(r, i, 1), .action = PQgetvalue(r, i, 2)[0],
+				     .outcome = (int)get_i64(r, i, 3), .flags = (unsigned)get_i64(r, i, 4),
+				     .kind = PQgetvalue(r, i, 5), .subtype = PQgetvalue(r, i, 6), .agent = PQgetvalue(r, i, 7),
+				     .id = PQgetvalue(r, i, 8), .nres = get_i64(r, i, 9),
+				     .keys = (const uint8_t *)PQgetvalue(r, i, 10), .keys_len = (size_t)PQgetlength(r, i, 10),
+				     .body = (const uint8_t *)PQgetvalue(r, i, 11), .body_len = (size_t)PQgetlength(r, i, 11),
+				     .npat = get_i64(r, i, 14) };
+	if (PQgetlength(r, i, 12) != CV_AUDIT_HASH_BYTES || PQgetlength(r, i, 13) != CV_AUDIT_HASH_BYTES)
+		return CV_E_STORAGE;
+	memcpy(a->prev, PQgetvalue(r, i, 12), CV_AUDIT_HASH_BYTES);
+	memcpy(a->hash, PQgetvalue(r, i, 13), CV_AUDIT_HASH_BYTES);
+	return CV_OK;
+}
+
+static cv_rc head_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_AUDIT_HEAD;
+	rec->audit.pos = get_i64(r, i, 0);
+	if (PQgetlength(r, i, 1) != CV_AUDIT_HASH_BYTES)
+		return CV_E_STORAGE;
+	memcpy(rec->audit.hash, PQgetvalue(r, i, 1), CV_AUDIT_HASH_BYTES);
+	return CV_OK;
+}
+
+static cv_rc checkpoint_rec(const PGresult *r, int i, cv_store_rec_t *rec)
+{
+	cv_store_checkpoint_t *c = &rec->checkpoint;
+	rec->type = CV_REC_CHECKPOINT;
+	c->pos = get_i64(r, i, 0);
+	c->at_us = get_i64(r, i, 1);
+	if (PQgetlength(r, i, 2) != CV_AUDIT_HASH_BYTES || PQgetlength(r, i, 3) != 32 || PQgetlength(r, i, 4) != 64)
+		return CV_E_STORAGE;
+	memcpy(c->hash, PQgetvalue(r, i, 2), CV_AUDIT_HASH_BYTES);
+	memcpy(c->key, PQgetvalue(r, i, 3), 32);
+	memcpy(c->sig, PQgetvalue(r, i, 4), 64);
+	return CV_OK;
+}
+
+/* Streams one query through a binary cursor, a page at a time. */
+static cv_rc dump_query(PGconn *c, const char *sql, rec_row_fn row, rec_fn fn, void *arg)
+{
+	char declare[1024];
+	snprintf(declare, sizeof declare, "DECLARE cv_dump BINARY CURSOR FOR %s", sql);
+	cv_rc rc = exec_ok(c, declare);
+	for (int n = DUMP_PAGE; !rc && n == DUMP_PAGE;) {
+		PGresult *r = PQexecParams(c, "FETCH 1000 FROM cv_dump", 0, NULL, NULL, NULL, NULL, 1);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			log_pg("dump", c);
+			rc = CV_E_STORAGE;
+		}
+		n = rc ? 0 : PQntuples(r);
+		for (int i = 0; !rc && i < n; i++) {
+			cv_store_rec_t rec;
+			memset(&rec, 0, sizeof rec);
+			rc = row(r, i, &rec);
+			if (!rc)
+				rc = fn(arg, &rec);
+		}
+		PQclear(r);
+	}
+	if (!rc)
+		rc = exec_ok(c, "CLOSE cv_dump");
+	return rc;
+}
+
+#define DUMP_AUDIT "SELECT pos, at_us, action, outcome::bigint, flags::bigint, kind, subtype, agent, id, nres::bigint, " \
+		   "keys, body, prev, hash, npat::bigint FROM cv_audit ORDER BY pos"
+
+/* One REPEATABLE READ transaction: one snapshot for every table. */
+static cv_rc pg_dump(cv_backend_t *b, rec_fn fn, void *arg)
+{
+	pconn_t *p = reader_take(b);
+	cv_rc rc = ensure(b, p);
+	if (!rc)
+		rc = exec_ok(p->c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	if (!rc)
+		rc = dump_query(p->c, "SELECT name, value FROM cv_meta WHERE name NOT LIKE 'index.%' AND name NOT LIKE "
+				      "'claim.%' ORDER BY name", meta_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(p->c, SQL_KEY_COLS "ORDER BY owner, version", key_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(p->c, "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version ORDER BY seq",
+				version_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(p->c, DUMP_AUDIT, audit_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(p->c, "SELECT pos, hash FROM cv_audit_head", head_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(p->c, "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos",
+				checkpoint_rec, fn, arg);
+	if (p->c)
+		exec_ok(p->c, rc ? "ROLLBACK" : "COMMIT");
+	reader_give(b, p);
+	return rc;
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -1408,6 +1540,7 @@ static const cv_backend_ops_t pg_ops = {
 	.key_get = pg_key_get,
 	.key_current = pg_key_current,
 	.key_scan = pg_key_scan,
+	.dump = pg_dump,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

@@ -1327,6 +1327,250 @@ static cv_rc sqlite_key_scan(cv_backend_t *b, const cv_store_key_row_t *after,
 	return rc;
 }
 
+/* ---- backups ------------------------------------------------------------- */
+
+typedef cv_rc (*rec_fn)(void *arg, const cv_store_rec_t *r);
+
+/* Steps a dump query, turning each row into a record with `row`. */
+static cv_rc dump_query(rconn_t *r, const char *sql, cv_rc (*row)(sqlite3_stmt *st, cv_store_rec_t *rec),
+			rec_fn fn, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, sql, &st);
+	int s = SQLITE_DONE;
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		cv_store_rec_t rec;
+		memset(&rec, 0, sizeof rec);
+		rc = row(st, &rec);
+		if (!rc)
+			rc = fn(arg, &rec);
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = db_error(r->db, "dump");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static const uint8_t *blob_or_empty(sqlite3_stmt *st, int i, size_t *len)
+{
+	*len = (size_t)sqlite3_column_bytes(st, i);
+	const void *p = sqlite3_column_blob(st, i);
+	return p ? p : (const uint8_t *)"";
+}
+
+static cv_rc meta_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_META;
+	rec->name = (const char *)sqlite3_column_text(st, 0);
+	rec->value = blob_or_empty(st, 1, &rec->value_len);
+	return rec->name ? CV_OK : CV_E_NOMEM;
+}
+
+static cv_rc key_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	cv_buf_t unused;
+	cv_buf_init(&unused, 1);
+	rec->type = CV_REC_KEY;
+	if (sqlite3_column_bytes(st, 0) != CV_KID_BYTES || sqlite3_column_bytes(st, 1) != CV_OWNER_BYTES)
+		return CV_E_STORAGE;
+	memcpy(rec->key.kid, sqlite3_column_blob(st, 0), CV_KID_BYTES);
+	memcpy(rec->key.owner, sqlite3_column_blob(st, 1), CV_OWNER_BYTES);
+	rec->key.version = sqlite3_column_int64(st, 2);
+	rec->key.state = sqlite3_column_int(st, 3);
+	rec->key.created_us = sqlite3_column_int64(st, 4);
+	rec->key.wrapped = blob_or_empty(st, 5, &rec->key.wrapped_len);
+	return CV_OK;
+}
+
+static cv_rc version_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_VERSION;
+	rec->version = (cv_store_version_t){ .seq = sqlite3_column_int64(st, 0), .version = sqlite3_column_int64(st, 1),
+					     .updated_us = sqlite3_column_int64(st, 2), .deleted = sqlite3_column_int(st, 3) != 0,
+					     .type = (const char *)sqlite3_column_text(st, 5),
+					     .rid = (const char *)sqlite3_column_text(st, 6) };
+	rec->version.body = blob_or_empty(st, 4, &rec->version.body_len);
+	return rec->version.type && rec->version.rid ? CV_OK : CV_E_NOMEM;
+}
+
+static cv_rc audit_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	const unsigned char *act = sqlite3_column_text(st, 2);
+	cv_store_audit_row_t *a = &rec->audit;
+	rec->type = CV_REC_AUDIT;
+	*a = (cv_store_audit_row_t){ .pos = sqlite3_column_int64(st, 0), .at_us = sqlite3_column_int64(st, 1),
+				     .action = act ? (char)act[0] : '?', .outcome = sqlite3_column_int(st, 3),
+				     .flags = (unsigned)sqlite3_column_int64(st, 4), .nres = sqlite3_column_int64(st, 9),
+				     .npat = sqlite3_column_int64(st, 14),
+				     .kind = (const char *)sqlite3_column_text(st, 5),
+				     .subtype = (const char *)sqlite3_column_text(st, 6),
+				     .agent = (const char *)sqlite3_column_text(st, 7),
+				     .id = (const char *)sqlite3_column_text(st, 8) };
+	a->keys = blob_or_empty(st, 10, &a->keys_len);
+	a->body = blob_or_empty(st, 11, &a->body_len);
+	if (sqlite3_column_bytes(st, 12) != CV_AUDIT_HASH_BYTES || sqlite3_column_bytes(st, 13) != CV_AUDIT_HASH_BYTES)
+		return CV_E_STORAGE;
+	memcpy(a->prev, sqlite3_column_blob(st, 12), CV_AUDIT_HASH_BYTES);
+	memcpy(a->hash, sqlite3_column_blob(st, 13), CV_AUDIT_HASH_BYTES);
+	return a->kind && a->subtype && a->agent && a->id ? CV_OK : CV_E_NOMEM;
+}
+
+static cv_rc head_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	rec->type = CV_REC_AUDIT_HEAD;
+	rec->audit.pos = sqlite3_column_int64(st, 0);
+	if (sqlite3_column_bytes(st, 1) != CV_AUDIT_HASH_BYTES)
+		return CV_E_STORAGE;
+	memcpy(rec->audit.hash, sqlite3_column_blob(st, 1), CV_AUDIT_HASH_BYTES);
+	return CV_OK;
+}
+
+static cv_rc checkpoint_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
+{
+	cv_store_checkpoint_t *c = &rec->checkpoint;
+	rec->type = CV_REC_CHECKPOINT;
+	c->pos = sqlite3_column_int64(st, 0);
+	c->at_us = sqlite3_column_int64(st, 1);
+	if (sqlite3_column_bytes(st, 2) != CV_AUDIT_HASH_BYTES || sqlite3_column_bytes(st, 3) != 32 ||
+	    sqlite3_column_bytes(st, 4) != 64)
+		return CV_E_STORAGE;
+	memcpy(c->hash, sqlite3_column_blob(st, 2), CV_AUDIT_HASH_BYTES);
+	memcpy(c->key, sqlite3_column_blob(st, 3), 32);
+	memcpy(c->sig, sqlite3_column_blob(st, 4), 64);
+	return CV_OK;
+}
+
+#define DUMP_META "SELECT name, value FROM cv_meta WHERE name NOT LIKE 'index.%' AND name NOT LIKE 'claim.%' ORDER BY name"
+#define DUMP_AUDIT "SELECT pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, keys, body, prev, hash, " \
+		   "npat FROM cv_audit ORDER BY pos"
+
+/* One read transaction: WAL gives it a snapshot that writers do not change. */
+static cv_rc sqlite_dump(cv_backend_t *b, rec_fn fn, void *arg)
+{
+	rconn_t *r = reader_take(b);
+	cv_rc rc = exec(r->db, "BEGIN");
+	if (!rc)
+		rc = dump_query(r, DUMP_META, meta_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(r, SQL_KEY_COLS "ORDER BY owner, version", key_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(r, "SELECT seq, version, updated_us, deleted, body, type, rid FROM cv_version ORDER BY seq",
+				version_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(r, DUMP_AUDIT, audit_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(r, "SELECT pos, hash FROM cv_audit_head WHERE one = 1", head_rec, fn, arg);
+	if (!rc)
+		rc = dump_query(r, "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos", checkpoint_rec,
+				fn, arg);
+	exec(r->db, "COMMIT");
+	reader_give(b, r);
+	return rc;
+}
+
+/* Runs one load statement (prepared each batch: a restore is a one-off). */
+static cv_rc load_step(sqlite3_stmt *st, sqlite3 *db)
+{
+	int s = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return s == SQLITE_DONE || s == SQLITE_ROW ? CV_OK : db_error(db, "load");
+}
+
+static cv_rc load_version(cv_backend_t *b, const cv_store_version_t *v)
+{
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(b->wdb, "INSERT INTO cv_version(seq, type, rid, version, updated_us, deleted, body) "
+				   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &st);
+	if (!rc) {
+		sqlite3_bind_int64(st, 1, v->seq);
+		sqlite3_bind_text(st, 2, v->type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, v->rid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, v->version);
+		sqlite3_bind_int64(st, 5, v->updated_us);
+		sqlite3_bind_int(st, 6, v->deleted);
+		sqlite3_bind_blob(st, 7, v->body, (int)v->body_len, SQLITE_STATIC);
+		rc = load_step(st, b->wdb);
+	}
+	sqlite3_finalize(st);
+	/* its current row (versions come in seq order: the last one stays) */
+	cv_store_write_t w = { .type = v->type, .updated_us = v->updated_us, .deleted = v->deleted, .seq = v->seq };
+	snprintf(w.rid, sizeof w.rid, "%s", v->rid);
+	cv_buf_init(&w.sealed, v->body_len + 1);
+	int64_t rk;
+	if (!rc)
+		rc = cv_buf_append(&w.sealed, v->body, v->body_len);
+	if (!rc)
+		rc = put_current(b, &w, v->version, &rk);
+	cv_buf_release(&w.sealed);
+	return rc;
+}
+
+static cv_rc load_audit(cv_backend_t *b, const cv_store_audit_row_t *a)
+{
+	sqlite3_stmt *st = b->w_arow;
+	char act[2] = { a->action, 0 };
+	sqlite3_bind_int64(st, 1, a->pos);
+	sqlite3_bind_int64(st, 2, a->at_us);
+	sqlite3_bind_text(st, 3, act, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 4, a->outcome);
+	sqlite3_bind_int64(st, 5, a->flags);
+	bind_text_or_empty(st, 6, a->kind);
+	bind_text_or_empty(st, 7, a->subtype);
+	bind_text_or_empty(st, 8, a->agent);
+	bind_text_or_empty(st, 9, a->id);
+	sqlite3_bind_int64(st, 10, a->nres);
+	sqlite3_bind_blob(st, 11, a->keys_len ? (const void *)a->keys : "", (int)a->keys_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 12, a->body, (int)a->body_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 13, a->prev, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 14, a->hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 15, a->npat);
+	cv_rc rc = step_once(b, st, "load_audit");
+	for (size_t i = 0; !rc && i < a->keys_len / CV_AUDIT_KEY_BYTES; i++) {
+		sqlite3_bind_blob(b->w_akey, 1, a->keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(b->w_akey, 2, a->pos);
+		rc = step_once(b, b->w_akey, "load_audit_key");
+	}
+	return rc;
+}
+
+static cv_rc load_one(cv_backend_t *b, const cv_store_rec_t *r)
+{
+	cv_store_write_t w = { 0 };
+	switch (r->type) {
+	case CV_REC_META:
+		w = (cv_store_write_t){ .name = r->name, .body = r->value, .body_len = r->value_len };
+		return apply_meta(b, &w);
+	case CV_REC_KEY:
+		return insert_key(b, &r->key, false);
+	case CV_REC_VERSION:
+		return load_version(b, &r->version);
+	case CV_REC_AUDIT:
+		return load_audit(b, &r->audit);
+	case CV_REC_AUDIT_HEAD:
+		b->chain = (cv_audit_chain_t){ .loaded = true, .pos = r->audit.pos };
+		memcpy(b->chain.hash, r->audit.hash, CV_AUDIT_HASH_BYTES);
+		return chain_save(b);
+	case CV_REC_CHECKPOINT:
+		w.checkpoint = &r->checkpoint;
+		return apply_checkpoint(b, &w);
+	}
+	return CV_E_INVALID;
+}
+
+static cv_rc sqlite_load(cv_backend_t *b, const cv_store_rec_t *recs, size_t n)
+{
+	cv_rc rc = exec(b->wdb, "BEGIN IMMEDIATE");
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = load_one(b, &recs[i]);
+	if (!rc)
+		rc = exec(b->wdb, "COMMIT");
+	if (rc)
+		exec(b->wdb, "ROLLBACK");
+	b->chain.loaded = false;
+	return rc;
+}
+
 static const cv_backend_ops_t sqlite_ops = {
 	.apply = sqlite_apply,
 	.ping = sqlite_ping,
@@ -1348,6 +1592,8 @@ static const cv_backend_ops_t sqlite_ops = {
 	.key_get = sqlite_key_get,
 	.key_current = sqlite_key_current,
 	.key_scan = sqlite_key_scan,
+	.dump = sqlite_dump,
+	.load = sqlite_load,
 };
 
 static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t errlen)

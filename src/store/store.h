@@ -422,6 +422,67 @@ cv_rc cv_store_token_open(cv_store_t *s, const char *purpose, const char *token,
 cv_rc cv_store_copy(const char *data_dir, const char *to_url, void (*progress)(void *arg, uint64_t done,
 		    uint64_t total), void *arg, char *err, size_t errlen);
 
+/* --- backups ----------------------------------------------------------------
+ * A backup is every record of the store as stored (sealed bodies and wrapped
+ * keys stay as they are), read in one consistent snapshot while the store
+ * serves, in a file encrypted and authenticated as a whole (store/backup.c,
+ * decision 0010): a random backup key wrapped by the master key, the records
+ * in chunks of libsodium's secretstream (XChaCha20-Poly1305; reordered,
+ * dropped or truncated chunks do not open), the file's header bound to the
+ * stream. The search index is not in it: a restored store is reindexed when
+ * it first serves. */
+typedef enum {
+	CV_REC_META = 1, CV_REC_KEY, CV_REC_VERSION, CV_REC_AUDIT, CV_REC_AUDIT_HEAD, CV_REC_CHECKPOINT,
+} cv_rec_type;
+
+/* One record of a backup. */
+typedef struct cv_store_rec {
+	cv_rec_type type;
+	const char *name;               /* META */
+	const uint8_t *value;
+	size_t value_len;
+	cv_store_key_row_t key;         /* KEY */
+	cv_store_version_t version;     /* VERSION (body sealed) */
+	cv_store_audit_row_t audit;     /* AUDIT (body sealed); AUDIT_HEAD: pos and hash */
+	cv_store_checkpoint_t checkpoint; /* CHECKPOINT */
+} cv_store_rec_t;
+
+typedef struct cv_store_backup_info {
+	uint64_t records, versions, keys, audit;   /* counts */
+	int64_t created_us;
+	uint32_t master_version;        /* the master key version that wrapped the backup key */
+	uint64_t bytes;                 /* the file's size */
+} cv_store_backup_info_t;
+
+typedef void (*cv_store_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/* Writes a backup of s to fd (a new file), in one consistent snapshot,
+ * while s serves. progress is called as records are written. */
+cv_rc cv_store_backup(cv_store_t *s, int fd, cv_store_progress_fn progress, void *arg, cv_store_backup_info_t *info,
+		      char *err, size_t errlen);
+
+/* Reads the backup at path through to its end and checks every chunk and
+ * record, writing nothing: CV_E_CRYPTO (with a message saying where) when a
+ * byte was changed, a chunk moved or dropped, or the file cut short;
+ * CV_E_DENIED when the master key does not open it. */
+cv_rc cv_store_backup_verify(const char *path, const cv_key_t *master, cv_store_progress_fn progress, void *arg,
+			     cv_store_backup_info_t *info, char *err, size_t errlen);
+
+/* Restores the backup at path into a new embedded store in data_dir (which
+ * must hold no store): verifies the whole file first, then writes. */
+cv_rc cv_store_restore(const char *path, const cv_key_t *master, const char *data_dir, cv_store_progress_fn progress,
+		       void *arg, cv_store_backup_info_t *info, char *err, size_t errlen);
+
+/* Serialises a record (appended to out) / parses one from p (at most len
+ * bytes; *used gets how many it took; strings and bytes point into p; names
+ * and texts are NUL-terminated copies in pool). CV_E_INVALID when p does not
+ * hold a whole, well-formed record. */
+cv_rc cv_store_rec_write(const cv_store_rec_t *r, cv_buf_t *out);
+cv_rc cv_store_rec_parse(const uint8_t *p, size_t len, cv_pool_t *pool, cv_store_rec_t *out, size_t *used);
+
+/* Erasure by a blinded owner (the erasure ledger's lines): as cv_store_erase. */
+cv_rc cv_store_erase_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us, int64_t *count);
+
 /* --- reading the audit trail --------------------------------------------- */
 
 /* Opens a store to check its audit trail only: no master key, nothing is

@@ -13,7 +13,7 @@ if [ "$#" -gt 0 ]; then
   exec node --test --test-concurrency=2 "$@"
 fi
 
-files=(cli.test.mjs at-rest.test.mjs examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs migrate.test.mjs transaction.test.mjs search.test.mjs users.test.mjs login.test.mjs backend.test.mjs clients.test.mjs smart.test.mjs jwksurl.test.mjs access.test.mjs audit.test.mjs keys.test.mjs custody.test.mjs)
+files=(cli.test.mjs at-rest.test.mjs examples.test.mjs crud.test.mjs negative.test.mjs transport.test.mjs durability.test.mjs migrate.test.mjs transaction.test.mjs search.test.mjs users.test.mjs login.test.mjs backend.test.mjs clients.test.mjs smart.test.mjs jwksurl.test.mjs access.test.mjs audit.test.mjs keys.test.mjs custody.test.mjs backup.test.mjs)
 # nodes.test.mjs restarts the PostgreSQL server that the other suites share on the
 # PostgreSQL pass: it runs alone, after them
 rc=0

@@ -233,7 +233,8 @@ export async function start(opts = {}) {
   }
   const name = (opts.name || 'suite').replace(/[^A-Za-z0-9_-]/g, '_');
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), `carevault-e2e-${name}-`));
-  const dataDir = path.join(tmpDir, 'data');
+  // opts.existingDataDir: serve a data directory made elsewhere (a restore), with opts.token
+  const dataDir = opts.existingDataDir ?? path.join(tmpDir, 'data');
   // opts.shareWith: a second node of an existing server (same data directory
   // copy, so the same master key and token, and the same database)
   const peer = opts.shareWith;
@@ -242,12 +243,13 @@ export async function start(opts = {}) {
   delete baseEnv.CAREVAULT_STORE;
   if (store) baseEnv.CAREVAULT_STORE = store;
   if (peer) await fsp.cp(peer.dataDir, dataDir, { recursive: true });
+  else if (opts.existingDataDir) { /* nothing to make */ }
   else runInit(bin, dataDir, { ...baseEnv, ...(opts.env || {}) }); // opts.env: the master key's source too
 
   // the first administrator account retires the bootstrap token and removes its file
   const tokenFile = path.join(dataDir, 'bootstrap-token');
-  const token = fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : (peer?.token ?? '');
-  if (!token && !peer) throw new Error('bootstrap-token is empty');
+  const token = fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : (peer?.token ?? opts.token ?? '');
+  if (!token && !peer && !opts.existingDataDir) throw new Error('bootstrap-token is empty');
   const ca = fs.readFileSync(path.join(dataDir, 'tls', 'cert.pem'), 'utf8');
   const logFile = path.join(tmpDir, 'serve.stderr.log');
   const env = { ...baseEnv, ...(opts.env || {}) };
