@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -569,9 +571,22 @@ static int cmd_migrate(int argc, char **argv)
 	return 0;
 }
 
+/* No core dump, ever: it would hold unwrapped keys and PHI. The process is
+ * made non-dumpable (no core, no ptrace by the same user, /proc/PID/mem and
+ * environ root-only) and its core size limit 0, before any key is loaded. */
+static void no_core_dumps(void)
+{
+	struct rlimit none = { 0, 0 };
+	if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		fprintf(stderr, "carevault: cannot disable core dumps: refusing to run\n");
+		exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	umask(077);
+	no_core_dumps();
 	if (argc < 2 || is_help(argv[1])) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

@@ -3,7 +3,8 @@
 //   file exists, the server reads and writes through the token, a wrong PIN is
 //   refused at start, and the master key rotates inside the token;
 // - the master key in an environment variable: it works, it is wiped from the
-//   process's environment (/proc/PID/environ), a wrong one is refused;
+//   process's environment (/proc/PID/environ), a wrong one is refused; the
+//   process cannot dump core;
 // - rotation of a key file's master key under load (writers making new
 //   patients, readers checking what they read) loses and corrupts nothing,
 //   and a rotation killed in the middle resumes when run again; after a
@@ -149,6 +150,9 @@ test('the master key in an environment variable: used, wiped from /proc/PID/envi
   assert.equal(await readAllEqual(s, model, 'env key'), 40);
   const environ = fs.readFileSync(`/proc/${s.pid}/environ`);
   assert.equal(environ.includes(Buffer.from(hex)), false, 'the key is not in the process environment');
+  // and the process cannot dump core (a core would hold the unwrapped keys)
+  assert.match(fs.readFileSync(`/proc/${s.pid}/limits`, 'utf8'), /Max core file size\s+0\s+0\s/, 'core size limit 0');
+  assert.equal(fs.statSync(`/proc/${s.pid}/environ`).uid, 0, 'not dumpable: its /proc files belong to root');
   await s.stop();
   const other = crypto.randomBytes(32).toString('hex');
   const bad = spawnSync(s.bin, ['serve', '--data', s.dataDir, '--listen', `127.0.0.1:${await freePort()}`],
