@@ -25,8 +25,8 @@ struct cv_store {
 	cv_key_t *master;            /* the store's copy: wraps and unwraps data keys */
 	cv_keyring_t *keys;          /* unwrapped data keys (store/keys.c) */
 	pthread_mutex_t key_load_mu; /* one key load or creation at a time */
-	cv_keyent_t *shared_key;     /* seals what is in no patient's compartment (permanent) */
-	cv_keyent_t *audit_key;      /* seals audit records (permanent) */
+	cv_keyent_t *_Atomic shared_key; /* the shared key's current version (permanent): paging tokens */
+	cv_keyent_t *_Atomic audit_key;  /* the audit trail's (permanent): seals audit records */
 	uint8_t shared_owner[CV_OWNER_BYTES];
 	_Atomic int64_t key_epoch_checked; /* when the erasure epoch was last read (us) */
 	char key_epoch[32];          /* its value then (guarded by key_load_mu) */
@@ -54,6 +54,9 @@ void cv_store_owner_of(cv_store_t *s, const char *name, uint8_t out[CV_OWNER_BYT
 /* After a write that carried keyent is done: remembers a new key as stored,
  * or forgets it when the write failed; unpins. */
 void cv_store_key_done(cv_store_t *s, cv_store_write_t *w);
+
+/* The additional data that binds a sealed version to its place (type, row id, version). */
+size_t cv_store_version_ad(char *ad, size_t cap, const char *type, const char *rid, int64_t version);
 
 /* Seals an audit record's body and blinds its search keys (store/audit.c). */
 cv_rc cv_store_audit_prepare(cv_store_t *s, cv_store_write_t *w);

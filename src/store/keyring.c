@@ -194,7 +194,7 @@ cv_keyent_t *cv_keyring_add(cv_keyring_t *kr, cv_keyent_t *e)
 	size_t b = bucket(kr, e->row.kid, CV_KID_BYTES);
 	e->next_kid = kr->by_kid[b];
 	kr->by_kid[b] = e;
-	if (!e->legacy) {
+	if (!e->legacy && e->row.state == CV_KEY_ACTIVE) { /* a retired key opens, never seals */
 		cv_keyent_t *cur = owner_lookup(kr, e->row.owner);
 		if (!cur || cur->row.version <= e->row.version) {
 			if (cur)

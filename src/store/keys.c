@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "core/log.h"
@@ -24,6 +25,8 @@
 #define LEGACY_META "key.data" /* the format-1 data key of stores made before per-patient keys */
 #define MASTER_VERSION_META "master.version"
 #define REWRAP_BATCH 512
+#define RESEAL_BATCH 256
+#define RESEAL_CURSOR_META "keys.reseal-cursor"
 
 /* The system keys kept in meta, wrapped by the master key with their name as purpose. */
 static const char *const wrapped_meta[] = { "key.index", LEGACY_META, "key.audit-sign" };
@@ -78,7 +81,10 @@ static cv_rc unwrap_row(cv_store_t *s, const cv_store_key_row_t *row, cv_keyent_
 	return CV_OK;
 }
 
-/* Drops every cached patient key when another node (or process) erased one. */
+static void refresh_system_keys(cv_store_t *s);
+
+/* Drops every cached patient key when another node (or process) erased one
+ * or rotated keys; picks up new versions of the system keys. */
 static void refresh_epoch(cv_store_t *s)
 {
 	int64_t now = cv_time_now_us();
@@ -92,13 +98,16 @@ static void refresh_epoch(cv_store_t *s)
 	pthread_mutex_lock(&s->key_load_mu);
 	char text[32];
 	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)v.len, rc ? "" : v.data);
-	if ((rc == CV_OK || rc == CV_E_NOTFOUND) && strcmp(text, s->key_epoch) != 0) {
+	bool moved = (rc == CV_OK || rc == CV_E_NOTFOUND) && strcmp(text, s->key_epoch) != 0;
+	if (moved) {
 		if (s->key_epoch[0] || text[0])
 			cv_keyring_drop_all(s->keys);
 		snprintf(s->key_epoch, sizeof s->key_epoch, "%s", text);
 	}
 	pthread_mutex_unlock(&s->key_load_mu);
 	cv_buf_release(&v);
+	if (moved)
+		refresh_system_keys(s);
 }
 
 cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_keyent_t **out)
@@ -195,7 +204,8 @@ void cv_store_key_done(cv_store_t *s, cv_store_write_t *w)
 		return;
 	if (w->newkey && w->result == CV_OK)
 		cv_keyring_set_persisted(s->keys, w->keyent);
-	else if (w->newkey || w->result == CV_E_GONE) /* not stored, or destroyed: look again next time */
+	else if (w->newkey || w->result == CV_E_GONE || w->result == CV_E_CONFLICT) /* not stored, destroyed or
+											    retired: look again */
 		cv_keyring_drop_owner(s->keys, w->keyent->row.owner);
 	cv_keyring_unpin(s->keys, w->keyent);
 	w->keyent = NULL;
@@ -270,17 +280,43 @@ static cv_rc master_version_row(cv_store_t *s)
 	return rc == CV_E_NOTFOUND ? cv_store_master_version_set(s, cv_master_current(s->master)) : rc;
 }
 
+/* After a rotation: a system key whose owner has a newer key now gets it
+ * (the old entry stays cached: it still opens what it sealed). */
+static void refresh_one(cv_store_t *s, cv_keyent_t *_Atomic *slot)
+{
+	cv_keyent_t *cur = atomic_load(slot), *e = NULL;
+	if (cv_store_key_for_owner(s, cur->row.owner, &e) != CV_OK)
+		return;
+	if (e != cur && e->persisted && e->row.version > cur->row.version) {
+		e->permanent = true;
+		atomic_store(slot, e); /* the old one stays pinned and permanent: a reader may hold it */
+		return;
+	}
+	cv_keyring_unpin(s->keys, e);
+}
+
+static void refresh_system_keys(cv_store_t *s)
+{
+	if (s->shared_key)
+		refresh_one(s, &s->shared_key);
+	if (s->audit_key)
+		refresh_one(s, &s->audit_key);
+}
+
 cv_rc cv_store_keys_open(cv_store_t *s, char *err, size_t errlen)
 {
 	cv_rc rc = master_version_row(s);
 	if (!rc)
 		rc = legacy_key(s);
+	cv_keyent_t *shared = NULL, *audit = NULL;
 	if (!rc)
-		rc = system_key(s, "~shared", &s->shared_key);
+		rc = system_key(s, "~shared", &shared);
 	if (!rc)
-		rc = system_key(s, "~audit", &s->audit_key);
+		rc = system_key(s, "~audit", &audit);
+	atomic_store(&s->shared_key, shared);
+	atomic_store(&s->audit_key, audit);
 	if (!rc)
-		memcpy(s->shared_owner, s->shared_key->row.owner, CV_OWNER_BYTES);
+		memcpy(s->shared_owner, shared->row.owner, CV_OWNER_BYTES);
 	if (rc == CV_E_CRYPTO)
 		snprintf(err, errlen, "the master key does not open this store's data keys: wrong master.key for "
 			 "this data directory");
@@ -395,7 +431,10 @@ static cv_rc count_row(void *arg, const cv_store_key_row_t *r)
 		rw->stats->destroyed++;
 		return CV_OK;
 	}
-	rw->stats->active++;
+	if (r->state == CV_KEY_RETIRED)
+		rw->stats->retired++;
+	else
+		rw->stats->active++;
 	if (!wrapped_by(r->wrapped, r->wrapped_len, rw->target))
 		rw->stats->other_version++;
 	return CV_OK;
@@ -504,5 +543,330 @@ cv_rc cv_store_rewrap(cv_store_t *s, void (*progress)(void *arg, uint64_t done, 
 		cv_buf_release(&rw.wrapped[i]);
 	free(rw.rows);
 	free(rw.wrapped);
+	return rc;
+}
+
+/* ---- data key rotation ------------------------------------------------------- */
+
+/* A new stored version of owner's key, retiring the older ones, in one group. */
+static cv_rc rotate_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t current)
+{
+	cv_keyent_t *e = NULL;
+	pthread_mutex_lock(&s->key_load_mu);
+	cv_rc rc = new_key(s, owner, current + 1, &e);
+	pthread_mutex_unlock(&s->key_load_mu);
+	if (rc)
+		return rc;
+	cv_store_write_t put = { .op = CV_STORE_PUT_KEY, .keyrow = &e->row };
+	cv_store_write_t retire = { .op = CV_STORE_KEY_RETIRE, .keyrow = &e->row };
+	cv_store_write_t *members[2] = { &put, &retire };
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = 2 };
+	rc = cv_store_write_sync(s, &g);
+	if (!rc)
+		cv_keyring_set_persisted(s->keys, e);
+	cv_keyring_drop_owner(s->keys, owner); /* what is cached of it is retired now */
+	cv_keyring_unpin(s->keys, e);
+	return rc;
+}
+
+/* Owners with an active key, and whether anything is retired already. */
+typedef struct owners {
+	cv_store_key_row_t *rows; /* each owner's last (current) row */
+	size_t n, cap;
+	uint64_t retired;         /* retired keys a finished rotation would have destroyed */
+	uint8_t keep[2][CV_OWNER_BYTES]; /* whose retired keys stay: the audit trail's, the shared key's */
+} owners_t;
+
+static cv_rc gather_owner(void *arg, const cv_store_key_row_t *r)
+{
+	owners_t *o = arg;
+	if (r->state == CV_KEY_RETIRED && memcmp(r->owner, o->keep[0], CV_OWNER_BYTES) != 0 &&
+	    memcmp(r->owner, o->keep[1], CV_OWNER_BYTES) != 0)
+		o->retired++;
+	if (r->state != CV_KEY_ACTIVE)
+		return CV_OK;
+	if (o->n && memcmp(o->rows[o->n - 1].owner, r->owner, CV_OWNER_BYTES) == 0) {
+		o->rows[o->n - 1] = *r; /* rows come in (owner, version) order: keep the last */
+		return CV_OK;
+	}
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? 2 * o->cap : 256;
+		cv_store_key_row_t *more = realloc(o->rows, cap * sizeof *more);
+		if (!more)
+			return CV_E_NOMEM;
+		o->rows = more;
+		o->cap = cap;
+	}
+	o->rows[o->n] = *r;
+	o->rows[o->n].wrapped = NULL;
+	o->rows[o->n++].wrapped_len = 0;
+	return CV_OK;
+}
+
+/* Tells every process to drop its cached keys (and this one). */
+static cv_rc bump_epoch(cv_store_t *s, const char *why)
+{
+	char text[32];
+	int n = snprintf(text, sizeof text, "%s.%lld", why, (long long)cv_time_now_us());
+	cv_store_write_t w = { .op = CV_STORE_PUT_META, .name = EPOCH_META, .body = (const uint8_t *)text,
+			       .body_len = (size_t)n };
+	cv_rc rc = cv_store_write_sync(s, &w);
+	atomic_store_explicit(&s->key_epoch_checked, 0, memory_order_relaxed);
+	refresh_epoch(s);
+	return rc;
+}
+
+cv_rc cv_store_rotate_keys(cv_store_t *s, const char *patient_id, uint64_t *count)
+{
+	owners_t o = { 0 };
+	*count = 0;
+	cv_store_owner_of(s, "~audit", o.keep[0]);
+	memcpy(o.keep[1], s->shared_owner, CV_OWNER_BYTES);
+	cv_rc rc = s->ops->key_scan(s->be, NULL, gather_owner, &o);
+	if (!rc && o.retired)
+		rc = CV_E_CONFLICT;
+	uint8_t only[CV_OWNER_BYTES];
+	if (patient_id) {
+		if (!patient_id[0] || strlen(patient_id) > 64)
+			rc = rc ? rc : CV_E_INVALID;
+		cv_store_patient_owner(s, patient_id, only);
+	}
+	bool found = !patient_id;
+	for (size_t i = 0; !rc && i < o.n; i++) {
+		if (patient_id && memcmp(o.rows[i].owner, only, CV_OWNER_BYTES) != 0)
+			continue;
+		found = true;
+		rc = rotate_owner(s, o.rows[i].owner, o.rows[i].version);
+		if (!rc)
+			(*count)++;
+	}
+	if (!rc && !found)
+		rc = CV_E_NOTFOUND;
+	if (*count)
+		bump_epoch(s, "rotate");
+	free(o.rows);
+	return rc;
+}
+
+/* A key of owner that is stored (a new one is stored first). */
+static cv_rc stored_key(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], cv_keyent_t **out)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		cv_rc rc = cv_store_key_for_owner(s, owner, out);
+		if (rc || (*out)->persisted)
+			return rc;
+		cv_store_write_t w = { .op = CV_STORE_PUT_KEY, .keyrow = &(*out)->row };
+		rc = cv_store_write_sync(s, &w);
+		cv_keyring_drop_owner(s->keys, owner);
+		cv_keyring_unpin(s->keys, *out);
+		*out = NULL;
+		if (rc)
+			return rc;
+	}
+	return CV_E_CONFLICT;
+}
+
+typedef struct reseal {
+	cv_store_t *s;
+	uint8_t (*kids)[CV_KID_BYTES];  /* the retired keys (sorted) */
+	size_t nkids, cap;
+	bool legacy;                    /* also what the legacy data key sealed */
+	uint8_t audit_owner[CV_OWNER_BYTES];
+	cv_store_owner_fn owner_fn;
+	void *owner_arg;
+	cv_store_write_t w[RESEAL_BATCH];
+	size_t n;
+	int64_t last_seq;
+	uint64_t resealed;
+	cv_pool_t *pool;                /* the page's: what the batch's writes point to */
+} reseal_t;
+
+static int kid_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, CV_KID_BYTES);
+}
+
+static cv_rc gather_retired(void *arg, const cv_store_key_row_t *r)
+{
+	reseal_t *rs = arg;
+	if (r->state != CV_KEY_RETIRED || memcmp(r->owner, rs->audit_owner, CV_OWNER_BYTES) == 0)
+		return CV_OK;
+	if (rs->nkids == rs->cap) {
+		size_t cap = rs->cap ? 2 * rs->cap : 256;
+		uint8_t (*more)[CV_KID_BYTES] = realloc(rs->kids, cap * sizeof *more);
+		if (!more)
+			return CV_E_NOMEM;
+		rs->kids = more;
+		rs->cap = cap;
+	}
+	memcpy(rs->kids[rs->nkids++], r->kid, CV_KID_BYTES);
+	return CV_OK;
+}
+
+static bool to_reseal(const reseal_t *rs, const uint8_t kid[CV_KID_BYTES])
+{
+	static const uint8_t legacy[CV_KID_BYTES] = { [15] = 1 };
+	if (rs->legacy && memcmp(kid, legacy, CV_KID_BYTES) == 0)
+		return true;
+	return rs->nkids && bsearch(kid, rs->kids, rs->nkids, CV_KID_BYTES, kid_cmp);
+}
+
+/* The owner a version goes to: the retired key's, or (legacy) owner_fn's answer. */
+static cv_rc owner_of(reseal_t *rs, const cv_store_version_t *v, const cv_keyent_t *old, const cv_buf_t *pt,
+		      uint8_t owner[CV_OWNER_BYTES])
+{
+	char patient[65] = "";
+	if (!old->legacy) {
+		memcpy(owner, old->row.owner, CV_OWNER_BYTES);
+		return CV_OK;
+	}
+	cv_rc rc = rs->owner_fn(rs->owner_arg, v->type, pt->data, pt->len, patient);
+	if (!rc && patient[0])
+		cv_store_patient_owner(rs->s, patient, owner);
+	else if (!rc)
+		memcpy(owner, rs->s->shared_owner, CV_OWNER_BYTES);
+	return rc;
+}
+
+/* Re-encrypts one version into the next write of the batch. */
+static cv_rc reseal_one(reseal_t *rs, const cv_store_version_t *v)
+{
+	char ad[256];
+	uint8_t owner[CV_OWNER_BYTES];
+	cv_keyent_t *old = NULL, *cur = NULL;
+	cv_buf_t pt;
+	size_t adlen = cv_store_version_ad(ad, sizeof ad, v->type, v->rid, v->version);
+	cv_buf_init(&pt, v->body_len + 1);
+	cv_rc rc = cv_store_key_for_blob(rs->s, v->body, v->body_len, &old);
+	if (rc == CV_E_GONE) { /* erased meanwhile: nothing to move */
+		cv_buf_release(&pt);
+		return CV_OK;
+	}
+	if (!rc)
+		rc = cv_crypto_open(old->key, ad, adlen, v->body, v->body_len, &pt);
+	if (!rc)
+		rc = owner_of(rs, v, old, &pt, owner);
+	if (!rc)
+		rc = stored_key(rs->s, owner, &cur);
+	cv_store_write_t *w = &rs->w[rs->n];
+	*w = (cv_store_write_t){ .op = CV_STORE_RESEAL, .type = cv_pool_strdup(rs->pool, v->type),
+				 .expect_version = v->version };
+	if (!rc && !w->type)
+		rc = CV_E_NOMEM;
+	cv_buf_init(&w->sealed, v->body_len + CV_SEAL_OVERHEAD_MAX + 16);
+	if (!rc) {
+		snprintf(w->rid, sizeof w->rid, "%s", v->rid);
+		w->keyrow = &cur->row;
+		w->keyent = cur; /* unpinned when the write is done */
+		rc = cv_crypto_seal(cur->key, ad, adlen, pt.data, pt.len, &w->sealed);
+	}
+	cv_crypto_wipe(pt.data, pt.len);
+	cv_buf_release(&pt);
+	cv_keyring_unpin(rs->s->keys, old);
+	if (rc) {
+		cv_buf_release(&w->sealed);
+		cv_keyring_unpin(rs->s->keys, cur);
+		return rc;
+	}
+	rs->n++;
+	rs->resealed++;
+	return CV_OK;
+}
+
+static cv_rc reseal_row(void *arg, const cv_store_version_t *v)
+{
+	reseal_t *rs = arg;
+	uint8_t kid[CV_KID_BYTES];
+	rs->last_seq = v->seq;
+	if (cv_crypto_blob_kid(v->body, v->body_len, kid) || !to_reseal(rs, kid))
+		return CV_OK;
+	return reseal_one(rs, v);
+}
+
+/* Writes the batch and how far it got, in one transaction. */
+static cv_rc reseal_flush(reseal_t *rs)
+{
+	char cursor[24];
+	int len = snprintf(cursor, sizeof cursor, "%lld", (long long)rs->last_seq);
+	cv_store_write_t meta = { .op = CV_STORE_PUT_META, .name = RESEAL_CURSOR_META, .body = (const uint8_t *)cursor,
+				  .body_len = (size_t)len };
+	cv_store_write_t *members[RESEAL_BATCH + 1];
+	for (size_t i = 0; i < rs->n; i++)
+		members[i] = &rs->w[i];
+	members[rs->n] = &meta;
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = rs->n + 1 };
+	cv_rc rc = cv_store_write_sync(rs->s, &g);
+	rs->n = 0;
+	return rc;
+}
+
+static int64_t meta_int(cv_store_t *s, const char *name)
+{
+	cv_buf_t v;
+	char text[24];
+	cv_buf_init(&v, 64);
+	cv_rc rc = s->ops->meta_get(s->be, name, &v);
+	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)(v.len < 23 ? v.len : 23), rc ? "" : v.data);
+	cv_buf_release(&v);
+	return strtoll(text, NULL, 10);
+}
+
+cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg, cv_store_progress_fn progress,
+		      void *arg, uint64_t *resealed)
+{
+	reseal_t *rs = calloc(1, sizeof *rs);
+	if (!rs)
+		return CV_E_NOMEM;
+	int64_t end = 0;
+	rs->s = s;
+	rs->owner_fn = owner_fn;
+	rs->owner_arg = owner_arg;
+	rs->legacy = owner_fn != NULL;
+	cv_store_owner_of(s, "~audit", rs->audit_owner);
+	cv_rc rc = s->ops->key_scan(s->be, NULL, gather_retired, rs);
+	if (!rc && rs->nkids)
+		qsort(rs->kids, rs->nkids, CV_KID_BYTES, kid_cmp);
+	if (!rc)
+		rc = s->ops->last_seq(s->be, &end);
+	/* versions written after the rotation began are sealed under the new keys: the scan ends at `end` */
+	int64_t after = meta_int(s, RESEAL_CURSOR_META);
+	while (!rc && after < end && (rs->nkids || rs->legacy)) {
+		cv_pool_t pool;
+		cv_pool_init(&pool, 0);
+		rs->last_seq = after;
+		rs->pool = &pool;
+		rc = s->ops->scan(s->be, after, RESEAL_BATCH, &pool, reseal_row, rs);
+		bool more = rs->last_seq > after;
+		if (!rc)
+			rc = reseal_flush(rs);
+		for (size_t i = 0; i < rs->n; i++) { /* a failed page: its writes were never submitted */
+			cv_buf_release(&rs->w[i].sealed);
+			cv_keyring_unpin(s->keys, rs->w[i].keyent);
+		}
+		rs->n = 0;
+		cv_pool_release(&pool);
+		if (!more)
+			break;
+		after = rs->last_seq;
+		if (progress)
+			progress(arg, (uint64_t)after, (uint64_t)end);
+	}
+	/* done: the retired keys go (not the audit trail's, nor the shared key's: they open the tokens
+	 * sealed inside records), and the cursor with them */
+	cv_store_key_row_t keep = { .version = 0 };
+	memcpy(keep.owner, rs->audit_owner, CV_OWNER_BYTES);
+	cv_store_write_t purge = { .op = CV_STORE_KEY_PURGE, .keyrow = &keep, .body = s->shared_owner,
+				   .body_len = CV_OWNER_BYTES };
+	cv_store_write_t reset = { .op = CV_STORE_PUT_META, .name = RESEAL_CURSOR_META, .body = (const uint8_t *)"0",
+				   .body_len = 1 };
+	cv_store_write_t *members[2] = { &purge, &reset };
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = 2 };
+	if (!rc)
+		rc = cv_store_write_sync(s, &g);
+	if (!rc)
+		bump_epoch(s, "purge");
+	*resealed = rs->resealed;
+	free(rs->kids);
+	free(rs);
 	return rc;
 }

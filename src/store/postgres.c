@@ -180,7 +180,12 @@ static const struct {
 	{ "key_owner", "SELECT kid FROM cv_key WHERE owner = $1::bytea AND version = $2::bigint" },
 	{ "key_get", SQL_KEY_COLS "WHERE kid = $1::bytea" },
 	{ "key_state", "SELECT state::bigint FROM cv_key WHERE kid = $1::bytea FOR SHARE" },
-	{ "key_rewrap", "UPDATE cv_key SET wrapped = $2::bytea WHERE kid = $1::bytea AND state = 1" },
+	{ "key_rewrap", "UPDATE cv_key SET wrapped = $2::bytea WHERE kid = $1::bytea AND state <> 3" },
+	{ "key_retire", "UPDATE cv_key SET state = 2 WHERE owner = $1::bytea AND state = 1 AND version < $2::bigint" },
+	{ "key_purge", "UPDATE cv_key SET state = 3, wrapped = ''::bytea WHERE state = 2 AND owner <> $1::bytea "
+		       "AND owner <> $2::bytea" },
+	{ "reseal_version", "UPDATE cv_version SET body = $4::bytea WHERE type = $1 AND rid = $2 AND version = $3::bigint" },
+	{ "reseal_current", "UPDATE cv_resource SET kid = $4::bytea WHERE type = $1 AND rid = $2 AND version = $3::bigint" },
 	{ "master_version", "SELECT convert_from(value, 'UTF8') FROM cv_meta WHERE name = 'master.version' FOR SHARE" },
 	{ "key_current", SQL_KEY_COLS "WHERE owner = $1::bytea ORDER BY version DESC LIMIT 1" },
 	{ "key_scan", SQL_KEY_COLS "WHERE (owner, version) > ($1::bytea, $2::bigint) ORDER BY owner, version "
@@ -585,8 +590,11 @@ static cv_rc key_alive(PGconn *c, const cv_store_write_t *w)
 	int lens[1] = { CV_KID_BYTES }, fmts[1] = { 1 };
 	PGresult *r = NULL;
 	cv_rc rc = run_write(c, "key_state", 1, vals, lens, fmts, &r);
-	if (!rc && PQntuples(r) == 1 && get_i64(r, 0, 0) == CV_KEY_DESTROYED)
-		rc = CV_E_GONE;
+	int64_t state = !rc && PQntuples(r) == 1 ? get_i64(r, 0, 0) : CV_KEY_ACTIVE;
+	if (!rc && state == CV_KEY_DESTROYED)
+		rc = CV_E_GONE;      /* erased */
+	else if (!rc && state == CV_KEY_RETIRED)
+		rc = CV_E_CONFLICT;  /* rotated meanwhile: the writer retries under the new key */
 	PQclear(r);
 	return rc;
 }
@@ -607,6 +615,33 @@ static cv_rc wrap_current(PGconn *c, const cv_store_key_row_t *k)
 		snprintf(text, sizeof text, "%.*s", PQgetlength(r, 0, 0) < 15 ? PQgetlength(r, 0, 0) : 15, PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return rc ? rc : id < (uint32_t)strtoul(text, NULL, 10) ? CV_E_CONFLICT : CV_OK;
+}
+
+/* Data key rotation (store.h: KEY_RETIRE, RESEAL, KEY_PURGE). */
+static cv_rc rotation_step(PGconn *c, cv_store_write_t *w)
+{
+	const cv_store_key_row_t *k = w->keyrow;
+	char num[24];
+	if (w->op != CV_STORE_RESEAL) {
+		bool retire = w->op == CV_STORE_KEY_RETIRE;
+		if (!retire && w->body_len != CV_OWNER_BYTES)
+			return CV_E_INVALID;
+		snprintf(num, sizeof num, "%lld", (long long)k->version);
+		const char *vals[2] = { (const char *)k->owner, retire ? num : (const char *)w->body };
+		int lens[2] = { CV_OWNER_BYTES, retire ? 0 : CV_OWNER_BYTES }, fmts[2] = { 1, retire ? 0 : 1 };
+		return run_write(c, retire ? "key_retire" : "key_purge", 2, vals, lens, fmts, NULL);
+	}
+	snprintf(num, sizeof num, "%lld", (long long)w->expect_version);
+	const char *vals[4] = { w->type, w->rid, num, w->sealed.data };
+	int lens[4] = { 0, 0, 0, (int)w->sealed.len }, fmts[4] = { 0, 0, 0, 1 };
+	PGresult *r = NULL;
+	cv_rc rc = run_write(c, "reseal_version", 4, vals, lens, fmts, &r);
+	if (!rc && strcmp(PQcmdTuples(r), "1") != 0)
+		rc = CV_E_NOTFOUND;
+	PQclear(r);
+	vals[3] = (const char *)k->kid;
+	lens[3] = CV_KID_BYTES;
+	return rc ? rc : run_write(c, "reseal_current", 4, vals, lens, fmts, NULL);
 }
 
 /* Master key rotation: a key's new wrapping (not for a destroyed key). */
@@ -859,6 +894,9 @@ static cv_rc apply_one(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
 	case CV_STORE_PUT_KEY: return insert_key(c, w->keyrow, false);
 	case CV_STORE_ERASE: return apply_erase(c, w);
 	case CV_STORE_KEY_REWRAP: return rewrap_key(c, w);
+	case CV_STORE_KEY_RETIRE:
+	case CV_STORE_RESEAL:
+	case CV_STORE_KEY_PURGE: return rotation_step(c, w);
 	case CV_STORE_BULK: return CV_OK; /* the server's memory is PostgreSQL's to tune */
 	default: return CV_E_INVALID;
 	}
@@ -916,10 +954,11 @@ static PGconn *writer_begin(cv_backend_t *b, cv_rc *fail)
 static bool has_erase(const cv_store_write_t *batch)
 {
 	for (const cv_store_write_t *w = batch; w; w = w->next) {
-		if (w->op == CV_STORE_ERASE && w->result == CV_OK)
+		if ((w->op == CV_STORE_ERASE || w->op == CV_STORE_KEY_PURGE) && w->result == CV_OK)
 			return true;
 		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
-			if (w->members[i]->op == CV_STORE_ERASE && w->members[i]->result == CV_OK)
+			if ((w->members[i]->op == CV_STORE_ERASE || w->members[i]->op == CV_STORE_KEY_PURGE) &&
+			    w->members[i]->result == CV_OK)
 				return true;
 	}
 	return false;

@@ -543,12 +543,13 @@ static cv_rc key_alive(cv_backend_t *b, const cv_store_write_t *w)
 	sqlite3_stmt *st = b->w_kstate;
 	sqlite3_bind_blob(st, 1, w->keyent->row.kid, CV_KID_BYTES, SQLITE_STATIC);
 	int s = sqlite3_step(st);
-	bool gone = s == SQLITE_ROW && sqlite3_column_int(st, 0) == CV_KEY_DESTROYED;
+	int state = s == SQLITE_ROW ? sqlite3_column_int(st, 0) : CV_KEY_ACTIVE;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	if (s != SQLITE_ROW && s != SQLITE_DONE)
 		return db_error(b->wdb, "key_state");
-	return gone ? CV_E_GONE : CV_OK;
+	/* destroyed: erased; retired: rotated meanwhile (the writer retries under the new key) */
+	return state == CV_KEY_DESTROYED ? CV_E_GONE : state == CV_KEY_RETIRED ? CV_E_CONFLICT : CV_OK;
 }
 
 /* CV_E_CONFLICT when a new key was wrapped by an older master key version
@@ -578,6 +579,55 @@ static cv_rc rewrap_key(cv_backend_t *b, const cv_store_write_t *w)
 	sqlite3_bind_blob(st, 1, w->keyrow->kid, CV_KID_BYTES, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 2, w->keyrow->wrapped, (int)w->keyrow->wrapped_len, SQLITE_STATIC);
 	return step_once(b, st, "key_rewrap");
+}
+
+/* Runs a one-off statement with a blob and up to three more parameters. */
+static cv_rc run_once(cv_backend_t *b, const char *sql, const void *blob, size_t blen, const char *t1, const char *t2,
+		      int64_t n3, int64_t *changed)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(b->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(b->wdb, "prepare");
+	sqlite3_bind_blob(st, 1, blob, (int)blen, SQLITE_STATIC);
+	if (t1)
+		sqlite3_bind_text(st, 2, t1, -1, SQLITE_STATIC);
+	if (t2)
+		sqlite3_bind_text(st, 3, t2, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, t1 ? 4 : 2, n3);
+	cv_rc rc = sqlite3_step(st) == SQLITE_DONE ? CV_OK : db_error(b->wdb, "key_rotation");
+	if (changed)
+		*changed = sqlite3_changes64(b->wdb);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Data key rotation (store.h: KEY_RETIRE, RESEAL, KEY_PURGE). */
+static cv_rc rotation_step(cv_backend_t *b, cv_store_write_t *w)
+{
+	const cv_store_key_row_t *k = w->keyrow;
+	if (w->op == CV_STORE_KEY_RETIRE)
+		return run_once(b, "UPDATE cv_key SET state = 2 WHERE owner = ?1 AND state = 1 AND version < ?2", k->owner,
+				CV_OWNER_BYTES, NULL, NULL, k->version, NULL);
+	if (w->op == CV_STORE_KEY_PURGE) {
+		sqlite3_stmt *st = NULL;
+		if (w->body_len != CV_OWNER_BYTES ||
+		    sqlite3_prepare_v2(b->wdb, "UPDATE cv_key SET state = 3, wrapped = x'' WHERE state = 2 AND owner NOT IN (?1, ?2)",
+				       -1, &st, NULL) != SQLITE_OK)
+			return w->body_len != CV_OWNER_BYTES ? CV_E_INVALID : db_error(b->wdb, "key_purge");
+		sqlite3_bind_blob(st, 1, k->owner, CV_OWNER_BYTES, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 2, w->body, CV_OWNER_BYTES, SQLITE_STATIC);
+		cv_rc rc = sqlite3_step(st) == SQLITE_DONE ? CV_OK : db_error(b->wdb, "key_purge");
+		sqlite3_finalize(st);
+		b->shredded = !rc;
+		return rc;
+	}
+	int64_t n = 0;
+	cv_rc rc = run_once(b, "UPDATE cv_version SET body = ?1 WHERE type = ?2 AND rid = ?3 AND version = ?4", w->sealed.data,
+			    w->sealed.len, w->type, w->rid, w->expect_version, &n);
+	if (!rc && n != 1)
+		return CV_E_NOTFOUND;
+	return rc ? rc : run_once(b, "UPDATE cv_resource SET kid = ?1 WHERE type = ?2 AND rid = ?3 AND version = ?4", k->kid,
+				  CV_KID_BYTES, w->type, w->rid, w->expect_version, NULL);
 }
 
 /* Runs one erase statement bound to the owner; *changed gets its row count. */
@@ -824,6 +874,8 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return apply_erase(b, w);
 	if (w->op == CV_STORE_KEY_REWRAP)
 		return rewrap_key(b, w);
+	if (w->op == CV_STORE_KEY_RETIRE || w->op == CV_STORE_RESEAL || w->op == CV_STORE_KEY_PURGE)
+		return rotation_step(b, w);
 	if (w->op == CV_STORE_CLAIM)
 		return apply_claim(b, w);
 	if (w->op == CV_STORE_BULK) /* a page cache that holds the index B-trees being filled */
@@ -1660,7 +1712,7 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT state FROM cv_key WHERE kid = ?1", &b->w_kstate);
 	if (!rc)
-		rc = prepare(b->wdb, "UPDATE cv_key SET wrapped = ?2 WHERE kid = ?1 AND state = 1", &b->w_krewrap);
+		rc = prepare(b->wdb, "UPDATE cv_key SET wrapped = ?2 WHERE kid = ?1 AND state <> 3", &b->w_krewrap);
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT value FROM cv_meta WHERE name = 'master.version'", &b->w_mver);
 	if (rc && !err[0])

@@ -195,7 +195,7 @@ static void row_id(const cv_store_t *s, const char *type, const char *id, char r
 }
 
 /* Additional data of a sealed version: where it belongs. */
-static size_t version_ad(char *ad, size_t cap, const char *type, const char *rid, int64_t version)
+size_t cv_store_version_ad(char *ad, size_t cap, const char *type, const char *rid, int64_t version)
 {
 	int n = snprintf(ad, cap, "%s|%s|%lld", type, rid, (long long)version);
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
@@ -219,7 +219,7 @@ static cv_rc seal_version(cv_store_t *s, cv_store_write_t *w)
 	if (rc)
 		return rc;
 	w->newkey = !w->keyent->persisted;
-	size_t adlen = version_ad(ad, sizeof ad, w->type, w->rid, w->expect_version + 1);
+	size_t adlen = cv_store_version_ad(ad, sizeof ad, w->type, w->rid, w->expect_version + 1);
 	cv_buf_init(&w->sealed, w->body_len + CV_SEAL_OVERHEAD_MAX + 16);
 	return cv_crypto_seal(w->keyent->key, ad, adlen, w->body, w->body_len, &w->sealed);
 }
@@ -273,7 +273,11 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 		return w->checkpoint ? CV_OK : CV_E_INVALID;
 	case CV_STORE_PUT_KEY:
 	case CV_STORE_KEY_REWRAP:
+	case CV_STORE_KEY_RETIRE:
+	case CV_STORE_KEY_PURGE:
 		return w->keyrow ? CV_OK : CV_E_INVALID;
+	case CV_STORE_RESEAL:
+		return w->keyrow && w->type && w->rid[0] && w->sealed.len ? CV_OK : CV_E_INVALID;
 	case CV_STORE_ERASE:
 		return w->keyrow && w->name ? CV_OK : CV_E_INVALID;
 	case CV_STORE_AUDIT_PRUNE:
@@ -298,9 +302,12 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 {
-	w->keyent = NULL;
+	/* a version's key is the store's to choose (a reseal's is the caller's) */
+	if (w->op == CV_STORE_PUT_VERSION)
+		w->keyent = NULL;
 	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
-		w->members[i]->keyent = NULL;
+		if (w->members[i]->op == CV_STORE_PUT_VERSION)
+			w->members[i]->keyent = NULL;
 	cv_rc rc = prepare_write(s, w);
 	if (rc) {
 		w->result = rc;
@@ -373,7 +380,7 @@ cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out)
 static cv_rc open_version(cv_store_t *s, cv_pool_t *pool, cv_store_version_t *v)
 {
 	char ad[256];
-	size_t adlen = version_ad(ad, sizeof ad, v->type, v->rid, v->version);
+	size_t adlen = cv_store_version_ad(ad, sizeof ad, v->type, v->rid, v->version);
 	cv_keyent_t *key = NULL;
 	cv_rc rc = cv_store_key_for_blob(s, v->body, v->body_len, &key);
 	if (rc == CV_E_GONE)

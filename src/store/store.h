@@ -42,6 +42,9 @@
 
 typedef struct cv_store cv_store_t;
 
+/* Progress of a long operation: done of total. */
+typedef void (*cv_store_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
 /* One version of a resource as stored. Pointers are valid until the pool
  * given to the read call is released. */
 typedef struct cv_store_version {
@@ -72,7 +75,18 @@ typedef enum {
 	CV_STORE_PUT_KEY,     /* stores a key row (`keyrow`) unless its id or its (owner, version)
 	                         is taken (copies, system keys) */
 	CV_STORE_KEY_REWRAP,  /* master key rotation: replaces the wrapped key of `keyrow->kid` with
-	                         keyrow->wrapped, unless the key was destroyed meanwhile */
+	                         keyrow->wrapped, unless the key was destroyed meanwhile (active and
+	                         retired keys are re-wrapped) */
+	CV_STORE_KEY_RETIRE,  /* data key rotation: the active keys of `keyrow->owner` older than
+	                         keyrow->version become retired */
+	CV_STORE_RESEAL,      /* data key rotation: version expect_version of type/rid (`type`, the
+	                         private rid) gets the sealed body `sealed` (the same content under
+	                         another key: keyrow->kid), and its current row that key id */
+	CV_STORE_KEY_PURGE,   /* data key rotation, last step: every retired key is destroyed, but
+	                         those of owner `keyrow->owner` (the audit trail's: its records are
+	                         hash-chained as sealed and keep their key) and of the owner in
+	                         `body` (16 bytes: the shared key's, whose old versions open the
+	                         tokens sealed inside records: TOTP seeds, the id-token key) */
 	CV_STORE_ERASE,       /* crypto-shredding: destroys every key of `keyrow->owner`, takes the
 	                         resources whose current version they sealed out of the search
 	                         index, and sets meta `name` to body (the erasure's record);
@@ -148,7 +162,8 @@ typedef struct cv_store_checkpoint {
 /* --- data keys -------------------------------------------------------------- */
 #define CV_OWNER_BYTES 16 /* an owner as stored: a blinded name (never a patient id) */
 
-enum { CV_KEY_ACTIVE = 1, CV_KEY_DESTROYED = 3 }; /* cv_store_key_row_t.state */
+enum { CV_KEY_ACTIVE = 1, CV_KEY_RETIRED = 2, CV_KEY_DESTROYED = 3 }; /* cv_store_key_row_t.state: a retired key
+	still opens what it sealed, seals nothing new (rotation) */
 
 /* One row of the key table. */
 typedef struct cv_store_key_row {
@@ -245,10 +260,33 @@ cv_rc cv_store_master_version_set(cv_store_t *s, uint32_t version);
 cv_rc cv_store_rewrap(cv_store_t *s, void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg,
 		      uint64_t *count);
 
+/* Data key rotation, step 1: a new key version for one patient's keys
+ * (patient_id) or for every owner's (NULL: every patient, the shared key and
+ * the audit trail's); the old versions are retired (they still open what
+ * they sealed; a write racing with this is retried under the new one).
+ * *count gets how many owners got a new key. CV_E_NOTFOUND when the patient
+ * has no key; CV_E_CONFLICT when a rotation is unfinished (cv_store_reseal). */
+cv_rc cv_store_rotate_keys(cv_store_t *s, const char *patient_id, uint64_t *count);
+
+/* Whose compartment a resource is in (its first patient's id, into out,
+ * or "" for none): for versions sealed under the data key of stores made
+ * before per-patient keys, whose owner the store cannot tell. */
+typedef cv_rc (*cv_store_owner_fn)(void *arg, const char *type, const char *json, size_t len, char out[65]);
+
+/* Data key rotation, step 2 (also the resumption of an interrupted one):
+ * re-encrypts every version sealed under a retired key with its owner's
+ * current key (and, with owner_fn, every version under the legacy data key
+ * with the key of the patient owner_fn names), in batches that record how
+ * far they got (resumable after a crash), then destroys the retired keys
+ * (not the audit trail's). progress: versions scanned of all. *resealed:
+ * how many versions were re-encrypted. */
+cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg, cv_store_progress_fn progress,
+		      void *arg, uint64_t *resealed);
+
 /* Counts of the key table: active and destroyed keys, and how many keys
  * (and system keys) are wrapped by a version other than `version`. */
 typedef struct cv_store_key_stats {
-	uint64_t active, destroyed, other_version;
+	uint64_t active, retired, destroyed, other_version;
 } cv_store_key_stats_t;
 cv_rc cv_store_key_stats(cv_store_t *s, uint32_t version, cv_store_key_stats_t *out);
 
@@ -453,8 +491,6 @@ typedef struct cv_store_backup_info {
 	uint32_t master_version;        /* the master key version that wrapped the backup key */
 	uint64_t bytes;                 /* the file's size */
 } cv_store_backup_info_t;
-
-typedef void (*cv_store_progress_fn)(void *arg, uint64_t done, uint64_t total);
 
 /* Writes a backup of s to fd (a new file), in one consistent snapshot,
  * while s serves. progress is called as records are written. */

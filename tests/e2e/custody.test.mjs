@@ -77,9 +77,10 @@ async function readAllEqual(s, model, what) {
 function status(s, env = {}) {
   const r = cli(s, ['keys', 'status', '--data', s.dataDir], { env });
   assert.equal(r.status, 0, `keys status: ${r.stderr}`);
-  const m = /current version (\d+).*\n.*?(\d+) active, (\d+) destroyed; (\d+) keys wrapped by another/.exec(r.stdout);
+  const m = /current version (\d+).*\n.*?(\d+) active, (\d+) retired, (\d+) destroyed; (\d+) keys wrapped by another/.exec(r.stdout);
   assert.ok(m, `keys status output: ${r.stdout}`);
-  return { source: /master key: (\w+)/.exec(r.stdout)[1], current: Number(m[1]), active: Number(m[2]), other: Number(m[4]) };
+  return { source: /master key: (\w+)/.exec(r.stdout)[1], current: Number(m[1]), active: Number(m[2]),
+    retired: Number(m[3]), destroyed: Number(m[4]), other: Number(m[5]) };
 }
 
 // ---------------------------------------------------------------- PKCS#11
@@ -240,4 +241,79 @@ test('rotating a key file\'s master key under load loses and corrupts nothing; a
   const r = await s.req('GET', '/fhir/AuditEvent?subtype=master-key-rotated');
   assert.equal(r.status, 200);
   assert.ok((r.json.entry ?? []).length >= 1, 'the rotation is recorded');
+});
+
+// ---------------------------------------------------------------- data key rotation
+
+test('rotating every data key under load re-encrypts everything, a killed rotation resumes, nothing is lost', async () => {
+  const s = await launch({ name: 'custody-data' });
+  const model = new Map();
+  await loadPatients(s, 'd', 800, model);
+  const before = status(s);
+  let stop = false;
+  let writes = 0;
+  const writer = async (w) => {
+    for (let i = 0; !stop; i++) {
+      const p = { resourceType: 'Patient', id: `dw${w}-${i}`, name: [{ family: `DW${w}x${i}` }] };
+      const r = await put(s, p);
+      assert.ok([200, 201].includes(r.status), `write during the rotation: ${r.status} ${r.body?.toString().slice(0, 200)}`);
+      model.set(`Patient/${p.id}`, p);
+      const o = { ...model.get(`Observation/do${(i * 11 + w) % 800}`), valueQuantity: { value: 5000 + i, unit: '/min' } };
+      const u = await put(s, o);
+      assert.equal(u.status, 200, `update during the rotation: ${u.status} ${u.body?.toString().slice(0, 200)}`);
+      model.set(`Observation/${o.id}`, o);
+      writes += 2;
+    }
+  };
+  const reader = async () => {
+    for (let i = 0; !stop; i++) {
+      const ref = `Observation/do${(i * 17) % 800}`;
+      const r = await s.req('GET', `/fhir/${ref}`);
+      assert.equal(r.status, 200, `read during the rotation: ${r.status}`);
+      assert.equal(r.json.subject.reference, model.get(ref).subject.reference);
+    }
+  };
+  const load = [writer(1), writer(2), reader()];
+  await sleep(200);
+  // a rotation killed after its first batch
+  const child = spawn(s.bin, ['keys', 'rotate-data', '--data', s.dataDir], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  await new Promise((resolve) => {
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (/re-encrypting: /.test(err)) { child.kill('SIGKILL'); resolve(); }
+    });
+    child.on('exit', resolve);
+  });
+  await new Promise((resolve) => (child.exitCode !== null || child.signalCode ? resolve() : child.on('exit', resolve)));
+  assert.equal(child.signalCode, 'SIGKILL', `killed mid-way (exit ${child.exitCode}: ${err.slice(0, 300)})`);
+  const mid = status(s);
+  assert.ok(mid.retired >= before.active, `the old keys are retired (${mid.retired} of ${before.active})`);
+  await sleep(300);
+  // the server still reads everything, old keys and new (the patients the writers leave alone)
+  const quiet = new Map([...model].filter(([k]) => k.startsWith('Patient/dp')));
+  assert.equal(await readAllEqual(s, quiet, 'mid-rotation'), 800);
+  const again = cli(s, ['keys', 'rotate-data', '--data', s.dataDir], { timeout: 300_000 });
+  assert.equal(again.status, 0, `rotate-data again: ${again.stderr.slice(-500)}`);
+  assert.match(again.stderr, /interrupted rotation is unfinished: finishing it/);
+  assert.match(again.stdout, /versions re-encrypted; the old keys are destroyed/);
+  stop = true;
+  await Promise.all(load);
+  assert.ok(writes > 10, `the load ran (${writes} writes)`);
+  const done = status(s);
+  assert.equal(done.retired, 2, 'no retired key is left but the audit trail\'s and the shared key\'s');
+  assert.ok(done.destroyed >= before.active - 1, `the old keys are destroyed (${done.destroyed})`);
+  assert.equal(await readAllEqual(s, model, 'after the data key rotation'), model.size);
+  await s.restart();
+  assert.equal(await readAllEqual(s, model, 'after a restart'), model.size);
+  // one patient's keys alone
+  const one = cli(s, ['keys', 'rotate-data', '--data', s.dataDir, '--patient', 'dp7']);
+  assert.equal(one.status, 0, `rotate-data --patient: ${one.stderr.slice(-300)}`);
+  assert.match(one.stdout, /1 new keys \(one patient\); 2 versions re-encrypted/);
+  assert.equal(await readAllEqual(s, model, 'after one patient\'s rotation'), model.size);
+  const none = cli(s, ['keys', 'rotate-data', '--data', s.dataDir, '--patient', 'nobody']);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /no data of this patient/);
+  const r = await s.req('GET', '/fhir/AuditEvent?subtype=data-keys-rotated');
+  assert.ok((r.json.entry ?? []).length >= 2, 'the rotations are recorded');
 });
