@@ -255,7 +255,7 @@ static cv_rc apply_line(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t 
 		a->erased++;
 	a->lines++;
 	cv_crypto_hex(owner, CV_OWNER_BYTES, hex);
-	return rc ? rc : cv_cli_ledger_append(a->path, hex, at_us, a->err, a->errlen);
+	return rc ? rc : cv_ledger_append(a->path, hex, at_us, a->err, a->errlen);
 }
 
 static int new_dir(const char *dir, char *err, size_t errlen)
@@ -306,12 +306,12 @@ static int restore(bk_cmd_t *c, char *err, size_t errlen)
 	if (!rc && file)
 		rc = copy_key_file(c->cfg.master_key_file, c->cfg.data_dir, err, errlen);
 	if (!rc)
-		rc = cv_cli_ledger_create(c->cfg.data_dir, err, errlen);
+		rc = cv_ledger_create(c->cfg.data_dir, err, errlen);
 	if (!rc && (rc = cv_store_open(c->cfg.data_dir, NULL, 1, master, &s, err, errlen)) == CV_OK) {
 		a.s = s;
 		snprintf(a.path, sizeof a.path, "%s/%s", c->cfg.data_dir, CV_LEDGER_FILE);
 		if (ledger[0])
-			rc = cv_cli_ledger_each(ledger, apply_line, &a, err, errlen);
+			rc = cv_ledger_each(ledger, apply_line, &a, err, errlen);
 		snprintf(detail, sizeof detail, "restored a backup made at %lld: %llu versions, %llu audit records; %u erasures "
 			 "of %u in the ledger applied", (long long)info.created_us, (unsigned long long)info.versions,
 			 (unsigned long long)info.audit, a.erased, a.lines);

@@ -49,14 +49,6 @@ int cv_cli_restore(int argc, char **argv);
  * localhost, or copies of cert and key (cli/main.c). */
 cv_rc cv_cli_init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen);
 
-/* The erasure ledger DATA/erasures: created empty (0600); an erasure appended
- * (the blinded owner and the time, fsynced); read (one owner per line). */
-#define CV_LEDGER_FILE "erasures"
-cv_rc cv_cli_ledger_create(const char *dir, char *err, size_t errlen);
-cv_rc cv_cli_ledger_append(const char *path, const char *owner_hex, int64_t at_us, char *err, size_t errlen);
-typedef cv_rc (*cv_cli_ledger_fn)(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us);
-cv_rc cv_cli_ledger_each(const char *path, cv_cli_ledger_fn fn, void *arg, char *err, size_t errlen);
-
 /* `carevault keys`: argv[0] is "keys". Returns the exit code. */
 int cv_cli_keys(int argc, char **argv);
 

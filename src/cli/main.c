@@ -83,6 +83,10 @@ static const cv_route_t routes[] = {
 	{ "POST", "/admin/clients", CV_ACT_ADMIN_CLIENTS, cv_admin_clients_create },
 	{ "GET", "/admin/clients/{id}", CV_ACT_ADMIN_CLIENTS, cv_admin_client_read },
 	{ "POST", "/admin/clients/{id}/{action}", CV_ACT_ADMIN_CLIENTS, cv_admin_client_action },
+	{ "GET", "/admin/erasures", CV_ACT_ADMIN_ERASURES, cv_admin_erasures_list },
+	{ "POST", "/admin/erasures", CV_ACT_ADMIN_ERASURES, cv_admin_erasures_create },
+	{ "GET", "/admin/erasures/{id}", CV_ACT_ADMIN_ERASURES, cv_admin_erasure_read },
+	{ "POST", "/admin/erasures/{id}/{action}", CV_ACT_ADMIN_ERASURES, cv_admin_erasure_action },
 };
 
 static int fail(const char *what, const char *err)
@@ -299,7 +303,7 @@ static int cmd_init(int argc, char **argv)
 	if (!rc)
 		rc = cv_cli_init_tls(dir, cert, key, err, sizeof err);
 	if (!rc)
-		rc = cv_cli_ledger_create(dir, err, sizeof err);
+		rc = cv_ledger_create(dir, err, sizeof err);
 	if (!rc)
 		rc = init_store(&cfg, err, sizeof err);
 	if (rc) {

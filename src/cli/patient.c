@@ -101,7 +101,7 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 		record(s, c->id, rc == CV_OK);
 	char ledger[CV_PATH_MAX + 32];
 	snprintf(ledger, sizeof ledger, "%s/%s", c->cfg.data_dir, CV_LEDGER_FILE);
-	int ret = rc ? -1 : cv_cli_ledger_append(ledger, owner, now, err, errlen) ? -1 : 0;
+	int ret = rc ? -1 : cv_ledger_append(ledger, owner, now, err, errlen) ? -1 : 0;
 	if (rc == CV_E_NOTFOUND)
 		snprintf(err, errlen, "no data of this patient is stored (no key of theirs exists)");
 	else if (rc == CV_E_GONE)
@@ -110,6 +110,10 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "the erasure failed: %s; nothing was changed", cv_rc_str(rc));
 	else
 		printf("erased: %lld resources made unreadable; the patient's keys are destroyed\n", (long long)count);
+	if (!rc && cv_store_legacy_pending(s))
+		fprintf(stderr, "carevault patient erase: warning: this store still holds data written before per-patient "
+				"keys; the patient's part of it becomes unreadable when you run 'carevault keys rotate-data' "
+				"(run it now)\n");
 	cv_store_close(s);
 	cv_key_free(master);
 	return ret;

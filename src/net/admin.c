@@ -1,5 +1,5 @@
 /*
- * admin.c - the admin API for accounts and OAuth clients (see admin.h). The
+ * admin.c - the admin API for accounts, OAuth clients and erasures (see admin.h). The
  * work is auth/users' and auth/client's (shared with `carevault user` and
  * `carevault client`); here are the JSON in and out.
  * Account writes wait for their durable commit on the worker thread: they
@@ -13,6 +13,9 @@
 
 #include "audit/audit.h"
 #include "auth/client.h"
+#include "auth/record.h"
+#include "core/log.h"
+#include "core/time.h"
 #include "auth/users.h"
 #include "fhir/fhir.h"
 #include "model/json.h"
@@ -450,4 +453,215 @@ void cv_admin_client_action(cv_exchange_t *ex)
 	}
 	send_json(ex, 200, client_json(&c), false);
 	cv_client_release(&c);
+}
+
+/* ---- erasures (two administrators) ------------------------------------------ */
+
+#define ERASURE_TYPE "~Erasure"
+#define ERASURE_TTL_US (24LL * 3600 * 1000000) /* a request not approved within a day lapses */
+#define REASON_MAX 500
+
+/* The request as the API shows it; a pending one past its day is "expired". */
+static json_object *erasure_json(const char *id, json_object *rec)
+{
+	json_object *o = json_object_new_object();
+	const char *state = cv_record_str(rec, "state");
+	int64_t at = cv_record_int(rec, "requested_us");
+	if (strcmp(state, "pending") == 0 && cv_time_now_us() - at > ERASURE_TTL_US)
+		state = "expired";
+	int ok = o && add(o, "id", json_object_new_string(id)) &&
+		 add(o, "patient", json_object_new_string(cv_record_str(rec, "patient"))) &&
+		 add(o, "reason", json_object_new_string(cv_record_str(rec, "reason"))) &&
+		 add(o, "state", json_object_new_string(state)) &&
+		 add(o, "requested_by", json_object_new_string(cv_record_str(rec, "requested_by"))) &&
+		 add(o, "requested_us", json_object_new_int64(at)) &&
+		 add(o, "expires_us", json_object_new_int64(at + ERASURE_TTL_US));
+	if (ok && cv_record_str(rec, "decided_by")[0])
+		ok = add(o, "decided_by", json_object_new_string(cv_record_str(rec, "decided_by"))) &&
+		     add(o, "decided_us", json_object_new_int64(cv_record_int(rec, "decided_us"))) &&
+		     add(o, "resources", json_object_new_int64(cv_record_int(rec, "resources")));
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cv_rc erasure_list_one(void *arg, const cv_store_hit_t *h)
+{
+	char id[80];
+	json_object *rec = json_tokener_parse((const char *)h->v.body);
+	const char *rid = cv_record_str(rec, "id");
+	snprintf(id, sizeof id, "%s", rid);
+	json_object *o = rec ? erasure_json(id, rec) : NULL;
+	json_object_put(rec);
+	if (!o || json_object_array_add(arg, o)) {
+		json_object_put(o);
+		return CV_E_NOMEM;
+	}
+	return CV_OK;
+}
+
+void cv_admin_erasures_list(cv_exchange_t *ex)
+{
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "erasures-listed", 'R');
+	json_object *arr = json_object_new_array(), *o = json_object_new_object();
+	cv_rc rc = arr && o ? cv_store_each_current(store_of(ex), ERASURE_TYPE, erasure_list_one, arr) : CV_E_NOMEM;
+	if (rc || !add(o, "erasures", arr)) {
+		if (!rc)
+			arr = NULL;
+		json_object_put(arr);
+		json_object_put(o);
+		cv_fhir_fail(ex, rc ? rc : CV_E_NOMEM, NULL, "the erasure requests could not be listed");
+		return;
+	}
+	send_json(ex, 200, o, false);
+}
+
+/* Writes the request record (a new one: expect 0). */
+static cv_rc erasure_put(cv_store_t *s, const char *id, int64_t expect, json_object *rec)
+{
+	json_object_object_add(rec, "id", json_object_new_string(id));
+	return cv_record_put(s, ERASURE_TYPE, id, expect, rec);
+}
+
+void cv_admin_erasures_create(cv_exchange_t *ex)
+{
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "erasure-requested", 'C');
+	json_object *body = parse_body(ex);
+	if (!body)
+		return;
+	int bad = 0;
+	const char *patient = cv_json_member_string(body, "patient", &bad);
+	const char *reason = cv_json_member_string(body, "reason", &bad);
+	if (bad || !patient || !reason || !cv_fhir_valid_id(patient) || !reason[0] || strlen(reason) > REASON_MAX) {
+		cv_fhir_error(ex, 400, "invalid", "give patient (a Patient id) and reason (1 to %d characters: the "
+			      "request or ticket that asks for the erasure; no health information)", REASON_MAX);
+		return;
+	}
+	cv_audit_patient(ex, patient);
+	cv_rc rc = cv_store_patient_key_state(store_of(ex), patient);
+	if (rc == CV_E_NOTFOUND || rc == CV_E_GONE) {
+		cv_fhir_error(ex, rc == CV_E_GONE ? 410 : 404, rc == CV_E_GONE ? "deleted" : "not-found",
+			      rc == CV_E_GONE ? "this patient was erased already" : "no data of this patient is stored");
+		return;
+	}
+	char id[37];
+	cv_crypto_uuid(id);
+	json_object *rec = json_object_new_object();
+	if (!rec || !add(rec, "patient", json_object_new_string(patient)) || !add(rec, "reason", json_object_new_string(reason)) ||
+	    !add(rec, "requested_by", json_object_new_string(ex->principal.id ? ex->principal.id : "")) ||
+	    !add(rec, "requested_us", json_object_new_int64(cv_time_now_us())) ||
+	    !add(rec, "state", json_object_new_string("pending")))
+		rc = CV_E_NOMEM;
+	if (!rc)
+		rc = erasure_put(store_of(ex), id, 0, rec);
+	if (rc) {
+		json_object_put(rec);
+		cv_fhir_fail(ex, rc, NULL, "the erasure request could not be stored");
+		return;
+	}
+	cv_audit_target(ex, id);
+	char *loc = cv_pool_printf(ex->pool, "/admin/erasures/%s", id);
+	if (loc)
+		cv_exchange_add_header(ex, "Location", loc);
+	send_json(ex, 202, erasure_json(id, rec), false);
+	json_object_put(rec);
+}
+
+/* Reads a request; answers 404 itself when there is none. */
+static json_object *erasure_get(cv_exchange_t *ex, const char *id, int64_t *version)
+{
+	json_object *rec = NULL;
+	cv_rc rc = strlen(id) > 64 ? CV_OK : cv_record_read(store_of(ex), ERASURE_TYPE, id, &rec, version);
+	if (rc || !rec) {
+		json_object_put(rec);
+		cv_fhir_fail(ex, rc ? rc : CV_E_NOTFOUND, NULL, rc ? NULL : "no such erasure request");
+		return NULL;
+	}
+	return rec;
+}
+
+void cv_admin_erasure_read(cv_exchange_t *ex)
+{
+	int64_t version;
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "erasure-read", 'R');
+	cv_audit_target(ex, ex->args[0]);
+	json_object *rec = erasure_get(ex, ex->args[0], &version);
+	if (rec)
+		send_json(ex, 200, erasure_json(ex->args[0], rec), false);
+	json_object_put(rec);
+}
+
+/* Why this administrator may not decide the request now ("" when they may). */
+static const char *refusal(cv_exchange_t *ex, json_object *rec, bool approve, unsigned *status)
+{
+	const char *by = ex->principal.id ? ex->principal.id : "";
+	*status = 409;
+	if (strcmp(cv_record_str(rec, "state"), "pending") != 0)
+		return "this request was decided already";
+	if (cv_time_now_us() - cv_record_int(rec, "requested_us") > ERASURE_TTL_US)
+		return "this request lapsed (not approved within a day): request the erasure again";
+	*status = 403;
+	if (approve && strcmp(by, cv_record_str(rec, "requested_by")) == 0)
+		return "a second administrator must approve an erasure: the one who asked for it cannot";
+	return "";
+}
+
+/* The erasure itself: keys destroyed, the ledger line written. */
+static cv_rc erase_now(cv_exchange_t *ex, const char *patient, int64_t *count, char *why, size_t whylen)
+{
+	const cv_fhir_t *f = ex->app;
+	char owner[33], ledger[1100];
+	int64_t now = cv_time_now_us();
+	cv_rc rc = cv_store_erase(store_of(ex), patient, now, count, owner);
+	snprintf(ledger, sizeof ledger, "%s/%s", f->cfg->data_dir, CV_LEDGER_FILE);
+	if (!rc && cv_ledger_append(ledger, owner, now, why, whylen))
+		cv_log(CV_LOG_ERROR, "erasure.ledger_failed", (cv_log_field_t[]){ CV_LS("owner", owner) }, 1);
+	return rc;
+}
+
+void cv_admin_erasure_action(cv_exchange_t *ex)
+{
+	int64_t version, count = 0;
+	unsigned status;
+	char why[300] = "";
+	bool approve = strcmp(ex->args[1], "approve") == 0;
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, approve ? "patient-erased" : action_subtype(ex, "erasure"), approve ? 'D' : 'U');
+	cv_audit_target(ex, ex->args[0]);
+	if (!approve && strcmp(ex->args[1], "reject") != 0) {
+		cv_fhir_error(ex, 404, "not-found", "the actions are approve and reject");
+		return;
+	}
+	json_object *rec = erasure_get(ex, ex->args[0], &version);
+	if (!rec)
+		return;
+	const char *patient = cv_record_str(rec, "patient"), *no = refusal(ex, rec, approve, &status);
+	cv_audit_patient(ex, patient);
+	if (no[0]) {
+		json_object_put(rec);
+		cv_fhir_error(ex, status, status == 403 ? "forbidden" : "conflict", "%s", no);
+		return;
+	}
+	cv_rc rc = approve ? erase_now(ex, patient, &count, why, sizeof why) : CV_OK;
+	json_object_object_add(rec, "state", json_object_new_string(approve ? (rc ? "failed" : "done") : "rejected"));
+	json_object_object_add(rec, "decided_by", json_object_new_string(ex->principal.id ? ex->principal.id : ""));
+	json_object_object_add(rec, "decided_us", json_object_new_int64(cv_time_now_us()));
+	json_object_object_add(rec, "resources", json_object_new_int64(count));
+	cv_rc wrc = cv_record_put(store_of(ex), ERASURE_TYPE, ex->args[0], version, rec);
+	if (rc || wrc) {
+		json_object_put(rec);
+		cv_fhir_fail(ex, rc == CV_E_GONE ? CV_E_CONFLICT : rc ? rc : wrc, NULL,
+			     rc == CV_E_GONE ? "this patient was erased already" : "the erasure could not be completed");
+		return;
+	}
+	json_object *o = erasure_json(ex->args[0], rec);
+	if (o && approve && cv_store_legacy_pending(store_of(ex)) && !add(o, "warning", json_object_new_string(
+		"this store still holds data written before per-patient keys: the patient's part of it becomes "
+		"unreadable when carevault keys rotate-data runs"))) {
+		json_object_put(o);
+		o = NULL;
+	}
+	send_json(ex, 200, o, false);
+	json_object_put(rec);
 }

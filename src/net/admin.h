@@ -18,6 +18,12 @@
  *   GET  /admin/clients/{id}           one client
  *   POST /admin/clients/{id}/{action}  disable | enable
  *
+ *   GET  /admin/erasures                the erasure requests (policy action admin.erasures)
+ *   POST /admin/erasures                {"patient","reason"}: a request (202), pending for a day
+ *   GET  /admin/erasures/{id}           one request
+ *   POST /admin/erasures/{id}/{action}  approve (by another administrator than the requester: the
+ *                                      patient's keys are destroyed, store.h cv_store_erase) | reject
+ *
  * A client is shown as {"client_id","name","type","redirect_uris","scope",
  * "disabled","created_us"[,"jwks_keys"][,"jwks_url","jwks_fetched_us"]}: never its secret's hash, and of a
  * backend client's JWKS only the number of keys.
@@ -36,5 +42,10 @@ void cv_admin_clients_list(cv_exchange_t *ex);
 void cv_admin_clients_create(cv_exchange_t *ex);
 void cv_admin_client_read(cv_exchange_t *ex);
 void cv_admin_client_action(cv_exchange_t *ex);
+
+void cv_admin_erasures_list(cv_exchange_t *ex);
+void cv_admin_erasures_create(cv_exchange_t *ex);
+void cv_admin_erasure_read(cv_exchange_t *ex);
+void cv_admin_erasure_action(cv_exchange_t *ex);
 
 #endif

@@ -26,6 +26,7 @@ static const char *const action_names[CV_ACT_COUNT] = {
 	[CV_ACT_AUTH_SESSION] = "auth.session",
 	[CV_ACT_AUTH_TOKEN] = "auth.token",
 	[CV_ACT_ADMIN_CLIENTS] = "admin.clients",
+	[CV_ACT_ADMIN_ERASURES] = "admin.erasures",
 	[CV_ACT_FHIR_VREAD] = "fhir.vread",
 	[CV_ACT_BREAK_GLASS] = "fhir.break-glass",
 	[CV_ACT_ACCESS_REPORT] = "fhir.access-report",
@@ -100,7 +101,8 @@ static int bootstrap_grants(cv_action a, const char *type)
 {
 	if (a == CV_ACT_FHIR_DELETE && cv_access_immutable(type))
 		return 0; /* an update is refused when the resource exists: a PUT may create */
-	return is_fhir(a) || a == CV_ACT_FHIR_BUNDLE || a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS;
+	return is_fhir(a) || a == CV_ACT_FHIR_BUNDLE || a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS ||
+	       a == CV_ACT_ADMIN_ERASURES;
 }
 
 static int is_role(const cv_principal_t *p, const char *role)
@@ -158,7 +160,7 @@ cv_rc cv_policy_decide(const cv_policy_t *pol, const cv_principal_t *p, cv_actio
 		rc = (is_role(p, "nurse") || is_role(p, "doctor")) && p->session && resource_type &&
 			     strcmp(resource_type, "Patient") == 0 ? CV_OK : CV_E_DENIED;
 	} else if (p->kind == CV_PRINCIPAL_USER && p->session && is_role(p, "admin") &&
-		   (a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS)) {
+		   (a == CV_ACT_ADMIN_USERS || a == CV_ACT_ADMIN_CLIENTS || a == CV_ACT_ADMIN_ERASURES)) {
 		why = "administrator account, portal session";
 		rc = CV_OK;
 	} else if (p->kind == CV_PRINCIPAL_USER && p->session && a == CV_ACT_AUTH_SESSION) {

@@ -49,6 +49,7 @@ typedef enum cv_action {
 	CV_ACT_FHIR_VREAD,    /* vread: one version */
 	CV_ACT_BREAK_GLASS,   /* Patient/{id}/$break-glass: declare an emergency */
 	CV_ACT_ACCESS_REPORT, /* Patient/{id}/$access-report: who accessed a patient's record */
+	CV_ACT_ADMIN_ERASURES, /* erasure requests and approvals (/admin/erasures) */
 	CV_ACT_COUNT
 } cv_action;
 

@@ -28,6 +28,8 @@ struct cv_store {
 	cv_keyent_t *_Atomic shared_key; /* the shared key's current version (permanent): paging tokens */
 	cv_keyent_t *_Atomic audit_key;  /* the audit trail's (permanent): seals audit records */
 	uint8_t shared_owner[CV_OWNER_BYTES];
+	uint8_t legacy_kid[CV_KID_BYTES]; /* the data key of a store made before per-patient keys ... */
+	bool has_legacy;             /* ... when it has one */
 	_Atomic int64_t key_epoch_checked; /* when the erasure epoch was last read (us) */
 	char key_epoch[32];          /* its value then (guarded by key_load_mu) */
 	cv_key_t *index_key;         /* computes row ids (blind indexes) */

@@ -226,6 +226,12 @@ void cv_keyring_unpin(cv_keyring_t *kr, cv_keyent_t *e)
 		entry_free(e);
 }
 
+void cv_keyring_detach(cv_keyent_t *e)
+{
+	e->dropped = true;
+	e->pins = 1;
+}
+
 void cv_keyring_set_persisted(cv_keyring_t *kr, cv_keyent_t *e)
 {
 	pthread_mutex_lock(&kr->mu);

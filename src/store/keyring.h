@@ -50,6 +50,10 @@ cv_keyent_t *cv_keyring_add(cv_keyring_t *kr, cv_keyent_t *e);
 /* A new entry for key k (taken) described by row (wrapped is copied). */
 cv_rc cv_keyring_entry_new(const cv_store_key_row_t *row, cv_key_t *k, cv_keyent_t **out);
 
+/* Makes e (from cv_keyring_entry_new, never added) a pinned entry of its
+ * own: cv_keyring_unpin frees it. */
+void cv_keyring_detach(cv_keyent_t *e);
+
 /* Releases a pin taken by find or add (NULL is fine). */
 void cv_keyring_unpin(cv_keyring_t *kr, cv_keyent_t *e);
 

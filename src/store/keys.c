@@ -27,6 +27,7 @@
 #define REWRAP_BATCH 512
 #define RESEAL_BATCH 256
 #define RESEAL_CURSOR_META "keys.reseal-cursor"
+#define LEGACY_DONE_META "keys.legacy-resealed" /* a full rotation moved all legacy data to per-patient keys */
 
 /* The system keys kept in meta, wrapped by the master key with their name as purpose. */
 static const char *const wrapped_meta[] = { "key.index", LEGACY_META, "key.audit-sign" };
@@ -263,6 +264,8 @@ static cv_rc legacy_key(cv_store_t *s)
 		cv_key_free(k);
 	if (!rc) {
 		e->legacy = e->permanent = e->persisted = true;
+		memcpy(s->legacy_kid, row.kid, CV_KID_BYTES);
+		s->has_legacy = true;
 		cv_keyring_unpin(s->keys, cv_keyring_add(s->keys, e));
 	}
 	cv_buf_release(&blob);
@@ -353,6 +356,31 @@ cv_rc cv_store_erase_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], i
 	if (!rc)
 		*count = w.erased;
 	return rc;
+}
+
+bool cv_store_legacy_pending(cv_store_t *s)
+{
+	if (!s->has_legacy)
+		return false;
+	cv_buf_t v;
+	cv_buf_init(&v, 16);
+	cv_rc rc = s->ops->meta_get(s->be, LEGACY_DONE_META, &v);
+	cv_buf_release(&v);
+	return rc != CV_OK;
+}
+
+cv_rc cv_store_patient_key_state(cv_store_t *s, const char *patient_id)
+{
+	uint8_t owner[CV_OWNER_BYTES];
+	cv_store_key_row_t row;
+	cv_buf_t wrapped;
+	if (!patient_id || !patient_id[0] || strlen(patient_id) > 64)
+		return CV_E_NOTFOUND;
+	cv_store_patient_owner(s, patient_id, owner);
+	cv_buf_init(&wrapped, 4096);
+	cv_rc rc = s->ops->key_current(s->be, owner, &row, &wrapped);
+	cv_buf_release(&wrapped);
+	return !rc && row.state == CV_KEY_DESTROYED ? CV_E_GONE : rc;
 }
 
 cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33])
@@ -705,10 +733,33 @@ static cv_rc gather_retired(void *arg, const cv_store_key_row_t *r)
 
 static bool to_reseal(const reseal_t *rs, const uint8_t kid[CV_KID_BYTES])
 {
-	static const uint8_t legacy[CV_KID_BYTES] = { [15] = 1 };
-	if (rs->legacy && memcmp(kid, legacy, CV_KID_BYTES) == 0)
+	if (rs->legacy && rs->s->has_legacy && memcmp(kid, rs->s->legacy_kid, CV_KID_BYTES) == 0)
 		return true;
 	return rs->nkids && bsearch(kid, rs->kids, rs->nkids, CV_KID_BYTES, kid_cmp);
+}
+
+/* For a version of an erased patient: a throwaway key (random, forgotten
+ * after this seal) that bears the id of one of the patient's destroyed keys,
+ * so that the version reads as erased (CV_E_GONE) and nobody can open it. */
+static cv_rc shredded_key(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], cv_keyent_t **out)
+{
+	cv_store_key_row_t row;
+	cv_buf_t wrapped;
+	cv_key_t *k = NULL;
+	cv_buf_init(&wrapped, 4096);
+	cv_rc rc = s->ops->key_current(s->be, owner, &row, &wrapped);
+	cv_buf_release(&wrapped);
+	if (!rc && row.state != CV_KEY_DESTROYED)
+		rc = CV_E_CONFLICT;
+	row.wrapped = NULL;
+	row.wrapped_len = 0;
+	if (!rc)
+		rc = cv_crypto_key_generate(row.kid, &k);
+	if (!rc)
+		rc = cv_keyring_entry_new(&row, k, out);
+	if (!rc)
+		cv_keyring_detach(*out); /* never cached: freed when the write is done */
+	return rc;
 }
 
 /* The owner a version goes to: the retired key's, or (legacy) owner_fn's answer. */
@@ -748,9 +799,12 @@ static cv_rc reseal_one(reseal_t *rs, const cv_store_version_t *v)
 		rc = owner_of(rs, v, old, &pt, owner);
 	if (!rc)
 		rc = stored_key(rs->s, owner, &cur);
+	bool erased = rc == CV_E_GONE;
+	if (erased) /* its patient was erased while it was still under the legacy key: shred it now */
+		rc = shredded_key(rs->s, owner, &cur);
 	cv_store_write_t *w = &rs->w[rs->n];
 	*w = (cv_store_write_t){ .op = CV_STORE_RESEAL, .type = cv_pool_strdup(rs->pool, v->type),
-				 .expect_version = v->version };
+				 .expect_version = v->version, .deleted = erased };
 	if (!rc && !w->type)
 		rc = CV_E_NOMEM;
 	cv_buf_init(&w->sealed, v->body_len + CV_SEAL_OVERHEAD_MAX + 16);
@@ -859,8 +913,10 @@ cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg
 				   .body_len = CV_OWNER_BYTES };
 	cv_store_write_t reset = { .op = CV_STORE_PUT_META, .name = RESEAL_CURSOR_META, .body = (const uint8_t *)"0",
 				   .body_len = 1 };
-	cv_store_write_t *members[2] = { &purge, &reset };
-	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = 2 };
+	cv_store_write_t migrated = { .op = CV_STORE_PUT_META, .name = LEGACY_DONE_META, .body = (const uint8_t *)"1",
+				      .body_len = 1 };
+	cv_store_write_t *members[3] = { &purge, &reset, &migrated };
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = rs->legacy && s->has_legacy ? 3 : 2 };
 	if (!rc)
 		rc = cv_store_write_sync(s, &g);
 	if (!rc)

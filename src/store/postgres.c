@@ -186,6 +186,10 @@ static const struct {
 		       "AND owner <> $2::bytea" },
 	{ "reseal_version", "UPDATE cv_version SET body = $4::bytea WHERE type = $1 AND rid = $2 AND version = $3::bigint" },
 	{ "reseal_current", "UPDATE cv_resource SET kid = $4::bytea WHERE type = $1 AND rid = $2 AND version = $3::bigint" },
+	{ "reseal_shred", "WITH r AS (UPDATE cv_resource SET deleted = true WHERE type = $1 AND rid = $2 AND "
+			  "version = $3::bigint AND kid = $4::bytea RETURNING rk), a AS (DELETE FROM cv_ix_hash WHERE rk IN "
+			  "(SELECT rk FROM r)), b AS (DELETE FROM cv_ix_date WHERE rk IN (SELECT rk FROM r)) "
+			  "DELETE FROM cv_ix_num WHERE rk IN (SELECT rk FROM r)" },
 	{ "master_version", "SELECT convert_from(value, 'UTF8') FROM cv_meta WHERE name = 'master.version' FOR SHARE" },
 	{ "key_current", SQL_KEY_COLS "WHERE owner = $1::bytea ORDER BY version DESC LIMIT 1" },
 	{ "key_scan", SQL_KEY_COLS "WHERE (owner, version) > ($1::bytea, $2::bigint) ORDER BY owner, version "
@@ -641,7 +645,10 @@ static cv_rc rotation_step(PGconn *c, cv_store_write_t *w)
 	PQclear(r);
 	vals[3] = (const char *)k->kid;
 	lens[3] = CV_KID_BYTES;
-	return rc ? rc : run_write(c, "reseal_current", 4, vals, lens, fmts, NULL);
+	if (!rc)
+		rc = run_write(c, "reseal_current", 4, vals, lens, fmts, NULL);
+	/* a version of an erased patient (store.h, RESEAL): out of the index, as the erasure would have done */
+	return rc || !w->deleted ? rc : run_write(c, "reseal_shred", 4, vals, lens, fmts, NULL);
 }
 
 /* Master key rotation: a key's new wrapping (not for a destroyed key). */

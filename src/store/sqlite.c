@@ -626,8 +626,18 @@ static cv_rc rotation_step(cv_backend_t *b, cv_store_write_t *w)
 			    w->sealed.len, w->type, w->rid, w->expect_version, &n);
 	if (!rc && n != 1)
 		return CV_E_NOTFOUND;
-	return rc ? rc : run_once(b, "UPDATE cv_resource SET kid = ?1 WHERE type = ?2 AND rid = ?3 AND version = ?4", k->kid,
-				  CV_KID_BYTES, w->type, w->rid, w->expect_version, NULL);
+	if (!rc)
+		rc = run_once(b, "UPDATE cv_resource SET kid = ?1 WHERE type = ?2 AND rid = ?3 AND version = ?4", k->kid,
+			      CV_KID_BYTES, w->type, w->rid, w->expect_version, NULL);
+	/* a version of an erased patient (store.h, RESEAL): out of the index, as the erasure would have done */
+	static const char *const out[4] = {
+		"DELETE FROM cv_ix_hash WHERE rk IN (SELECT rk FROM cv_resource WHERE kid = ?1 AND type = ?2 AND rid = ?3 AND version = ?4)",
+		"DELETE FROM cv_ix_date WHERE rk IN (SELECT rk FROM cv_resource WHERE kid = ?1 AND type = ?2 AND rid = ?3 AND version = ?4)",
+		"DELETE FROM cv_ix_num WHERE rk IN (SELECT rk FROM cv_resource WHERE kid = ?1 AND type = ?2 AND rid = ?3 AND version = ?4)",
+		"UPDATE cv_resource SET deleted = 1 WHERE kid = ?1 AND type = ?2 AND rid = ?3 AND version = ?4" };
+	for (int i = 0; !rc && w->deleted && i < 4; i++)
+		rc = run_once(b, out[i], k->kid, CV_KID_BYTES, w->type, w->rid, w->expect_version, NULL);
+	return rc;
 }
 
 /* Runs one erase statement bound to the owner; *changed gets its row count. */

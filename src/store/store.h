@@ -81,7 +81,9 @@ typedef enum {
 	                         keyrow->version become retired */
 	CV_STORE_RESEAL,      /* data key rotation: version expect_version of type/rid (`type`, the
 	                         private rid) gets the sealed body `sealed` (the same content under
-	                         another key: keyrow->kid), and its current row that key id */
+	                         another key: keyrow->kid), and its current row that key id; with
+	                         `deleted` (its patient was erased: the key is a destroyed one's id
+	                         on a throwaway key) the current row leaves the index too */
 	CV_STORE_KEY_PURGE,   /* data key rotation, last step: every retired key is destroyed, but
 	                         those of owner `keyrow->owner` (the audit trail's: its records are
 	                         hash-chained as sealed and keep their key) and of the owner in
@@ -289,6 +291,26 @@ typedef struct cv_store_key_stats {
 	uint64_t active, retired, destroyed, other_version;
 } cv_store_key_stats_t;
 cv_rc cv_store_key_stats(cv_store_t *s, uint32_t version, cv_store_key_stats_t *out);
+
+/* The erasure ledger, DATA/erasures (store/ledger.c): one line per erasure,
+ * the blinded owner (32 hex digits, no patient id) and the time. Kept with
+ * the master key, apart from backups: a restore applies it. Created empty
+ * (0600) by init; an erasure appended (fsynced); read line by line. */
+#define CV_LEDGER_FILE "erasures"
+cv_rc cv_ledger_create(const char *dir, char *err, size_t errlen);
+cv_rc cv_ledger_append(const char *path, const char *owner_hex, int64_t at_us, char *err, size_t errlen);
+typedef cv_rc (*cv_ledger_fn)(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us);
+cv_rc cv_ledger_each(const char *path, cv_ledger_fn fn, void *arg, char *err, size_t errlen);
+
+/* True while the store holds data written before per-patient keys (under
+ * its single legacy data key) that a full data key rotation has not moved
+ * to its patients' keys yet: an erasure makes such data of the patient
+ * unreadable only when that rotation runs (carevault keys rotate-data). */
+bool cv_store_legacy_pending(cv_store_t *s);
+
+/* Whether a patient has a key: CV_OK (their data is stored), CV_E_NOTFOUND
+ * (nothing of theirs is), CV_E_GONE (erased). */
+cv_rc cv_store_patient_key_state(cv_store_t *s, const char *patient_id);
 
 /* How many keys the cache holds (tests, metrics). */
 size_t cv_store_keys_cached(cv_store_t *s);

@@ -22,6 +22,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { start } from './lib/server.mjs';
 import { mapLimit, sleep } from './lib/fhir.mjs';
 import { cli, verify } from './lib/audit.mjs';
+import { PASSWORD, addAccount, addBackend, backendTokenRes, login, username } from './lib/access.mjs';
+import { base32Decode } from './lib/totp.mjs';
 import { loadSyntheaBundles, parseLocation, rewriteRefs } from './lib/synthea.mjs';
 
 let server;
@@ -245,4 +247,66 @@ test('the audit trail records the erasure and stays whole', async () => {
   assert.equal(r.json.entry?.length, 1, 'one erasure record under the patient\'s pseudonym');
   const v = verify(server);
   assert.ok(v.whole, `audit verify: ${v.out.slice(0, 300)}`);
+});
+
+// ------------------------------------------------------------ erasure through the admin API
+
+test('the admin API erases a patient only with a second administrator\'s approval', async () => {
+  need();
+  // a reader for the checks (the first administrator account retires the bootstrap token)
+  const reader = await addBackend(server, (m, p, o) => server.req(m, p, o), 'keys reader', 'system/*.rs system/AuditEvent.rs');
+  const { token } = await backendTokenRes(server, reader);
+  const req = (method, p) => server.req(method, p, { agent, token });
+  const fx = { sym: new Map() };
+  const a1 = await addAccount(server, fx, 'eraser_one', { role: 'admin' });
+  const s1 = await login(server, a1);
+  const as = (sess) => (method, p, body) => server.req(method, p, { token: '', body: body ? JSON.stringify(body) : undefined,
+    headers: { cookie: sess.cookie, 'x-csrf-token': sess.csrf, 'content-type': 'application/json' } });
+  const one = as(s1);
+  const made = await one('POST', '/admin/users', { username: username('eraser_two'), role: 'admin', password: PASSWORD });
+  assert.equal(made.status, 201, `second administrator: ${made.status}`);
+  const a2 = { id: made.json.id, username: username('eraser_two'), seed: base32Decode(new URL(made.json.otpauth).searchParams.get('secret')) };
+  const s2 = await login(server, a2);
+  const two = as(s2);
+  const p = patientOf(5);
+  const q = patientOf(6);
+  // a request, pending
+  const req1 = await one('POST', '/admin/erasures', { patient: p.id, reason: 'ticket DPO-123' });
+  assert.equal(req1.status, 202, `request: ${req1.status} ${req1.body?.toString().slice(0, 200)}`);
+  assert.equal(req1.json.state, 'pending');
+  assert.equal(req1.json.requested_by, a1.id);
+  assert.equal((await req('GET', `/fhir/Patient/${p.id}`)).status, 200, 'nothing is erased by a request');
+  // the requester cannot approve their own request; the bootstrap administrator can as a second one, but a2 does
+  const self = await one('POST', `/admin/erasures/${req1.json.id}/approve`);
+  assert.equal(self.status, 403);
+  assert.match(JSON.stringify(self.json), /second administrator must approve/);
+  const ok = await two('POST', `/admin/erasures/${req1.json.id}/approve`);
+  assert.equal(ok.status, 200, `approve: ${ok.status} ${ok.body?.toString().slice(0, 200)}`);
+  assert.equal(ok.json.state, 'done');
+  assert.equal(ok.json.decided_by, a2.id);
+  assert.equal(ok.json.resources, created[5].filter((r) => !NON_PATIENT.has(r.resourceType)).length);
+  await sleep(1200);
+  assert.equal((await req('GET', `/fhir/Patient/${p.id}`)).status, 404, 'the approved erasure is done');
+  const lines = fs.readFileSync(path.join(server.dataDir, 'erasures'), 'utf8').trim().split('\n');
+  assert.equal(lines.length, 2, 'the ledger has this erasure too');
+  const again = await two('POST', `/admin/erasures/${req1.json.id}/approve`);
+  assert.equal(again.status, 409, 'a decided request stays decided');
+  assert.equal((await one('POST', '/admin/erasures', { patient: p.id, reason: 'again' })).status, 410, 'erased already');
+  assert.equal((await one('POST', '/admin/erasures', { patient: 'nobody-here', reason: 'x' })).status, 404, 'no such patient');
+  assert.equal((await one('POST', '/admin/erasures', { patient: q.id })).status, 400, 'a reason is required');
+  // a rejected request erases nothing
+  const req2 = await one('POST', '/admin/erasures', { patient: q.id, reason: 'mistaken ticket' });
+  assert.equal(req2.status, 202);
+  const no = await one('POST', `/admin/erasures/${req2.json.id}/reject`);
+  assert.equal(no.status, 200);
+  assert.equal(no.json.state, 'rejected');
+  assert.equal((await two('POST', `/admin/erasures/${req2.json.id}/approve`)).status, 409, 'a rejected request cannot be approved');
+  assert.equal((await req('GET', `/fhir/Patient/${q.id}`)).status, 200, 'the rejected patient is still there');
+  const list = await two('GET', '/admin/erasures');
+  assert.equal(list.status, 200);
+  assert.deepEqual(list.json.erasures.map((e) => e.state).sort(), ['done', 'rejected']);
+  // the trail has the request, the erasure and the rejection under the patients' pseudonyms
+  const trail = await req('GET', `/fhir/AuditEvent?patient=${p.id}&subtype=patient-erased`);
+  const outcomes = (trail.json.entry ?? []).map((e) => e.resource.outcome).sort();
+  assert.deepEqual(outcomes, ['0', '4', '4'], 'the erasure, and the two refused approvals, are in the trail');
 });

@@ -6,7 +6,7 @@
  * applies it, so that a backup taken before an erasure does not bring the
  * patient back.
  */
-#include "cli/cli.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +16,11 @@
 #include <unistd.h>
 
 #define LINE_MAX_LEN 128
+#define CV_PATH_LEN 1024
 
-cv_rc cv_cli_ledger_create(const char *dir, char *err, size_t errlen)
+cv_rc cv_ledger_create(const char *dir, char *err, size_t errlen)
 {
-	char path[CV_PATH_MAX + 32];
+	char path[CV_PATH_LEN + 32];
 	snprintf(path, sizeof path, "%s/%s", dir, CV_LEDGER_FILE);
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || fsync(fd) != 0) {
@@ -32,7 +33,7 @@ cv_rc cv_cli_ledger_create(const char *dir, char *err, size_t errlen)
 	return CV_OK;
 }
 
-cv_rc cv_cli_ledger_append(const char *path, const char *owner_hex, int64_t at_us, char *err, size_t errlen)
+cv_rc cv_ledger_append(const char *path, const char *owner_hex, int64_t at_us, char *err, size_t errlen)
 {
 	char line[80];
 	int n = snprintf(line, sizeof line, "%s %lld\n", owner_hex, (long long)at_us);
@@ -63,7 +64,7 @@ static cv_rc parse_line(char *line, uint8_t owner[CV_OWNER_BYTES], int64_t *at)
 	return CV_OK;
 }
 
-cv_rc cv_cli_ledger_each(const char *path, cv_cli_ledger_fn fn, void *arg, char *err, size_t errlen)
+cv_rc cv_ledger_each(const char *path, cv_ledger_fn fn, void *arg, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
