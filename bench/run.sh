@@ -3,7 +3,8 @@
 # with the same certificate, in the same run, with wrk (keep-alive). Writes docs/BENCHMARKS.md.
 # Everything listens on 127.0.0.1 and stops itself.
 # BENCH_ROUNDS (default 2) rounds per comparison, BENCH_SECONDS (default 10) per wrk run;
-# BENCH_ONLY=audit runs only the audit trail section and prints it (docs/ untouched).
+# BENCH_ONLY=audit runs only the audit trail section and prints it (docs/ untouched), BENCH_ONLY=keys
+# the data keys section (BENCH_KEYS_SECONDS, default 5, per wrk run there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CV_BIN:-build/carevault}
@@ -12,12 +13,12 @@ CONNS=32
 THREADS=2
 ROUNDS=${BENCH_ROUNDS:-2}
 ONLY=${BENCH_ONLY:-}
-case "$ONLY" in ""|audit) ;; *) echo "bench: BENCH_ONLY is empty or audit" >&2; exit 2 ;; esac
+case "$ONLY" in ""|audit|keys) ;; *) echo "bench: BENCH_ONLY is empty, audit or keys" >&2; exit 2 ;; esac
 # the audit section's baseline: the same source built with CV_BENCH_NO_AUDIT (the server's
 # audit stage returns at once); a benchmark-only binary, never deployed. Incremental after the
 # first run; built first so that both binaries come from the same source.
 NOAUDIT_BIN=${CV_NOAUDIT_BIN:-build-noaudit/carevault}
-if [ -z "${CV_NOAUDIT_BIN:-}" ]; then
+if [ -z "${CV_NOAUDIT_BIN:-}" ] && [ "$ONLY" != keys ]; then
   echo "bench: building build-noaudit (CV_BENCH_NO_AUDIT=ON)"
   nolog=$(mktemp)
   { cmake -S . -B build-noaudit -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCV_BENCH_NO_AUDIT=ON &&
@@ -25,8 +26,19 @@ if [ -z "${CV_NOAUDIT_BIN:-}" ]; then
     { tail -30 "$nolog" >&2; rm -f "$nolog"; echo "bench: build-noaudit failed" >&2; exit 1; }
   rm -f "$nolog"
 fi
+# the data keys section's baseline: the same source built with CV_BENCH_SINGLE_KEY (every resource
+# sealed under the shared data key, none under its patient's); benchmark-only, never deployed
+SINGLEKEY_BIN=${CV_SINGLEKEY_BIN:-build-singlekey/carevault}
+if [ -z "${CV_SINGLEKEY_BIN:-}" ] && [ "$ONLY" != audit ]; then
+  echo "bench: building build-singlekey (CV_BENCH_SINGLE_KEY=ON)"
+  sklog=$(mktemp)
+  { cmake -S . -B build-singlekey -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCV_BENCH_SINGLE_KEY=ON &&
+    cmake --build build-singlekey -j "$(nproc)" --target carevault; } >"$sklog" 2>&1 ||
+    { tail -30 "$sklog" >&2; rm -f "$sklog"; echo "bench: build-singlekey failed" >&2; exit 1; }
+  rm -f "$sklog"
+fi
 work=$(mktemp -d /tmp/cv-bench-XXXXXX)
-cv_pid=""; ngx_pid=""; aa_pid=""; an_pid=""
+cv_pid=""; ngx_pid=""; aa_pid=""; an_pid=""; kp_pid=""; ks_pid=""
 pg_dir_file=$(mktemp); pga_pid=""; pgb_pid=""
 cleanup() {
   [ -n "$pga_pid" ] && kill "$pga_pid" 2>/dev/null || true
@@ -37,6 +49,8 @@ cleanup() {
   [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null || true
   [ -n "$aa_pid" ] && kill "$aa_pid" 2>/dev/null || true
   [ -n "$an_pid" ] && kill "$an_pid" 2>/dev/null || true
+  [ -n "$kp_pid" ] && kill "$kp_pid" 2>/dev/null || true
+  [ -n "$ks_pid" ] && kill "$ks_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -206,6 +220,236 @@ if [ "$ONLY" = audit ]; then
   exit 0
 fi
 
+# ---- data keys (issue 7) ----
+# The cost of per-patient data keys: the normal build (BIN: every resource sealed under its
+# patient's data key, unwrapped on demand and kept in a cache of --key-cache keys) against the
+# CV_BENCH_SINGLE_KEY build (SINGLEKEY_BIN: everything under the shared key), side by side on two
+# data directories loaded with the same patients, wrk alternating between them: reads spread over
+# every patient with their keys cached, the same reads with a cache smaller than the patients
+# (both servers restarted with --key-cache KEYS_SMALL_CACHE), and creates.
+KEYPORT=18450; SKEYPORT=18451
+export KEYS_PATIENTS=2000 # read by bench/keys-read.lua and bench/keys-create.lua
+KEYS_SMALL_CACHE=256
+KDUR=${BENCH_KEYS_SECONDS:-5}
+keys_start() { # [serve options...]: both servers, each on its own data directory
+  "$BIN" serve --data "$work/kpdata" --listen 127.0.0.1:$KEYPORT --threads $THREADS "$@" 2>>"$work/keys-p.log" &
+  kp_pid=$!
+  "$SINGLEKEY_BIN" serve --data "$work/ksdata" --listen 127.0.0.1:$SKEYPORT --threads $THREADS "$@" 2>>"$work/keys-s.log" &
+  ks_pid=$!
+  keys_up $KEYPORT "$work/kpdata" "$kp_pid" "$work/keys-p.log"; keys_up $SKEYPORT "$work/ksdata" "$ks_pid" "$work/keys-s.log"
+}
+keys_up() { # PORT DATA PID LOG: like wait_up, and says why a server that exited did not come up
+  for _ in $(seq 100); do
+    curl -sf --cacert "$2/tls/cert.pem" "https://127.0.0.1:$1/healthz" >/dev/null && return
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: data keys: nothing answers on port $1 ($( (kill -0 "$3" 2>/dev/null && echo running) || echo "exited: $(tail -3 "$4" | tr '\n' ' ')"))" >&2
+  exit 1
+}
+keys_stop() {
+  kill "$kp_pid" "$ks_pid" 2>/dev/null || true; wait "$kp_pid" "$ks_pid" 2>/dev/null || true; kp_pid=""; ks_pid=""
+}
+keys_server() { # p|s -> "pid port token data-dir" of the per-patient (p) or the single-key (s) server
+  if [ "$1" = p ]; then echo "$kp_pid $KEYPORT $kp_tok $work/kpdata"; else echo "$ks_pid $SKEYPORT $ks_tok $work/ksdata"; fi
+}
+keys_measure() { # p|s hit|miss|create: one wrk run (KDUR seconds) on one server
+  local -n rl=keys_${2}_${1}_rps cl=keys_${2}_${1}_cpu
+  local DUR=$KDUR pid port tok dir script path x c b n
+  read -r pid port tok dir <<<"$(keys_server "$1")"
+  if [ "$2" = create ]; then script=bench/keys-create.lua path=/fhir/Observation; else script=bench/keys-read.lua path=/fhir/Patient; fi
+  read -r x c b n <<<"$(measure "$pid" "https://127.0.0.1:$port$path" -s $script -H "Authorization: Bearer $tok")"
+  rl+=("$x"); cl+=("$c"); keys_bad=$((keys_bad + b)); keys_requests=$((keys_requests + n))
+}
+keys_warm() { # 2 s of the reads on each server, not measured
+  local s pid port tok dir
+  for s in p s; do
+    read -r pid port tok dir <<<"$(keys_server $s)"
+    wrk -t$THREADS -c$CONNS -d2s -s bench/keys-read.lua -H "Authorization: Bearer $tok" "https://127.0.0.1:$port/fhir/Patient" >/dev/null 2>&1
+  done
+}
+keys_rounds() { # hit|miss|create: ROUNDS rounds alternating the servers, the order flipping every round
+  local r s order
+  for r in $(seq "$ROUNDS"); do
+    order="p s"; [ $((r % 2)) -eq 0 ] && order="s p"
+    for s in $order; do
+      echo "bench: data keys, $1, $([ $s = p ] && echo per-patient || echo single) key (round $r)"
+      keys_measure $s "$1"
+    done
+  done
+}
+keys_count() { # p|s TYPE -> the server's total of TYPE (search with _summary=count)
+  local pid port tok dir
+  read -r pid port tok dir <<<"$(keys_server "$1")"
+  curl -sf --cacert "$dir/tls/cert.pem" -H "Authorization: Bearer $tok" "https://127.0.0.1:$port/fhir/$2?_summary=count" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)['total'])"
+}
+keys_bench() {
+  local t0 t1 f i s order pid port tok dir code got
+  t0=$(date +%s)
+  # KEYS_PATIENTS patients kp-<n>, each with the Observations ko-<n>-0 and ko-<n>-1: transaction
+  # Bundles of 100 patients (PUT, fixed ids), the same files for both servers
+  mkdir -p "$work/keys-load"
+  python3 - "$work/keys-load" "$KEYS_PATIENTS" <<'PY'
+import json, sys
+out, n = sys.argv[1], int(sys.argv[2])
+for b in range(0, n, 100):
+    e = []
+    for i in range(b, min(b + 100, n)):
+        pid = f"kp-{i}"
+        e.append({"resource": {"resourceType": "Patient", "id": pid, "active": True,
+            "identifier": [{"system": "urn:oid:2.16.840.1.113883.2.4.6.3", "value": f"bench-{i:06d}"}],
+            "name": [{"use": "official", "family": f"Keys{i}", "given": ["Bench", f"P{i}"]}],
+            "gender": ("female", "male")[i % 2], "birthDate": f"{1940 + i % 70}-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+            "address": [{"line": [f"{i} Bench Street"], "city": "Testville", "postalCode": f"{10000 + i}"}]},
+            "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+        for k in range(2):
+            oid = f"ko-{i}-{k}"
+            e.append({"resource": {"resourceType": "Observation", "id": oid, "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": f"2024-03-{i % 28 + 1:02d}T{(i + k) % 24:02d}:00:00Z",
+                "valueQuantity": {"value": 60 + (i + k) % 40, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}},
+                "request": {"method": "PUT", "url": f"Observation/{oid}"}})
+    json.dump({"resourceType": "Bundle", "type": "transaction", "entry": e}, open(f"{out}/{b // 100:03d}.json", "w"))
+PY
+  "$BIN" init --data "$work/kpdata" >/dev/null 2>&1
+  "$SINGLEKEY_BIN" init --data "$work/ksdata" >/dev/null 2>&1
+  kp_tok=$(cat "$work/kpdata/bootstrap-token"); ks_tok=$(cat "$work/ksdata/bootstrap-token")
+  keys_start
+  echo "bench: data keys, loading $KEYS_PATIENTS patients with 2 Observations each into both servers"
+  keys_load_p=0; keys_load_s=0; i=0
+  for f in "$work"/keys-load/*.json; do
+    i=$((i + 1)); order="p s"; [ $((i % 2)) -eq 0 ] && order="s p"
+    for s in $order; do
+      read -r pid port tok dir <<<"$(keys_server $s)"
+      t1=$(date +%s.%N)
+      code=$(curl -s -o "$work/keys-load.out" -w '%{http_code}' --cacert "$dir/tls/cert.pem" -X POST \
+        -H "Authorization: Bearer $tok" -H "Content-Type: application/fhir+json" \
+        --data-binary @"$f" "https://127.0.0.1:$port/fhir" || true)
+      t1=$(python3 -c "print($(date +%s.%N) - $t1)")
+      if [ $s = p ]; then keys_load_p=$(python3 -c "print($keys_load_p + $t1)"); else keys_load_s=$(python3 -c "print($keys_load_s + $t1)"); fi
+      [ "$code" = 200 ] || { echo "bench: data keys load $(basename "$f") on port $port: HTTP $code: $(head -c 400 "$work/keys-load.out")" >&2; exit 1; }
+    done
+  done
+  keys_load_p=$(printf '%.1f' "$keys_load_p"); keys_load_s=$(printf '%.1f' "$keys_load_s")
+  # both hold every patient and Observation, and answer the reads the scripts make
+  for s in p s; do
+    read -r pid port tok dir <<<"$(keys_server $s)"
+    got="$(keys_count $s Patient)/$(keys_count $s Observation)"
+    for f in Patient/kp-0 Patient/kp-$((KEYS_PATIENTS - 1)) Observation/ko-$((KEYS_PATIENTS - 1))-1; do
+      code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/tls/cert.pem" -H "Authorization: Bearer $tok" "https://127.0.0.1:$port/fhir/$f" || true)
+      got+=" $code"
+    done
+    [ "$got" = "$KEYS_PATIENTS/$((2 * KEYS_PATIENTS)) 200 200 200" ] || { echo "bench: data keys data on port $port: $got" >&2; exit 1; }
+  done
+  local m
+  for m in hit miss create; do
+    for s in p s; do eval "keys_${m}_${s}_rps=(); keys_${m}_${s}_cpu=()"; done
+  done
+  keys_bad=0; keys_requests=0
+  # the default cache (4096 keys): every patient's key is cached after the load and the warm-up
+  keys_warm
+  keys_rounds hit
+  keys_rounds create
+  # a cache smaller than the patients: most reads unwrap their patient's key again
+  keys_stop
+  keys_start --key-cache $KEYS_SMALL_CACHE
+  keys_warm
+  keys_rounds miss
+  keys_stop
+  # rotation and backup speed, on the per-patient store while its server serves (idle)
+  keys_start
+  keys_timed rot_data "$BIN" keys rotate-data --data "$work/kpdata"
+  keys_rot_versions=$(sed -nE 's/.*; ([0-9]+) versions re-encrypted.*/\1/p' "$work/rot_data.out")
+  keys_timed rot_master "$BIN" keys rotate-master --data "$work/kpdata"
+  keys_rot_keys=$(sed -nE 's/.*; ([0-9]+) keys re-wrapped.*/\1/p' "$work/rot_master.out")
+  keys_timed backup "$BIN" backup --data "$work/kpdata" --out "$work/keys.cvbk"
+  keys_bk_records=$(sed -nE 's/.*: ([0-9]+) versions, ([0-9]+) keys, ([0-9]+) audit records.*/\1 \2 \3/p' "$work/backup.out" |
+    awk '{print $1 + $2 + $3}')
+  keys_bk_bytes=$(stat -c %s "$work/keys.cvbk")
+  keys_timed restore "$BIN" restore --in "$work/keys.cvbk" --data "$work/krestored" --master-key "$work/kpdata/master.key"
+  keys_stop
+  # how many data keys seal the resources: one per patient (and the shared key) against one
+  keys_kids_p=$(sqlite3 "$work/kpdata/store.db" "SELECT count(DISTINCT kid) FROM cv_resource" 2>&1 || true)
+  keys_kids_s=$(sqlite3 "$work/ksdata/store.db" "SELECT count(DISTINCT kid) FROM cv_resource" 2>&1 || true)
+  keys_logs=$(python3 - "$work/keys-p.log" "$work/keys-s.log" <<'PY'
+import collections, json, sys
+out = []
+for name, path in zip(("per-patient", "single key"), sys.argv[1:]):
+    c = collections.Counter()
+    for line in open(path, errors="replace"):
+        try:
+            d = json.loads(line)
+        except ValueError:
+            c["(not JSON)"] += 1
+            continue
+        if d.get("level") not in ("info", "debug"):
+            c[f'{d.get("level")} {d.get("event")}'] += 1
+    out.append(f"{name}: " + (", ".join(f"{k} ×{n}" for k, n in sorted(c.items())) or "none"))
+print("; ".join(out))
+PY
+)
+  for m in hit miss create; do
+    for s in p s; do
+      eval "keys_${m}_${s}=\$(mean \"\${keys_${m}_${s}_rps[@]}\"); keys_${m}_${s}c=\$(mean \"\${keys_${m}_${s}_cpu[@]}\")"
+    done
+  done
+  keys_secs=$(($(date +%s) - t0))
+  echo "bench: data keys section took $keys_secs s"
+}
+keys_timed() { # NAME COMMAND...: runs it, keys_<NAME>_secs gets its wall time; output in $work/NAME.out
+  local t0 t1
+  t0=$(date +%s.%N)
+  "${@:2}" >"$work/$1.out" 2>"$work/$1.err" || { tail -5 "$work/$1.err" >&2; echo "bench: $1 failed" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  printf -v "keys_$1_secs" '%s' "$(python3 -c "print(f'{$t1 - $t0:.2f}')")"
+}
+keys_rate() { python3 -c "print(f'{float(\"$1\") / float(\"$2\"):.0f}')"; }
+keys_row() { # what hit|miss|create target: two rows, requests/s and CPU µs per request
+  local m=$2 sl
+  local -n pr=keys_${m}_p_rps ps=keys_${m}_s_rps pc=keys_${m}_p_cpu sc=keys_${m}_s_cpu
+  local -n p=keys_${m}_p s=keys_${m}_s p_c=keys_${m}_pc s_c=keys_${m}_sc
+  sl=$(slower "$p" "$s")
+  echo "| $1, requests/s | $p (rounds ${pr[*]}) | $s (rounds ${ps[*]}) | $(div "$p" "$s") ($sl % slower) | $(if [ "$3" = - ]; then echo -; else echo "< $3 % slower: $(python3 -c "print('met' if $sl < $3 else 'NOT met')")"; fi) |"
+  echo "| $1, server CPU µs per request | $p_c (rounds ${pc[*]}) | $s_c (rounds ${sc[*]}) | $(div "$p_c" "$s_c") ($(more "$p_c" "$s_c") % more) | - |"
+}
+machine_line() {
+  echo "$(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+}
+keys_doc() {
+  echo "## Data keys (issue 7)"
+  echo
+  echo "Every stored resource is sealed under the data key of its patient's compartment (unwrapped with the master key when first needed and kept in a cache bounded by --key-cache, 4096 keys by default); resources in no patient's compartment use a shared key. The cost: the normal build against a benchmark-only build of the same source that seals everything under the shared key (\`cmake -DCV_BENCH_SINGLE_KEY=ON\`, build-singlekey/, never deployed). Both on SQLite, side by side, each with its own data directory (same settings, --threads $THREADS) loaded with the same $KEYS_PATIENTS patients (kp-0 .. kp-$((KEYS_PATIENTS - 1)), 2 Observations each, in transaction Bundles of 100 patients: one new key per patient on the normal build). wrk ($THREADS threads, $CONNS connections, ${KDUR} s, TLS keep-alive, the bootstrap token) alternates between them, $ROUNDS rounds each, the order flipping every round; the table gives the means. Reads (bench/keys-read.lua) pick a patient at random and read the Patient or one of its two Observations by id: first with the default cache, which holds every patient's key after the load and a 2 s warm-up (cache hits); then with both servers restarted with --key-cache $KEYS_SMALL_CACHE, fewer keys than patients, so most reads unwrap their patient's key again (cache misses). Creates (bench/keys-create.lua, default cache) POST an Observation for a random patient, sealed under that patient's key and fsync'd before 201. CPU time per request is the server process's user + system time from /proc divided by the requests wrk completed, as in the audit section."
+  echo
+  echo "| measurement | per-patient keys | single key | per-patient / single | target |"
+  echo "|---|---|---|---|---|"
+  keys_row "reads by id over $KEYS_PATIENTS patients, keys cached" hit 5
+  keys_row "the same reads, cache misses (key-cache $KEYS_SMALL_CACHE < $KEYS_PATIENTS patients)" miss -
+  keys_row "creates (POST /fhir/Observation for a random patient)" create 5
+  echo
+  echo "Key rotation and backups, on the per-patient store ($KEYS_PATIENTS patients, $((3 * KEYS_PATIENTS)) resources and their audit trail) while its server serves (idle), one run each:"
+  echo
+  echo "| operation | work | seconds | rate |"
+  echo "|---|---|---|---|"
+  echo "| \`carevault keys rotate-data\` (a new key for every patient, every version re-encrypted, the old keys destroyed) | $keys_rot_versions versions | $keys_rot_data_secs | $(keys_rate "$keys_rot_versions" "$keys_rot_data_secs") versions/s |"
+  echo "| \`carevault keys rotate-master\` (every data key re-wrapped) | $keys_rot_keys keys | $keys_rot_master_secs | $(keys_rate "$keys_rot_keys" "$keys_rot_master_secs") keys/s |"
+  echo "| \`carevault backup\` (one snapshot, encrypted) | $keys_bk_records records, $keys_bk_bytes bytes | $keys_backup_secs | $(keys_rate "$keys_bk_records" "$keys_backup_secs") records/s |"
+  echo "| \`carevault restore\` (the whole file checked, then loaded) | the same | $keys_restore_secs | $(keys_rate "$keys_bk_records" "$keys_restore_secs") records/s |"
+  echo
+  echo "Checks: each server answered every load Bundle with 200 and then counted $KEYS_PATIENTS Patients and $((2 * KEYS_PATIENTS)) Observations; distinct data keys sealing the stored resources at the end: per-patient build $keys_kids_p, single-key build $keys_kids_s. Loading the Bundles (alternating the servers), seconds: per-patient $keys_load_p, single key $keys_load_s. Requests during the measured runs: $keys_requests; non-2xx answers: $keys_bad. The servers' log lines above info, by event: $keys_logs. The section took $keys_secs s."
+  if [ "${1:-}" = alone ]; then
+    echo
+    echo "Machine: $(machine_line); shared and noisy, so compare the ratio, not the absolute numbers. Command: \`BENCH_ONLY=keys BENCH_ROUNDS=$ROUNDS bench/run.sh\` (BENCH_KEYS_SECONDS=$KDUR), $(date -u +%Y-%m-%dT%H:%MZ)."
+  fi
+}
+if [ "$ONLY" = keys ]; then
+  keys_bench
+  echo; keys_doc alone
+  exit 0
+fi
+
 
 "$BIN" init --data "$work/data" >/dev/null 2>&1
 TOKEN=$(cat "$work/data/bootstrap-token"); export CV_TOKEN=$TOKEN
@@ -320,6 +564,8 @@ kill "$cv_pid"; wait "$cv_pid" 2>/dev/null || true; cv_pid=""
 
 # the audit trail's cost, with the machine to itself (nginx idles)
 audit_bench
+# the cost of per-patient data keys, likewise
+keys_bench
 
 # The same on PostgreSQL (throwaway local cluster, Unix socket): one node, then two nodes
 # sharing it, each taking half of the connections.
@@ -369,13 +615,12 @@ ratio=$(python3 -c "print(f'{float(\"$cv_rps\")/float(\"$ngx_rps\"):.2f}')")
 rss=$(echo "$idle_out" | sed -E 's/.*rss_with_1000_idle_kb=([0-9]+).*/\1/')
 rss_mb=$(python3 -c "print(f'{$rss/1024:.1f}')")
 
-cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
 {
   echo "# Benchmarks"
   echo
   echo "Written by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%dT%H:%MZ)."
   echo
-  echo "- Machine: $(nproc) cores, $cpu, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); shared and noisy, so compare the ratio, not the absolute numbers."
+  echo "- Machine: $(machine_line); shared and noisy, so compare the ratio, not the absolute numbers."
   echo "- Load: wrk ($THREADS threads, $CONNS connections, ${DUR} s, TLS keep-alive); carevault with --threads $THREADS, access log on; nginx (Debian) with $THREADS workers and its access log on, same certificate (ECDSA P-256), serving the very bytes carevault returns ($size bytes: the official example Patient)."
   echo "- Reads alternate nginx and carevault, $ROUNDS rounds each; the table gives the means (rounds: nginx ${ngx_all[*]}; carevault ${cv_all[*]})."
   echo
@@ -417,6 +662,8 @@ cpu=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //')
   echo "Non-2xx answers during the runs: carevault reads ${cv_bad:-0}, creates ${cr_bad:-0}, authorization searches ${pol_bad}; nginx reads ${ngx_bad:-0}."
   echo
   audit_doc
+  echo
+  keys_doc
   echo
   echo "Command: \`make bench\` (BENCH_SECONDS=$DUR)."
   echo

@@ -100,7 +100,7 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 				return -1;
 			c->filter[c->nfilter++] = (cv_param_t){ .name = filter, .value = value };
 			i++;
-		} else if ((strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) && v) {
+		} else if (strncmp(a, "--", 2) == 0 && v) { /* --data, --store, --config, the master key options */
 			cv_rc rc = strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
 							       : cv_config_set(&c->cfg, a + 2, v, err, errlen);
 			if (rc)

@@ -91,8 +91,7 @@ static int parse_args(client_cmd_t *c, int argc, char **argv, char *err, size_t 
 				return -1;
 			}
 			c->redirects[c->nredirects++] = v;
-		} else if (strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0 ||
-			   strcmp(a, "--outbound-ca-file") == 0) {
+		} else if (strncmp(a, "--", 2) == 0) { /* --data, --store, --config, --outbound-ca-file, the master key's */
 			if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
 						       : cv_config_set(&c->cfg, a + 2, v, err, errlen))
 				return -1;

@@ -39,6 +39,7 @@ typedef struct user_cmd {
 	const char *qr_file;
 	int password_stdin;
 	int mfa;
+	int all;                  /* revoke-sessions --all */
 	cv_key_t *master;
 	cv_store_t *store;
 } user_cmd_t;
@@ -49,7 +50,8 @@ static void usage(FILE *out)
 		"usage: carevault user add --data DIR --username NAME --role ROLE\n"
 		"                          [--patient ID | --practitioner ID] --password-stdin [--mfa] [--qr FILE]\n"
 		"       carevault user list --data DIR\n"
-		"       carevault user disable|enable|reset-mfa|revoke-sessions --data DIR --username NAME\n\n"
+		"       carevault user disable|enable|reset-mfa|revoke-sessions --data DIR --username NAME\n"
+		"       carevault user revoke-sessions --data DIR --all\n\n"
 		"Roles: patient (linked to its Patient), nurse and doctor (linked to their Practitioner),\n"
 		"admin, billing, auditor, researcher (optionally linked to a Practitioner).\n"
 		"The password is read from standard input (one line): at least 12 characters, not a common\n"
@@ -57,7 +59,9 @@ static void usage(FILE *out)
 		"(patients with --mfa): the otpauth:// URI and ten recovery codes are printed once.\n"
 		"disable stops the user's sessions and tokens at once; enable lets them log in again;\n"
 		"reset-mfa makes a new TOTP seed and recovery codes; revoke-sessions ends every session\n"
-		"and token of the user. Every command takes --store URL and --config FILE as serve does.\n");
+		"and token of the user, or with --all of every user (incident response: everyone signs in\n"
+		"again). Every command takes --store URL, --config FILE and the master key options as serve\n"
+		"does.\n");
 }
 
 static int bad(const char *msg)
@@ -84,10 +88,12 @@ static int parse_args(user_cmd_t *u, int argc, char **argv, char *err, size_t er
 			u->password_stdin = 1;
 		} else if (strcmp(a, "--mfa") == 0) {
 			u->mfa = 1;
+		} else if (strcmp(a, "--all") == 0) {
+			u->all = 1;
 		} else if (slot && v) {
 			*slot = v;
 			i++;
-		} else if ((strcmp(a, "--data") == 0 || strcmp(a, "--store") == 0 || strcmp(a, "--config") == 0) && v) {
+		} else if (strncmp(a, "--", 2) == 0 && v) { /* --data, --store, --config, the master key options */
 			cv_rc rc = strcmp(a, "--config") == 0 ? cv_config_load_file(&u->cfg, v, err, errlen)
 							       : cv_config_set(&u->cfg, a + 2, v, err, errlen);
 			if (rc)
@@ -103,7 +109,11 @@ static int parse_args(user_cmd_t *u, int argc, char **argv, char *err, size_t er
 		snprintf(err, errlen, "--data DIR is required");
 		return -1;
 	}
-	if (strcmp(u->verb, "list") != 0 && !u->username) {
+	if (u->all && strcmp(u->verb, "revoke-sessions") != 0) {
+		snprintf(err, errlen, "--all goes with revoke-sessions only");
+		return -1;
+	}
+	if (strcmp(u->verb, "list") != 0 && !u->username && !u->all) {
 		snprintf(err, errlen, "--username NAME is required");
 		return -1;
 	}
@@ -236,6 +246,51 @@ static int cmd_list(user_cmd_t *u, char *err, size_t errlen)
 	return rc ? -1 : 0;
 }
 
+typedef struct names {
+	char **v;
+	size_t n, cap;
+} names_t;
+
+static cv_rc collect_name(void *arg, const cv_account_t *a)
+{
+	names_t *nm = arg;
+	if (nm->n == nm->cap) {
+		size_t cap = nm->cap ? 2 * nm->cap : 64;
+		char **more = realloc(nm->v, cap * sizeof *more);
+		if (!more)
+			return CV_E_NOMEM;
+		nm->v = more;
+		nm->cap = cap;
+	}
+	return (nm->v[nm->n] = strdup(a->username)) ? (nm->n++, CV_OK) : CV_E_NOMEM;
+}
+
+/* revoke-sessions --all: every account's sessions and tokens end (its epoch moves). */
+static int cmd_revoke_all(user_cmd_t *u, char *err, size_t errlen)
+{
+	names_t nm = { 0 };
+	unsigned done = 0;
+	if (open_store(u, err, errlen))
+		return -1;
+	cv_rc rc = cv_account_each(u->store, collect_name, &nm);
+	for (size_t i = 0; !rc && i < nm.n; i++) {
+		cv_users_enrolment_t enr;
+		rc = cv_users_apply(u->store, nm.v[i], false, CV_USERS_REVOKE_SESSIONS, &enr, NULL);
+		cv_users_enrolment_wipe(&enr);
+		done += rc == CV_OK;
+	}
+	for (size_t i = 0; i < nm.n; i++)
+		free(nm.v[i]);
+	free(nm.v);
+	cv_cli_audit_change(u->store, "user-revoke-sessions-all", 'U', NULL, rc == CV_OK);
+	if (rc) {
+		snprintf(err, errlen, "stopped after %u accounts: %s (run it again)", done, cv_rc_str(rc));
+		return -1;
+	}
+	printf("revoke-sessions: every session and token of %u accounts ended\n", done);
+	return 0;
+}
+
 /* disable, enable, reset-mfa, revoke-sessions (retried on a concurrent change). */
 static int cmd_change(user_cmd_t *u, char *err, size_t errlen)
 {
@@ -284,6 +339,7 @@ int cv_cli_user(int argc, char **argv)
 	cv_log_set_level(CV_LOG_WARN);
 	int ret = strcmp(u.verb, "add") == 0	? cmd_add(&u, err, sizeof err)
 		  : strcmp(u.verb, "list") == 0 ? cmd_list(&u, err, sizeof err)
+		  : u.all			? cmd_revoke_all(&u, err, sizeof err)
 						: cmd_change(&u, err, sizeof err);
 	cv_store_close(u.store);
 	cv_key_free(u.master);
