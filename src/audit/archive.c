@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "core/io.h"
 #include "core/time.h"
 #include "model/json.h"
 
@@ -90,20 +91,6 @@ typedef struct collect {
 	cv_rc rc;
 } collect_t;
 
-static cv_rc write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return CV_E_IO;
-		p += k;
-		n -= (size_t)k;
-	}
-	return CV_OK;
-}
-
 static cv_rc take_row(void *arg, const cv_store_audit_row_t *r)
 {
 	collect_t *c = arg;
@@ -123,7 +110,7 @@ static cv_rc take_row(void *arg, const cv_store_audit_row_t *r)
 	if (!rc)
 		rc = row_line(r, &c->line);
 	if (!rc)
-		rc = write_all(c->fd, c->line.data, c->line.len);
+		rc = cv_write_all(c->fd, c->line.data, c->line.len);
 	if (rc)
 		return rc;
 	c->expect++;
@@ -170,7 +157,7 @@ static cv_rc write_archive(cv_audit_t *a, collect_t *c, cv_store_checkpoint_t *e
 	if (!rc)
 		rc = cv_buf_puts(&c->line, "\n");
 	if (!rc)
-		rc = write_all(c->fd, c->line.data, c->line.len);
+		rc = cv_write_all(c->fd, c->line.data, c->line.len);
 	if (!rc && fsync(c->fd) != 0)
 		rc = CV_E_IO;
 	return rc;

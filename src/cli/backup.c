@@ -66,36 +66,23 @@ static void restore_usage(FILE *out)
 		"To restore into PostgreSQL, restore here, then carevault migrate-store.\n");
 }
 
+static int own_option(void *arg, const char *name, const char *value)
+{
+	bk_cmd_t *c = arg;
+	if (strcmp(name, "--verify-only") == 0)
+		return c->verify_only = true, 1;
+	const char **slot = strcmp(name, "--in") == 0 ? &c->in : strcmp(name, "--out") == 0 ? &c->out
+			  : strcmp(name, "--erasures") == 0 ? &c->erasures : NULL;
+	if (slot && value)
+		return *slot = value, 2;
+	if (strcmp(name, "--master-key") == 0)
+		c->master_given = true; /* and the configuration takes it */
+	return 0;
+}
+
 static int parse_args(bk_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
 {
-	cv_config_defaults(&c->cfg);
-	if (cv_config_load_env(&c->cfg, err, errlen))
-		return -1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--verify-only") == 0) {
-			c->verify_only = true;
-			continue;
-		}
-		if (strncmp(a, "--", 2) != 0 || !v) {
-			snprintf(err, errlen, "%s: expected --OPTION VALUE (see --help)", a);
-			return -1;
-		}
-		i++;
-		if (strcmp(a, "--in") == 0)
-			c->in = v;
-		else if (strcmp(a, "--out") == 0)
-			c->out = v;
-		else if (strcmp(a, "--erasures") == 0)
-			c->erasures = v;
-		else if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
-						     : cv_config_set(&c->cfg, a + 2, v, err, errlen))
-			return -1;
-		if (strcmp(a, "--master-key") == 0)
-			c->master_given = true;
-	}
-	cv_config_finish(&c->cfg);
-	return 0;
+	return cv_cli_options(&c->cfg, argc, argv, 1, own_option, c, err, errlen);
 }
 
 static void record(cv_store_t *s, const char *subtype, char action, bool ok, const char *detail)

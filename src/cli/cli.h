@@ -32,6 +32,17 @@ int cv_cli_user(int argc, char **argv);
 /* `carevault client`: argv[0] is "client". Returns the exit code. */
 int cv_cli_client(int argc, char **argv);
 
+/* A command's own options: how many arguments it took at name (1: a flag,
+ * 2: an option and its value), or 0 when it is not one of its own. */
+typedef int (*cv_cli_own_fn)(void *arg, const char *name, const char *value);
+
+/* Reads the configuration (defaults, environment) and argv[from..]: the
+ * command's own options through own, --config FILE, and every other
+ * --OPTION VALUE as a configuration option (--data, --store, the master
+ * key's ...). Returns 0, or -1 with err set. */
+int cv_cli_options(cv_config_t *cfg, int argc, char **argv, int from, cv_cli_own_fn own, void *arg, char *err,
+		   size_t errlen);
+
 /* A progress bar on stderr (a terminal: redrawn 5 times a second; else a
  * line every 5 s): what, a bar, percent, counts, rate and time left. */
 typedef struct cv_cli_progress {

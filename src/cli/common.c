@@ -77,3 +77,28 @@ void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool l
 			(unsigned long long)total, p->unit, rate, left);
 	}
 }
+
+int cv_cli_options(cv_config_t *cfg, int argc, char **argv, int from, cv_cli_own_fn own, void *arg, char *err,
+		   size_t errlen)
+{
+	cv_config_defaults(cfg);
+	if (cv_config_load_env(cfg, err, errlen))
+		return -1;
+	for (int i = from; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int took = own ? own(arg, a, v) : 0;
+		if (took > 0) {
+			i += took - 1;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || !v) {
+			snprintf(err, errlen, "%s: expected --OPTION VALUE (see --help)", a);
+			return -1;
+		}
+		i++;
+		if (strcmp(a, "--config") == 0 ? cv_config_load_file(cfg, v, err, errlen) : cv_config_set(cfg, a + 2, v, err, errlen))
+			return -1;
+	}
+	cv_config_finish(cfg);
+	return 0;
+}

@@ -65,33 +65,19 @@ static void usage(FILE *out)
 		"serve does.\n");
 }
 
+static int own_option(void *arg, const char *name, const char *value)
+{
+	keys_cmd_t *c = arg;
+	if (strcmp(name, "--destroy-old") == 0)
+		return c->destroy_old = true, 1;
+	if (strcmp(name, "--patient") == 0 && value)
+		return c->patient = value, 2;
+	return 0;
+}
+
 static int parse_args(keys_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
 {
-	cv_config_defaults(&c->cfg);
-	if (cv_config_load_env(&c->cfg, err, errlen))
-		return -1;
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--destroy-old") == 0) {
-			c->destroy_old = true;
-			continue;
-		}
-		if (strcmp(a, "--patient") == 0 && v) {
-			c->patient = v;
-			i++;
-			continue;
-		}
-		if (strncmp(a, "--", 2) != 0 || !v) {
-			snprintf(err, errlen, "%s: expected --OPTION VALUE (see carevault keys --help)", a);
-			return -1;
-		}
-		i++;
-		if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
-					       : cv_config_set(&c->cfg, a + 2, v, err, errlen))
-			return -1;
-	}
-	cv_config_finish(&c->cfg);
-	return 0;
+	return cv_cli_options(&c->cfg, argc, argv, 2, own_option, c, err, errlen);
 }
 
 static void record(cv_store_t *s, const char *subtype, bool ok, const char *detail)

@@ -42,30 +42,20 @@ static void usage(FILE *out)
 		"does the same with two administrators (POST /admin/erasures, docs/API.md).\n");
 }
 
+static int own_option(void *arg, const char *name, const char *value)
+{
+	patient_cmd_t *c = arg;
+	if (strcmp(name, "--yes") == 0)
+		return c->yes = true, 1;
+	if (strcmp(name, "--id") == 0 && value)
+		return c->id = value, 2;
+	return 0;
+}
+
 static int parse_args(patient_cmd_t *c, int argc, char **argv, char *err, size_t errlen)
 {
-	cv_config_defaults(&c->cfg);
-	if (cv_config_load_env(&c->cfg, err, errlen))
+	if (cv_cli_options(&c->cfg, argc, argv, 2, own_option, c, err, errlen))
 		return -1;
-	for (int i = 2; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(a, "--yes") == 0) {
-			c->yes = true;
-			continue;
-		}
-		if (!v) {
-			snprintf(err, errlen, "%s needs a value (see carevault patient --help)", a);
-			return -1;
-		}
-		i++;
-		if (strcmp(a, "--id") == 0)
-			c->id = v;
-		else if (strcmp(a, "--config") == 0 ? cv_config_load_file(&c->cfg, v, err, errlen)
-						     : cv_config_set(&c->cfg, a + 2, v, err, errlen)) /* --data, --store, the
-											   master key options */
-			return -1;
-	}
-	cv_config_finish(&c->cfg);
 	if (!c->id || !c->id[0] || strlen(c->id) > 64) {
 		snprintf(err, errlen, "--id PATIENT_ID is required (1 to 64 characters)");
 		return -1;

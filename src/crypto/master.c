@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "core/io.h"
 #include "crypto/keysrc.h"
 #include "crypto/pkcs11.h"
 
@@ -129,21 +130,6 @@ static cv_rc read_file(struct cv_keysrc *s, char *err, size_t errlen)
 	return rc;
 }
 
-static cv_rc write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return CV_E_IO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return CV_OK;
-}
-
 /* Makes path hold exactly text (0600): a new file beside it, fsynced,
  * renamed over it, and the directory fsynced. */
 static cv_rc replace_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
@@ -158,7 +144,7 @@ static cv_rc replace_file(const char *path, const char *text, size_t len, char *
 		snprintf(dir, sizeof dir, ".");
 	unlink(tmp);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	cv_rc rc = fd < 0 ? CV_E_IO : write_all(fd, text, len);
+	cv_rc rc = fd < 0 ? CV_E_IO : cv_write_all(fd, text, len);
 	if (!rc && fsync(fd) != 0)
 		rc = CV_E_IO;
 	if (fd >= 0)
@@ -336,7 +322,7 @@ cv_rc cv_master_create(const cv_master_cfg_t *cfg, char *err, size_t errlen)
 		return CV_E_IO;
 	}
 	randombytes_buf(k, sizeof k);
-	if (write_all(fd, k, sizeof k) || fsync(fd)) {
+	if (cv_write_all(fd, k, sizeof k) || fsync(fd)) {
 		snprintf(err, errlen, "cannot write master key %s: %s", cfg->file, strerror(errno));
 		rc = CV_E_IO;
 	}
@@ -507,7 +493,7 @@ static cv_rc keep_retired(struct cv_keysrc *s, size_t keep, const char *retired,
 	struct stat st;
 	cv_rc rc = fd < 0 || fstat(fd, &st) != 0 ? CV_E_IO : CV_OK;
 	if (!rc && st.st_size == 0) /* a key file of its own: it opens what the retired versions wrapped */
-		rc = write_all(fd, FILE_MAGIC, strlen(FILE_MAGIC));
+		rc = cv_write_all(fd, FILE_MAGIC, strlen(FILE_MAGIC));
 	for (size_t i = 0; !rc && i < s->n; i++) {
 		uint8_t raw[CV_KEY_BYTES];
 		char hex[2 * CV_KEY_BYTES + 1];
@@ -516,7 +502,7 @@ static cv_rc keep_retired(struct cv_keysrc *s, size_t keep, const char *retired,
 		cv_crypto_key_bytes(s->keys[i], raw);
 		cv_crypto_hex(raw, CV_KEY_BYTES, hex);
 		int n = snprintf(text, FILE_MAX, "key %u %s\n", s->ids[i], hex);
-		rc = write_all(fd, text, (size_t)n);
+		rc = cv_write_all(fd, text, (size_t)n);
 		sodium_memzero(raw, sizeof raw);
 		sodium_memzero(hex, sizeof hex);
 	}

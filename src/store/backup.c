@@ -24,6 +24,7 @@
 
 #include <sodium.h>
 
+#include "core/io.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "store/internal.h"
@@ -315,21 +316,6 @@ typedef struct writer {
 	cv_rc io;                  /* a write failure */
 } writer_t;
 
-static cv_rc write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return CV_E_IO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return CV_OK;
-}
-
 /* Encrypts and writes the gathered records as one chunk. */
 static cv_rc flush_chunk(writer_t *w, bool final)
 {
@@ -347,9 +333,9 @@ static cv_rc flush_chunk(writer_t *w, bool final)
 	len[1] = (uint8_t)((n + ABYTES) >> 16);
 	len[2] = (uint8_t)((n + ABYTES) >> 8);
 	len[3] = (uint8_t)(n + ABYTES);
-	rc = write_all(w->fd, len, 4);
+	rc = cv_write_all(w->fd, len, 4);
 	if (!rc)
-		rc = write_all(w->fd, ct, n + ABYTES);
+		rc = cv_write_all(w->fd, ct, n + ABYTES);
 	w->info->bytes += 4 + n + ABYTES;
 	sodium_memzero(w->plain.data, w->plain.len);
 	cv_buf_reset(&w->plain);
@@ -449,7 +435,7 @@ cv_rc cv_store_backup(cv_store_t *s, int fd, cv_store_progress_fn progress, void
 	if (!rc && !s->ops->count(s->be, &versions) && !s->ops->audit_head(s->be, &pos, hash))
 		w.total = versions + (uint64_t)pos;
 	if (!rc)
-		rc = write_all(fd, w.ad.data, w.ad.len);
+		rc = cv_write_all(fd, w.ad.data, w.ad.len);
 	info->bytes = w.ad.len;
 	if (!rc)
 		rc = s->ops->dump(s->be, take_rec, &w);

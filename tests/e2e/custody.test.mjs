@@ -74,6 +74,21 @@ async function readAllEqual(s, model, what) {
   return n;
 }
 
+/** Runs a carevault command and kills it (SIGKILL) when its progress output first matches. */
+async function killAtFirstProgress(s, args, progress) {
+  const child = spawn(s.bin, args, { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  await new Promise((resolve) => {
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (progress.test(err)) { child.kill('SIGKILL'); resolve(); }
+    });
+    child.on('exit', resolve);
+  });
+  await new Promise((resolve) => (child.exitCode !== null || child.signalCode ? resolve() : child.on('exit', resolve)));
+  assert.equal(child.signalCode, 'SIGKILL', `${args[1]} was killed mid-way (exit ${child.exitCode}: ${err.slice(0, 300)})`);
+}
+
 function status(s, env = {}) {
   const r = cli(s, ['keys', 'status', '--data', s.dataDir], { env });
   assert.equal(r.status, 0, `keys status: ${r.stderr}`);
@@ -204,17 +219,7 @@ test('rotating a key file\'s master key under load loses and corrupts nothing; a
   const load = [writer(1), writer(2), reader(), reader()];
   await sleep(300);
   // 1: a rotation killed in the middle (after its first batch is re-wrapped)
-  const child = spawn(s.bin, ['keys', 'rotate-master', '--data', s.dataDir], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  await new Promise((resolve) => {
-    child.stderr.on('data', (d) => {
-      err += d;
-      if (/re-wrapping: /.test(err)) { child.kill('SIGKILL'); resolve(); }
-    });
-    child.on('exit', resolve);
-  });
-  await new Promise((resolve) => (child.exitCode !== null || child.signalCode ? resolve() : child.on('exit', resolve)));
-  assert.equal(child.signalCode, 'SIGKILL', `the rotation was killed mid-way (exit ${child.exitCode}: ${err.slice(0, 300)})`);
+  await killAtFirstProgress(s, ['keys', 'rotate-master', '--data', s.dataDir], /re-wrapping: /);
   const mid = status(s);
   assert.equal(mid.current, 1, 'the new version is current after the crash');
   assert.ok(mid.other > 0, `some keys are still wrapped by the old version (${mid.other})`);
@@ -276,17 +281,7 @@ test('rotating every data key under load re-encrypts everything, a killed rotati
   const load = [writer(1), writer(2), reader()];
   await sleep(200);
   // a rotation killed after its first batch
-  const child = spawn(s.bin, ['keys', 'rotate-data', '--data', s.dataDir], { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  await new Promise((resolve) => {
-    child.stderr.on('data', (d) => {
-      err += d;
-      if (/re-encrypting: /.test(err)) { child.kill('SIGKILL'); resolve(); }
-    });
-    child.on('exit', resolve);
-  });
-  await new Promise((resolve) => (child.exitCode !== null || child.signalCode ? resolve() : child.on('exit', resolve)));
-  assert.equal(child.signalCode, 'SIGKILL', `killed mid-way (exit ${child.exitCode}: ${err.slice(0, 300)})`);
+  await killAtFirstProgress(s, ['keys', 'rotate-data', '--data', s.dataDir], /re-encrypting: /);
   const mid = status(s);
   assert.ok(mid.retired >= before.active, `the old keys are retired (${mid.retired} of ${before.active})`);
   await sleep(300);
