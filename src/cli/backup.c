@@ -193,6 +193,13 @@ static int load_master(bk_cmd_t *c, cv_key_t **master, char *err, size_t errlen)
 		snprintf(err, errlen, "give --master-key KEYFILE: the master key of the system the backup came from");
 		return -1;
 	}
+	char copy[CV_PATH_MAX], sibling[CV_PATH_MAX];
+	snprintf(copy, sizeof copy, "%s", c->cfg.master_key_file);
+	snprintf(sibling, sizeof sibling, "%.990s/master-retired.key", dirname(copy));
+	/* the retired versions beside it: a backup made during or before a rotation needs them */
+	if (file && !c->cfg.master_key_retired[0] && strcmp(sibling, c->cfg.master_key_file) != 0 &&
+	    access(sibling, F_OK) == 0)
+		snprintf(c->cfg.master_key_retired, sizeof c->cfg.master_key_retired, "%s", sibling);
 	cv_rc rc = cv_crypto_init(err, errlen);
 	return rc || cv_cli_master_load(&c->cfg, master, err, errlen) ? -1 : 0;
 }
@@ -245,6 +252,20 @@ static cv_rc apply_line(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t 
 	return rc ? rc : cv_ledger_append(a->path, hex, at_us, a->err, a->errlen);
 }
 
+/* The marker of an unfinished restore (cli.h, CV_RESTORE_MARKER). */
+static int mark(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || fsync(fd) != 0) {
+		snprintf(err, errlen, "cannot create %.200s: %.60s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int new_dir(const char *dir, char *err, size_t errlen)
 {
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -285,7 +306,10 @@ static int restore(bk_cmd_t *c, char *err, size_t errlen)
 		return rc ? -1 : 0;
 	}
 	apply_t a = { .err = err, .errlen = errlen };
-	if (ledger_path(c, ledger, sizeof ledger, err, errlen) || new_dir(c->cfg.data_dir, err, errlen)) {
+	char marker[CV_PATH_MAX + 64];
+	snprintf(marker, sizeof marker, "%s/%s", c->cfg.data_dir, CV_RESTORE_MARKER);
+	if (ledger_path(c, ledger, sizeof ledger, err, errlen) || new_dir(c->cfg.data_dir, err, errlen) ||
+	    mark(marker, err, errlen)) {
 		cv_key_free(master);
 		return -1;
 	}
@@ -299,6 +323,9 @@ static int restore(bk_cmd_t *c, char *err, size_t errlen)
 		snprintf(a.path, sizeof a.path, "%s/%s", c->cfg.data_dir, CV_LEDGER_FILE);
 		if (ledger[0])
 			rc = cv_ledger_each(ledger, apply_line, &a, err, errlen);
+		uint64_t moved = 0; /* what an older store sealed under its single key: to its patients' keys */
+		if (!rc && cv_store_legacy_pending(s) && cv_cli_migrate_legacy(s, &c->cfg, &moved, err, errlen))
+			rc = CV_E_STORAGE;
 		snprintf(detail, sizeof detail, "restored a backup made at %lld: %llu versions, %llu audit records; %u erasures "
 			 "of %u in the ledger applied", (long long)info.created_us, (unsigned long long)info.versions,
 			 (unsigned long long)info.audit, a.erased, a.lines);
@@ -308,8 +335,15 @@ static int restore(bk_cmd_t *c, char *err, size_t errlen)
 		rc = cv_cli_init_tls(c->cfg.data_dir, NULL, NULL, err, errlen);
 	cv_store_close(s);
 	cv_key_free(master);
-	if (rc)
+	if (!rc && unlink(marker) != 0) {
+		snprintf(err, errlen, "cannot remove %.200s: %.60s", marker, strerror(errno));
+		rc = CV_E_IO;
+	}
+	if (rc) {
+		size_t n = strlen(err);
+		snprintf(err + n, errlen - n, " (the new directory is unfinished: serve refuses it; remove it and run again)");
 		return -1;
+	}
 	cv_cli_progress(&p, info.bytes, info.bytes, true);
 	printf("restored into %s: %llu versions, %llu keys, %llu audit records; %u patients erased since (of %u in the "
 	       "ledger) are erased again. A new development TLS certificate is in %s/tls (install yours). The search index "

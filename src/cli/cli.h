@@ -52,6 +52,10 @@ typedef struct cv_cli_progress {
 } cv_cli_progress_t;
 void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool last);
 
+/* A file restore makes in a new data directory first and removes last:
+ * serve refuses a directory that holds it (erasures not applied yet). */
+#define CV_RESTORE_MARKER "restore-unfinished"
+
 /* `carevault backup` / `carevault restore`: argv[0] is the command. */
 int cv_cli_backup(int argc, char **argv);
 int cv_cli_restore(int argc, char **argv);
@@ -59,6 +63,11 @@ int cv_cli_restore(int argc, char **argv);
 /* The TLS files of a new data directory: a development certificate for
  * localhost, or copies of cert and key (cli/main.c). */
 cv_rc cv_cli_init_tls(const char *dir, const char *cert, const char *key, char *err, size_t errlen);
+
+/* Moves what a store made before per-patient keys sealed under its single
+ * data key to its patients' keys, shredding erased patients' part (the
+ * data key rotation's re-encryption, cli/keys.c). 0, or -1 with err set. */
+int cv_cli_migrate_legacy(cv_store_t *s, const cv_config_t *cfg, uint64_t *resealed, char *err, size_t errlen);
 
 /* `carevault keys`: argv[0] is "keys". Returns the exit code. */
 int cv_cli_keys(int argc, char **argv);

@@ -15,6 +15,7 @@
 void cv_cli_master_cfg(const cv_config_t *cfg, cv_master_cfg_t *out)
 {
 	*out = (cv_master_cfg_t){ .source = cfg->master_key_source, .file = cfg->master_key_file,
+				  .retired_file = cfg->master_key_retired[0] ? cfg->master_key_retired : NULL,
 				  .pkcs11_module = cfg->pkcs11_module, .pkcs11_token = cfg->pkcs11_token,
 				  .pkcs11_label = cfg->pkcs11_key_label, .pkcs11_pin_file = cfg->pkcs11_pin_file };
 }

@@ -167,6 +167,7 @@ static cv_rc legacy_owner(void *arg, const char *type, const char *json, size_t 
 	cv_rc rc = cv_json_parse(json, len, &f->limits, &pool, &obj, &perr);
 	if (!rc && cv_policy_patients(f->policy, type, 0, obj, &pool, &pats, &n) == CV_OK && n)
 		snprintf(out, 65, "%s", pats[0]);
+	json_object_put(obj);
 	cv_pool_release(&pool);
 	return rc == CV_E_INVALID ? CV_OK : rc; /* a tombstone or odd body: the shared key */
 }
@@ -176,14 +177,37 @@ static void reseal_progress(void *arg, uint64_t done, uint64_t total)
 	cv_cli_progress(arg, done, total, false);
 }
 
-static int rotate_data(keys_cmd_t *c, cv_store_t *s, char *err, size_t errlen)
+/* The re-encryption step, with the FHIR layer to tell legacy versions' owners when `all`. */
+static cv_rc reseal(cv_store_t *s, const cv_config_t *cfg, bool all, cv_cli_progress_t *p, uint64_t *resealed, char *err,
+		    size_t errlen)
 {
 	cv_model_t *model = NULL;
 	cv_fhir_t f;
+	memset(&f, 0, sizeof f);
+	cv_rc rc = CV_OK;
+	if (all && (rc = cv_model_new(&model)) == CV_OK && (rc = cv_fhir_init(&f, s, model, cfg)) != CV_OK)
+		snprintf(err, errlen, "cannot prepare the FHIR layer: %s", cv_rc_str(rc));
+	if (!rc && (rc = cv_store_reseal(s, all ? legacy_owner : NULL, &f, reseal_progress, p, resealed)))
+		snprintf(err, errlen, "re-encryption stopped: %s (run the command again: it resumes)", cv_rc_str(rc));
+	if (!rc)
+		cv_cli_progress(p, 1, 1, true);
+	if (f.store)
+		cv_fhir_release(&f);
+	cv_model_free(model);
+	return rc;
+}
+
+int cv_cli_migrate_legacy(cv_store_t *s, const cv_config_t *cfg, uint64_t *resealed, char *err, size_t errlen)
+{
+	cv_cli_progress_t p = { .what = "re-encrypting", .unit = "versions" };
+	return reseal(s, cfg, true, &p, resealed, err, errlen) ? -1 : 0;
+}
+
+static int rotate_data(keys_cmd_t *c, cv_store_t *s, char *err, size_t errlen)
+{
 	uint64_t owners = 0, resealed = 0;
 	char detail[160];
 	cv_cli_progress_t p = { .what = "re-encrypting", .unit = "versions" };
-	memset(&f, 0, sizeof f);
 	cv_rc rc = cv_store_rotate_keys(s, c->patient, &owners);
 	bool resuming = rc == CV_E_CONFLICT;
 	if (resuming) {
@@ -196,19 +220,12 @@ static int rotate_data(keys_cmd_t *c, cv_store_t *s, char *err, size_t errlen)
 	else if (rc)
 		snprintf(err, errlen, "cannot make the new keys: %s", cv_rc_str(rc));
 	bool all = !c->patient || resuming;
-	if (!rc && all && (rc = cv_model_new(&model)) == CV_OK && (rc = cv_fhir_init(&f, s, model, &c->cfg)) != CV_OK)
-		snprintf(err, errlen, "cannot prepare the FHIR layer: %s", cv_rc_str(rc));
-	if (!rc && (rc = cv_store_reseal(s, all ? legacy_owner : NULL, &f, reseal_progress, &p, &resealed)))
-		snprintf(err, errlen, "re-encryption stopped: %s (run the command again: it resumes)", cv_rc_str(rc));
 	if (!rc)
-		cv_cli_progress(&p, 1, 1, true);
+		rc = reseal(s, &c->cfg, all, &p, &resealed, err, errlen);
 	snprintf(detail, sizeof detail, "data keys rotated: %llu new keys%s%s; %llu versions re-encrypted",
 		 (unsigned long long)owners, c->patient ? " (one patient)" : "", resuming ? "; an interrupted rotation finished" : "",
 		 (unsigned long long)resealed);
 	record(s, "data-keys-rotated", rc == CV_OK, detail);
-	if (f.store)
-		cv_fhir_release(&f);
-	cv_model_free(model);
 	if (rc)
 		return -1;
 	printf("%s; the old keys are destroyed\n", detail);

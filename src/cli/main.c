@@ -383,6 +383,13 @@ static cv_rc check_data_dir(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "data directory %s is open to group or others: run chmod 700 %s", dir, dir);
 		return CV_E_DENIED;
 	}
+	char marker[CV_PATH_MAX + 64];
+	snprintf(marker, sizeof marker, "%s/%s", dir, CV_RESTORE_MARKER);
+	if (access(marker, F_OK) == 0) { /* erasures may not be applied yet: never serve it */
+		snprintf(err, errlen, "%s holds an unfinished restore: remove the directory and run carevault restore again",
+			 dir);
+		return CV_E_CONFLICT;
+	}
 	return CV_OK;
 }
 

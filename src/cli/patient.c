@@ -24,12 +24,15 @@ typedef struct patient_cmd {
 	cv_config_t cfg;
 	const char *id;
 	bool yes;
+	int argc;
+	char **argv;
 } patient_cmd_t;
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: carevault patient erase --data DIR --id PATIENT_ID --yes\n\n"
+		"usage: carevault patient erase --data DIR --id PATIENT_ID --yes\n"
+		"       carevault patient ledger --data DIR > erasures\n\n"
 		"Erases a patient (GDPR article 17) by destroying their data keys: every version of every\n"
 		"resource in their compartment, with its history and search index entries, becomes\n"
 		"unreadable for good, here and in every earlier copy or backup of the store once restored\n"
@@ -38,6 +41,8 @@ static void usage(FILE *out)
 		"that would store new data for the patient are refused (410). The audit trail keeps the\n"
 		"erasure and the patient's id as a pseudonym. Works while the server runs: it stops using\n"
 		"the destroyed keys within a second. --yes confirms.\n"
+		"ledger prints the erasure ledger rebuilt from the store (every node's erasures, for a\n"
+		"deployment with several nodes): keep it with the master key.\n"
 		"Takes --store URL, --config FILE and the master key options as serve does. The admin API\n"
 		"does the same with two administrators (POST /admin/erasures, docs/API.md).\n");
 }
@@ -87,12 +92,21 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 	int64_t count = 0, now = cv_time_now_us();
 	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, errlen))
 		return -1;
-	cv_rc rc = cv_store_erase(s, c->id, now, &count, owner);
-	if (rc != CV_E_NOTFOUND && rc != CV_E_GONE)
-		record(s, c->id, rc == CV_OK);
 	char ledger[CV_PATH_MAX + 32];
 	snprintf(ledger, sizeof ledger, "%s/%s", c->cfg.data_dir, CV_LEDGER_FILE);
-	int ret = rc ? -1 : cv_ledger_append(ledger, owner, now, err, errlen) ? -1 : 0;
+	/* the ledger line first: a crash after the erasure must not lose it (an extra line for an
+	 * erasure that then failed only erases the patient from a restored backup) */
+	cv_rc rc = cv_store_erase_check(s, c->id, owner);
+	if (!rc && cv_ledger_append(ledger, owner, now, err, errlen)) {
+		cv_store_close(s);
+		cv_key_free(master);
+		return -1;
+	}
+	if (!rc)
+		rc = cv_store_erase(s, c->id, now, &count, owner);
+	if (rc != CV_E_NOTFOUND && rc != CV_E_GONE)
+		record(s, c->id, rc == CV_OK);
+	int ret = rc ? -1 : 0;
 	if (rc == CV_E_NOTFOUND)
 		snprintf(err, errlen, "no data of this patient is stored (no key of theirs exists)");
 	else if (rc == CV_E_GONE)
@@ -110,6 +124,31 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 	return ret;
 }
 
+static cv_rc print_line(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us)
+{
+	char hex[2 * CV_OWNER_BYTES + 1];
+	(void)arg;
+	cv_crypto_hex(owner, CV_OWNER_BYTES, hex);
+	printf("%s %lld\n", hex, (long long)at_us);
+	return CV_OK;
+}
+
+/* `patient ledger`: the erasure ledger rebuilt from the store (every node's erasures). */
+static int ledger(patient_cmd_t *c, char *err, size_t errlen)
+{
+	cv_key_t *master = NULL;
+	cv_store_t *s = NULL;
+	if (cv_cli_options(&c->cfg, c->argc, c->argv, 2, NULL, NULL, err, errlen) ||
+	    cv_cli_open_store(&c->cfg, 1, &master, &s, err, errlen))
+		return -1;
+	cv_rc rc = cv_store_erasures(s, print_line, NULL);
+	if (rc)
+		snprintf(err, errlen, "cannot read the erasures: %s", cv_rc_str(rc));
+	cv_store_close(s);
+	cv_key_free(master);
+	return rc ? -1 : 0;
+}
+
 int cv_cli_patient(int argc, char **argv)
 {
 	patient_cmd_t c;
@@ -119,8 +158,18 @@ int cv_cli_patient(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (strcmp(argv[1], "ledger") == 0) {
+		c.argc = argc;
+		c.argv = argv;
+		cv_log_set_level(CV_LOG_WARN);
+		if (ledger(&c, err, sizeof err)) {
+			fprintf(stderr, "carevault patient ledger: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	if (strcmp(argv[1], "erase") != 0) {
-		fprintf(stderr, "carevault patient: unknown command (erase)\n");
+		fprintf(stderr, "carevault patient: unknown command (erase, ledger)\n");
 		return 2;
 	}
 	if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {

@@ -32,6 +32,8 @@ static const opt_t options[] = {
 	{ "master-key-source", OPT_STR, F(master_key_source), 0, "file",
 	  "where the master key lives: file, env ($CAREVAULT_MASTER_KEY, 64 hex digits) or pkcs11 (a token)" },
 	{ "master-key", OPT_PATH, F(master_key_file), 0, "DATA/master.key", "the master key file (source file)" },
+	{ "master-key-retired", OPT_PATH, F(master_key_retired), 0, "(none)",
+	  "retired master key versions read with it (restoring backups older than a rotation)" },
 	{ "pkcs11-module", OPT_PATH, F(pkcs11_module), 0, "(none)", "PKCS#11 module (source pkcs11), e.g. libsofthsm2.so" },
 	{ "pkcs11-token", OPT_STR, F(pkcs11_token), 0, "(none)", "label of the token holding the master key" },
 	{ "pkcs11-key-label", OPT_STR, F(pkcs11_key_label), 0, "carevault-master", "label of its key objects" },

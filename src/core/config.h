@@ -27,6 +27,7 @@ typedef struct cv_config {
 	char store_url[CV_PATH_MAX];  /* "" = embedded SQLite in the data dir */
 	char master_key_source[16];   /* "file" (""), "env", "pkcs11" */
 	char master_key_file[CV_PATH_MAX]; /* default DATA/master.key */
+	char master_key_retired[CV_PATH_MAX]; /* retired versions read with it, "" none */
 	char pkcs11_module[CV_PATH_MAX];   /* the PKCS#11 module (.so) */
 	char pkcs11_token[64];        /* the token's label */
 	char pkcs11_key_label[64];    /* its key objects' label, "" = carevault-master */

@@ -21,6 +21,7 @@ const char *cv_rc_str(cv_rc rc)
 	case CV_E_BUSY: return "busy";
 	case CV_E_INTERNAL: return "internal error";
 	case CV_E_ABORTED: return "aborted";
+	case CV_E_AGAIN: return "again";
 	}
 	return "unknown";
 }

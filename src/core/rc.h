@@ -26,6 +26,7 @@ typedef enum cv_rc {
 	CV_E_BUSY,         /* try again later (store unavailable, shutting down) */
 	CV_E_INTERNAL,     /* a bug: an invariant did not hold */
 	CV_E_ABORTED,      /* not applied because another part of the same unit failed */
+	CV_E_AGAIN,        /* a key a write used was retired meanwhile: the store redoes it (internal to store/) */
 } cv_rc;
 
 /* Returns a short lowercase name for rc ("invalid", "not found"); never NULL. */

@@ -47,6 +47,7 @@ cv_rc cv_crypto_init(char *err, size_t errlen);
 typedef struct cv_master_cfg {
 	const char *source;          /* "file" (default), "env", "pkcs11" */
 	const char *file;            /* file: its path */
+	const char *retired_file;    /* file: retired versions read with it (restores of older backups), or NULL */
 	const char *env;             /* env: the variable (default CV_MASTER_ENV), 64 hex digits */
 	const char *pkcs11_module;   /* pkcs11: the module (.so) */
 	const char *pkcs11_token;    /* the token's label */

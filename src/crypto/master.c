@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct cv_keysrc {
 	pthread_mutex_t mu;
 	int kind;
 	char path[4096];               /* file */
+	char retired[4096];            /* file: a retired-versions file read with it ("" none) */
 	uint32_t ids[VERSIONS_MAX];    /* ascending; the last is current */
 	cv_key_t *keys[VERSIONS_MAX];  /* file, env: the versions' keys (id = version) */
 	size_t n;
@@ -221,11 +223,31 @@ static cv_rc read_token(struct cv_keysrc *s, char *err, size_t errlen)
 }
 
 /* Reads the source again (another process may have rotated). */
+static struct cv_keysrc *src_new(int kind);
+static cv_rc merge_versions(struct cv_keysrc *into, const struct cv_keysrc *from, size_t skip);
+
+/* The key file, and the retired versions with it when configured. */
+static cv_rc read_files(struct cv_keysrc *s, char *err, size_t errlen)
+{
+	cv_rc rc = read_file(s, err, errlen);
+	if (rc || !s->retired[0])
+		return rc;
+	struct cv_keysrc *t = src_new(SRC_FILE);
+	if (!t)
+		return CV_E_NOMEM;
+	snprintf(t->path, sizeof t->path, "%s", s->retired);
+	rc = read_file(t, err, errlen);
+	if (!rc)
+		rc = merge_versions(s, t, SIZE_MAX);
+	cv_keysrc_release(t);
+	return rc;
+}
+
 static cv_rc reload(struct cv_keysrc *s)
 {
 	char err[256];
 	if (s->kind == SRC_FILE)
-		return read_file(s, err, sizeof err);
+		return read_files(s, err, sizeof err);
 	if (s->kind == SRC_PKCS11)
 		return read_token(s, err, sizeof err);
 	return CV_E_NOTFOUND;
@@ -278,7 +300,8 @@ cv_rc cv_master_load(const cv_master_cfg_t *cfg, cv_key_t **out, char *err, size
 	cv_rc rc;
 	if (kind == SRC_FILE) {
 		snprintf(s->path, sizeof s->path, "%s", cfg->file ? cfg->file : "");
-		rc = read_file(s, err, errlen);
+		snprintf(s->retired, sizeof s->retired, "%s", cfg->retired_file ? cfg->retired_file : "");
+		rc = read_files(s, err, errlen);
 	} else if (kind == SRC_ENV) {
 		rc = read_env(s, cfg->env && cfg->env[0] ? cfg->env : CV_MASTER_ENV, err, errlen);
 	} else {
@@ -483,36 +506,64 @@ cv_rc cv_master_add_version(cv_key_t *m, uint32_t *id, char *err, size_t errlen)
 	return rc;
 }
 
-/* Appends the versions other than keep to the retired file (0600). */
+/* Adds to `into` every version of `from` it does not hold, keeping the
+ * versions in ascending order (from's keys are copied). */
+static cv_rc merge_versions(struct cv_keysrc *into, const struct cv_keysrc *from, size_t skip)
+{
+	uint32_t ids[VERSIONS_MAX];
+	cv_key_t *keys[VERSIONS_MAX];
+	bool copied[VERSIONS_MAX] = { false };
+	size_t n = 0, i = 0, j = 0;
+	cv_rc rc = CV_OK;
+	while (!rc && (i < into->n || j < from->n)) {
+		if (j == skip || (j < from->n && i < into->n && from->ids[j] == into->ids[i])) {
+			j++; /* the version kept, or one held already */
+			continue;
+		}
+		bool take_into = j >= from->n || (i < into->n && into->ids[i] < from->ids[j]);
+		if (n == VERSIONS_MAX) {
+			rc = CV_E_LIMIT;
+			break;
+		}
+		ids[n] = take_into ? into->ids[i] : from->ids[j];
+		if (take_into)
+			keys[n++] = into->keys[i++];
+		else if ((rc = cv_crypto_key_dup(from->keys[j++], &keys[n])) == CV_OK)
+			copied[n++] = true;
+	}
+	if (rc) {
+		for (size_t k = 0; k < n; k++) /* the copies made here (into's own stay into's) */
+			if (copied[k])
+				cv_key_free(keys[k]);
+		return rc;
+	}
+	memcpy(into->ids, ids, n * sizeof *ids);
+	memcpy(into->keys, keys, n * sizeof *keys);
+	into->n = n;
+	return CV_OK;
+}
+
+/* Moves the versions other than keep into the retired key file (0600): what
+ * it held, merged with them, written anew (a rerun after a crash adds
+ * nothing twice). */
 static cv_rc keep_retired(struct cv_keysrc *s, size_t keep, const char *retired, char *err, size_t errlen)
 {
-	char *text = sodium_malloc(FILE_MAX);
-	if (!text)
+	struct cv_keysrc *t = src_new(SRC_FILE);
+	if (!t)
 		return CV_E_NOMEM;
-	int fd = open(retired, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	struct stat st;
-	cv_rc rc = fd < 0 || fstat(fd, &st) != 0 ? CV_E_IO : CV_OK;
-	if (!rc && st.st_size == 0) /* a key file of its own: it opens what the retired versions wrapped */
-		rc = cv_write_all(fd, FILE_MAGIC, strlen(FILE_MAGIC));
-	for (size_t i = 0; !rc && i < s->n; i++) {
-		uint8_t raw[CV_KEY_BYTES];
-		char hex[2 * CV_KEY_BYTES + 1];
-		if (i == keep)
-			continue;
-		cv_crypto_key_bytes(s->keys[i], raw);
-		cv_crypto_hex(raw, CV_KEY_BYTES, hex);
-		int n = snprintf(text, FILE_MAX, "key %u %s\n", s->ids[i], hex);
-		rc = cv_write_all(fd, text, (size_t)n);
-		sodium_memzero(raw, sizeof raw);
-		sodium_memzero(hex, sizeof hex);
-	}
-	if (!rc && fsync(fd) != 0)
-		rc = CV_E_IO;
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		snprintf(err, errlen, "cannot write the retired master keys to %s: %s", retired, strerror(errno));
-	sodium_free(text);
+	snprintf(t->path, sizeof t->path, "%s", retired);
+	cv_rc rc = access(retired, F_OK) == 0 ? read_file(t, err, errlen) : CV_OK;
+	if (!rc)
+		rc = merge_versions(t, s, keep);
+	size_t len = 0;
+	char *text = rc || t->n == 0 ? NULL : versions_text(t, 0, t->n, NULL, 0, &len);
+	if (!rc && t->n && !text)
+		rc = CV_E_NOMEM;
+	if (!rc && text)
+		rc = replace_file(retired, text, len, err, errlen);
+	if (text)
+		sodium_free(text);
+	cv_keysrc_release(t);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 
 #define CRYPTOKI_GNU 1 /* the header's lowercase names (ck_*) */
 #include <p11-kit/pkcs11.h>
+#include <sodium.h>
 
 #define LABEL_DEFAULT "carevault-master"
 #define PIN_MAX 256
@@ -40,13 +41,20 @@ static void id_bytes(uint32_t id, unsigned char out[4])
 /* Reads the PIN from the file (which only its owner may read) or the environment. */
 static cv_rc read_pin(const char *file, char *pin, char *err, size_t errlen)
 {
-	const char *env = getenv("CAREVAULT_PKCS11_PIN");
+	/* the variable is read once and wiped (out of /proc/PID/environ too); the process keeps it
+	 * in guarded memory for the token's later sessions */
+	static char *env_pin;
+	char *env = getenv("CAREVAULT_PKCS11_PIN");
 	if (!file || !file[0]) {
-		if (!env || !env[0] || strlen(env) >= PIN_MAX) {
+		if (!env_pin && env && env[0] && strlen(env) < PIN_MAX && (env_pin = sodium_malloc(PIN_MAX))) {
+			snprintf(env_pin, PIN_MAX, "%s", env);
+			memset(env, 'x', strlen(env));
+		}
+		if (!env_pin) {
 			snprintf(err, errlen, "the token's PIN: set pkcs11-pin-file (a 0600 file) or CAREVAULT_PKCS11_PIN");
 			return CV_E_INVALID;
 		}
-		snprintf(pin, PIN_MAX, "%s", env);
+		snprintf(pin, PIN_MAX, "%s", env_pin);
 		return CV_OK;
 	}
 	struct stat st;

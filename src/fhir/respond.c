@@ -17,6 +17,7 @@ unsigned cv_fhir_status(cv_rc rc)
 	case CV_E_NOTFOUND: return 404;
 	case CV_E_CONFLICT: return 409;
 	case CV_E_ABORTED: return 409;
+	case CV_E_AGAIN: return 503;
 	case CV_E_GONE: return 410;
 	case CV_E_PRECONDITION: return 412;
 	case CV_E_LIMIT: return 413;

@@ -614,11 +614,14 @@ static cv_rc erase_now(cv_exchange_t *ex, const char *patient, int64_t *count, c
 	const cv_fhir_t *f = ex->app;
 	char owner[33], ledger[1100];
 	int64_t now = cv_time_now_us();
-	cv_rc rc = cv_store_erase(store_of(ex), patient, now, count, owner);
 	snprintf(ledger, sizeof ledger, "%s/%s", f->cfg->data_dir, CV_LEDGER_FILE);
-	if (!rc && cv_ledger_append(ledger, owner, now, why, whylen))
+	/* the ledger line first: an erasure must never be committed without it */
+	cv_rc rc = cv_store_erase_check(store_of(ex), patient, owner);
+	if (!rc && cv_ledger_append(ledger, owner, now, why, whylen)) {
 		cv_log(CV_LOG_ERROR, "erasure.ledger_failed", (cv_log_field_t[]){ CV_LS("owner", owner) }, 1);
-	return rc;
+		return CV_E_IO;
+	}
+	return rc ? rc : cv_store_erase(store_of(ex), patient, now, count, owner);
 }
 
 void cv_admin_erasure_action(cv_exchange_t *ex)
@@ -649,12 +652,15 @@ void cv_admin_erasure_action(cv_exchange_t *ex)
 	json_object_object_add(rec, "decided_us", json_object_new_int64(cv_time_now_us()));
 	json_object_object_add(rec, "resources", json_object_new_int64(count));
 	cv_rc wrc = cv_record_put(store_of(ex), ERASURE_TYPE, ex->args[0], version, rec);
-	if (rc || wrc) {
+	if (rc || (wrc && !approve)) {
 		json_object_put(rec);
 		cv_fhir_fail(ex, rc == CV_E_GONE ? CV_E_CONFLICT : rc ? rc : wrc, NULL,
-			     rc == CV_E_GONE ? "this patient was erased already" : "the erasure could not be completed");
+			     rc == CV_E_GONE ? "this patient was erased already"
+			     : approve ? "the erasure could not be completed" : "the request could not be updated");
 		return;
 	}
+	if (wrc) /* the erasure is done (it is in the trail and the ledger); only its request record lags */
+		cv_log(CV_LOG_ERROR, "erasure.record_failed", (cv_log_field_t[]){ CV_LS("rc", cv_rc_str(wrc)) }, 1);
 	json_object *o = erasure_json(ex->args[0], rec);
 	if (o && approve && cv_store_legacy_pending(store_of(ex)) && !add(o, "warning", json_object_new_string(
 		"this store still holds data written before per-patient keys: the patient's part of it becomes "

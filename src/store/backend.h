@@ -81,7 +81,10 @@ typedef struct cv_backend_ops {
  *   write fails with CV_E_GONE (having written nothing) when its key's row
  *   is CV_KEY_DESTROYED: an erasure elsewhere, before this process noticed
  *   (PostgreSQL: the row is read FOR SHARE, and ERASE updates the key rows
- *   first, so the two serialise).
+ *   first, so the two serialise); with CV_E_AGAIN when it is CV_KEY_RETIRED
+ *   (a rotation: store.c seals the write again under the new key and redoes it).
+ * - KEY_RETIRE: CV_E_GONE when no active key of the owner was retired (it was
+ *   erased meanwhile: the rotation's new key must not be stored).
  * - PUT_KEY: the same insert, ignoring a row that exists.
  * - ERASE: delete the index entries of the resources whose current row's
  *   kid is one of the owner's keys, mark those resources deleted (w->erased

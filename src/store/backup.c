@@ -355,6 +355,8 @@ static cv_rc take_rec(void *arg, const cv_store_rec_t *r)
 	writer_t *w = arg;
 	size_t before = w->plain.len;
 	cv_rc rc = cv_store_rec_write(r, &w->plain);
+	if (!rc && w->plain.len - before > CHUNK_MAX) /* what a reader takes as one chunk at most */
+		rc = CV_E_LIMIT;
 	if (rc)
 		return rc;
 	count(w->info, r->type);

@@ -50,6 +50,10 @@ cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_k
  * none. CV_E_GONE when the owner was erased. */
 cv_rc cv_store_key_for_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], cv_keyent_t **out);
 
+/* Reads the shared and audit keys' current versions from the back end (after
+ * a rotation elsewhere) and seals with them from now on. */
+void cv_store_keys_refresh_system(cv_store_t *s);
+
 /* The owner of a name ("Patient/<id>", "~shared", "~audit"). */
 void cv_store_owner_of(cv_store_t *s, const char *name, uint8_t out[CV_OWNER_BYTES]);
 

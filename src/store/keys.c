@@ -83,6 +83,7 @@ static cv_rc unwrap_row(cv_store_t *s, const cv_store_key_row_t *row, cv_keyent_
 }
 
 static void refresh_system_keys(cv_store_t *s);
+void cv_store_keys_refresh_system(cv_store_t *s);
 
 /* Drops every cached patient key when another node (or process) erased one
  * or rotated keys; picks up new versions of the system keys. */
@@ -205,8 +206,8 @@ void cv_store_key_done(cv_store_t *s, cv_store_write_t *w)
 		return;
 	if (w->newkey && w->result == CV_OK)
 		cv_keyring_set_persisted(s->keys, w->keyent);
-	else if (w->newkey || w->result == CV_E_GONE || w->result == CV_E_CONFLICT) /* not stored, destroyed or
-											    retired: look again */
+	else if (w->newkey || w->result == CV_E_GONE || w->result == CV_E_CONFLICT || w->result == CV_E_AGAIN)
+		/* not stored, destroyed or retired: look again */
 		cv_keyring_drop_owner(s->keys, w->keyent->row.owner);
 	cv_keyring_unpin(s->keys, w->keyent);
 	w->keyent = NULL;
@@ -288,14 +289,27 @@ static cv_rc master_version_row(cv_store_t *s)
 static void refresh_one(cv_store_t *s, cv_keyent_t *_Atomic *slot)
 {
 	cv_keyent_t *cur = atomic_load(slot), *e = NULL;
-	if (cv_store_key_for_owner(s, cur->row.owner, &e) != CV_OK)
-		return;
-	if (e != cur && e->persisted && e->row.version > cur->row.version) {
-		e->permanent = true;
-		atomic_store(slot, e); /* the old one stays pinned and permanent: a reader may hold it */
-		return;
+	cv_store_key_row_t row;
+	cv_buf_t wrapped;
+	cv_buf_init(&wrapped, 4096);
+	/* the back end's current key, not the cache's: the cached one may be retired */
+	cv_rc rc = s->ops->key_current(s->be, cur->row.owner, &row, &wrapped);
+	if (!rc && row.state == CV_KEY_ACTIVE && memcmp(row.kid, cur->row.kid, CV_KID_BYTES) != 0) {
+		pthread_mutex_lock(&s->key_load_mu);
+		if (!(e = cv_keyring_find_kid(s->keys, row.kid)))
+			rc = unwrap_row(s, &row, &e);
+		pthread_mutex_unlock(&s->key_load_mu);
+		if (!rc) {
+			e->permanent = true;
+			atomic_store(slot, e); /* the old one stays pinned and permanent: a reader may hold it */
+		}
 	}
-	cv_keyring_unpin(s->keys, e);
+	cv_buf_release(&wrapped);
+}
+
+void cv_store_keys_refresh_system(cv_store_t *s)
+{
+	refresh_system_keys(s);
 }
 
 static void refresh_system_keys(cv_store_t *s)
@@ -345,17 +359,64 @@ cv_rc cv_store_erase_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], i
 	cv_buf_release(&wrapped);
 	if (!rc && cur.state == CV_KEY_DESTROYED)
 		rc = CV_E_GONE;
+	/* a patient whose data all dates from before per-patient keys has no key yet: a destroyed
+	 * one stands for it, so that nothing new is stored for them and the data key rotation
+	 * shreds what the legacy key sealed of theirs */
+	bool placeholder = rc == CV_E_NOTFOUND && cv_store_legacy_pending(s);
+	if (placeholder) {
+		row.version = 1;
+		row.created_us = at_us;
+		cv_crypto_kid_new(row.kid);
+		rc = CV_OK;
+	}
 	if (rc)
 		return rc;
 	snprintf(name, sizeof name, "erased.%s", hex);
 	int n = snprintf(when, sizeof when, "%lld", (long long)at_us);
+	cv_store_write_t put = { .op = CV_STORE_PUT_KEY, .keyrow = &row };
 	cv_store_write_t w = { .op = CV_STORE_ERASE, .keyrow = &row, .name = name, .body = (const uint8_t *)when,
 			       .body_len = (size_t)n };
-	rc = cv_store_write_sync(s, &w);
+	cv_store_write_t *members[2] = { &put, &w };
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = 2 };
+	rc = placeholder ? cv_store_write_sync(s, &g) : cv_store_write_sync(s, &w);
 	cv_keyring_drop_owner(s->keys, owner);
 	if (!rc)
 		*count = w.erased;
 	return rc;
+}
+
+cv_rc cv_store_erase_check(cv_store_t *s, const char *patient_id, char owner_hex[33])
+{
+	uint8_t owner[CV_OWNER_BYTES];
+	if (!patient_id || !patient_id[0] || strlen(patient_id) > 64)
+		return CV_E_INVALID;
+	cv_store_patient_owner(s, patient_id, owner);
+	cv_crypto_hex(owner, CV_OWNER_BYTES, owner_hex);
+	cv_rc rc = cv_store_patient_key_state(s, patient_id);
+	return rc == CV_E_NOTFOUND && cv_store_legacy_pending(s) ? CV_OK : rc;
+}
+
+typedef struct erasures {
+	cv_ledger_fn fn;
+	void *arg;
+} erasures_t;
+
+static cv_rc erasure_meta(void *arg, const char *name, const uint8_t *value, size_t len)
+{
+	erasures_t *e = arg;
+	uint8_t owner[CV_OWNER_BYTES];
+	char when[24];
+	if (strncmp(name, "erased.", 7) != 0 || strlen(name + 7) != 2 * CV_OWNER_BYTES ||
+	    cv_crypto_unhex(name + 7, owner, CV_OWNER_BYTES))
+		return CV_OK;
+	snprintf(when, sizeof when, "%.*s", (int)(len < 23 ? len : 23), (const char *)value);
+	return e->fn(e->arg, owner, strtoll(when, NULL, 10));
+}
+
+cv_rc cv_store_erasures(cv_store_t *s, cv_ledger_fn fn, void *arg)
+{
+	erasures_t e = { .fn = fn, .arg = arg };
+	return s->ops->scan_meta(s->be, erasure_meta, &e);
 }
 
 bool cv_store_legacy_pending(cv_store_t *s)
@@ -667,6 +728,8 @@ cv_rc cv_store_rotate_keys(cv_store_t *s, const char *patient_id, uint64_t *coun
 		rc = rotate_owner(s, o.rows[i].owner, o.rows[i].version);
 		if (!rc)
 			(*count)++;
+		else if (rc == CV_E_GONE && !patient_id) /* erased meanwhile: nothing of theirs to rotate */
+			rc = CV_OK;
 	}
 	if (!rc && !found)
 		rc = CV_E_NOTFOUND;
@@ -884,6 +947,7 @@ cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg
 		rc = s->ops->last_seq(s->be, &end);
 	/* versions written after the rotation began are sealed under the new keys: the scan ends at `end` */
 	int64_t after = meta_int(s, RESEAL_CURSOR_META);
+	bool whole = after == 0; /* only a scan of everything may say the legacy data is all moved */
 	while (!rc && after < end && (rs->nkids || rs->legacy)) {
 		cv_pool_t pool;
 		cv_pool_init(&pool, 0);
@@ -916,7 +980,8 @@ cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg
 	cv_store_write_t migrated = { .op = CV_STORE_PUT_META, .name = LEGACY_DONE_META, .body = (const uint8_t *)"1",
 				      .body_len = 1 };
 	cv_store_write_t *members[3] = { &purge, &reset, &migrated };
-	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = rs->legacy && s->has_legacy ? 3 : 2 };
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members,
+			       .nmembers = rs->legacy && s->has_legacy && whole ? 3 : 2 };
 	if (!rc)
 		rc = cv_store_write_sync(s, &g);
 	if (!rc)

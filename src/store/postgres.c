@@ -598,7 +598,7 @@ static cv_rc key_alive(PGconn *c, const cv_store_write_t *w)
 	if (!rc && state == CV_KEY_DESTROYED)
 		rc = CV_E_GONE;      /* erased */
 	else if (!rc && state == CV_KEY_RETIRED)
-		rc = CV_E_CONFLICT;  /* rotated meanwhile: the writer retries under the new key */
+		rc = CV_E_AGAIN;     /* rotated meanwhile: the store redoes the write under the new key */
 	PQclear(r);
 	return rc;
 }
@@ -633,7 +633,12 @@ static cv_rc rotation_step(PGconn *c, cv_store_write_t *w)
 		snprintf(num, sizeof num, "%lld", (long long)k->version);
 		const char *vals[2] = { (const char *)k->owner, retire ? num : (const char *)w->body };
 		int lens[2] = { CV_OWNER_BYTES, retire ? 0 : CV_OWNER_BYTES }, fmts[2] = { 1, retire ? 0 : 1 };
-		return run_write(c, retire ? "key_retire" : "key_purge", 2, vals, lens, fmts, NULL);
+		PGresult *r = NULL;
+		cv_rc rc = run_write(c, retire ? "key_retire" : "key_purge", 2, vals, lens, fmts, &r);
+		if (!rc && retire && strcmp(PQcmdTuples(r), "0") == 0)
+			rc = CV_E_GONE; /* erased meanwhile */
+		PQclear(r);
+		return rc;
 	}
 	snprintf(num, sizeof num, "%lld", (long long)w->expect_version);
 	const char *vals[4] = { w->type, w->rid, num, w->sealed.data };

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "core/log.h"
+#include "core/time.h"
 #include "store/backend.h"
 #include "store/query.h"
 #include "store/slots.h"
@@ -55,6 +56,8 @@ struct cv_backend {
 	sqlite3_stmt *w_krewrap;      /* a key's new wrapping */
 	sqlite3_stmt *w_mver;         /* meta master.version */
 	bool shredded;                /* the batch erased keys: checkpoint the WAL away after it */
+	bool scrub_pending;           /* a truncating checkpoint after an erasure has not succeeded yet */
+	int64_t scrub_tried_us;       /* when it was last tried */
 	cv_audit_chain_t chain;       /* the head while a batch is applied */
 	unsigned claims;              /* claims since the last prune */
 	rconn_t readers[READ_CONNS_MAX];
@@ -549,7 +552,7 @@ static cv_rc key_alive(cv_backend_t *b, const cv_store_write_t *w)
 	if (s != SQLITE_ROW && s != SQLITE_DONE)
 		return db_error(b->wdb, "key_state");
 	/* destroyed: erased; retired: rotated meanwhile (the writer retries under the new key) */
-	return state == CV_KEY_DESTROYED ? CV_E_GONE : state == CV_KEY_RETIRED ? CV_E_CONFLICT : CV_OK;
+	return state == CV_KEY_DESTROYED ? CV_E_GONE : state == CV_KEY_RETIRED ? CV_E_AGAIN : CV_OK;
 }
 
 /* CV_E_CONFLICT when a new key was wrapped by an older master key version
@@ -605,9 +608,12 @@ static cv_rc run_once(cv_backend_t *b, const char *sql, const void *blob, size_t
 static cv_rc rotation_step(cv_backend_t *b, cv_store_write_t *w)
 {
 	const cv_store_key_row_t *k = w->keyrow;
-	if (w->op == CV_STORE_KEY_RETIRE)
-		return run_once(b, "UPDATE cv_key SET state = 2 WHERE owner = ?1 AND state = 1 AND version < ?2", k->owner,
-				CV_OWNER_BYTES, NULL, NULL, k->version, NULL);
+	if (w->op == CV_STORE_KEY_RETIRE) {
+		int64_t n = 0;
+		cv_rc rc = run_once(b, "UPDATE cv_key SET state = 2 WHERE owner = ?1 AND state = 1 AND version < ?2", k->owner,
+				    CV_OWNER_BYTES, NULL, NULL, k->version, &n);
+		return rc ? rc : n ? CV_OK : CV_E_GONE; /* erased meanwhile */
+	}
 	if (w->op == CV_STORE_KEY_PURGE) {
 		sqlite3_stmt *st = NULL;
 		if (w->body_len != CV_OWNER_BYTES ||
@@ -937,6 +943,26 @@ static void fail_all(cv_store_write_t *batch, cv_rc rc)
 	}
 }
 
+/* The destroyed keys' old pages must not linger in the WAL: a truncating
+ * checkpoint, tried without waiting (a reader, a backup in progress, would
+ * block the committer) and again after every later batch until it works. */
+static void scrub_wal(cv_backend_t *b)
+{
+	int64_t now = cv_time_mono_us();
+	if (!b->shredded && now - b->scrub_tried_us < 1000000) /* a retry: at most once a second */
+		return;
+	b->scrub_tried_us = now;
+	sqlite3_busy_timeout(b->wdb, 0);
+	int s = sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(b->wdb, 10000);
+	bool was = b->scrub_pending;
+	b->scrub_pending = s != SQLITE_OK;
+	if (b->scrub_pending && !was)
+		cv_log(CV_LOG_WARN, "store.wal_scrub_deferred", (cv_log_field_t[]){ CV_LS("why", sqlite3_errmsg(b->wdb)) }, 1);
+	else if (!b->scrub_pending && was)
+		cv_log(CV_LOG_INFO, "store.wal_scrubbed", NULL, 0);
+}
+
 /* One attempt at the batch: 1 when it is done (committed or failed for
  * good), 0 when a group failed and the batch must be redone without it. */
 static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
@@ -969,9 +995,8 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 	if (chain_save(b) || exec(b->wdb, "COMMIT")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
-	} else if (b->shredded) {
-		/* the destroyed keys' old pages must not linger in the WAL */
-		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	} else if (b->shredded || b->scrub_pending) {
+		scrub_wal(b);
 	}
 	b->shredded = false;
 	return 1;

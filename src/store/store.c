@@ -59,6 +59,50 @@ static void release_write(cv_store_t *s, cv_store_write_t *w)
 		release_write(s, w->members[i]);
 }
 
+static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w);
+
+/* Whether w used a key retired meanwhile (store.h: the back end's CV_E_AGAIN). */
+static bool used_retired_key(const cv_store_write_t *w)
+{
+	if (w->result == CV_E_AGAIN)
+		return true;
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		if (w->members[i]->result == CV_E_AGAIN)
+			return true;
+	return false;
+}
+
+#define REDO_MAX 3
+
+/* A write sealed under a key that a rotation retired before it committed:
+ * sealed again under the owner's current key and queued again, at the front
+ * (its caller keeps the plaintext until done). True when it was requeued. */
+static bool redo(cv_store_t *s, cv_store_write_t *w)
+{
+	if (!used_retired_key(w))
+		return false;
+	bool retry = w->redo < REDO_MAX;
+	w->redo++;
+	release_write(s, w); /* unpins and forgets the retired keys */
+	atomic_store_explicit(&s->key_epoch_checked, 0, memory_order_relaxed);
+	cv_store_keys_refresh_system(s);
+	cv_rc rc = retry ? prepare_write(s, w) : CV_E_CONFLICT;
+	if (rc) {
+		w->result = rc;
+		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+			w->members[i]->result = w->members[i]->result == CV_E_AGAIN ? rc : CV_E_ABORTED;
+		return false;
+	}
+	pthread_mutex_lock(&s->mu);
+	w->next = s->head;
+	s->head = w;
+	if (!s->tail)
+		s->tail = w;
+	s->queued++;
+	pthread_mutex_unlock(&s->mu);
+	return true;
+}
+
 static void *committer_main(void *arg)
 {
 	cv_store_t *s = arg;
@@ -74,8 +118,10 @@ static void *committer_main(void *arg)
 		while (batch) {
 			cv_store_write_t *next = batch->next;
 			batch->next = NULL;
-			release_write(s, batch);
-			batch->done(batch);
+			if (!redo(s, batch)) {
+				release_write(s, batch);
+				batch->done(batch);
+			}
 			batch = next;
 		}
 		pthread_mutex_lock(&s->mu);

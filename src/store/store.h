@@ -219,6 +219,7 @@ typedef struct cv_store_write {
 	struct cv_keyent *keyent; /* PUT_VERSION: the key that sealed it (pinned until done) */
 	bool newkey;             /* PUT_VERSION: keyent is not stored yet: store it with the version
 	                            (CV_E_CONFLICT if its owner got another key meanwhile) */
+	int redo;                /* times the store sealed it again (a key retired meanwhile) */
 } cv_store_write_t;
 
 #define CV_IX_BLIND_BYTES 16 /* stored length of a blinded index key */
@@ -244,7 +245,9 @@ void cv_store_patient_owner(cv_store_t *s, const char *patient_id, uint8_t out[C
  * keys and takes their resources out of the index, durably. *count gets
  * how many resources became unreadable; owner_hex (33 bytes) the blinded
  * owner, for the erasure ledger. CV_E_NOTFOUND when the patient has no key
- * (nothing of theirs is stored); CV_E_GONE when already erased. */
+ * (nothing of theirs is stored) and the store holds no legacy data (else a
+ * destroyed key stands for theirs: see cv_store_legacy_pending); CV_E_GONE
+ * when already erased. */
 cv_rc cv_store_erase(cv_store_t *s, const char *patient_id, int64_t at_us, int64_t *count, char owner_hex[33]);
 
 /* Master key rotation (see crypto.h, "the master key"): the version every
@@ -307,6 +310,15 @@ cv_rc cv_ledger_each(const char *path, cv_ledger_fn fn, void *arg, char *err, si
  * to its patients' keys yet: an erasure makes such data of the patient
  * unreadable only when that rotation runs (carevault keys rotate-data). */
 bool cv_store_legacy_pending(cv_store_t *s);
+
+/* Whether an erasure of the patient would erase something: CV_OK (and the
+ * blinded owner in owner_hex, for the ledger line written before it),
+ * CV_E_NOTFOUND (nothing of theirs is stored), CV_E_GONE (erased already). */
+cv_rc cv_store_erase_check(cv_store_t *s, const char *patient_id, char owner_hex[33]);
+
+/* Every erasure the store records (meta "erased.<owner>"), as ledger lines:
+ * the ledger of a deployment with several nodes is rebuilt from here. */
+cv_rc cv_store_erasures(cv_store_t *s, cv_ledger_fn fn, void *arg);
 
 /* Whether a patient has a key: CV_OK (their data is stored), CV_E_NOTFOUND
  * (nothing of theirs is), CV_E_GONE (erased). */

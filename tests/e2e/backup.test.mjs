@@ -220,6 +220,16 @@ test('a patient erased after the backup was made is not brought back by restorin
   assert.equal((await s.req('GET', `/fhir/${other}`)).status, 200, 'the others are there');
   assert.match(fs.readFileSync(path.join(dir, 'erasures'), 'utf8'), /^[0-9a-f]{32} \d+\n$/, 'the restored ledger has the erasure');
   await s.stop();
+  // a restore that fails after writing (here: a malformed ledger) leaves a directory serve refuses
+  fs.writeFileSync(tmp('bad-ledger'), 'not a ledger line\n', { mode: 0o600 });
+  const half = tmp('restored-bad-ledger');
+  const bad = restore(file, half, ['--erasures', tmp('bad-ledger')]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /line 1 is not/);
+  assert.match(bad.stderr, /serve refuses it/);
+  const refused = cli(server, ['serve', '--data', half, '--listen', '127.0.0.1:1'], { env: { CAREVAULT_STORE: '' } });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /unfinished restore/);
   // a restore without a ledger must be an explicit choice
   fs.copyFileSync(keyFile(), tmp('lonely.key'));
   fs.chmodSync(tmp('lonely.key'), 0o600);
@@ -233,12 +243,20 @@ test('after a master key rotation an old backup opens with the retired key file'
   const file = tmp('quiet.cvbk');
   const rot = cli(server, ['keys', 'rotate-master', '--data', server.dataDir]);
   assert.equal(rot.status, 0, `rotate-master: ${rot.stderr}`);
-  const withNew = cli(server, ['restore', '--in', file, '--verify-only', '--master-key', keyFile()]);
+  // the new master key alone (copied away from the retired versions) does not open it
+  const alone = tmp('alone');
+  fs.mkdirSync(alone, { mode: 0o700 });
+  fs.copyFileSync(keyFile(), path.join(alone, 'master.key'));
+  fs.chmodSync(path.join(alone, 'master.key'), 0o600);
+  const withNew = cli(server, ['restore', '--in', file, '--verify-only', '--master-key', path.join(alone, 'master.key')]);
   assert.equal(withNew.status, 1, 'the new master key alone does not open it');
   assert.match(withNew.stderr, /made under master key version 0/);
   const withRetired = cli(server, ['restore', '--in', file, '--verify-only', '--master-key',
     path.join(server.dataDir, 'master-retired.key')]);
   assert.equal(withRetired.status, 0, `the retired key file opens it: ${withRetired.stderr}`);
+  // beside the master key, the retired versions are read with it
+  const beside = cli(server, ['restore', '--in', file, '--verify-only', '--master-key', keyFile()]);
+  assert.equal(beside.status, 0, `master.key with master-retired.key beside it: ${beside.stderr}`);
   // and a new backup opens with the new key
   const file2 = tmp('after-rotation.cvbk');
   backup(file2);

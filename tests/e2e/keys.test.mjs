@@ -292,6 +292,10 @@ test('the admin API erases a patient only with a second administrator\'s approva
   assert.equal((await req('GET', `/fhir/Patient/${p.id}`)).status, 404, 'the approved erasure is done');
   const lines = fs.readFileSync(path.join(server.dataDir, 'erasures'), 'utf8').trim().split('\n');
   assert.equal(lines.length, 2, 'the ledger has this erasure too');
+  // the ledger rebuilt from the store (a deployment with several nodes) says the same
+  const rebuilt = cli(server, ['patient', 'ledger', '--data', server.dataDir]);
+  assert.equal(rebuilt.status, 0, rebuilt.stderr);
+  assert.deepEqual(rebuilt.stdout.trim().split('\n').sort(), lines.slice().sort());
   const again = await two('POST', `/admin/erasures/${req1.json.id}/approve`);
   assert.equal(again.status, 409, 'a decided request stays decided');
   assert.equal((await one('POST', '/admin/erasures', { patient: p.id, reason: 'again' })).status, 410, 'erased already');

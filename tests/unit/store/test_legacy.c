@@ -479,7 +479,7 @@ static void legacy_store_reseals_then_erases(void **state)
 	craft_legacy(f, w);
 	assert_int_equal(count_format1(f), NROWS);
 
-	/* 3: it opens and reads; nothing of pA can be erased yet (no key of theirs) */
+	/* 3: it opens and reads; pA has no key of theirs yet, and the store knows it holds legacy data */
 	open_store(f);
 	all_read_equal(f, w);
 	for (size_t i = 0; i < NROWS; i++) {
@@ -487,9 +487,10 @@ static void legacy_store_reseals_then_erases(void **state)
 		if (is_current(w, i))
 			assert_false(raw_resource_kid(f, &w->rows[i], kid, NULL));
 	}
-	assert_int_equal(cv_store_erase(f->s, "pA", 1, &count, hex), CV_E_NOTFOUND);
+	assert_int_equal(cv_store_patient_key_state(f->s, "pA"), CV_E_NOTFOUND);
+	assert_true(cv_store_legacy_pending(f->s));
 	assert_int_equal(count, -1);
-	all_read_equal(f, w); /* the failed erasure changed nothing */
+	all_read_equal(f, w);
 
 	/* 4: rotation, then the reseal moves every legacy version to its owner's key */
 	uint64_t rotated = 0, resealed = 0;
@@ -593,6 +594,15 @@ static void legacy_store_reseals_then_erases(void **state)
 	cv_buf_release(&legacy);
 }
 
+static cv_rc count_erasure(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64_t at_us)
+{
+	int64_t *n = arg;
+	(void)owner;
+	assert_int_equal(at_us, 10);
+	*n = *n == 0 ? 1 : *n + 1;
+	return CV_OK;
+}
+
 /* A patient erased while their data is still under the legacy key: the
  * erasure warns (cv_store_legacy_pending), their legacy versions stay
  * readable until the full rotation, which then shreds them (they read as
@@ -650,11 +660,48 @@ static void erasure_before_the_rotation_is_finished_by_it(void **state)
 	check_erased(f, w);
 }
 
+/* A patient whose data all dates from before per-patient keys has no key:
+ * erasing them stores a destroyed key in its place, so that nothing new is
+ * stored for them and the rotation shreds their legacy versions. */
+static void legacy_only_patient_is_erasable(void **state)
+{
+	fx_t *f = *state;
+	world_t world, *w = &world;
+	int64_t count = -1;
+	char hex[33];
+	open_store(f);
+	cv_store_close(f->s);
+	f->s = NULL;
+	craft_legacy(f, w);
+	open_store(f);
+	assert_int_equal(cv_store_patient_key_state(f->s, "pA"), CV_E_NOTFOUND);
+	assert_int_equal(cv_store_erase_check(f->s, "pA", hex), CV_OK);
+	assert_int_equal(cv_store_erase(f->s, "pA", 10, &count, hex), CV_OK);
+	assert_int_equal(count, 0); /* nothing under a key of theirs yet */
+	assert_int_equal(cv_store_patient_key_state(f->s, "pA"), CV_E_GONE);
+	assert_int_equal(cv_store_erase(f->s, "pA", 11, &count, hex), CV_E_GONE);
+	const char *obs = "{\"resourceType\":\"Observation\",\"id\":\"oA9\"}";
+	cv_store_write_t wr = { .op = CV_STORE_PUT_VERSION, .type = "Observation", .id = "oA9", .updated_us = 5,
+				.owner = "pA", .body = (const uint8_t *)obs, .body_len = strlen(obs) };
+	assert_int_equal(cv_store_write_sync(f->s, &wr), CV_E_GONE); /* nothing new for an erased patient */
+	uint64_t rotated = 0, resealed = 0;
+	owner_calls_t calls = { 0 };
+	assert_int_equal(cv_store_rotate_keys(f->s, NULL, &rotated), CV_OK);
+	assert_int_equal(cv_store_reseal(f->s, owner_fn, &calls, NULL, NULL, &resealed), CV_OK);
+	check_erased(f, w);
+	reopen(f);
+	check_erased(f, w);
+	/* the erasure is in the store's records: the ledger can be rebuilt from them */
+	assert_int_equal(cv_store_erasures(f->s, count_erasure, &count), CV_OK);
+	assert_int_equal(count, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(legacy_store_reseals_then_erases, setup, teardown),
 		cmocka_unit_test_setup_teardown(erasure_before_the_rotation_is_finished_by_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(legacy_only_patient_is_erasable, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("legacy data key on SQLite", tests, NULL, NULL);
 }
