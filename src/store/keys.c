@@ -112,29 +112,37 @@ static void refresh_epoch(cv_store_t *s)
 		refresh_system_keys(s);
 }
 
-cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_keyent_t **out)
+static cv_rc new_key(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t version, cv_keyent_t **out);
+
+/* A key from the cache (by id, or an owner's current one), else loaded, or
+ * for an owner without one made, under key_load_mu (the cache is checked
+ * again under it: one thread loads a key). Pinned. */
+static cv_rc lookup(cv_store_t *s, bool by_owner, const uint8_t *k, cv_keyent_t **out)
 {
-	uint8_t kid[CV_KID_BYTES];
-	if (cv_crypto_blob_kid(blob, len, kid))
-		return CV_E_CRYPTO;
 	refresh_epoch(s);
-	if ((*out = cv_keyring_find_kid(s->keys, kid)))
+	if ((*out = by_owner ? cv_keyring_find_owner(s->keys, k) : cv_keyring_find_kid(s->keys, k)))
 		return CV_OK;
 	cv_store_key_row_t row;
 	cv_buf_t wrapped;
 	cv_buf_init(&wrapped, 4096);
 	pthread_mutex_lock(&s->key_load_mu);
 	cv_rc rc = CV_OK;
-	if (!(*out = cv_keyring_find_kid(s->keys, kid))) {
-		rc = s->ops->key_get(s->be, kid, &row, &wrapped);
-		if (rc == CV_E_NOTFOUND)
-			rc = CV_E_CRYPTO; /* no such key: not a blob of this store */
-		if (!rc)
+	if (!(*out = by_owner ? cv_keyring_find_owner(s->keys, k) : cv_keyring_find_kid(s->keys, k))) {
+		rc = by_owner ? s->ops->key_current(s->be, k, &row, &wrapped) : s->ops->key_get(s->be, k, &row, &wrapped);
+		if (rc == CV_E_NOTFOUND) /* an owner's first key; or no such key: not a blob of this store */
+			rc = by_owner ? new_key(s, k, 1, out) : CV_E_CRYPTO;
+		else if (!rc)
 			rc = unwrap_row(s, &row, out);
 	}
 	pthread_mutex_unlock(&s->key_load_mu);
 	cv_buf_release(&wrapped);
 	return rc;
+}
+
+cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_keyent_t **out)
+{
+	uint8_t kid[CV_KID_BYTES];
+	return cv_crypto_blob_kid(blob, len, kid) ? CV_E_CRYPTO : lookup(s, false, kid, out);
 }
 
 /* The master key version new wraps must use (0 when never rotated). */
@@ -180,24 +188,7 @@ static cv_rc new_key(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], int64_t
 
 cv_rc cv_store_key_for_owner(cv_store_t *s, const uint8_t owner[CV_OWNER_BYTES], cv_keyent_t **out)
 {
-	refresh_epoch(s);
-	if ((*out = cv_keyring_find_owner(s->keys, owner)))
-		return CV_OK;
-	cv_store_key_row_t row;
-	cv_buf_t wrapped;
-	cv_buf_init(&wrapped, 4096);
-	pthread_mutex_lock(&s->key_load_mu);
-	cv_rc rc = CV_OK;
-	if (!(*out = cv_keyring_find_owner(s->keys, owner))) {
-		rc = s->ops->key_current(s->be, owner, &row, &wrapped);
-		if (rc == CV_E_NOTFOUND)
-			rc = new_key(s, owner, 1, out);
-		else if (!rc)
-			rc = unwrap_row(s, &row, out);
-	}
-	pthread_mutex_unlock(&s->key_load_mu);
-	cv_buf_release(&wrapped);
-	return rc;
+	return lookup(s, true, owner, out);
 }
 
 void cv_store_key_done(cv_store_t *s, cv_store_write_t *w)
