@@ -314,7 +314,9 @@ test('rotating every data key under load re-encrypts everything, a killed rotati
   // one patient's keys alone
   const one = cli(s, ['keys', 'rotate-data', '--data', s.dataDir, '--patient', 'dp7']);
   assert.equal(one.status, 0, `rotate-data --patient: ${one.stderr.slice(-300)}`);
-  assert.match(one.stdout, /1 new keys \(one patient\); 2 versions re-encrypted/);
+  // the Patient and every version of its Observation (the writers may have updated it)
+  const m = /1 new keys \(one patient\); (\d+) versions re-encrypted/.exec(one.stdout);
+  assert.ok(m && Number(m[1]) >= 2, `one patient's versions re-encrypted: ${one.stdout}`);
   assert.equal(await readAllEqual(s, model, 'after one patient\'s rotation'), model.size);
   const none = cli(s, ['keys', 'rotate-data', '--data', s.dataDir, '--patient', 'nobody']);
   assert.equal(none.status, 1);
