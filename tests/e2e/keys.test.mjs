@@ -3,8 +3,8 @@
 //
 // All 41 Synthea patients are loaded (transactions); then every file of the
 // store (the embedded store's database, WAL and shared memory, or the whole
-// PostgreSQL cluster directory), every other file of the data directory and
-// the server's log are searched for every patient's names, identifiers, phone
+// PostgreSQL cluster directory), every other file of the data directory, a
+// backup made while serving and the server's log are searched for every patient's names, identifiers, phone
 // numbers, address parts and birth date: none may be there. Then one patient
 // is erased with `carevault patient erase` while the server serves: their
 // resources answer 404, no search finds them, writes of new data for them are
@@ -110,9 +110,12 @@ function walk(dir, out = []) {
   return out;
 }
 
-/** The store's files and every other file the server writes (not the TLS key or master key: no PHI there). */
+/** The store's files, every other file the server writes (not the TLS key or master key: no PHI
+ * there), a backup of it, and the log. */
 function files() {
   const out = walk(server.dataDir).filter((f) => !f.includes(`${path.sep}tls${path.sep}`) && !f.endsWith('master.key'));
+  const backup = path.join(server.tmpDir, 'scan.cvbk');
+  if (fs.existsSync(backup)) out.push(backup);
   if (process.env.CV_PG_BASE) {
     const root = path.join(decodeURIComponent(/host=([^&]+)/.exec(process.env.CV_PG_BASE)[1]), 'data');
     for (const sub of ['base', 'pg_wal', 'global']) walk(path.join(root, sub), out);
@@ -130,10 +133,13 @@ function holders(list) {
 
 test('no patient\'s names, identifiers, phones, addresses or birth dates are in any file', () => {
   need();
+  const b = cli(server, ['backup', '--data', server.dataDir, '--out', path.join(server.tmpDir, 'scan.cvbk')], { timeout: 300_000 });
+  assert.equal(b.status, 0, `backup: ${b.stderr.slice(-300)}`);
   const { count, list } = needles();
   assert.ok(count >= 41 * 5, `a handful of identifiers per patient (${count})`);
   const f = files();
   assert.ok(f.some((x) => x.endsWith('-wal') || x.includes('pg_wal')), 'the WAL is among the files searched');
+  assert.ok(f.some((x) => x.endsWith('scan.cvbk')), 'a backup is among the files searched');
   // the search itself works: a file holding one of them is found
   const probe = path.join(server.tmpDir, 'probe.txt');
   fs.writeFileSync(probe, `x${list[0]}x`);
