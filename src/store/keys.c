@@ -145,16 +145,22 @@ cv_rc cv_store_key_for_blob(cv_store_t *s, const uint8_t *blob, size_t len, cv_k
 	return cv_crypto_blob_kid(blob, len, kid) ? CV_E_CRYPTO : lookup(s, false, kid, out);
 }
 
+/* A meta value that is a decimal integer (0 when absent). */
+static int64_t meta_int(cv_store_t *s, const char *name)
+{
+	cv_buf_t v;
+	char text[24];
+	cv_buf_init(&v, 64);
+	cv_rc rc = s->ops->meta_get(s->be, name, &v);
+	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)(v.len < 23 ? v.len : 23), rc ? "" : v.data);
+	cv_buf_release(&v);
+	return strtoll(text, NULL, 10);
+}
+
 /* The master key version new wraps must use (0 when never rotated). */
 static uint32_t master_version(cv_store_t *s)
 {
-	cv_buf_t v;
-	char text[16];
-	cv_buf_init(&v, 64);
-	cv_rc rc = s->ops->meta_get(s->be, MASTER_VERSION_META, &v);
-	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)(v.len < 15 ? v.len : 15), rc ? "" : v.data);
-	cv_buf_release(&v);
-	return (uint32_t)strtoul(text, NULL, 10);
+	return (uint32_t)meta_int(s, MASTER_VERSION_META);
 }
 
 /* A new key for owner, not stored yet, cached and pinned (key_load_mu held). */
@@ -908,16 +914,6 @@ static cv_rc reseal_flush(reseal_t *rs)
 	return rc;
 }
 
-static int64_t meta_int(cv_store_t *s, const char *name)
-{
-	cv_buf_t v;
-	char text[24];
-	cv_buf_init(&v, 64);
-	cv_rc rc = s->ops->meta_get(s->be, name, &v);
-	snprintf(text, sizeof text, "%.*s", rc ? 0 : (int)(v.len < 23 ? v.len : 23), rc ? "" : v.data);
-	cv_buf_release(&v);
-	return strtoll(text, NULL, 10);
-}
 
 cv_rc cv_store_reseal(cv_store_t *s, cv_store_owner_fn owner_fn, void *owner_arg, cv_store_progress_fn progress,
 		      void *arg, uint64_t *resealed)
