@@ -18,7 +18,9 @@ typedef struct cv_backend cv_backend_t;
 typedef struct cv_backend_ops {
 	/* Applies writes (linked by ->next) in one transaction; sets each
 	 * ->result and ->seq. A write that fails alone (conflict) does not
-	 * undo the others. On a failed commit every write gets CV_E_STORAGE. */
+	 * undo the others. On a failed commit every write gets CV_E_STORAGE
+	 * (CV_E_BUSY when the database is unreachable); a group's members may
+	 * keep the results they had, store.c gives them the group's. */
 	void (*apply)(cv_backend_t *b, cv_store_write_t *batch);
 	cv_rc (*ping)(cv_backend_t *b);
 	cv_rc (*meta_get)(cv_backend_t *b, const char *name, cv_buf_t *out);

@@ -987,6 +987,18 @@ static void shred_keys(PGconn *c)
 	PQclear(r);
 }
 
+/* COMMIT, made sure: in a transaction an error aborted, PostgreSQL answers
+ * COMMIT with success and the tag "ROLLBACK". */
+static cv_rc commit(PGconn *c)
+{
+	PGresult *r = PQexec(c, "COMMIT");
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+	PQclear(r);
+	if (!ok)
+		log_pg("commit", c);
+	return ok ? CV_OK : CV_E_STORAGE;
+}
+
 static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 {
 	cv_rc fail = CV_E_STORAGE;
@@ -1015,7 +1027,7 @@ static void pg_apply(cv_backend_t *b, cv_store_write_t *batch)
 		exec_ok(c, "ROLLBACK");
 		goto failed;
 	}
-	if (exec_ok(c, "COMMIT") == CV_OK) {
+	if (commit(c) == CV_OK) {
 		if (has_erase(batch))
 			shred_keys(c);
 		return;

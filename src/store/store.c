@@ -103,6 +103,19 @@ static bool redo(cv_store_t *s, cv_store_write_t *w)
 	return true;
 }
 
+/* A group that failed committed none of its members, but a back end that
+ * failed a whole batch (connection lost, COMMIT refused) may leave members
+ * it had applied before with CV_OK, or never reached them (CV_E_INTERNAL
+ * from submit): they take the group's failure. Done
+ * before the keys are released (a new key counts as stored only when the
+ * write carrying it is) and before the callers are told. */
+static void settle_group(cv_store_write_t *w)
+{
+	for (size_t i = 0; w->op == CV_STORE_GROUP && w->result != CV_OK && i < w->nmembers; i++)
+		if (w->members[i]->result == CV_OK || w->members[i]->result == CV_E_INTERNAL)
+			w->members[i]->result = w->result;
+}
+
 static void *committer_main(void *arg)
 {
 	cv_store_t *s = arg;
@@ -118,6 +131,7 @@ static void *committer_main(void *arg)
 		while (batch) {
 			cv_store_write_t *next = batch->next;
 			batch->next = NULL;
+			settle_group(batch);
 			if (!redo(s, batch)) {
 				release_write(s, batch);
 				batch->done(batch);
@@ -364,6 +378,8 @@ cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 	}
 	w->next = NULL;
 	w->result = CV_E_INTERNAL;
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		w->members[i]->result = CV_E_INTERNAL; /* until the back end applies it */
 	pthread_mutex_lock(&s->mu);
 	if (s->closing) {
 		pthread_mutex_unlock(&s->mu);
