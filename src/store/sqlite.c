@@ -55,6 +55,8 @@ struct cv_backend {
 	sqlite3_stmt *w_kstate;       /* a key's state */
 	sqlite3_stmt *w_krewrap;      /* a key's new wrapping */
 	sqlite3_stmt *w_mver;         /* meta master.version */
+	sqlite3_stmt *w_begin;        /* BEGIN IMMEDIATE and COMMIT of a batch, parsed once */
+	sqlite3_stmt *w_commit;
 	bool shredded;                /* the batch erased keys: checkpoint the WAL away after it */
 	bool scrub_pending;           /* a truncating checkpoint after an erasure has not succeeded yet */
 	int64_t scrub_tried_us;       /* when it was last tried */
@@ -285,6 +287,8 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_kstate);
 	sqlite3_finalize(b->w_krewrap);
 	sqlite3_finalize(b->w_mver);
+	sqlite3_finalize(b->w_begin);
+	sqlite3_finalize(b->w_commit);
 	if (b->wdb) {
 		/* leave a checkpointed database behind */
 		sqlite3_wal_checkpoint_v2(b->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -970,7 +974,7 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 	for (cv_store_write_t *w = batch; w; w = w->next)
 		if (!w->skip)
 			w->result = CV_E_STORAGE;
-	if (exec(b->wdb, "BEGIN IMMEDIATE"))
+	if (step_once(b, b->w_begin, "begin"))
 		return 1;
 	b->chain.loaded = false;
 	b->shredded = false;
@@ -992,7 +996,7 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 			return 0;
 		}
 	}
-	if (chain_save(b) || exec(b->wdb, "COMMIT")) {
+	if (chain_save(b) || step_once(b, b->w_commit, "commit")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
 	} else if (b->shredded || b->scrub_pending) {
@@ -1750,6 +1754,10 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 		rc = prepare(b->wdb, "UPDATE cv_key SET wrapped = ?2 WHERE kid = ?1 AND state <> 3", &b->w_krewrap);
 	if (!rc)
 		rc = prepare(b->wdb, "SELECT value FROM cv_meta WHERE name = 'master.version'", &b->w_mver);
+	if (!rc)
+		rc = prepare(b->wdb, "BEGIN IMMEDIATE", &b->w_begin);
+	if (!rc)
+		rc = prepare(b->wdb, "COMMIT", &b->w_commit);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;
