@@ -85,9 +85,35 @@ typedef struct cv_audit_event {
 /* The outcome code of an HTTP status: 0 (< 400), 4 (4xx), 8 (5xx). */
 int cv_audit_outcome(unsigned status);
 
-/* Builds the store write of a record: w gets op AUDIT, the AuditEvent JSON
- * as body and the search keys (all in pool). */
+/* Builds the store write of a record: w gets op AUDIT, the record's stored
+ * form as body and the search keys (all in pool). */
 cv_rc cv_audit_build(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_write_t *w);
+
+/* Appends the AuditEvent JSON of e, with its id and time, to out. */
+cv_rc cv_audit_json(const cv_audit_event_t *e, const char *id, int64_t at_us, cv_buf_t *out);
+
+/* ---- the stored form (record.c) ---------------------------------------------
+ * A record is stored as its event's fields in a compact binary encoding, not
+ * as the AuditEvent JSON: a read's record is about a tenth of the bytes to
+ * seal, hash, write and fsync. The JSON is rendered when the trail is read
+ * (cv_audit_search, cv_audit_render). Records stored before hold the JSON
+ * and are served as they are. */
+
+/* Appends e's stored form to out. */
+cv_rc cv_audit_encode(const cv_audit_event_t *e, cv_buf_t *out);
+
+/* Parses a stored form (strings NUL-terminated copies in pool).
+ * CV_E_INVALID when p does not hold exactly one well-formed record. */
+cv_rc cv_audit_decode(const uint8_t *p, size_t len, cv_pool_t *pool, cv_audit_event_t *e);
+
+/* The AuditEvent JSON of an opened row (in pool, or the row's own body for
+ * records stored as JSON). */
+cv_rc cv_audit_render(const cv_store_audit_row_t *r, cv_pool_t *pool, const char **json, size_t *len);
+
+/* cv_store_audit_search with each row's body rendered as AuditEvent JSON
+ * (NUL-terminated). */
+cv_rc cv_audit_search(cv_store_t *s, const cv_store_audit_query_t *q, cv_pool_t *pool, cv_store_audit_fn fn,
+		      void *arg);
 
 /* The search key of a patient, a resource reference or an agent, as the
  * store indexes it (for cv_store_audit_query_t.keys). */

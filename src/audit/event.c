@@ -1,6 +1,7 @@
 /*
- * event.c - one audit record: the AuditEvent JSON (IHE BALP shape) and the
- * store write that appends it to the chain.
+ * event.c - one audit record: the store write that appends it to the chain
+ * (its stored form: record.c) and the AuditEvent JSON (IHE BALP shape)
+ * rendered from it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -74,7 +75,8 @@ static cv_rc head(cv_buf_t *b, const cv_audit_event_t *e, const char *id, int64_
 	if (!rc)
 		rc = coding(b, e->type == CV_AUDIT_REST ? SYS_INTERACTION : SYS_SUBTYPE, e->subtype ? e->subtype : "other");
 	if (!rc)
-		rc = cv_buf_printf(b, "}],\"action\":\"%c\",\"recorded\":\"%s\",\"outcome\":\"%d\"", e->action, when,
+		rc = cv_buf_printf(b, "}],\"action\":\"%c\",\"recorded\":\"%s\",\"outcome\":\"%d\"",
+				   e->action ? e->action : 'E', when,
 				   e->outcome);
 	if (!rc && (e->outcome_text || e->status))
 		rc = cv_buf_printf(b, ",\"outcomeDesc\":\"HTTP %u%s", e->status, e->outcome_text ? ": " : "");
@@ -306,6 +308,18 @@ static cv_rc keys(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_audit_t *
 	return CV_OK;
 }
 
+cv_rc cv_audit_json(const cv_audit_event_t *e, const char *id, int64_t at_us, cv_buf_t *out)
+{
+	cv_rc rc = head(out, e, id, at_us);
+	if (!rc)
+		rc = agents(out, e);
+	if (!rc)
+		rc = source(out, e, NULL);
+	if (!rc)
+		rc = entities(out, e);
+	return rc ? rc : cv_buf_puts(out, "}");
+}
+
 cv_rc cv_audit_build(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_write_t *w)
 {
 	char id[37];
@@ -321,17 +335,11 @@ cv_rc cv_audit_build(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_write_
 				 .agent = e->agent ? e->agent : "anonymous", .nres = e->nres };
 	cv_buf_t b;
 	cv_buf_init(&b, 8u << 20);
-	cv_rc rc = a->id ? head(&b, e, id, at) : CV_E_NOMEM;
-	if (!rc)
-		rc = agents(&b, e);
-	if (!rc)
-		rc = source(&b, e, NULL);
-	if (!rc)
-		rc = entities(&b, e);
-	if (!rc)
-		rc = cv_buf_puts(&b, "}");
-	char *body = rc ? NULL : cv_pool_strndup(pool, b.data, b.len);
+	cv_rc rc = a->id ? cv_audit_encode(e, &b) : CV_E_NOMEM;
+	uint8_t *body = rc ? NULL : cv_pool_alloc(pool, b.len);
 	size_t len = b.len;
+	if (body)
+		memcpy(body, b.data, len);
 	cv_buf_release(&b);
 	if (!rc && !body)
 		rc = CV_E_NOMEM;
@@ -339,6 +347,6 @@ cv_rc cv_audit_build(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_write_
 		rc = keys(e, pool, a);
 	if (rc)
 		return rc;
-	*w = (cv_store_write_t){ .op = CV_STORE_AUDIT, .audit = a, .body = (const uint8_t *)body, .body_len = len };
+	*w = (cv_store_write_t){ .op = CV_STORE_AUDIT, .audit = a, .body = body, .body_len = len };
 	return CV_OK;
 }

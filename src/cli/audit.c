@@ -323,7 +323,7 @@ static int cmd_export(audit_cmd_t *c)
 		cv_pool_init(&pool, 0);
 		int64_t before = x.n;
 		q.after_pos = x.after;
-		rc = cv_store_audit_search(s, &q, &pool, export_row, &x);
+		rc = cv_audit_search(s, &q, &pool, export_row, &x);
 		cv_pool_release(&pool);
 		if (x.n - before < q.limit)
 			break;

@@ -64,7 +64,7 @@ void cv_fhir_audit_read(cv_exchange_t *ex)
 	one_t o = { .ex = ex };
 	if (!cv_fhir_valid_id(ex->args[1]))
 		return cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
-	cv_rc rc = cv_store_audit_search(ctx(ex)->store, &q, ex->pool, answer_one, &o);
+	cv_rc rc = cv_audit_search(ctx(ex)->store, &q, ex->pool, answer_one, &o);
 	if (rc)
 		return cv_fhir_fail(ex, rc, NULL, "the audit trail could not be read");
 	if (!o.found)
@@ -173,7 +173,7 @@ static void run_page(cv_exchange_t *ex, page_t *pg, const cv_store_audit_query_t
 	cv_rc rc = cv_buf_printf(b, "{\"resourceType\":\"Bundle\",\"id\":\"%s\",\"meta\":{\"lastUpdated\":\"%s\"},"
 				    "\"type\":\"searchset\",\"entry\":[", uuid, now);
 	if (!rc)
-		rc = cv_store_audit_search(ctx(ex)->store, q, ex->pool, on_row, pg);
+		rc = cv_audit_search(ctx(ex)->store, q, ex->pool, on_row, pg);
 	if (!rc)
 		rc = cv_buf_puts(b, "]");
 	if (!rc)

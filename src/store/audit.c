@@ -198,7 +198,12 @@ static cv_rc open_row(void *arg, const cv_store_audit_row_t *r)
 	if (!rc)
 		rc = cv_crypto_open(key->key, ad, record_ad(ad, sizeof ad, r->id), r->body, r->body_len, &pt);
 	cv_keyring_unpin(c->s->keys, key);
-	char *copy = rc || !pt.len ? NULL : cv_pool_strndup(c->pool, pt.data, pt.len);
+	size_t opened_len = pt.len; /* a stored form holds NUL bytes: copied whole, NUL-terminated */
+	char *copy = rc || !pt.len ? NULL : cv_pool_alloc(c->pool, pt.len + 1);
+	if (copy) {
+		memcpy(copy, pt.data, pt.len);
+		copy[pt.len] = '\0';
+	}
 	if (!rc && !copy)
 		rc = pt.len ? CV_E_NOMEM : CV_E_CRYPTO;
 	if (rc == CV_E_CRYPTO)
@@ -209,7 +214,7 @@ static cv_rc open_row(void *arg, const cv_store_audit_row_t *r)
 		return rc;
 	cv_store_audit_row_t opened = *r;
 	opened.body = (const uint8_t *)copy;
-	opened.body_len = strlen(copy);
+	opened.body_len = opened_len;
 	return c->fn(c->arg, &opened);
 }
 

@@ -68,7 +68,7 @@ typedef enum {
 	CV_STORE_CLAIM,       /* claims meta name `name` at updated_us: CV_E_CONFLICT when it was
 	                         claimed less than CV_STORE_CLAIM_US before (serialises conditional
 	                         creates across threads and nodes) */
-	CV_STORE_AUDIT,       /* appends an audit record (`audit`, with the AuditEvent JSON as body)
+	CV_STORE_AUDIT,       /* appends an audit record (`audit`, with its stored form as body)
 	                         to the hash chain */
 	CV_STORE_CHECKPOINT,  /* records a signed checkpoint (`checkpoint`); one already at its
 	                         position is kept */
@@ -144,7 +144,7 @@ typedef struct cv_store_audit_row {
 	const uint8_t *keys;     /* blinded keys, CV_AUDIT_KEY_BYTES each: npat patients' first */
 	size_t keys_len;
 	int64_t npat;
-	const uint8_t *body;     /* as stored (sealed); the opened JSON in search results */
+	const uint8_t *body;     /* as stored (sealed); opened in search results */
 	size_t body_len;
 	uint8_t prev[CV_AUDIT_HASH_BYTES]; /* the previous row's hash (zeros for the first) */
 	uint8_t hash[CV_AUDIT_HASH_BYTES]; /* this row's */
@@ -194,7 +194,7 @@ typedef struct cv_store_write {
 	size_t body_len;         /* its length */
 	const cv_ix_entry_t *index; /* PUT_VERSION, REINDEX: the version's search index entries */
 	size_t nindex;           /* how many */
-	const cv_store_audit_t *audit;          /* AUDIT: the record's fields (body: the AuditEvent JSON) */
+	const cv_store_audit_t *audit;          /* AUDIT: the record's fields (body: its stored form, audit.h) */
 	const cv_store_checkpoint_t *checkpoint; /* CHECKPOINT */
 	const char *owner;       /* PUT_VERSION: the patient whose key seals it (NULL: the shared key) */
 	const cv_store_key_row_t *keyrow;       /* PUT_KEY; ERASE (its owner) */
@@ -600,8 +600,9 @@ typedef struct cv_store_audit_query {
 	unsigned limit;
 } cv_store_audit_query_t;
 
-/* Calls fn for each matching row with its body opened (the AuditEvent JSON,
- * NUL-terminated). */
+/* Calls fn for each matching row with its body opened (the record as the
+ * audit trail stored it, body_len bytes and a NUL after them; audit/'s
+ * cv_audit_search renders it as AuditEvent JSON). */
 cv_rc cv_store_audit_search(cv_store_t *s, const cv_store_audit_query_t *q, cv_pool_t *pool, cv_store_audit_fn fn,
 			    void *arg);
 

@@ -436,7 +436,7 @@ static cv_store_audit_query_t any(void)
 static void expect(fx_t *f, const cv_store_audit_query_t *q, const char *need, const int64_t *want, size_t n)
 {
 	hits_t h = { .need = need };
-	assert_int_equal(cv_store_audit_search(f->ts.s, q, &f->pool, hit, &h), CV_OK);
+	assert_int_equal(cv_audit_search(f->ts.s, q, &f->pool, hit, &h), CV_OK);
 	assert_int_equal(h.n, n);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(h.pos[i], want[i]);
@@ -1313,7 +1313,7 @@ static void find_alerts(fx_t *f, alerts_found_t *a)
 	cv_store_audit_query_t q = any();
 	q.flags = CV_AUDIT_F_ALERT;
 	a->n = 0;
-	assert_int_equal(cv_store_audit_search(f->ts.s, &q, &f->pool, keep_alert, a), CV_OK);
+	assert_int_equal(cv_audit_search(f->ts.s, &q, &f->pool, keep_alert, a), CV_OK);
 	for (size_t i = 0; i < a->n; i++) {
 		assert_string_equal(a->v[i].kind, "110113"); /* DICOM Security Alert */
 		assert_true(a->v[i].flags & CV_AUDIT_F_SECURITY);
