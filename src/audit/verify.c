@@ -1,7 +1,8 @@
 /*
  * verify.c - checking the trail (cv_audit_verify): the chain from its first
- * record, the store's recorded head, and every signed checkpoint, from the
- * store and from an exported checkpoint file. Needs no secret key: the hash
+ * record, the store's recorded head, every signed checkpoint, from the
+ * store and from an exported checkpoint file, and the search-key lookup
+ * table against the keys each record names (the chain covers those). Needs no secret key: the hash
  * chain covers the stored (sealed) bytes, and checkpoints are checked with
  * the public key.
  */
@@ -35,6 +36,8 @@ typedef struct walk {
 	bool head_matched;     /* the row at the head's position has the head's hash */
 	uint8_t prev[CV_AUDIT_HASH_BYTES];
 	bool bad;
+	cv_buf_t keys;         /* the page's (key, position) pairs, for the lookup table */
+	cv_buf_t pos;          /* int64_t each */
 } walk_t;
 
 static cv_rc cps_add(cps_t *c, const cv_store_checkpoint_t *cp, const char *from)
@@ -140,6 +143,57 @@ static void meet_checkpoints(walk_t *w, const cv_store_audit_row_t *r)
 	}
 }
 
+/* Notes the row's distinct search keys (the chain covers them; the lookup
+ * table that searches use is checked against them after the page). */
+static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
+{
+	size_t n = r->keys_len / CV_AUDIT_KEY_BYTES;
+	cv_rc rc = CV_OK;
+	for (size_t i = 0; !rc && i < n; i++) {
+		const uint8_t *k = r->keys + i * CV_AUDIT_KEY_BYTES;
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = memcmp(k, r->keys + j * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES) == 0;
+		if (seen)
+			continue;
+		rc = cv_buf_append(&w->keys, k, CV_AUDIT_KEY_BYTES);
+		if (!rc)
+			rc = cv_buf_append(&w->pos, &r->pos, sizeof r->pos);
+	}
+	return rc;
+}
+
+/* The lookup table holds every search key of the page's records. */
+static void check_page_keys(cv_store_t *s, walk_t *w)
+{
+	int64_t missing = 0;
+	size_t n = w->keys.len / CV_AUDIT_KEY_BYTES;
+	cv_rc rc = n ? cv_store_audit_keys_missing(s, (const uint8_t *)w->keys.data, (const int64_t *)(void *)w->pos.data,
+						   n, &missing) : CV_OK;
+	if (rc)
+		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
+	else if (missing)
+		snprintf(fail(w, missing), WHAT, "record %lld is missing from the search-key table (rows were deleted): "
+			 "searches and access reports for its patients and resources no longer show it", (long long)missing);
+	cv_buf_reset(&w->keys);
+	cv_buf_reset(&w->pos);
+}
+
+/* The lookup table names no record with a key it does not hold. */
+static void check_extra_keys(cv_store_t *s, walk_t *w)
+{
+	int64_t extra = 0;
+	if (w->bad || w->expect - 1 <= w->out->base)
+		return;
+	cv_rc rc = cv_store_audit_keys_extra(s, w->out->base + 1, w->expect - 1, &extra);
+	if (rc)
+		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
+	else if (extra)
+		snprintf(fail(w, extra), WHAT, "the search-key table ties record %lld to a patient or resource the record "
+			 "does not name (rows were added): it would show in their searches and access reports",
+			 (long long)extra);
+}
+
 static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 {
 	walk_t *w = arg;
@@ -165,6 +219,8 @@ static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 	meet_checkpoints(w, r);
 	if (w->bad)
 		return CV_E_CONFLICT;
+	if (note_keys(w, r))
+		return CV_E_NOMEM;
 	if (r->pos == w->head)
 		w->head_matched = memcmp(r->hash, w->head_hash, CV_AUDIT_HASH_BYTES) == 0;
 	memcpy(w->prev, r->hash, CV_AUDIT_HASH_BYTES);
@@ -182,6 +238,8 @@ static void walk_chain(cv_store_t *s, walk_t *w, void (*progress)(void *, int64_
 		cv_pool_release(&pool);
 		if (rc && !w->bad)
 			snprintf(fail(w, 0), WHAT, "the trail could not be read: %s", cv_rc_str(rc));
+		if (!w->bad)
+			check_page_keys(s, w);
 		if (w->bad || w->expect - before < VERIFY_BATCH)
 			return;
 		if (progress)
@@ -210,6 +268,9 @@ static void check_end(cv_store_t *s, walk_t *w)
 				 (long long)count);
 		return;
 	}
+	check_extra_keys(s, w);
+	if (w->bad)
+		return;
 	if (w->head < 0)
 		snprintf(fail(w, 0), WHAT, "the store's head could not be read: where the trail ends is unknown");
 	else if (w->head > count)
@@ -277,6 +338,8 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 {
 	cps_t cps = { 0 };
 	walk_t w = { .out = out, .cps = &cps, .expect = 1 };
+	cv_buf_init(&w.keys, (size_t)1 << 30);
+	cv_buf_init(&w.pos, (size_t)1 << 30);
 	memset(out, 0, sizeof *out);
 	out->ok = true;
 	cv_buf_t pub;
@@ -315,6 +378,8 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 			 "checkpoints checked%s", (long long)out->records, (long long)out->base + 1, (long long)w.expect - 1,
 			 (long long)out->checkpoints, have_pub ? "" : " (no audit key recorded yet)");
 	cv_buf_release(&pub);
+	cv_buf_release(&w.keys);
+	cv_buf_release(&w.pos);
 	free(cps.v);
 	return rc;
 }

@@ -170,6 +170,14 @@ static const struct {
 	{ "audit_checkpoint", "INSERT INTO cv_audit_checkpoint (pos, at_us, hash, key, sig) VALUES ($1::bigint, "
 			      "$2::bigint, $3::bytea, $4::bytea, $5::bytea) ON CONFLICT (pos) DO NOTHING" },
 	{ "audit_head", "SELECT pos, hash FROM cv_audit_head WHERE one = 1" },
+	/* audit verify: key rows missing for (key, pos) pairs ($1 the keys end to end, $2 their positions),
+	 * and rows no record names (an aligned match is not needed: keys are HMACs) */
+	{ "audit_keys_missing", "SELECT coalesce(min(p.pos), 0) FROM (SELECT substring($1::bytea FROM (i - 1) * 16 + 1 "
+				"FOR 16) AS k, ($2::bigint[])[i] AS pos FROM generate_subscripts($2::bigint[], 1) AS i) p "
+				"WHERE NOT EXISTS (SELECT 1 FROM cv_audit_key c WHERE c.k = p.k AND c.pos = p.pos)" },
+	{ "audit_keys_extra", "SELECT coalesce(min(k.pos), 0) FROM cv_audit_key k LEFT JOIN cv_audit a ON a.pos = k.pos "
+			      "WHERE k.pos BETWEEN $1::bigint AND $2::bigint AND (a.pos IS NULL OR "
+			      "position(k.k IN a.keys) = 0)" },
 	{ "audit_prune_keys", "DELETE FROM cv_audit_key WHERE pos <= $1::bigint" },
 	{ "audit_prune", "DELETE FROM cv_audit WHERE pos <= $1::bigint" },
 	{ "audit_checkpoints", "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos" },
@@ -1345,6 +1353,42 @@ static cv_rc pg_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_
 	return rc;
 }
 
+static cv_rc pg_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
+				   int64_t *missing)
+{
+	cv_buf_t arr;
+	cv_buf_init(&arr, (size_t)1 << 30);
+	cv_rc rc = cv_buf_puts(&arr, "{");
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = cv_buf_printf(&arr, "%s%lld", i ? "," : "", (long long)pos[i]);
+	if (!rc)
+		rc = cv_buf_puts(&arr, "}");
+	const char *vals[2] = { n ? (const char *)keys : "", arr.data };
+	int lens[2] = { (int)(n * CV_AUDIT_KEY_BYTES), 0 }, fmts[2] = { 1, 0 };
+	PGresult *r = NULL;
+	if (!rc)
+		rc = run_read(b, "audit_keys_missing", 2, vals, lens, fmts, &r);
+	if (!rc)
+		*missing = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
+	PQclear(r);
+	cv_buf_release(&arr);
+	return rc;
+}
+
+static cv_rc pg_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+{
+	char f[24], t[24];
+	snprintf(f, sizeof f, "%lld", (long long)from);
+	snprintf(t, sizeof t, "%lld", (long long)to);
+	const char *vals[2] = { f, t };
+	PGresult *r = NULL;
+	cv_rc rc = run_read(b, "audit_keys_extra", 2, vals, NULL, NULL, &r);
+	if (!rc)
+		*extra = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return rc;
+}
+
 static cv_rc pg_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
 				  void *arg)
 {
@@ -1599,6 +1643,8 @@ static const cv_backend_ops_t pg_ops = {
 	.scan_current = pg_scan_current,
 	.audit_rows = pg_audit_rows,
 	.audit_head = pg_audit_head,
+	.audit_keys_missing = pg_audit_keys_missing,
+	.audit_keys_extra = pg_audit_keys_extra,
 	.audit_checkpoints = pg_audit_checkpoints,
 	.key_get = pg_key_get,
 	.key_current = pg_key_current,

@@ -1321,6 +1321,48 @@ static cv_rc sqlite_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AU
 	return rc;
 }
 
+static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
+				       int64_t *missing)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	cv_rc rc = prepare(r->db, "SELECT 1 FROM cv_audit_key WHERE k = ?1 AND pos = ?2", &st);
+	*missing = 0;
+	for (size_t i = 0; !rc && !*missing && i < n; i++) {
+		sqlite3_bind_blob(st, 1, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, pos[i]);
+		int s = sqlite3_step(st);
+		if (s == SQLITE_DONE)
+			*missing = pos[i];
+		else if (s != SQLITE_ROW)
+			rc = db_error(r->db, "audit_keys_missing");
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
+static cv_rc sqlite_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+{
+	rconn_t *r = reader_take(b);
+	sqlite3_stmt *st = NULL;
+	/* a key row its record does not name (keys are HMACs: an aligned match is not needed) */
+	cv_rc rc = prepare(r->db, "SELECT coalesce(min(k.pos), 0) FROM cv_audit_key k LEFT JOIN cv_audit a ON a.pos = k.pos "
+				  "WHERE k.pos BETWEEN ?1 AND ?2 AND (a.pos IS NULL OR instr(a.keys, k.k) = 0)", &st);
+	if (!rc) {
+		sqlite3_bind_int64(st, 1, from);
+		sqlite3_bind_int64(st, 2, to);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			*extra = sqlite3_column_int64(st, 0);
+		else
+			rc = db_error(r->db, "audit_keys_extra");
+	}
+	sqlite3_finalize(st);
+	reader_give(b, r);
+	return rc;
+}
+
 static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
 				      void *arg)
 {
@@ -1679,6 +1721,8 @@ static const cv_backend_ops_t sqlite_ops = {
 	.scan_current = sqlite_scan_current,
 	.audit_rows = sqlite_audit_rows,
 	.audit_head = sqlite_audit_head,
+	.audit_keys_missing = sqlite_audit_keys_missing,
+	.audit_keys_extra = sqlite_audit_keys_extra,
 	.audit_checkpoints = sqlite_audit_checkpoints,
 	.key_get = sqlite_key_get,
 	.key_current = sqlite_key_current,

@@ -33,6 +33,9 @@
 #define ROWS_MAX 128
 #define BASE_US 1700000000000000LL /* the search fixture's clock: 2023-11-14 */
 
+/* The PostgreSQL cluster of the second run (CV_TEST_PG_BASE), NULL in the first (SQLite). */
+static const char *pg_base;
+
 typedef struct fx {
 	cv_test_store_t ts;
 	cv_pool_t pool;
@@ -44,7 +47,7 @@ static int setup(void **state)
 {
 	fx_t *f = calloc(1, sizeof *f);
 	assert_non_null(f);
-	cv_test_store_open(&f->ts, "audit", getenv("CV_TEST_PG_BASE"));
+	cv_test_store_open(&f->ts, "audit", pg_base);
 	cv_pool_init(&f->pool, 0);
 	snprintf(f->cpfile, sizeof f->cpfile, "%s/checkpoints.log", f->ts.dir);
 	*state = f;
@@ -818,6 +821,31 @@ static void a_deleted_record_is_found(void **state)
 	assert_found(&v, 7, "missing");
 }
 
+/* Hiding a record from a patient's searches and access report: its rows in
+ * the search-key table are deleted, the record itself left whole. */
+static void a_deleted_search_key_is_found(void **state)
+{
+	fx_t *f = *state;
+	db_t d = db_open(f);
+	db_exec(&d, "DELETE FROM cv_audit_key WHERE pos = 5");
+	db_close(&d);
+	cv_audit_verdict_t v = verify(f, true);
+	assert_found(&v, 5, "missing from the search-key table");
+}
+
+/* Tying a record to a patient it is not about (it would show in their
+ * access report): a row added to the search-key table. */
+static void an_added_search_key_is_found(void **state)
+{
+	fx_t *f = *state;
+	static const uint8_t other[CV_AUDIT_KEY_BYTES] = { 0xc0, 0xff, 0xee, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+	db_t d = db_open(f);
+	db_run(&d, "INSERT INTO cv_audit_key (k, pos) VALUES ($1, 4)", other, sizeof other);
+	db_close(&d);
+	cv_audit_verdict_t v = verify(f, true);
+	assert_found(&v, 4, "does not name");
+}
+
 static void an_inserted_record_is_found(void **state)
 {
 	fx_t *f = *state;
@@ -1464,6 +1492,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(an_edited_field_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_deleted_record_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_inserted_record_is_found, trail_setup, teardown),
+		cmocka_unit_test_setup_teardown(a_deleted_search_key_is_found, trail_setup, teardown),
+		cmocka_unit_test_setup_teardown(an_added_search_key_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(swapped_records_are_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_truncated_tail_is_found_by_the_head, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_removed_head_row_fails_verification, trail_setup, teardown),
@@ -1483,5 +1513,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge, setup,
 						teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("audit trail on SQLite", tests, NULL, NULL);
+	pg_base = getenv("CV_TEST_PG_BASE");
+	if (pg_base && pg_base[0])
+		failed += cmocka_run_group_tests_name("audit trail on PostgreSQL", tests, NULL, NULL);
+	return failed;
 }

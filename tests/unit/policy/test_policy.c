@@ -21,6 +21,9 @@
 #include "policy/rules.h"
 #include "../teststore.h"
 
+/* The PostgreSQL cluster of the second run (CV_TEST_PG_BASE), NULL in the first (SQLite). */
+static const char *pg_base;
+
 typedef struct fx {
 	cv_test_store_t ts;
 	cv_model_t *model;
@@ -63,7 +66,7 @@ static int setup_with(void **state, int64_t glass_us)
 	char err[256];
 	size_t failed = 0;
 	assert_non_null(f);
-	cv_test_store_open(&f->ts, "policy", getenv("CV_TEST_PG_BASE"));
+	cv_test_store_open(&f->ts, "policy", pg_base);
 	assert_int_equal(cv_model_new(&f->model), CV_OK);
 	assert_int_equal(cv_sp_registry_new(f->model, &f->reg, &failed, err, sizeof err), CV_OK);
 	assert_int_equal(cv_policy_new(f->ts.s, f->model, f->reg, glass_us, &f->pol), CV_OK);
@@ -397,5 +400,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_stored_version_is_examined_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(billing_sees_part_of_a_patient, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("policy on SQLite", tests, NULL, NULL);
+	pg_base = getenv("CV_TEST_PG_BASE");
+	if (pg_base && pg_base[0])
+		failed += cmocka_run_group_tests_name("policy on PostgreSQL", tests, NULL, NULL);
+	return failed;
 }
