@@ -38,6 +38,7 @@ typedef struct walk {
 	bool bad;
 	cv_buf_t keys;         /* the page's (key, position) pairs, for the lookup table */
 	cv_buf_t pos;          /* int64_t each */
+	int64_t pairs;         /* distinct (key, position) pairs of the records walked */
 } walk_t;
 
 static cv_rc cps_add(cps_t *c, const cv_store_checkpoint_t *cp, const char *from)
@@ -159,6 +160,7 @@ static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 		rc = cv_buf_append(&w->keys, k, CV_AUDIT_KEY_BYTES);
 		if (!rc)
 			rc = cv_buf_append(&w->pos, &r->pos, sizeof r->pos);
+		w->pairs++;
 	}
 	return rc;
 }
@@ -179,14 +181,23 @@ static void check_page_keys(cv_store_t *s, walk_t *w)
 	cv_buf_reset(&w->pos);
 }
 
-/* The lookup table names no record with a key it does not hold. */
+/* The lookup table names no record with a key it does not hold: it holds
+ * every pair the records name (check_page_keys), so as many rows as pairs
+ * means none more; else the extra rows are looked for, to name a record. */
 static void check_extra_keys(cv_store_t *s, walk_t *w)
 {
-	int64_t extra = 0;
+	int64_t extra = 0, count = 0;
 	if (w->bad || w->expect - 1 <= w->out->base)
 		return;
-	cv_rc rc = cv_store_audit_keys_extra(s, w->out->base + 1, w->expect - 1, &extra);
-	if (rc)
+	cv_rc rc = cv_store_audit_keys_count(s, w->out->base + 1, w->expect - 1, &count);
+	if (!rc && count == w->pairs)
+		return;
+	if (!rc)
+		rc = cv_store_audit_keys_extra(s, w->out->base + 1, w->expect - 1, &extra);
+	if (!rc && !extra)
+		snprintf(fail(w, 0), WHAT, "the search-key table holds %lld rows for the records walked, which name %lld: "
+			 "it was changed", (long long)count, (long long)w->pairs);
+	else if (rc)
 		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
 	else if (extra)
 		snprintf(fail(w, extra), WHAT, "the search-key table ties record %lld to a patient or resource the record "

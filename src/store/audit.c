@@ -171,6 +171,11 @@ cv_rc cv_store_audit_keys_extra(cv_store_t *s, int64_t from, int64_t to, int64_t
 	return s->ops->audit_keys_extra(s->be, from, to, extra);
 }
 
+cv_rc cv_store_audit_keys_count(cv_store_t *s, int64_t from, int64_t to, int64_t *count)
+{
+	return s->ops->audit_keys_count(s->be, from, to, count);
+}
+
 cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg)
 {
 	return s->ops->audit_checkpoints(s->be, false, fn, arg);

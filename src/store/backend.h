@@ -54,6 +54,7 @@ typedef struct cv_backend_ops {
 	cv_rc (*audit_keys_missing)(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
 				    int64_t *missing);
 	cv_rc (*audit_keys_extra)(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra);
+	cv_rc (*audit_keys_count)(cv_backend_t *b, int64_t from, int64_t to, int64_t *count);
 	cv_rc (*audit_checkpoints)(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c),
 				   void *arg);
 	/* Data keys: the row of key id kid, the current (highest version) row

@@ -175,6 +175,7 @@ static const struct {
 	{ "audit_keys_missing", "SELECT coalesce(min(p.pos), 0) FROM (SELECT substring($1::bytea FROM (i - 1) * 16 + 1 "
 				"FOR 16) AS k, ($2::bigint[])[i] AS pos FROM generate_subscripts($2::bigint[], 1) AS i) p "
 				"WHERE NOT EXISTS (SELECT 1 FROM cv_audit_key c WHERE c.k = p.k AND c.pos = p.pos)" },
+	{ "audit_keys_count", "SELECT count(*) FROM cv_audit_key WHERE pos BETWEEN $1::bigint AND $2::bigint" },
 	{ "audit_keys_extra", "SELECT coalesce(min(k.pos), 0) FROM cv_audit_key k LEFT JOIN cv_audit a ON a.pos = k.pos "
 			      "WHERE k.pos BETWEEN $1::bigint AND $2::bigint AND (a.pos IS NULL OR "
 			      "position(k.k IN a.keys) = 0)" },
@@ -1375,18 +1376,29 @@ static cv_rc pg_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const i
 	return rc;
 }
 
-static cv_rc pg_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+/* One integer from a statement over a range of positions. */
+static cv_rc pg_audit_range(cv_backend_t *b, const char *stmt, int64_t from, int64_t to, int64_t *out)
 {
 	char f[24], t[24];
 	snprintf(f, sizeof f, "%lld", (long long)from);
 	snprintf(t, sizeof t, "%lld", (long long)to);
 	const char *vals[2] = { f, t };
 	PGresult *r = NULL;
-	cv_rc rc = run_read(b, "audit_keys_extra", 2, vals, NULL, NULL, &r);
+	cv_rc rc = run_read(b, stmt, 2, vals, NULL, NULL, &r);
 	if (!rc)
-		*extra = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
+		*out = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
 	PQclear(r);
 	return rc;
+}
+
+static cv_rc pg_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+{
+	return pg_audit_range(b, "audit_keys_extra", from, to, extra);
+}
+
+static cv_rc pg_audit_keys_count(cv_backend_t *b, int64_t from, int64_t to, int64_t *count)
+{
+	return pg_audit_range(b, "audit_keys_count", from, to, count);
 }
 
 static cv_rc pg_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
@@ -1645,6 +1657,7 @@ static const cv_backend_ops_t pg_ops = {
 	.audit_head = pg_audit_head,
 	.audit_keys_missing = pg_audit_keys_missing,
 	.audit_keys_extra = pg_audit_keys_extra,
+	.audit_keys_count = pg_audit_keys_count,
 	.audit_checkpoints = pg_audit_checkpoints,
 	.key_get = pg_key_get,
 	.key_current = pg_key_current,

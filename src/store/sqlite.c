@@ -1343,24 +1343,36 @@ static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, con
 	return rc;
 }
 
-static cv_rc sqlite_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+/* One integer from a query over a range of positions (?1, ?2). */
+static cv_rc sqlite_audit_range(cv_backend_t *b, const char *sql, int64_t from, int64_t to, int64_t *out)
 {
 	rconn_t *r = reader_take(b);
 	sqlite3_stmt *st = NULL;
-	/* a key row its record does not name (keys are HMACs: an aligned match is not needed) */
-	cv_rc rc = prepare(r->db, "SELECT coalesce(min(k.pos), 0) FROM cv_audit_key k LEFT JOIN cv_audit a ON a.pos = k.pos "
-				  "WHERE k.pos BETWEEN ?1 AND ?2 AND (a.pos IS NULL OR instr(a.keys, k.k) = 0)", &st);
+	cv_rc rc = prepare(r->db, sql, &st);
 	if (!rc) {
 		sqlite3_bind_int64(st, 1, from);
 		sqlite3_bind_int64(st, 2, to);
 		if (sqlite3_step(st) == SQLITE_ROW)
-			*extra = sqlite3_column_int64(st, 0);
+			*out = sqlite3_column_int64(st, 0);
 		else
-			rc = db_error(r->db, "audit_keys_extra");
+			rc = db_error(r->db, "audit_range");
 	}
 	sqlite3_finalize(st);
 	reader_give(b, r);
 	return rc;
+}
+
+static cv_rc sqlite_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra)
+{
+	/* a key row its record does not name (keys are HMACs: an aligned match is not needed) */
+	return sqlite_audit_range(b, "SELECT coalesce(min(k.pos), 0) FROM cv_audit_key k LEFT JOIN cv_audit a ON "
+				     "a.pos = k.pos WHERE k.pos BETWEEN ?1 AND ?2 AND (a.pos IS NULL OR "
+				     "instr(a.keys, k.k) = 0)", from, to, extra);
+}
+
+static cv_rc sqlite_audit_keys_count(cv_backend_t *b, int64_t from, int64_t to, int64_t *count)
+{
+	return sqlite_audit_range(b, "SELECT count(*) FROM cv_audit_key WHERE pos BETWEEN ?1 AND ?2", from, to, count);
 }
 
 static cv_rc sqlite_audit_checkpoints(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *, const cv_store_checkpoint_t *),
@@ -1723,6 +1735,7 @@ static const cv_backend_ops_t sqlite_ops = {
 	.audit_head = sqlite_audit_head,
 	.audit_keys_missing = sqlite_audit_keys_missing,
 	.audit_keys_extra = sqlite_audit_keys_extra,
+	.audit_keys_count = sqlite_audit_keys_count,
 	.audit_checkpoints = sqlite_audit_checkpoints,
 	.key_get = sqlite_key_get,
 	.key_current = sqlite_key_current,

@@ -585,6 +585,9 @@ cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_
  * is not there), 0 when there is none. */
 cv_rc cv_store_audit_keys_missing(cv_store_t *s, const uint8_t *keys, const int64_t *pos, size_t n, int64_t *missing);
 cv_rc cv_store_audit_keys_extra(cv_store_t *s, int64_t from, int64_t to, int64_t *extra);
+/* How many rows the lookup table holds for positions in [from, to] (one scan:
+ * the extra rows' query joins every row to its record). */
+cv_rc cv_store_audit_keys_count(cv_store_t *s, int64_t from, int64_t to, int64_t *count);
 
 /* The latest checkpoint (one index probe). CV_E_NOTFOUND when there is none. */
 cv_rc cv_store_audit_last_checkpoint(cv_store_t *s, cv_store_checkpoint_t *out);
