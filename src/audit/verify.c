@@ -25,6 +25,11 @@ typedef struct cps {
 	size_t n, cap;
 } cps_t;
 
+typedef struct pair {
+	uint8_t k[CV_AUDIT_KEY_BYTES];
+	int64_t pos;
+} pair_t;
+
 typedef struct walk {
 	cv_audit_verdict_t *out;
 	cps_t *cps;
@@ -36,8 +41,7 @@ typedef struct walk {
 	bool head_matched;     /* the row at the head's position has the head's hash */
 	uint8_t prev[CV_AUDIT_HASH_BYTES];
 	bool bad;
-	cv_buf_t keys;         /* the page's (key, position) pairs, for the lookup table */
-	cv_buf_t pos;          /* int64_t each */
+	cv_buf_t pairs_buf;    /* the page's (key, position) pairs (pair_t), for the lookup table */
 	int64_t pairs;         /* distinct (key, position) pairs of the records walked */
 } walk_t;
 
@@ -157,11 +161,42 @@ static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 			seen = memcmp(k, r->keys + j * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES) == 0;
 		if (seen)
 			continue;
-		rc = cv_buf_append(&w->keys, k, CV_AUDIT_KEY_BYTES);
-		if (!rc)
-			rc = cv_buf_append(&w->pos, &r->pos, sizeof r->pos);
+		pair_t p = { .pos = r->pos };
+		memcpy(p.k, k, CV_AUDIT_KEY_BYTES);
+		rc = cv_buf_append(&w->pairs_buf, &p, sizeof p);
 		w->pairs++;
 	}
+	return rc;
+}
+
+static int by_key(const void *x, const void *y)
+{
+	const pair_t *a = x, *b = y;
+	int c = memcmp(a->k, b->k, CV_AUDIT_KEY_BYTES);
+	return c ? c : a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* The page's pairs as the store takes them, in key order (the lookup
+ * table's order: its pages are read once each, not once per record). */
+static cv_rc page_missing(cv_store_t *s, walk_t *w, int64_t *missing)
+{
+	size_t n = w->pairs_buf.len / sizeof(pair_t);
+	pair_t *p = (pair_t *)(void *)w->pairs_buf.data;
+	*missing = 0;
+	if (!n)
+		return CV_OK;
+	qsort(p, n, sizeof *p, by_key);
+	uint8_t *keys = malloc(n * CV_AUDIT_KEY_BYTES);
+	int64_t *pos = malloc(n * sizeof *pos);
+	cv_rc rc = keys && pos ? CV_OK : CV_E_NOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
+		memcpy(keys + i * CV_AUDIT_KEY_BYTES, p[i].k, CV_AUDIT_KEY_BYTES);
+		pos[i] = p[i].pos;
+	}
+	if (!rc)
+		rc = cv_store_audit_keys_missing(s, keys, pos, n, missing);
+	free(keys);
+	free(pos);
 	return rc;
 }
 
@@ -169,16 +204,13 @@ static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 static void check_page_keys(cv_store_t *s, walk_t *w)
 {
 	int64_t missing = 0;
-	size_t n = w->keys.len / CV_AUDIT_KEY_BYTES;
-	cv_rc rc = n ? cv_store_audit_keys_missing(s, (const uint8_t *)w->keys.data, (const int64_t *)(void *)w->pos.data,
-						   n, &missing) : CV_OK;
+	cv_rc rc = page_missing(s, w, &missing);
 	if (rc)
 		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
 	else if (missing)
 		snprintf(fail(w, missing), WHAT, "record %lld is missing from the search-key table (rows were deleted): "
 			 "searches and access reports for its patients and resources no longer show it", (long long)missing);
-	cv_buf_reset(&w->keys);
-	cv_buf_reset(&w->pos);
+	cv_buf_reset(&w->pairs_buf);
 }
 
 /* The lookup table names no record with a key it does not hold: it holds
@@ -349,8 +381,7 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 {
 	cps_t cps = { 0 };
 	walk_t w = { .out = out, .cps = &cps, .expect = 1 };
-	cv_buf_init(&w.keys, (size_t)1 << 30);
-	cv_buf_init(&w.pos, (size_t)1 << 30);
+	cv_buf_init(&w.pairs_buf, (size_t)1 << 30);
 	memset(out, 0, sizeof *out);
 	out->ok = true;
 	cv_buf_t pub;
@@ -389,8 +420,7 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 			 "checkpoints checked%s", (long long)out->records, (long long)out->base + 1, (long long)w.expect - 1,
 			 (long long)out->checkpoints, have_pub ? "" : " (no audit key recorded yet)");
 	cv_buf_release(&pub);
-	cv_buf_release(&w.keys);
-	cv_buf_release(&w.pos);
+	cv_buf_release(&w.pairs_buf);
 	free(cps.v);
 	return rc;
 }

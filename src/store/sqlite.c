@@ -1327,18 +1327,21 @@ static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, con
 	rconn_t *r = reader_take(b);
 	sqlite3_stmt *st = NULL;
 	cv_rc rc = prepare(r->db, "SELECT 1 FROM cv_audit_key WHERE k = ?1 AND pos = ?2", &st);
+	bool txn = !rc && exec(r->db, "BEGIN") == CV_OK; /* one snapshot, not a lock and unlock per probe */
 	*missing = 0;
-	for (size_t i = 0; !rc && !*missing && i < n; i++) {
+	for (size_t i = 0; !rc && i < n; i++) {
 		sqlite3_bind_blob(st, 1, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, pos[i]);
 		int s = sqlite3_step(st);
-		if (s == SQLITE_DONE)
+		if (s == SQLITE_DONE && (!*missing || pos[i] < *missing)) /* the first record missing one */
 			*missing = pos[i];
-		else if (s != SQLITE_ROW)
+		else if (s != SQLITE_ROW && s != SQLITE_DONE)
 			rc = db_error(r->db, "audit_keys_missing");
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
+	if (txn)
+		exec(r->db, "COMMIT");
 	reader_give(b, r);
 	return rc;
 }

@@ -4,6 +4,7 @@
 // the trail as AuditEvents and nobody changes it through the API; a patient
 // reads who accessed their record ($access-report); `carevault audit verify`
 // finds every kind of tampering (edited, deleted, inserted, swapped, cut off,
+// search-key rows deleted or added,
 // rewritten) and names the first bad record; records survive kill -9; alerts
 // reach the trail, the log and a webhook; checkpoints reach an https sink; and
 // nothing of the patients is written in the clear.
@@ -594,6 +595,12 @@ test('carevault audit verify: whole trail passes; every kind of tampering is nam
       `UPDATE cv_audit SET pos = -1 WHERE pos = ${k};\nUPDATE cv_audit SET pos = ${k} WHERE pos = ${k + 3};\nUPDATE cv_audit SET pos = ${k + 3} WHERE pos = -1;`)],
     ['the tail cut off', k + 1, (h) => h.sql(`DELETE FROM cv_audit WHERE pos > ${k};`)],
   ];
+  // the search-key table (what patient searches and access reports read): a record named by a key
+  const kk = chain.find((r) => r.pos > 1 && r.keys && r.keys.length > 0).pos;
+  cases.push(['a record\'s search-key rows deleted (hidden from its patient\'s access report)', kk,
+    (h) => h.sql(`DELETE FROM cv_audit_key WHERE pos = ${kk};`), /search-key table/]);
+  cases.push(['a search-key row added (a record tied to a patient it is not about)', kk,
+    (h) => h.sql(`INSERT INTO cv_audit_key (k, pos) VALUES (${h.blob(`c0ffee${'00'.repeat(13)}`)}, ${kk});`), /does not name/]);
   // self-check of the JS chain hash: it reproduces the stored hashes
   for (const r of chain.slice(0, 3)) assert.equal(chainHash(r), r.hash, `the chain hash of record ${r.pos} is reproduced`);
   const rewriteFrom = H - 2;
