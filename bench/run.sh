@@ -203,7 +203,7 @@ audit_doc() {
   echo "| search (\`GET $AQ_SEARCH\`, 20 entries), requests/s | $aud_sa (rounds ${aud_search_a_rps[*]}) | $aud_sn (rounds ${aud_search_n_rps[*]}) | $(div "$aud_sa" "$aud_sn") ($search_slow % slower) | - |"
   echo "| search, server CPU µs per request | $aud_sac (rounds ${aud_search_a_cpu[*]}) | $aud_snc (rounds ${aud_search_n_cpu[*]}) | $(div "$aud_sac" "$aud_snc") ($(more "$aud_sac" "$aud_snc") % more) | - |"
   echo
-  echo "Verification: \`carevault audit verify --data DIR\` (with \`--store URL\` for PostgreSQL) walks the chain from its first record and checks the store's head and every signed checkpoint; here on the trails the runs left, their servers stopped, with the command's own timing."
+  echo "Verification: \`carevault audit verify --data DIR\` (with \`--store URL\` for PostgreSQL) walks the chain from its first record and checks the store's head, every signed checkpoint and the search-key table against the records; here on the trails the runs left, their servers stopped, with the command's own timing."
   echo
   echo "| trail | records | seconds | records/s | verdict |"
   echo "|---|---|---|---|---|"
