@@ -43,7 +43,10 @@ typedef struct walk {
 	bool bad;
 	cv_buf_t pairs_buf;    /* the page's (key, position) pairs (pair_t), for the lookup table */
 	int64_t pairs;         /* distinct (key, position) pairs of the records walked */
+	const uint8_t *pub;    /* the audit key the base must be signed by */
 } walk_t;
+
+static int64_t base_now(cv_store_t *s, const struct walk *w);
 
 static cv_rc cps_add(cps_t *c, const cv_store_checkpoint_t *cp, const char *from)
 {
@@ -195,6 +198,17 @@ static cv_rc page_missing(cv_store_t *s, walk_t *w, int64_t *missing)
 	}
 	if (!rc)
 		rc = cv_store_audit_keys_missing(s, keys, pos, n, missing);
+	int64_t base = !rc && *missing ? base_now(s, w) : 0;
+	if (*missing && *missing <= base) { /* archived meanwhile, with its keys: probe the rest */
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (pos[i] > base) {
+				memmove(keys + m * CV_AUDIT_KEY_BYTES, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES);
+				pos[m++] = pos[i];
+			}
+		*missing = 0;
+		rc = m ? cv_store_audit_keys_missing(s, keys, pos, m, missing) : CV_OK;
+	}
 	free(keys);
 	free(pos);
 	return rc;
@@ -224,8 +238,11 @@ static void check_extra_keys(cv_store_t *s, walk_t *w)
 	cv_rc rc = cv_store_audit_keys_count(s, w->out->base + 1, w->expect - 1, &count);
 	if (!rc && count == w->pairs)
 		return;
+	int64_t base = rc ? 0 : base_now(s, w); /* an archive removed the first records' keys meanwhile */
 	if (!rc)
-		rc = cv_store_audit_keys_extra(s, w->out->base + 1, w->expect - 1, &extra);
+		rc = cv_store_audit_keys_extra(s, base + 1, w->expect - 1, &extra);
+	if (!rc && !extra && base > w->out->base)
+		return; /* fewer rows because of the archive; none its record does not name */
 	if (!rc && !extra)
 		snprintf(fail(w, 0), WHAT, "the search-key table holds %lld rows for the records walked, which name %lld: "
 			 "it was changed", (long long)count, (long long)w->pairs);
@@ -329,19 +346,32 @@ static void check_end(cv_store_t *s, walk_t *w)
 				 w->cps->v[i].from, (long long)w->cps->v[i].c.pos);
 }
 
-/* Where the chain starts: after the records retention archived, at the
- * base the archive signed (meta "audit.base"); else at record 1. */
-static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
+/* The store's base (meta "audit.base", where the chain starts after an
+ * archive): CV_OK with *base when there is one signed by pub, CV_E_NOTFOUND
+ * when there is none, CV_E_CRYPTO when it is not signed by pub. */
+static cv_rc read_base(cv_store_t *s, const uint8_t *pub, cv_store_checkpoint_t *base)
 {
 	cv_buf_t line;
-	cv_store_checkpoint_t base;
 	char msg[160];
 	cv_buf_init(&line, 4096);
 	cv_rc rc = cv_store_meta_get(s, CV_AUDIT_META_BASE, &line);
-	if (rc == CV_OK && (cv_audit_checkpoint_parse(line.data ? line.data : "", line.len, &base) ||
-			    (cv_audit_base_message(&base, msg), !pub) ||
-			    memcmp(base.key, pub, CV_SIGN_PUBLIC_BYTES) != 0 ||
-			    cv_crypto_sign_verify(base.key, msg, strlen(msg), base.sig) != CV_OK)) {
+	if (rc == CV_OK && (cv_audit_checkpoint_parse(line.data ? line.data : "", line.len, base) ||
+			    (cv_audit_base_message(base, msg), !pub) ||
+			    memcmp(base->key, pub, CV_SIGN_PUBLIC_BYTES) != 0 ||
+			    cv_crypto_sign_verify(base->key, msg, strlen(msg), base->sig) != CV_OK))
+		rc = CV_E_CRYPTO;
+	cv_buf_release(&line);
+	return rc;
+}
+
+/* Where the chain starts: after the records retention archived, at the
+ * base the archive signed; else at record 1. */
+static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
+{
+	cv_store_checkpoint_t base;
+	cv_rc rc = read_base(s, pub, &base);
+	w->pub = pub;
+	if (rc == CV_E_CRYPTO) {
 		snprintf(fail(w, 1), WHAT, "the trail's base (where it starts after an archive) is not signed by this "
 			 "store's audit key: the start of the trail was removed or replaced");
 	} else if (rc == CV_OK) {
@@ -351,7 +381,15 @@ static void chain_base(cv_store_t *s, walk_t *w, const uint8_t *pub)
 	} else if (rc != CV_E_NOTFOUND) {
 		snprintf(fail(w, 0), WHAT, "the trail's base could not be read: %s", cv_rc_str(rc));
 	}
-	cv_buf_release(&line);
+}
+
+/* Where the chain starts now, when an archive signed a later base while the
+ * walk ran (it removed records and their search keys up to it); else the
+ * walk's own base. */
+static int64_t base_now(cv_store_t *s, const struct walk *w)
+{
+	cv_store_checkpoint_t base;
+	return read_base(s, w->pub, &base) == CV_OK && base.pos > w->out->base ? base.pos : w->out->base;
 }
 
 cv_rc cv_audit_verify(cv_store_t *s, const char *checkpoints_path, void (*progress)(void *arg, int64_t done),

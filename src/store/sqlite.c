@@ -1321,6 +1321,15 @@ static cv_rc sqlite_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AU
 	return rc;
 }
 
+/* Ends a reader's explicit read transaction: the connection goes back to
+ * the pool holding no snapshot (an old one would hide new writes from its
+ * reads and keep the WAL from being checkpointed). */
+static void end_read(rconn_t *r)
+{
+	if (exec(r->db, "COMMIT"))
+		exec(r->db, "ROLLBACK");
+}
+
 static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
 				       int64_t *missing)
 {
@@ -1341,7 +1350,7 @@ static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, con
 	}
 	sqlite3_finalize(st);
 	if (txn)
-		exec(r->db, "COMMIT");
+		end_read(r);
 	reader_give(b, r);
 	return rc;
 }
@@ -1611,7 +1620,7 @@ static cv_rc sqlite_dump(cv_backend_t *b, rec_fn fn, void *arg)
 	if (!rc)
 		rc = dump_query(r, "SELECT pos, at_us, hash, key, sig FROM cv_audit_checkpoint ORDER BY pos", checkpoint_rec,
 				fn, arg);
-	exec(r->db, "COMMIT");
+	end_read(r);
 	reader_give(b, r);
 	return rc;
 }

@@ -93,6 +93,9 @@ static bool redo(cv_store_t *s, cv_store_write_t *w)
 			w->members[i]->result = w->members[i]->result == CV_E_AGAIN ? rc : CV_E_ABORTED;
 		return false;
 	}
+	w->result = CV_E_INTERNAL; /* this attempt's results only (settle_group) */
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		w->members[i]->result = CV_E_INTERNAL;
 	pthread_mutex_lock(&s->mu);
 	w->next = s->head;
 	s->head = w;

@@ -28,4 +28,17 @@ static inline int cv_test_pg_database(const char *base, const char *prefix, char
 	return st;
 }
 
+/* Runs the cmocka group `tests` on SQLite, then, when CV_TEST_PG_BASE names
+ * a cluster, again on PostgreSQL with pg_var set to it (the fixtures read
+ * pg_var; NULL in the first run). The number of failed tests. Use after
+ * cmocka.h. */
+#define CV_TEST_RUN_ON_BOTH(tests, what, pg_var)                                                        \
+	__extension__({                                                                                  \
+		int failed_ = cmocka_run_group_tests_name(what " on SQLite", tests, NULL, NULL);          \
+		(pg_var) = getenv("CV_TEST_PG_BASE");                                                    \
+		if ((pg_var) && (pg_var)[0])                                                             \
+			failed_ += cmocka_run_group_tests_name(what " on PostgreSQL", tests, NULL, NULL); \
+		failed_;                                                                                 \
+	})
+
 #endif

@@ -260,9 +260,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(listed_but_never_in_system_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(names_are_not_on_disk, setup, teardown),
 	};
-	int failed = cmocka_run_group_tests_name("accounts on SQLite", tests, NULL, NULL);
-	pg_base = getenv("CV_TEST_PG_BASE");
-	if (pg_base && pg_base[0])
-		failed += cmocka_run_group_tests_name("accounts on PostgreSQL", tests, NULL, NULL);
-	return failed;
+	return CV_TEST_RUN_ON_BOTH(tests, "accounts", pg_base);
 }

@@ -552,9 +552,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(private_key_not_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(four_threads_sign, setup, teardown),
 	};
-	int failed = cmocka_run_group_tests_name("oidc key on SQLite", tests, NULL, NULL);
-	pg_base = getenv("CV_TEST_PG_BASE");
-	if (pg_base && pg_base[0])
-		failed += cmocka_run_group_tests_name("oidc key on PostgreSQL", tests, NULL, NULL);
-	return failed;
+	return CV_TEST_RUN_ON_BOTH(tests, "oidc key", pg_base);
 }

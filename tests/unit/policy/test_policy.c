@@ -400,9 +400,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_stored_version_is_examined_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(billing_sees_part_of_a_patient, setup, teardown),
 	};
-	int failed = cmocka_run_group_tests_name("policy on SQLite", tests, NULL, NULL);
-	pg_base = getenv("CV_TEST_PG_BASE");
-	if (pg_base && pg_base[0])
-		failed += cmocka_run_group_tests_name("policy on PostgreSQL", tests, NULL, NULL);
-	return failed;
+	return CV_TEST_RUN_ON_BOTH(tests, "policy", pg_base);
 }

@@ -374,9 +374,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tokens_are_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(failed_index_write_leaves_nothing, setup, teardown),
 	};
-	int failed = cmocka_run_group_tests_name("search on SQLite", tests, NULL, NULL);
-	pg_base = getenv("CV_TEST_PG_BASE");
-	if (pg_base && pg_base[0])
-		failed += cmocka_run_group_tests_name("search on PostgreSQL", tests, NULL, NULL);
-	return failed;
+	return CV_TEST_RUN_ON_BOTH(tests, "search", pg_base);
 }
