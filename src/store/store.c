@@ -363,6 +363,17 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 	return rc;
 }
 
+/* A write not queued: rc for it and its members, its keys unpinned and
+ * its sealed buffers released. */
+static cv_rc refuse(cv_store_t *s, cv_store_write_t *w, cv_rc rc)
+{
+	w->result = rc;
+	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
+		w->members[i]->result = rc;
+	release_write(s, w);
+	return rc;
+}
+
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 {
 	/* a version's key is the store's to choose (a reseal's is the caller's) */
@@ -372,13 +383,8 @@ cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 		if (w->members[i]->op == CV_STORE_PUT_VERSION)
 			w->members[i]->keyent = NULL;
 	cv_rc rc = prepare_write(s, w);
-	if (rc) {
-		w->result = rc;
-		for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
-			w->members[i]->result = rc;
-		release_write(s, w);
-		return rc;
-	}
+	if (rc)
+		return refuse(s, w, rc);
 	w->next = NULL;
 	w->result = CV_E_INTERNAL;
 	for (size_t i = 0; w->op == CV_STORE_GROUP && i < w->nmembers; i++)
@@ -386,7 +392,7 @@ cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w)
 	pthread_mutex_lock(&s->mu);
 	if (s->closing) {
 		pthread_mutex_unlock(&s->mu);
-		return CV_E_BUSY;
+		return refuse(s, w, CV_E_BUSY);
 	}
 	if (s->tail)
 		s->tail->next = w;
