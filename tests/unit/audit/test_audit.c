@@ -634,17 +634,24 @@ static void trail_config(const fx_t *f, cv_audit_config_t *cfg)
 				    .checkpoint_file = f->cpfile, .site = "test" };
 }
 
+/* The store's trail, as a server runs it, with trail_config's settings. */
+static cv_audit_t *open_trail(fx_t *f)
+{
+	cv_audit_config_t cfg;
+	cv_audit_t *a = NULL;
+	char err[256] = "";
+	trail_config(f, &cfg);
+	assert_int_equal(cv_audit_new(f->ts.s, f->ts.master, &cfg, &a, err, sizeof err), CV_OK);
+	return a;
+}
+
 /* TRAIL_N records with signed checkpoints at 10 and 20, copied to the
  * file; then the store is closed, for the attacker to work on. */
 static int trail_setup(void **state)
 {
 	setup(state);
 	fx_t *f = *state;
-	cv_audit_config_t cfg;
-	cv_audit_t *a = NULL;
-	char err[256] = "";
-	trail_config(f, &cfg);
-	assert_int_equal(cv_audit_new(f->ts.s, f->ts.master, &cfg, &a, err, sizeof err), CV_OK);
+	cv_audit_t *a = open_trail(f);
 	assert_int_equal(cv_audit_checkpoint_now(a), CV_OK); /* nothing to sign yet: no checkpoint */
 	for (int i = 1; i <= TRAIL_N; i++) {
 		assert_int_equal(put_plain(f, i), i);
@@ -811,26 +818,27 @@ static void an_edited_field_is_found(void **state)
 	assert_found(&v, 12, "altered");
 }
 
-static void a_deleted_record_is_found(void **state)
+/* The attacker runs sql on the database; verify (with the checkpoint file)
+ * names record pos, saying `says`. */
+static void tampered(fx_t *f, const char *sql, int64_t pos, const char *says)
 {
-	fx_t *f = *state;
 	db_t d = db_open(f);
-	db_exec(&d, "DELETE FROM cv_audit WHERE pos = 7");
+	db_exec(&d, "%s", sql);
 	db_close(&d);
 	cv_audit_verdict_t v = verify(f, true);
-	assert_found(&v, 7, "missing");
+	assert_found(&v, pos, says);
+}
+
+static void a_deleted_record_is_found(void **state)
+{
+	tampered(*state, "DELETE FROM cv_audit WHERE pos = 7", 7, "missing");
 }
 
 /* Hiding a record from a patient's searches and access report: its rows in
  * the search-key table are deleted, the record itself left whole. */
 static void a_deleted_search_key_is_found(void **state)
 {
-	fx_t *f = *state;
-	db_t d = db_open(f);
-	db_exec(&d, "DELETE FROM cv_audit_key WHERE pos = 5");
-	db_close(&d);
-	cv_audit_verdict_t v = verify(f, true);
-	assert_found(&v, 5, "missing from the search-key table");
+	tampered(*state, "DELETE FROM cv_audit_key WHERE pos = 5", 5, "missing from the search-key table");
 }
 
 /* Tying a record to a patient it is not about (it would show in their
@@ -1446,11 +1454,8 @@ static void archive_midway(void *arg, int64_t done)
 static void an_archive_during_verification_is_not_tampering(void **state)
 {
 	fx_t *f = *state;
-	cv_audit_config_t cfg;
-	cv_audit_t *a = NULL;
-	char err[256] = "", path[200];
-	trail_config(f, &cfg);
-	assert_int_equal(cv_audit_new(f->ts.s, f->ts.master, &cfg, &a, err, sizeof err), CV_OK);
+	char path[200];
+	cv_audit_t *a = open_trail(f);
 	/* the records, submitted back to back (group commits keep this quick), one a microsecond */
 	cv_store_write_t *w = calloc(ARCHIVE_RUN, sizeof *w);
 	waiter_t wt = { .done = 0 };
@@ -1494,11 +1499,8 @@ static void an_archive_during_verification_is_not_tampering(void **state)
 static void an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge(void **state)
 {
 	fx_t *f = *state;
-	cv_audit_config_t cfg;
-	cv_audit_t *a = NULL;
-	char err[256] = "", path[200];
-	trail_config(f, &cfg);
-	assert_int_equal(cv_audit_new(f->ts.s, f->ts.master, &cfg, &a, err, sizeof err), CV_OK);
+	char path[200];
+	cv_audit_t *a = open_trail(f);
 	for (int i = 1; i <= 12; i++)
 		assert_int_equal(put_plain(f, i), i);
 	assert_int_equal(cv_audit_checkpoint_now(a), CV_OK); /* a checkpoint at 12 */
