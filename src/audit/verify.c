@@ -25,11 +25,6 @@ typedef struct cps {
 	size_t n, cap;
 } cps_t;
 
-typedef struct pair {
-	uint8_t k[CV_AUDIT_KEY_BYTES];
-	int64_t pos;
-} pair_t;
-
 typedef struct walk {
 	cv_audit_verdict_t *out;
 	cps_t *cps;
@@ -41,7 +36,7 @@ typedef struct walk {
 	bool head_matched;     /* the row at the head's position has the head's hash */
 	uint8_t prev[CV_AUDIT_HASH_BYTES];
 	bool bad;
-	cv_buf_t pairs_buf;    /* the page's (key, position) pairs (pair_t), for the lookup table */
+	cv_buf_t pairs_buf;    /* the page's (key, position) pairs (cv_store_audit_pair_t), for the lookup table */
 	int64_t pairs;         /* distinct (key, position) pairs of the records walked */
 	const uint8_t *pub;    /* the audit key the base must be signed by */
 } walk_t;
@@ -164,7 +159,7 @@ static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 			seen = memcmp(k, r->keys + j * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES) == 0;
 		if (seen)
 			continue;
-		pair_t p = { .pos = r->pos };
+		cv_store_audit_pair_t p = { .pos = r->pos };
 		memcpy(p.k, k, CV_AUDIT_KEY_BYTES);
 		rc = cv_buf_append(&w->pairs_buf, &p, sizeof p);
 		w->pairs++;
@@ -174,43 +169,31 @@ static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 
 static int by_key(const void *x, const void *y)
 {
-	const pair_t *a = x, *b = y;
+	const cv_store_audit_pair_t *a = x, *b = y;
 	int c = memcmp(a->k, b->k, CV_AUDIT_KEY_BYTES);
 	return c ? c : a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-/* The page's pairs as the store takes them, in key order (the lookup
- * table's order: its pages are read once each, not once per record). */
+/* The first record of the page missing a pair, probed in key order (the
+ * lookup table's order: its pages are read once each, not once per record). */
 static cv_rc page_missing(cv_store_t *s, walk_t *w, int64_t *missing)
 {
-	size_t n = w->pairs_buf.len / sizeof(pair_t);
-	pair_t *p = (pair_t *)(void *)w->pairs_buf.data;
+	size_t n = w->pairs_buf.len / sizeof(cv_store_audit_pair_t);
+	cv_store_audit_pair_t *p = (cv_store_audit_pair_t *)(void *)w->pairs_buf.data;
 	*missing = 0;
 	if (!n)
 		return CV_OK;
 	qsort(p, n, sizeof *p, by_key);
-	uint8_t *keys = malloc(n * CV_AUDIT_KEY_BYTES);
-	int64_t *pos = malloc(n * sizeof *pos);
-	cv_rc rc = keys && pos ? CV_OK : CV_E_NOMEM;
-	for (size_t i = 0; !rc && i < n; i++) {
-		memcpy(keys + i * CV_AUDIT_KEY_BYTES, p[i].k, CV_AUDIT_KEY_BYTES);
-		pos[i] = p[i].pos;
-	}
-	if (!rc)
-		rc = cv_store_audit_keys_missing(s, keys, pos, n, missing);
+	cv_rc rc = cv_store_audit_keys_missing(s, p, n, missing);
 	int64_t base = !rc && *missing ? base_now(s, w) : 0;
 	if (*missing && *missing <= base) { /* archived meanwhile, with its keys: probe the rest */
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++)
-			if (pos[i] > base) {
-				memmove(keys + m * CV_AUDIT_KEY_BYTES, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES);
-				pos[m++] = pos[i];
-			}
+			if (p[i].pos > base)
+				p[m++] = p[i];
 		*missing = 0;
-		rc = m ? cv_store_audit_keys_missing(s, keys, pos, m, missing) : CV_OK;
+		rc = m ? cv_store_audit_keys_missing(s, p, m, missing) : CV_OK;
 	}
-	free(keys);
-	free(pos);
 	return rc;
 }
 
@@ -241,17 +224,15 @@ static void check_extra_keys(cv_store_t *s, walk_t *w)
 	int64_t base = rc ? 0 : base_now(s, w); /* an archive removed the first records' keys meanwhile */
 	if (!rc)
 		rc = cv_store_audit_keys_extra(s, base + 1, w->expect - 1, &extra);
-	if (!rc && !extra && base > w->out->base)
-		return; /* fewer rows because of the archive; none its record does not name */
-	if (!rc && !extra)
-		snprintf(fail(w, 0), WHAT, "the search-key table holds %lld rows for the records walked, which name %lld: "
-			 "it was changed", (long long)count, (long long)w->pairs);
-	else if (rc)
+	if (rc)
 		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
 	else if (extra)
 		snprintf(fail(w, extra), WHAT, "the search-key table ties record %lld to a patient or resource the record "
 			 "does not name (rows were added): it would show in their searches and access reports",
 			 (long long)extra);
+	else if (base == w->out->base) /* no archive explains the difference */
+		snprintf(fail(w, 0), WHAT, "the search-key table holds %lld rows for the records walked, which name %lld: "
+			 "it was changed", (long long)count, (long long)w->pairs);
 }
 
 static cv_rc one(void *arg, const cv_store_audit_row_t *r)

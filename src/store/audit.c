@@ -161,9 +161,9 @@ cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HAS
 	return s->ops->audit_head(s->be, pos, hash);
 }
 
-cv_rc cv_store_audit_keys_missing(cv_store_t *s, const uint8_t *keys, const int64_t *pos, size_t n, int64_t *missing)
+cv_rc cv_store_audit_keys_missing(cv_store_t *s, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing)
 {
-	return s->ops->audit_keys_missing(s->be, keys, pos, n, missing);
+	return s->ops->audit_keys_missing(s->be, pairs, n, missing);
 }
 
 cv_rc cv_store_audit_keys_extra(cv_store_t *s, int64_t from, int64_t to, int64_t *extra)

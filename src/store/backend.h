@@ -51,8 +51,7 @@ typedef struct cv_backend_ops {
 	cv_rc (*audit_rows)(cv_backend_t *b, const struct cv_sql *sql, cv_pool_t *pool, cv_store_audit_fn fn, void *arg);
 	cv_rc (*audit_head)(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_HASH_BYTES]);
 	/* Checking the search-key lookup table (store.h, cv_store_audit_keys_*). */
-	cv_rc (*audit_keys_missing)(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
-				    int64_t *missing);
+	cv_rc (*audit_keys_missing)(cv_backend_t *b, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing);
 	cv_rc (*audit_keys_extra)(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra);
 	cv_rc (*audit_keys_count)(cv_backend_t *b, int64_t from, int64_t to, int64_t *count);
 	cv_rc (*audit_checkpoints)(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c),

@@ -1354,24 +1354,30 @@ static cv_rc pg_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AUDIT_
 	return rc;
 }
 
-static cv_rc pg_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
-				   int64_t *missing)
+/* The pairs as the statement takes them: the keys end to end, and their
+ * positions as an array literal. */
+static cv_rc pg_audit_keys_missing(cv_backend_t *b, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing)
 {
-	cv_buf_t arr;
+	cv_buf_t keys, arr;
+	cv_buf_init(&keys, (size_t)1 << 30);
 	cv_buf_init(&arr, (size_t)1 << 30);
 	cv_rc rc = cv_buf_puts(&arr, "{");
-	for (size_t i = 0; !rc && i < n; i++)
-		rc = cv_buf_printf(&arr, "%s%lld", i ? "," : "", (long long)pos[i]);
+	for (size_t i = 0; !rc && i < n; i++) {
+		rc = cv_buf_append(&keys, pairs[i].k, CV_AUDIT_KEY_BYTES);
+		if (!rc)
+			rc = cv_buf_printf(&arr, "%s%lld", i ? "," : "", (long long)pairs[i].pos);
+	}
 	if (!rc)
 		rc = cv_buf_puts(&arr, "}");
-	const char *vals[2] = { n ? (const char *)keys : "", arr.data };
-	int lens[2] = { (int)(n * CV_AUDIT_KEY_BYTES), 0 }, fmts[2] = { 1, 0 };
+	const char *vals[2] = { keys.len ? keys.data : "", arr.data };
+	int lens[2] = { (int)keys.len, 0 }, fmts[2] = { 1, 0 };
 	PGresult *r = NULL;
 	if (!rc)
 		rc = run_read(b, "audit_keys_missing", 2, vals, lens, fmts, &r);
 	if (!rc)
 		*missing = PQntuples(r) == 1 ? get_i64(r, 0, 0) : 0;
 	PQclear(r);
+	cv_buf_release(&keys);
 	cv_buf_release(&arr);
 	return rc;
 }

@@ -1330,7 +1330,7 @@ static void end_read(rconn_t *r)
 		exec(r->db, "ROLLBACK");
 }
 
-static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, const int64_t *pos, size_t n,
+static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const cv_store_audit_pair_t *pairs, size_t n,
 				       int64_t *missing)
 {
 	rconn_t *r = reader_take(b);
@@ -1339,11 +1339,11 @@ static cv_rc sqlite_audit_keys_missing(cv_backend_t *b, const uint8_t *keys, con
 	bool txn = !rc && exec(r->db, "BEGIN") == CV_OK; /* one snapshot, not a lock and unlock per probe */
 	*missing = 0;
 	for (size_t i = 0; !rc && i < n; i++) {
-		sqlite3_bind_blob(st, 1, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, pos[i]);
+		sqlite3_bind_blob(st, 1, pairs[i].k, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, pairs[i].pos);
 		int s = sqlite3_step(st);
-		if (s == SQLITE_DONE && (!*missing || pos[i] < *missing)) /* the first record missing one */
-			*missing = pos[i];
+		if (s == SQLITE_DONE && (!*missing || pairs[i].pos < *missing)) /* the first record missing one */
+			*missing = pairs[i].pos;
 		else if (s != SQLITE_ROW && s != SQLITE_DONE)
 			rc = db_error(r->db, "audit_keys_missing");
 		sqlite3_reset(st);

@@ -577,13 +577,18 @@ cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HAS
 /* Every checkpoint in the store, in position order. */
 cv_rc cv_store_audit_checkpoints(cv_store_t *s, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c), void *arg);
 
+/* A search key of a record: what one row of the lookup table holds. */
+typedef struct cv_store_audit_pair {
+	uint8_t k[CV_AUDIT_KEY_BYTES];
+	int64_t pos;
+} cv_store_audit_pair_t;
+
 /* Checking the search-key lookup table against the records (audit verify;
  * no key needed: both hold blinded keys). *missing gets the position of the
- * first of the n (key, pos) pairs (keys end to end, CV_AUDIT_KEY_BYTES each)
- * the table does not hold, 0 when it holds them all; *extra the first
+ * first of the n pairs the table does not hold, 0 when it holds them all; *extra the first
  * position in [from, to] with a row whose record does not name its key (or
  * is not there), 0 when there is none. */
-cv_rc cv_store_audit_keys_missing(cv_store_t *s, const uint8_t *keys, const int64_t *pos, size_t n, int64_t *missing);
+cv_rc cv_store_audit_keys_missing(cv_store_t *s, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing);
 cv_rc cv_store_audit_keys_extra(cv_store_t *s, int64_t from, int64_t to, int64_t *extra);
 /* How many rows the lookup table holds for positions in [from, to] (one scan:
  * the extra rows' query joins every row to its record). */

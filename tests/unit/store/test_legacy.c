@@ -603,6 +603,17 @@ static cv_rc count_erasure(void *arg, const uint8_t owner[CV_OWNER_BYTES], int64
 	return CV_OK;
 }
 
+/* A store made, closed, turned into one from before per-patient keys
+ * (craft_legacy) and opened again. */
+static void open_legacy(fx_t *f, world_t *w)
+{
+	open_store(f);
+	cv_store_close(f->s);
+	f->s = NULL;
+	craft_legacy(f, w);
+	open_store(f);
+}
+
 /* A patient erased while their data is still under the legacy key: the
  * erasure warns (cv_store_legacy_pending), their legacy versions stay
  * readable until the full rotation, which then shreds them (they read as
@@ -613,11 +624,7 @@ static void erasure_before_the_rotation_is_finished_by_it(void **state)
 	world_t world, *w = &world;
 	int64_t count = -1;
 	char hex[33];
-	open_store(f);
-	cv_store_close(f->s);
-	f->s = NULL;
-	craft_legacy(f, w);
-	open_store(f);
+	open_legacy(f, w);
 	assert_true(cv_store_legacy_pending(f->s));
 	/* a new version of oA2 gives pA a key of their own */
 	lrow_t *oa2 = NULL;
@@ -669,11 +676,7 @@ static void legacy_only_patient_is_erasable(void **state)
 	world_t world, *w = &world;
 	int64_t count = -1;
 	char hex[33];
-	open_store(f);
-	cv_store_close(f->s);
-	f->s = NULL;
-	craft_legacy(f, w);
-	open_store(f);
+	open_legacy(f, w);
 	assert_int_equal(cv_store_patient_key_state(f->s, "pA"), CV_E_NOTFOUND);
 	assert_int_equal(cv_store_erase_check(f->s, "pA", hex), CV_OK);
 	assert_int_equal(cv_store_erase(f->s, "pA", 10, &count, hex), CV_OK);
