@@ -2,10 +2,7 @@
  * verify.c - checking the trail (cv_audit_verify): the chain from its first
  * record, the store's recorded head, every signed checkpoint, from the
  * store and from an exported checkpoint file, and the search-key lookup
- * table against the keys each record names (the chain covers those), up to
- * where the trail was settled when the check began (store.h,
- * cv_store_audit_settle: the newest records get their lookup rows in bulk;
- * until then their keys are in the chained records alone). Needs no secret key: the hash
+ * table against the keys each record names (the chain covers those). Needs no secret key: the hash
  * chain covers the stored (sealed) bytes, and checkpoints are checked with
  * the public key.
  */
@@ -40,8 +37,7 @@ typedef struct walk {
 	uint8_t prev[CV_AUDIT_HASH_BYTES];
 	bool bad;
 	cv_buf_t pairs_buf;    /* the page's (key, position) pairs (cv_store_audit_pair_t), for the lookup table */
-	int64_t pairs;         /* distinct (key, position) pairs of the settled records walked */
-	int64_t settled;       /* every record up to here has its lookup rows (settled before the walk) */
+	int64_t pairs;         /* distinct (key, position) pairs of the records walked */
 	const uint8_t *pub;    /* the audit key the base must be signed by */
 } walk_t;
 
@@ -154,7 +150,7 @@ static void meet_checkpoints(walk_t *w, const cv_store_audit_row_t *r)
  * table that searches use is checked against them after the page). */
 static cv_rc note_keys(walk_t *w, const cv_store_audit_row_t *r)
 {
-	size_t n = r->pos <= w->settled ? r->keys_len / CV_AUDIT_KEY_BYTES : 0;
+	size_t n = r->keys_len / CV_AUDIT_KEY_BYTES;
 	cv_rc rc = CV_OK;
 	for (size_t i = 0; !rc && i < n; i++) {
 		const uint8_t *k = r->keys + i * CV_AUDIT_KEY_BYTES;
@@ -219,15 +215,15 @@ static void check_page_keys(cv_store_t *s, walk_t *w)
  * means none more; else the extra rows are looked for, to name a record. */
 static void check_extra_keys(cv_store_t *s, walk_t *w)
 {
-	int64_t extra = 0, count = 0, last = w->expect - 1 < w->settled ? w->expect - 1 : w->settled;
-	if (w->bad || last <= w->out->base)
+	int64_t extra = 0, count = 0;
+	if (w->bad || w->expect - 1 <= w->out->base)
 		return;
-	cv_rc rc = cv_store_audit_keys_count(s, w->out->base + 1, last, &count);
+	cv_rc rc = cv_store_audit_keys_count(s, w->out->base + 1, w->expect - 1, &count);
 	if (!rc && count == w->pairs)
 		return;
 	int64_t base = rc ? 0 : base_now(s, w); /* an archive removed the first records' keys meanwhile */
 	if (!rc)
-		rc = cv_store_audit_keys_extra(s, base + 1, last, &extra);
+		rc = cv_store_audit_keys_extra(s, base + 1, w->expect - 1, &extra);
 	if (rc)
 		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
 	else if (extra)
@@ -426,11 +422,7 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 		if (!w.bad)
 			chain_base(s, &w, key);
 		if (!w.bad && cv_store_audit_head(s, &w.head, w.head_hash))
-			w.head = -1; /* the walk fails at its end, saying so (and nothing can be settled) */
-		cv_rc settle = w.bad || w.head < 0 ? CV_OK : cv_store_audit_settle(s, &w.settled);
-		if (settle)
-			snprintf(fail(&w, 0), WHAT, "the trail's newest records could not be settled for the check: %s",
-				 cv_rc_str(settle));
+			w.head = -1;
 		if (!w.bad)
 			walk_chain(s, &w, progress, arg);
 		check_end(s, &w);

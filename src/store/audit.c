@@ -161,19 +161,6 @@ cv_rc cv_store_audit_head(cv_store_t *s, int64_t *pos, uint8_t hash[CV_AUDIT_HAS
 	return s->ops->audit_head(s->be, pos, hash);
 }
 
-cv_rc cv_store_audit_settle(cv_store_t *s, int64_t *upto)
-{
-	uint8_t hash[CV_AUDIT_HASH_BYTES];
-	if (!s->ops->audit_settle)
-		return s->ops->audit_head(s->be, upto, hash);
-	if (s->raw)
-		return s->ops->audit_settle(s->be, upto);
-	cv_store_write_t w = { .op = CV_STORE_AUDIT_SETTLE };
-	cv_rc rc = cv_store_write_sync(s, &w);
-	*upto = rc ? 0 : w.audit_pos;
-	return rc;
-}
-
 cv_rc cv_store_audit_keys_missing(cv_store_t *s, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing)
 {
 	return s->ops->audit_keys_missing(s->be, pairs, n, missing);

@@ -54,10 +54,6 @@ typedef struct cv_backend_ops {
 	cv_rc (*audit_keys_missing)(cv_backend_t *b, const cv_store_audit_pair_t *pairs, size_t n, int64_t *missing);
 	cv_rc (*audit_keys_extra)(cv_backend_t *b, int64_t from, int64_t to, int64_t *extra);
 	cv_rc (*audit_keys_count)(cv_backend_t *b, int64_t from, int64_t to, int64_t *count);
-	/* Settles the unsettled tail in a transaction of its own (raw stores,
-	 * which have no committer; AUDIT_SETTLE in a batch otherwise); *upto as
-	 * for that op. NULL where there is no tail (PostgreSQL). */
-	cv_rc (*audit_settle)(cv_backend_t *b, int64_t *upto);
 	cv_rc (*audit_checkpoints)(cv_backend_t *b, bool last_only, cv_rc (*fn)(void *arg, const cv_store_checkpoint_t *c),
 				   void *arg);
 	/* Data keys: the row of key id kid, the current (highest version) row

@@ -325,22 +325,13 @@ static const char *action_text(char a)
 	return p && a ? letters + 2 * (p - "CRUDE") : "?";
 }
 
-/* A search key: through the lookup table for settled records; for the
- * unsettled tail (cv_audit_log), in the record's own keys (they are HMACs,
- * so an aligned match is not needed; as in the extra-keys check). */
-static cv_rc audit_key_cond(cv_sql_t *s, const char *key, bool tail)
-{
-	cv_rc rc = put(s, tail ? " AND instr(a.keys, " : " AND a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ");
-	if (!rc)
-		rc = ph_blob(s, key, CV_AUDIT_KEY_BYTES);
-	return rc ? rc : put(s, tail ? ") > 0" : ")");
-}
-
-static cv_rc audit_where(const cv_store_audit_query_t *q, bool tail, cv_sql_t *s)
+static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
 {
 	cv_rc rc = put(s, " WHERE 1 = 1");
 	for (size_t i = 0; !rc && i < q->nkeys; i++)
-		rc = audit_key_cond(s, q->keys[i], tail);
+		if (!(rc = put(s, " AND a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ")) &&
+		    !(rc = ph_blob(s, q->keys[i], CV_AUDIT_KEY_BYTES)))
+			rc = put(s, ")");
 	if (!rc && q->id && !(rc = audit_cond(s, "a.id", "=")))
 		rc = ph_text(s, q->id);
 	if (!rc && q->agent && !(rc = audit_cond(s, "a.agent", "=")))
@@ -367,24 +358,15 @@ static cv_rc audit_where(const cv_store_audit_query_t *q, bool tail, cv_sql_t *s
 	return rc;
 }
 
-static cv_rc audit_select(const cv_store_audit_query_t *q, bool bodies, const char *table, bool tail, cv_sql_t *s)
-{
-	cv_rc rc = cv_buf_printf(&s->text, "SELECT a.pos, a.at_us, a.action, a.outcome, a.flags, a.kind, a.subtype, "
-				 "a.agent, a.id, a.nres, a.keys, %s, a.prev, a.hash, a.npat FROM %s a",
-				 bodies ? "a.body" : (s->pg ? "''::bytea" : "x''"), table);
-	return rc ? rc : audit_where(q, tail, s);
-}
-
-/* SQLite: the settled records and the unsettled tail, merged in position
- * order (store/sqlite.c, "the tail"); PostgreSQL has no tail. */
 cv_rc cv_query_audit_sql(const cv_store_audit_query_t *q, bool bodies, cv_sql_t *s)
 {
-	cv_rc rc = audit_select(q, bodies, "cv_audit", false, s);
-	if (!rc && !s->pg && !(rc = put(s, " UNION ALL ")))
-		rc = audit_select(q, bodies, "cv_audit_log", true, s);
+	cv_rc rc = cv_buf_printf(&s->text, "SELECT a.pos, a.at_us, a.action, a.outcome, a.flags, a.kind, a.subtype, "
+				 "a.agent, a.id, a.nres, a.keys, %s, a.prev, a.hash, a.npat FROM cv_audit a",
+				 bodies ? "a.body" : (s->pg ? "''::bytea" : "x''"));
 	if (!rc)
-		rc = cv_buf_printf(&s->text, " ORDER BY %s %s LIMIT ", s->pg ? "a.pos" : "1",
-				   q->ascending ? "ASC" : "DESC");
+		rc = audit_where(q, s);
+	if (!rc)
+		rc = cv_buf_printf(&s->text, " ORDER BY a.pos %s LIMIT ", q->ascending ? "ASC" : "DESC");
 	if (!rc)
 		rc = ph_int(s, q->limit ? q->limit : 100);
 	return rc;

@@ -47,8 +47,8 @@ cv_rc cv_query_count_sql(const cv_store_query_t *q, cv_sql_t *out);
 /* Builds an audit trail SELECT (keys already blinded: each of q->keys
  * points at CV_AUDIT_KEY_BYTES bytes). Its columns: pos, at_us, action,
  * outcome, flags, kind, subtype, agent, id, nres, keys, body, prev, hash,
- * npat (body empty when !bodies). On SQLite it reads the unsettled tail
- * (cv_audit_log) too. */
+ * npat
+ * (body empty when !bodies). */
 cv_rc cv_query_audit_sql(const cv_store_audit_query_t *q, bool bodies, cv_sql_t *out);
 
 /* Prepares / releases a cv_sql_t. */

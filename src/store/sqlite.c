@@ -47,12 +47,8 @@ struct cv_backend {
 	sqlite3_stmt *w_prune;        /* forget old claims */
 	sqlite3_stmt *w_ahead;        /* the audit chain's head */
 	sqlite3_stmt *w_aset;         /* record the head */
-	sqlite3_stmt *w_arow;         /* insert a settled audit row (restores) */
-	sqlite3_stmt *w_atail;        /* append an audit row to the tail */
+	sqlite3_stmt *w_arow;         /* insert an audit row */
 	sqlite3_stmt *w_akey;         /* insert an audit search key */
-	sqlite3_stmt *w_tkeys;        /* the tail's rows' positions and keys */
-	sqlite3_stmt *w_tmove;        /* the tail's rows into cv_audit */
-	sqlite3_stmt *w_tclear;       /* empty the tail */
 	sqlite3_stmt *w_acp;          /* insert a checkpoint (unless one is at its position) */
 	sqlite3_stmt *w_kins;         /* insert a key row unless taken */
 	sqlite3_stmt *w_kown;         /* the kid stored for (owner, version) */
@@ -65,23 +61,10 @@ struct cv_backend {
 	bool scrub_pending;           /* a truncating checkpoint after an erasure has not succeeded yet */
 	int64_t scrub_tried_us;       /* when it was last tried */
 	cv_audit_chain_t chain;       /* the head while a batch is applied */
-	int64_t tail_rows;            /* rows in the tail, as this process last knew */
-	int64_t batch_tail;           /* rows the batch being applied appended to it */
-	int64_t settled_upto;         /* the batch settled the tail: every record up to here is settled */
-	bool settled;
 	unsigned claims;              /* claims since the last prune */
 	rconn_t readers[READ_CONNS_MAX];
 	cv_slots_t slots;                 /* which readers are free */
 };
-
-/* An audit row's columns, as cv_audit and its tail cv_audit_log declare them. */
-#define AUDIT_COLS_DDL                                                                                              \
-	"pos INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, action TEXT NOT NULL, outcome INTEGER NOT NULL, "         \
-	"flags INTEGER NOT NULL, kind TEXT NOT NULL, subtype TEXT NOT NULL, agent TEXT NOT NULL, id TEXT NOT NULL, " \
-	"nres INTEGER NOT NULL, keys BLOB NOT NULL, body BLOB NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL, "    \
-	"npat INTEGER NOT NULL"
-#define AUDIT_COLS "pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, keys, body, prev, hash, npat"
-#define AUDIT_VALUES "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
 
 /* Schema migrations, applied in order; PRAGMA user_version records how many ran. */
 static const char *const migrations[] = {
@@ -119,7 +102,22 @@ static const char *const migrations[] = {
 	"  SELECT type, rid, version, seq, updated_us, deleted FROM cv_version v WHERE version = "
 	"  (SELECT max(version) FROM cv_version w WHERE w.type = v.type AND w.rid = v.rid) ORDER BY seq;",
 	/* 3: the audit trail (store.h, "the audit trail") */
-	"CREATE TABLE cv_audit(" AUDIT_COLS_DDL ");"
+	"CREATE TABLE cv_audit("
+	"  pos INTEGER PRIMARY KEY,"
+	"  at_us INTEGER NOT NULL,"
+	"  action TEXT NOT NULL,"
+	"  outcome INTEGER NOT NULL,"
+	"  flags INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  subtype TEXT NOT NULL,"
+	"  agent TEXT NOT NULL,"
+	"  id TEXT NOT NULL,"
+	"  nres INTEGER NOT NULL,"
+	"  keys BLOB NOT NULL,"
+	"  body BLOB NOT NULL,"
+	"  prev BLOB NOT NULL,"
+	"  hash BLOB NOT NULL,"
+	"  npat INTEGER NOT NULL);"
 	"CREATE INDEX cv_audit_id ON cv_audit(id);"
 	"CREATE INDEX cv_audit_at ON cv_audit(at_us);"
 	"CREATE INDEX cv_audit_agent ON cv_audit(agent, pos);"
@@ -138,8 +136,6 @@ static const char *const migrations[] = {
 	"  wrapped BLOB NOT NULL,"
 	"  UNIQUE(owner, version)) WITHOUT ROWID;"
 	"ALTER TABLE cv_resource ADD COLUMN kid BLOB;",
-	/* 5: the trail's unsettled tail ("the tail", below): cv_audit's columns, no index */
-	"CREATE TABLE cv_audit_log(" AUDIT_COLS_DDL ");",
 };
 
 #define SQL_KEY_COLS "SELECT kid, owner, version, state, created_us, wrapped FROM cv_key "
@@ -285,10 +281,6 @@ static void sqlite_close(cv_backend_t *b)
 	sqlite3_finalize(b->w_aset);
 	sqlite3_finalize(b->w_arow);
 	sqlite3_finalize(b->w_akey);
-	sqlite3_finalize(b->w_atail);
-	sqlite3_finalize(b->w_tkeys);
-	sqlite3_finalize(b->w_tmove);
-	sqlite3_finalize(b->w_tclear);
 	sqlite3_finalize(b->w_acp);
 	sqlite3_finalize(b->w_kins);
 	sqlite3_finalize(b->w_kown);
@@ -816,83 +808,6 @@ static void bind_text_or_empty(sqlite3_stmt *st, int at, const char *v)
 	sqlite3_bind_text(st, at, v ? v : "", -1, SQLITE_TRANSIENT);
 }
 
-/* Binds a row to an insert of AUDIT_COLS (the row's strings and bytes must
- * outlive the step). */
-static void bind_audit_row(sqlite3_stmt *st, const cv_store_audit_row_t *r)
-{
-	char act[2] = { r->action, 0 };
-	sqlite3_bind_int64(st, 1, r->pos);
-	sqlite3_bind_int64(st, 2, r->at_us);
-	sqlite3_bind_text(st, 3, act, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 4, r->outcome);
-	sqlite3_bind_int64(st, 5, r->flags);
-	bind_text_or_empty(st, 6, r->kind);
-	bind_text_or_empty(st, 7, r->subtype);
-	bind_text_or_empty(st, 8, r->agent);
-	bind_text_or_empty(st, 9, r->id);
-	sqlite3_bind_int64(st, 10, r->nres);
-	sqlite3_bind_blob(st, 11, r->keys_len ? (const void *)r->keys : "", (int)r->keys_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 12, r->body, (int)r->body_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 13, r->prev, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 14, r->hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 15, r->npat);
-}
-
-/* A record's search keys into the lookup table. */
-static cv_rc insert_audit_keys(cv_backend_t *b, int64_t pos, const uint8_t *keys, size_t len)
-{
-	cv_rc rc = CV_OK;
-	for (size_t i = 0; !rc && i < len / CV_AUDIT_KEY_BYTES; i++) {
-		sqlite3_bind_blob(b->w_akey, 1, keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
-		sqlite3_bind_int64(b->w_akey, 2, pos);
-		rc = step_once(b, b->w_akey, "audit_key");
-	}
-	return rc;
-}
-
-/* The tail. A record is appended to cv_audit_log, a table without indexes,
- * in its write's transaction, with the head: chained and durable as any
- * other, at the cost of one appended row (the indexes of cv_audit and the
- * rows of cv_audit_key cost a page each per commit: most of what an audited
- * read paid). Settling moves the tail into cv_audit and gives its records
- * their search-key rows, in one statement per table, inside a batch's
- * transaction: when the tail reaches CV_AUDIT_TAIL_ROWS, before a prune, and
- * when asked (AUDIT_SETTLE: verification). Reading the trail reads both
- * tables (cv_query_audit_sql, the dump); only the search-key table lags,
- * and verification checks it up to the position settled. */
-static cv_rc settle_tail(cv_backend_t *b)
-{
-	cv_rc rc = chain_load(b);
-	sqlite3_stmt *st = b->w_tkeys;
-	int s = SQLITE_DONE;
-	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW)
-		rc = insert_audit_keys(b, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
-				       (size_t)sqlite3_column_bytes(st, 1));
-	sqlite3_reset(st);
-	if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
-		rc = db_error(b->wdb, "audit_settle");
-	if (!rc)
-		rc = step_once(b, b->w_tmove, "audit_settle");
-	if (!rc)
-		rc = step_once(b, b->w_tclear, "audit_settle");
-	if (!rc) {
-		b->settled = true;
-		b->settled_upto = b->chain.pos;
-		b->batch_tail = 0;
-	}
-	return rc;
-}
-
-static bool wants_settle(const cv_backend_t *b, const cv_store_write_t *batch)
-{
-	if (b->tail_rows >= CV_AUDIT_TAIL_ROWS)
-		return true;
-	for (const cv_store_write_t *w = batch; w; w = w->next)
-		if (!w->skip && (w->op == CV_STORE_AUDIT_SETTLE || w->op == CV_STORE_AUDIT_PRUNE))
-			return true;
-	return false;
-}
-
 static cv_rc apply_audit(cv_backend_t *b, cv_store_write_t *w)
 {
 	cv_store_audit_row_t r;
@@ -901,12 +816,31 @@ static cv_rc apply_audit(cv_backend_t *b, cv_store_write_t *w)
 		return rc;
 	cv_audit_chain_t before = b->chain;
 	cv_audit_chain_next(&b->chain, w, &r);
-	bind_audit_row(b->w_atail, &r);
-	rc = step_once(b, b->w_atail, "audit_insert");
+	sqlite3_stmt *st = b->w_arow;
+	char act[2] = { r.action, 0 };
+	sqlite3_bind_int64(st, 1, r.pos);
+	sqlite3_bind_int64(st, 2, r.at_us);
+	bind_text_or_empty(st, 3, act);
+	sqlite3_bind_int(st, 4, r.outcome);
+	sqlite3_bind_int64(st, 5, r.flags);
+	bind_text_or_empty(st, 6, r.kind);
+	bind_text_or_empty(st, 7, r.subtype);
+	bind_text_or_empty(st, 8, r.agent);
+	bind_text_or_empty(st, 9, r.id);
+	sqlite3_bind_int64(st, 10, r.nres);
+	sqlite3_bind_blob(st, 11, r.keys_len ? (const void *)r.keys : "", (int)r.keys_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 12, r.body, (int)r.body_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 13, r.prev, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 14, r.hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 15, r.npat);
+	rc = step_once(b, st, "audit_insert");
+	for (size_t i = 0; !rc && i < r.keys_len / CV_AUDIT_KEY_BYTES; i++) {
+		sqlite3_bind_blob(b->w_akey, 1, r.keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(b->w_akey, 2, r.pos);
+		rc = step_once(b, b->w_akey, "audit_key");
+	}
 	if (rc)
 		b->chain = before;
-	else
-		b->batch_tail++;
 	return rc;
 }
 
@@ -928,9 +862,8 @@ static cv_rc apply_prune(cv_backend_t *b, cv_store_write_t *w)
 {
 	sqlite3_stmt *st = NULL;
 	cv_rc rc = CV_OK;
-	const char *sql[3] = { "DELETE FROM cv_audit_key WHERE pos <= ?1", "DELETE FROM cv_audit WHERE pos <= ?1",
-			       "DELETE FROM cv_audit_log WHERE pos <= ?1" }; /* settled first: empty, unless by hand */
-	for (int i = 0; !rc && i < 3; i++) {
+	const char *sql[2] = { "DELETE FROM cv_audit_key WHERE pos <= ?1", "DELETE FROM cv_audit WHERE pos <= ?1" };
+	for (int i = 0; !rc && i < 2; i++) {
 		if (sqlite3_prepare_v2(b->wdb, sql[i], -1, &st, NULL) != SQLITE_OK)
 			return db_error(b->wdb, "audit_prune");
 		sqlite3_bind_int64(st, 1, w->audit_pos);
@@ -953,10 +886,6 @@ static cv_rc apply_one(cv_backend_t *b, cv_store_write_t *w)
 		return apply_checkpoint(b, w);
 	if (w->op == CV_STORE_AUDIT_PRUNE)
 		return apply_prune(b, w);
-	if (w->op == CV_STORE_AUDIT_SETTLE) { /* settled when the batch began (wants_settle) */
-		w->audit_pos = b->settled_upto;
-		return b->settled ? CV_OK : CV_E_INTERNAL;
-	}
 	if (w->op == CV_STORE_PUT_META)
 		return apply_meta(b, w);
 	if (w->op == CV_STORE_PUT_KEY)
@@ -1049,13 +978,6 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 		return 1;
 	b->chain.loaded = false;
 	b->shredded = false;
-	b->settled = false;
-	b->batch_tail = 0;
-	if (wants_settle(b, batch) && settle_tail(b)) {
-		exec(b->wdb, "ROLLBACK");
-		fail_all(batch, CV_E_STORAGE);
-		return 1;
-	}
 	for (cv_store_write_t *w = batch; w; w = w->next) {
 		if (w->skip)
 			continue;
@@ -1077,11 +999,9 @@ static int apply_batch(cv_backend_t *b, cv_store_write_t *batch)
 	if (chain_save(b) || step_once(b, b->w_commit, "commit")) {
 		exec(b->wdb, "ROLLBACK");
 		fail_all(batch, CV_E_STORAGE);
-		return 1;
-	}
-	b->tail_rows = (b->settled ? 0 : b->tail_rows) + b->batch_tail;
-	if (b->shredded || b->scrub_pending)
+	} else if (b->shredded || b->scrub_pending) {
 		scrub_wal(b);
+	}
 	b->shredded = false;
 	return 1;
 }
@@ -1462,37 +1382,6 @@ static cv_rc sqlite_audit_keys_extra(cv_backend_t *b, int64_t from, int64_t to, 
 				     "instr(a.keys, k.k) = 0)", from, to, extra);
 }
 
-/* How many rows the tail holds (at open: a settle is due at its bound). */
-static cv_rc tail_count(cv_backend_t *b)
-{
-	sqlite3_stmt *st = NULL;
-	cv_rc rc = prepare(b->wdb, "SELECT count(*) FROM cv_audit_log", &st);
-	if (!rc && sqlite3_step(st) == SQLITE_ROW)
-		b->tail_rows = sqlite3_column_int64(st, 0);
-	else if (!rc)
-		rc = db_error(b->wdb, "audit_tail");
-	sqlite3_finalize(st);
-	return rc;
-}
-
-static cv_rc sqlite_audit_settle(cv_backend_t *b, int64_t *upto)
-{
-	cv_rc rc = step_once(b, b->w_begin, "begin");
-	if (rc)
-		return rc;
-	b->chain.loaded = false;
-	rc = settle_tail(b);
-	if (!rc)
-		rc = step_once(b, b->w_commit, "commit");
-	if (rc) {
-		exec(b->wdb, "ROLLBACK");
-		return rc;
-	}
-	b->tail_rows = 0;
-	*upto = b->settled_upto;
-	return CV_OK;
-}
-
 static cv_rc sqlite_audit_keys_count(cv_backend_t *b, int64_t from, int64_t to, int64_t *count)
 {
 	return sqlite_audit_range(b, "SELECT count(*) FROM cv_audit_key WHERE pos BETWEEN ?1 AND ?2", from, to, count);
@@ -1709,7 +1598,8 @@ static cv_rc checkpoint_rec(sqlite3_stmt *st, cv_store_rec_t *rec)
 }
 
 #define DUMP_META "SELECT name, value FROM cv_meta WHERE name NOT LIKE 'index.%' AND name NOT LIKE 'claim.%' ORDER BY name"
-#define DUMP_AUDIT "SELECT " AUDIT_COLS " FROM cv_audit UNION ALL SELECT " AUDIT_COLS " FROM cv_audit_log ORDER BY 1"
+#define DUMP_AUDIT "SELECT pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, keys, body, prev, hash, " \
+		   "npat FROM cv_audit ORDER BY pos"
 
 /* One read transaction: WAL gives it a snapshot that writers do not change. */
 static cv_rc sqlite_dump(cv_backend_t *b, rec_fn fn, void *arg)
@@ -1773,12 +1663,32 @@ static cv_rc load_version(cv_backend_t *b, const cv_store_version_t *v)
 	return rc;
 }
 
-/* A restored record goes in settled, with its search keys. */
 static cv_rc load_audit(cv_backend_t *b, const cv_store_audit_row_t *a)
 {
-	bind_audit_row(b->w_arow, a);
-	cv_rc rc = step_once(b, b->w_arow, "load_audit");
-	return rc ? rc : insert_audit_keys(b, a->pos, a->keys, a->keys_len);
+	sqlite3_stmt *st = b->w_arow;
+	char act[2] = { a->action, 0 };
+	sqlite3_bind_int64(st, 1, a->pos);
+	sqlite3_bind_int64(st, 2, a->at_us);
+	sqlite3_bind_text(st, 3, act, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 4, a->outcome);
+	sqlite3_bind_int64(st, 5, a->flags);
+	bind_text_or_empty(st, 6, a->kind);
+	bind_text_or_empty(st, 7, a->subtype);
+	bind_text_or_empty(st, 8, a->agent);
+	bind_text_or_empty(st, 9, a->id);
+	sqlite3_bind_int64(st, 10, a->nres);
+	sqlite3_bind_blob(st, 11, a->keys_len ? (const void *)a->keys : "", (int)a->keys_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 12, a->body, (int)a->body_len, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 13, a->prev, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 14, a->hash, CV_AUDIT_HASH_BYTES, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 15, a->npat);
+	cv_rc rc = step_once(b, st, "load_audit");
+	for (size_t i = 0; !rc && i < a->keys_len / CV_AUDIT_KEY_BYTES; i++) {
+		sqlite3_bind_blob(b->w_akey, 1, a->keys + i * CV_AUDIT_KEY_BYTES, CV_AUDIT_KEY_BYTES, SQLITE_STATIC);
+		sqlite3_bind_int64(b->w_akey, 2, a->pos);
+		rc = step_once(b, b->w_akey, "load_audit_key");
+	}
+	return rc;
 }
 
 static cv_rc load_one(cv_backend_t *b, const cv_store_rec_t *r)
@@ -1838,7 +1748,6 @@ static const cv_backend_ops_t sqlite_ops = {
 	.audit_keys_missing = sqlite_audit_keys_missing,
 	.audit_keys_extra = sqlite_audit_keys_extra,
 	.audit_keys_count = sqlite_audit_keys_count,
-	.audit_settle = sqlite_audit_settle,
 	.audit_checkpoints = sqlite_audit_checkpoints,
 	.key_get = sqlite_key_get,
 	.key_current = sqlite_key_current,
@@ -1895,16 +1804,9 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 	if (!rc)
 		rc = prepare(b->wdb, "UPDATE cv_audit_head SET pos = ?1, hash = ?2 WHERE one = 1", &b->w_aset);
 	if (!rc)
-		rc = prepare(b->wdb, "INSERT INTO cv_audit(" AUDIT_COLS ") VALUES " AUDIT_VALUES, &b->w_arow);
-	if (!rc)
-		rc = prepare(b->wdb, "INSERT INTO cv_audit_log(" AUDIT_COLS ") VALUES " AUDIT_VALUES, &b->w_atail);
-	if (!rc)
-		rc = prepare(b->wdb, "SELECT pos, keys FROM cv_audit_log ORDER BY pos", &b->w_tkeys);
-	if (!rc)
-		rc = prepare(b->wdb, "INSERT INTO cv_audit(" AUDIT_COLS ") SELECT " AUDIT_COLS " FROM cv_audit_log "
-				     "ORDER BY pos", &b->w_tmove);
-	if (!rc)
-		rc = prepare(b->wdb, "DELETE FROM cv_audit_log", &b->w_tclear);
+		rc = prepare(b->wdb, "INSERT INTO cv_audit(pos, at_us, action, outcome, flags, kind, subtype, agent, id, "
+				     "nres, keys, body, prev, hash, npat) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+				     "?11, ?12, ?13, ?14, ?15)", &b->w_arow);
 	if (!rc)
 		rc = prepare(b->wdb, "INSERT OR IGNORE INTO cv_audit_key(k, pos) VALUES (?1, ?2)", &b->w_akey);
 	if (!rc)
@@ -1925,8 +1827,6 @@ static cv_rc open_writer(cv_backend_t *b, const char *path, char *err, size_t er
 		rc = prepare(b->wdb, "BEGIN IMMEDIATE", &b->w_begin);
 	if (!rc)
 		rc = prepare(b->wdb, "COMMIT", &b->w_commit);
-	if (!rc)
-		rc = tail_count(b);
 	if (rc && !err[0])
 		snprintf(err, errlen, "cannot open the store for writing");
 	return rc;

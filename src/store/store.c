@@ -345,8 +345,6 @@ static cv_rc prepare_write(cv_store_t *s, cv_store_write_t *w)
 		return w->keyrow && w->name ? CV_OK : CV_E_INVALID;
 	case CV_STORE_AUDIT_PRUNE:
 		return w->name && w->audit_pos > 0 ? CV_OK : CV_E_INVALID;
-	case CV_STORE_AUDIT_SETTLE:
-		return s->pg ? CV_E_UNSUPPORTED : CV_OK;
 	case CV_STORE_PUT_VERSION:
 		rc = seal_version(s, w);
 		break;

@@ -96,9 +96,6 @@ typedef enum {
 	CV_STORE_AUDIT_PRUNE, /* retention, after an archive was written and verified: removes
 	                         the records up to audit_pos (with their search keys) and sets
 	                         meta `name` to body (the signed base the chain now starts from) */
-	CV_STORE_AUDIT_SETTLE, /* the records in the unsettled tail get their search-key rows and
-	                         indexes now (cv_store_audit_settle); audit_pos gets the position up
-	                         to which every record is settled */
 } cv_store_op;
 
 /* --- the audit trail --------------------------------------------------------
@@ -218,8 +215,7 @@ typedef struct cv_store_write {
 	cv_buf_t blinded;        /* CV_IX_BLIND_BYTES per HASH entry, in entry order */
 	bool skip;               /* a back end's: a failed group left out when the batch is redone */
 	int64_t audit_pos;       /* AUDIT: set by the back end, its position in the chain;
-	                            AUDIT_PRUNE: the last position removed (given);
-	                            AUDIT_SETTLE: set by the back end (see the op) */
+	                            AUDIT_PRUNE: the last position removed (given) */
 	struct cv_keyent *keyent; /* PUT_VERSION: the key that sealed it (pinned until done) */
 	bool newkey;             /* PUT_VERSION: keyent is not stored yet: store it with the version
 	                            (CV_E_CONFLICT if its owner got another key meanwhile) */
@@ -597,14 +593,6 @@ cv_rc cv_store_audit_keys_extra(cv_store_t *s, int64_t from, int64_t to, int64_t
 /* How many rows the lookup table holds for positions in [from, to] (one scan:
  * the extra rows' query joins every row to its record). */
 cv_rc cv_store_audit_keys_count(cv_store_t *s, int64_t from, int64_t to, int64_t *count);
-
-/* Settles the unsettled tail (the embedded store appends new records to it
- * without index maintenance and moves them in bulk; store/sqlite.c): after
- * it, every record up to *upto is in the search-key table and the indexes
- * (the head then; later records may be in the tail again). Works on a raw
- * store too (its own transaction). PostgreSQL has no tail: *upto is the head. */
-cv_rc cv_store_audit_settle(cv_store_t *s, int64_t *upto);
-#define CV_AUDIT_TAIL_ROWS 512 /* the tail is settled in the batch that finds it this long */
 
 /* The latest checkpoint (one index probe). CV_E_NOTFOUND when there is none. */
 cv_rc cv_store_audit_last_checkpoint(cv_store_t *s, cv_store_checkpoint_t *out);

@@ -555,10 +555,6 @@ test('Patient/$access-report: who read the record, when, how and why; disclosure
 test('carevault audit verify: whole trail passes; every kind of tampering is named at its record', async (t) => {
   const s = servers.tamper;
   assert.ok(s && s.exit !== null, 'the tamper server ran and stopped');
-  // verification settles the embedded store's tail first: the edits below attack settled records
-  // (the unit tests attack the tail's)
-  const settled = verify(s);
-  assert.equal(settled.status, 0, `untouched: ${settled.out.slice(0, 400)}`);
   const orig = storeHandle(s);
   const chain = orig.chain();
   const H = chain.length;

@@ -135,11 +135,8 @@ export function storeHandle(server, { dataDir = server.dataDir, url = server.env
     },
     /** The whole chain, oldest first, blobs as hex. */
     chain() {
-      const cols = `pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, npat, ${h.hex('keys')} AS keys, `
-        + `${h.hex('body')} AS body, ${h.hex('prev')} AS prev, ${h.hex('hash')} AS hash`;
-      // the embedded store's newest records may still be in its unsettled tail
-      const from = pg ? 'FROM cv_audit' : `FROM cv_audit UNION ALL SELECT ${cols} FROM cv_audit_log`;
-      return h.rows(`SELECT ${cols} ${from} ORDER BY pos`)
+      return h.rows(`SELECT pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, npat, ${h.hex('keys')} AS keys, `
+        + `${h.hex('body')} AS body, ${h.hex('prev')} AS prev, ${h.hex('hash')} AS hash FROM cv_audit ORDER BY pos`)
         .map((r) => ({ ...r, pos: Number(r.pos), at_us: BigInt(r.at_us), outcome: Number(r.outcome), flags: Number(r.flags),
           nres: Number(r.nres), npat: Number(r.npat) }));
     },

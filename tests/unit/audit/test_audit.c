@@ -450,17 +450,6 @@ static void expect(fx_t *f, const cv_store_audit_query_t *q, const char *need, c
 #define EXPECT_NONE(f, q) expect(f, q, NULL, NULL, 0)
 
 /* Five records of distinct shape, then twelve of one pager (positions 6..17). */
-/* Settles the trail: every record up to `upto` (the head) then has its
- * search-key rows (on PostgreSQL, which has no tail, it only reads the head). */
-static void settle(fx_t *f, int64_t upto)
-{
-	int64_t got = -1;
-	assert_int_equal(cv_store_audit_settle(f->ts.s, &got), CV_OK);
-	assert_int_equal(got, upto);
-}
-
-/* Records 1 to 3 settled, 4 to 17 in the tail (SQLite): the searches below
- * span both. */
 static const char *search_fixture(fx_t *f)
 {
 	const char *id3;
@@ -480,7 +469,6 @@ static const char *search_fixture(fx_t *f)
 	e.status = 409;
 	e.outcome = cv_audit_outcome(409);
 	assert_int_equal(put_event(f, &e, &id3), 3);
-	settle(f, 3);
 	e = read_event("u-carol", (const char *[]){ "p-003" }, (const char *[]){ "Observation/o-3" },
 		       BASE_US + 4000000);
 	e.flags = CV_AUDIT_F_BREAK_GLASS;
@@ -499,18 +487,10 @@ static const char *search_fixture(fx_t *f)
 	return id3;
 }
 
-/* Runs a search test's checks on the fixture, then again once it is all settled. */
-static void before_and_after_settling(fx_t *f, void (*checks)(fx_t *f, const char *id3))
+static void the_trail_is_searched_by_patient_entity_and_agent(void **state)
 {
-	const char *id3 = search_fixture(f);
-	checks(f, id3);
-	settle(f, 17);
-	checks(f, id3);
-}
-
-static void search_by_keys(fx_t *f, const char *id3)
-{
-	(void)id3;
+	fx_t *f = *state;
+	search_fixture(f);
 	cv_store_audit_query_t q = any();
 	q.nkeys = 1;
 	q.keys[0] = cv_audit_key_patient(&f->pool, "p-001");
@@ -539,13 +519,10 @@ static void search_by_keys(fx_t *f, const char *id3)
 	EXPECT_NONE(f, &q);
 }
 
-static void the_trail_is_searched_by_patient_entity_and_agent(void **state)
+static void the_trail_is_searched_by_action_outcome_flags_and_date(void **state)
 {
-	before_and_after_settling(*state, search_by_keys);
-}
-
-static void search_by_fields(fx_t *f, const char *id3)
-{
+	fx_t *f = *state;
+	const char *id3 = search_fixture(f);
 	cv_store_audit_query_t q = any();
 	q.action = 'U';
 	EXPECT(f, &q, "\"action\":\"U\"", 3);
@@ -579,14 +556,10 @@ static void search_by_fields(fx_t *f, const char *id3)
 	EXPECT_NONE(f, &q);
 }
 
-static void the_trail_is_searched_by_action_outcome_flags_and_date(void **state)
+static void the_trail_pages_newest_first_with_before_pos(void **state)
 {
-	before_and_after_settling(*state, search_by_fields);
-}
-
-static void search_pages(fx_t *f, const char *id3)
-{
-	(void)id3;
+	fx_t *f = *state;
+	search_fixture(f);
 	cv_store_audit_query_t q = any();
 	q.agent = "u-pager";
 	q.limit = 5;
@@ -602,14 +575,6 @@ static void search_pages(fx_t *f, const char *id3)
 	q.after_pos = 15;
 	q.ascending = true;
 	EXPECT(f, &q, NULL, 16, 17);
-	q.after_pos = 1;
-	q.limit = 3;
-	EXPECT(f, &q, NULL, 2, 3, 4); /* across the settled records and the tail */
-}
-
-static void the_trail_pages_newest_first_with_before_pos(void **state)
-{
-	before_and_after_settling(*state, search_pages);
 }
 
 static cv_store_t *open_raw(fx_t *f)
@@ -661,67 +626,6 @@ static void a_raw_store_scans_but_cannot_search(void **state)
 	cv_store_close(raw);
 }
 
-/* How many rows a table of the SQLite store holds (read directly). */
-static int64_t lite_count(const fx_t *f, const char *table)
-{
-	char path[128], sql[96];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	snprintf(path, sizeof path, "%s/store.db", f->ts.dir);
-	snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	int64_t n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
-}
-
-/* The embedded store appends records to the tail and settles it in the
- * batch that finds it CV_AUDIT_TAIL_ROWS long: the tail's records move to
- * cv_audit with their search-key rows (two keys each here); the chain is
- * whole throughout, and the searches see every record either way. */
-static void the_tail_settles_at_its_bound(void **state)
-{
-	fx_t *f = *state;
-	if (f->ts.url[0])
-		skip(); /* PostgreSQL has no tail */
-	const int n = CV_AUDIT_TAIL_ROWS + 40;
-	for (int i = 1; i <= CV_AUDIT_TAIL_ROWS; i++)
-		assert_int_equal(put_plain(f, i), i);
-	assert_int_equal(lite_count(f, "cv_audit_log"), CV_AUDIT_TAIL_ROWS);
-	assert_int_equal(lite_count(f, "cv_audit"), 0);
-	assert_int_equal(lite_count(f, "cv_audit_key"), 0);
-	for (int i = CV_AUDIT_TAIL_ROWS + 1; i <= n; i++)
-		assert_int_equal(put_plain(f, i), i);
-	assert_int_equal(lite_count(f, "cv_audit_log"), n - CV_AUDIT_TAIL_ROWS);
-	assert_int_equal(lite_count(f, "cv_audit"), CV_AUDIT_TAIL_ROWS);
-	assert_int_equal(lite_count(f, "cv_audit_key"), 2 * CV_AUDIT_TAIL_ROWS);
-	cv_store_audit_query_t q = any();
-	q.nkeys = 1;
-	q.keys[0] = cv_audit_key_entity(&f->pool, "Observation/o-1");
-	EXPECT(f, &q, NULL, 1);
-	q.keys[0] = cv_audit_key_entity(&f->pool, cv_pool_printf(&f->pool, "Observation/o-%d", n));
-	EXPECT(f, &q, NULL, n);
-	q.keys[0] = cv_audit_key_patient(&f->pool, "p-003");
-	int hits = 0;
-	q.limit = 1000;
-	assert_int_equal(cv_store_audit_search(f->ts.s, &q, &f->pool, count_hit, &hits), CV_OK);
-	assert_int_equal(hits, (n + 7 - 3) / 7); /* i % 7 == 3 */
-	cv_store_close(f->ts.s);
-	f->ts.s = NULL;
-	cv_audit_verdict_t v;
-	cv_store_t *raw = open_raw(f);
-	assert_int_equal(cv_audit_verify(raw, NULL, NULL, NULL, &v), CV_OK);
-	cv_store_close(raw);
-	assert_true(v.ok);
-	assert_int_equal(v.records, n);
-	/* verification settled the rest first: every record's keys were checked */
-	assert_int_equal(lite_count(f, "cv_audit_log"), 0);
-	assert_int_equal(lite_count(f, "cv_audit_key"), 2 * n);
-}
-
 /* ---- 4. tampering --------------------------------------------------------- */
 
 static void trail_config(const fx_t *f, cv_audit_config_t *cfg)
@@ -742,9 +646,8 @@ static cv_audit_t *open_trail(fx_t *f)
 }
 
 /* TRAIL_N records with signed checkpoints at 10 and 20, copied to the
- * file; then the store is closed, for the attacker to work on. settled:
- * the records are in cv_audit; else (SQLite) still in the tail. */
-static int make_trail(void **state, bool settled)
+ * file; then the store is closed, for the attacker to work on. */
+static int trail_setup(void **state)
 {
 	setup(state);
 	fx_t *f = *state;
@@ -757,24 +660,9 @@ static int make_trail(void **state, bool settled)
 	}
 	assert_int_equal(cv_audit_checkpoint_now(a), CV_OK); /* nothing new: no third one */
 	cv_audit_free(a);
-	int64_t upto = 0;
-	if (settled)
-		assert_int_equal(cv_store_audit_settle(f->ts.s, &upto), CV_OK);
-	assert_int_equal(upto, settled ? TRAIL_N : 0);
 	cv_store_close(f->ts.s);
 	f->ts.s = NULL;
 	return 0;
-}
-
-/* Most attacks below are on settled records; the tail's have tests of their own. */
-static int trail_setup(void **state)
-{
-	return make_trail(state, true);
-}
-
-static int tail_trail_setup(void **state)
-{
-	return make_trail(state, false);
 }
 
 /* Direct access to the database, as an attacker has it. */
@@ -939,25 +827,6 @@ static void tampered(fx_t *f, const char *sql, int64_t pos, const char *says)
 	db_close(&d);
 	cv_audit_verdict_t v = verify(f, true);
 	assert_found(&v, pos, says);
-}
-
-/* The tail is chained like the rest: verification (which settles it first)
- * finds its records edited or deleted. */
-static void an_edited_record_in_the_tail_is_found(void **state)
-{
-	fx_t *f = *state;
-	if (f->ts.url[0])
-		skip(); /* PostgreSQL has no tail */
-	assert_int_equal(lite_count(f, "cv_audit_log"), TRAIL_N);
-	tampered(f, "UPDATE cv_audit_log SET agent = 'u-scapegoat' WHERE pos = 9", 9, "altered");
-}
-
-static void a_deleted_record_in_the_tail_is_found(void **state)
-{
-	fx_t *f = *state;
-	if (f->ts.url[0])
-		skip();
-	tampered(f, "DELETE FROM cv_audit_log WHERE pos = 14", 14, "missing");
 }
 
 static void a_deleted_record_is_found(void **state)
@@ -1694,13 +1563,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(the_trail_is_searched_by_action_outcome_flags_and_date, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_trail_pages_newest_first_with_before_pos, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_raw_store_scans_but_cannot_search, setup, teardown),
-		cmocka_unit_test_setup_teardown(the_tail_settles_at_its_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(an_untouched_trail_verifies, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_edited_body_byte_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_edited_field_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_deleted_record_is_found, trail_setup, teardown),
-		cmocka_unit_test_setup_teardown(an_edited_record_in_the_tail_is_found, tail_trail_setup, teardown),
-		cmocka_unit_test_setup_teardown(a_deleted_record_in_the_tail_is_found, tail_trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_inserted_record_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_deleted_search_key_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_added_search_key_is_found, trail_setup, teardown),
