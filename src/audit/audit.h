@@ -154,6 +154,22 @@ void cv_audit_reason(cv_exchange_t *ex, const char *reason);
  * other record. */
 cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out);
 
+/* The record of ex committed with the internal record it administers,
+ * written by a layer that does not know the request (an account by auth/,
+ * an erasure request): between begin and end, the next write on this thread
+ * of a version of internal type `type` (alone or in a group) carries ex's
+ * record with `status` (cv_audit_attach), and with target_from_write, that
+ * version's id as the target (an id made by the write). store.h, "a write's
+ * companion". */
+typedef struct cv_audit_companion {
+	cv_exchange_t *ex;
+	unsigned status;
+	const char *type;
+	bool target_from_write;
+} cv_audit_companion_t;
+void cv_audit_companion_begin(cv_audit_companion_t *c);
+void cv_audit_companion_end(void);
+
 /* The record of one entry of a batch, for its own write's transaction
  * (the batch as a whole gets its record too): interaction subtype and
  * action, the status it will answer, the resource and its patients. */

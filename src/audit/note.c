@@ -283,6 +283,28 @@ cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out
 	return CV_OK;
 }
 
+static cv_rc companion_record(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
+{
+	const cv_audit_companion_t *c = arg;
+	const cv_store_write_t *m = cv_store_version_of(w, c->type);
+	*rec = NULL;
+	if (!m)
+		return CV_OK;
+	if (c->target_from_write)
+		cv_audit_target(c->ex, m->id);
+	return cv_audit_attach(c->ex, c->status, rec);
+}
+
+void cv_audit_companion_begin(cv_audit_companion_t *c)
+{
+	cv_store_companion_set(companion_record, c);
+}
+
+void cv_audit_companion_end(void)
+{
+	cv_store_companion_clear();
+}
+
 cv_rc cv_audit_attach_entry(cv_exchange_t *ex, const char *subtype, char action, unsigned status, const char *type,
 			    const char *id, int64_t version, const char *const *patients, size_t npatients,
 			    cv_store_write_t **out)

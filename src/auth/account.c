@@ -13,7 +13,7 @@
 #include "model/json.h"
 #include "core/time.h"
 
-#define USER_TYPE "~User"
+#define USER_TYPE CV_ACCOUNT_TYPE
 #define LOGIN_TYPE "~Login"
 #define RECORD_MAX (16u << 10)
 

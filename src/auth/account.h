@@ -29,6 +29,8 @@
 #include "core/rc.h"
 #include "store/store.h"
 
+#define CV_ACCOUNT_TYPE "~User" /* the internal type of account records */
+
 #define CV_ACCOUNT_ID_LEN 32       /* hex characters of an account id */
 #define CV_USERNAME_MAX 64         /* bytes of a user name */
 #define CV_LINK_MAX 80             /* "Patient/<id>" or "Practitioner/<id>" */

@@ -18,7 +18,7 @@
 #include "core/time.h"
 #include "crypto/crypto.h"
 
-#define CLIENT_TYPE "~Client"
+#define CLIENT_TYPE CV_CLIENT_TYPE
 #define RECORD_MAX (CV_CLIENT_JWKS_MAX + (16u << 10))
 #define UPDATE_TRIES 8
 

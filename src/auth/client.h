@@ -32,6 +32,8 @@
 #include "core/rc.h"
 #include "store/store.h"
 
+#define CV_CLIENT_TYPE "~Client" /* the internal type of client records */
+
 #define CV_CLIENT_ID_LEN 32
 #define CV_CLIENT_NAME_MAX 100
 #define CV_CLIENT_REDIRECTS 8

@@ -83,4 +83,19 @@ int cv_cli_audit(int argc, char **argv);
  * whether it worked. Returns 0, or -1 (and says so on stderr). */
 int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const char *target, bool ok);
 
+/* A change the command makes through auth/ (an account, a client), its
+ * record committed with the write (store.h, "a write's companion"):
+ * begin before the call that writes the version of internal type `type`;
+ * end after it, with its outcome and target (NULL: the id written), writes
+ * the record of a change that failed (or that did not carry its record). */
+typedef struct cv_cli_change {
+	const char *subtype, *type, *target;
+	char action;
+	char agent[64];
+	cv_pool_t pool;
+	cv_store_write_t *rec;
+} cv_cli_change_t;
+void cv_cli_change_begin(cv_cli_change_t *c, const char *subtype, char action, const char *type, const char *target);
+int cv_cli_change_end(cv_cli_change_t *c, cv_store_t *s, bool ok, const char *target);
+
 #endif

@@ -137,13 +137,18 @@ static int cmd_add(client_cmd_t *c, char *err, size_t errlen)
 	if (c->jwks_file && !jwks)
 		return -1;
 	int ret = -1;
-	if (!cv_cli_open_store(&c->cfg, 1, &c->master, &c->store, err, errlen) &&
-	    !cv_client_create(c->store,
-			      &(cv_client_new_t){ .name = c->name, .type = c->type, .redirects = c->redirects,
-						  .nredirects = c->nredirects, .scope = c->scope, .jwks = jwks,
-						  .jwks_url = c->jwks_url, .ca_file = c->cfg.outbound_ca_file },
-			      &cl, secret, err, errlen)) {
-		cv_cli_audit_change(c->store, "client-created", 'C', cl.id, true);
+	cv_cli_change_t ch; /* the client and its record commit together */
+	cv_rc rc = CV_E_INTERNAL;
+	if (!cv_cli_open_store(&c->cfg, 1, &c->master, &c->store, err, errlen)) {
+		cv_cli_change_begin(&ch, "client-created", 'C', CV_CLIENT_TYPE, NULL);
+		rc = cv_client_create(c->store,
+				      &(cv_client_new_t){ .name = c->name, .type = c->type, .redirects = c->redirects,
+							  .nredirects = c->nredirects, .scope = c->scope, .jwks = jwks,
+							  .jwks_url = c->jwks_url, .ca_file = c->cfg.outbound_ca_file },
+				      &cl, secret, err, errlen);
+		cv_cli_change_end(&ch, c->store, rc == CV_OK, rc ? NULL : cl.id);
+	}
+	if (!rc) {
 		printf("client_id: %s\n", cl.id);
 		if (secret[0])
 			printf("client_secret: %s\n", secret);
@@ -180,10 +185,12 @@ static int cmd_switch(client_cmd_t *c, char *err, size_t errlen)
 	}
 	if (cv_cli_open_store(&c->cfg, 1, &c->master, &c->store, err, errlen))
 		return -1;
-	cv_rc rc = cv_client_set_disabled(c->store, c->id, strcmp(c->verb, "disable") == 0);
 	char subtype[40];
 	snprintf(subtype, sizeof subtype, "client-%.30s", c->verb);
-	cv_cli_audit_change(c->store, subtype, 'U', c->id, rc == CV_OK);
+	cv_cli_change_t ch;
+	cv_cli_change_begin(&ch, subtype, 'U', CV_CLIENT_TYPE, c->id);
+	cv_rc rc = cv_client_set_disabled(c->store, c->id, strcmp(c->verb, "disable") == 0);
+	cv_cli_change_end(&ch, c->store, rc == CV_OK, c->id);
 	if (rc)
 		snprintf(err, errlen, rc == CV_E_NOTFOUND ? "no such client" : "cannot update the client: %s",
 			 cv_rc_str(rc));

@@ -38,16 +38,54 @@ int cv_cli_open_store(const cv_config_t *cfg, unsigned read_conns, cv_key_t **ma
 	return rc ? -1 : 0;
 }
 
+/* The event of an operator's change. */
+static cv_audit_event_t change_event(const char *subtype, char action, const char *target, bool ok, char agent[64])
+{
+	snprintf(agent, 64, "operator-uid-%u", (unsigned)getuid());
+	return (cv_audit_event_t){ .type = CV_AUDIT_SECURITY, .subtype = subtype, .action = action, .outcome = ok ? 0 : 4,
+				   .flags = CV_AUDIT_F_SECURITY, .agent = agent, .agent_kind = "operator", .target = target };
+}
+
 int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const char *target, bool ok)
 {
 	char agent[64];
-	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
-	cv_audit_event_t e = { .type = CV_AUDIT_SECURITY, .subtype = subtype, .action = action, .outcome = ok ? 0 : 4,
-			       .flags = CV_AUDIT_F_SECURITY, .agent = agent, .agent_kind = "operator", .target = target };
+	cv_audit_event_t e = change_event(subtype, action, target, ok, agent);
 	if (cv_audit_record(s, &e) == CV_OK)
 		return 0;
 	fprintf(stderr, "carevault: warning: the change could not be recorded in the audit trail\n");
 	return -1;
+}
+
+static cv_rc change_record(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
+{
+	cv_cli_change_t *c = arg;
+	const cv_store_write_t *m = cv_store_version_of(w, c->type);
+	*rec = NULL;
+	if (!m)
+		return CV_OK;
+	cv_audit_event_t e = change_event(c->subtype, c->action, c->target ? c->target : m->id, true, c->agent);
+	cv_store_write_t *r = cv_pool_alloc(&c->pool, sizeof *r);
+	cv_rc rc = r ? cv_audit_build(&e, &c->pool, r) : CV_E_NOMEM;
+	if (!rc)
+		*rec = c->rec = r;
+	return rc;
+}
+
+void cv_cli_change_begin(cv_cli_change_t *c, const char *subtype, char action, const char *type, const char *target)
+{
+	*c = (cv_cli_change_t){ .subtype = subtype, .type = type, .target = target, .action = action };
+	cv_pool_init(&c->pool, 0);
+	cv_store_companion_set(change_record, c);
+}
+
+int cv_cli_change_end(cv_cli_change_t *c, cv_store_t *s, bool ok, const char *target)
+{
+	cv_store_companion_clear();
+	bool recorded = c->rec && c->rec->result == CV_OK;
+	cv_pool_release(&c->pool);
+	if (ok && recorded)
+		return 0;
+	return cv_cli_audit_change(s, c->subtype, c->action, target, ok);
 }
 
 void cv_cli_progress(cv_cli_progress_t *p, uint64_t done, uint64_t total, bool last)

@@ -210,11 +210,12 @@ static int cmd_add(user_cmd_t *u, char *err, size_t errlen)
 	if (open_store(u, err, errlen))
 		goto out;
 	cv_users_new_t n = { .username = u->username, .role = u->role, .link = link, .password = pw, .mfa = u->mfa };
-	if (cv_users_create(u->store, &n, &a, &enr, err, errlen)) {
-		cv_cli_audit_change(u->store, "user-created", 'C', NULL, false);
+	cv_cli_change_t ch; /* the account and its record commit together */
+	cv_cli_change_begin(&ch, "user-created", 'C', CV_ACCOUNT_TYPE, NULL);
+	cv_rc rc = cv_users_create(u->store, &n, &a, &enr, err, errlen);
+	cv_cli_change_end(&ch, u->store, rc == CV_OK, rc ? NULL : a.id);
+	if (rc)
 		goto out;
-	}
-	cv_cli_audit_change(u->store, "user-created", 'C', a.id, true);
 	printf("user_id: %s\n", a.id);
 	if (a.role == CV_ROLE_ADMIN)
 		retire_bootstrap_file(u);
@@ -298,12 +299,14 @@ static int cmd_change(user_cmd_t *u, char *err, size_t errlen)
 	cv_users_enrolment_t enr;
 	if (cv_users_action_parse(u->verb, &act) || open_store(u, err, errlen))
 		return -1;
+	char subtype[40];
+	snprintf(subtype, sizeof subtype, "user-%.30s", u->verb);
+	cv_cli_change_t ch;
+	cv_cli_change_begin(&ch, subtype, 'U', CV_ACCOUNT_TYPE, NULL);
 	cv_rc rc = cv_users_apply(u->store, u->username, false, act, &enr, NULL);
 	cv_account_t who;
 	bool known = cv_account_find(u->store, u->username, &who) == CV_OK;
-	char subtype[40];
-	snprintf(subtype, sizeof subtype, "user-%.30s", u->verb);
-	cv_cli_audit_change(u->store, subtype, 'U', known ? who.id : NULL, rc == CV_OK);
+	cv_cli_change_end(&ch, u->store, rc == CV_OK, known ? who.id : NULL);
 	if (known)
 		cv_account_release(&who);
 	int ret = -1;

@@ -192,7 +192,10 @@ void cv_admin_users_create(cv_exchange_t *ex)
 	n.link = link;
 	cv_account_t a;
 	cv_users_enrolment_t enr;
+	cv_audit_companion_t rec = { .ex = ex, .status = 201, .type = CV_ACCOUNT_TYPE, .target_from_write = true };
+	cv_audit_companion_begin(&rec); /* the account and its record commit together */
 	cv_rc rc = cv_users_create(store_of(ex), &n, &a, &enr, why, sizeof why);
+	cv_audit_companion_end();
 	sodium_memzero((void *)n.password, strlen(n.password));
 	if (rc) {
 		cv_fhir_error(ex, create_status(rc), rc == CV_E_CONFLICT ? "duplicate" : NULL, "%s", why);
@@ -239,7 +242,10 @@ void cv_admin_user_action(cv_exchange_t *ex)
 	}
 	cv_account_t a;
 	cv_users_enrolment_t enr;
+	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = CV_ACCOUNT_TYPE };
+	cv_audit_companion_begin(&rec);
 	cv_rc rc = cv_users_apply(store_of(ex), ex->args[0], true, act, &enr, &a);
+	cv_audit_companion_end();
 	if (rc) {
 		cv_fhir_fail(ex, rc, NULL, rc == CV_E_NOTFOUND ? "no such account" : "the account could not be changed");
 		return;
@@ -399,7 +405,10 @@ void cv_admin_clients_create(cv_exchange_t *ex)
 	cv_client_new_t n = { .name = name, .type = type, .redirects = uris, .nredirects = nuris, .scope = scope,
 			      .jwks = jwks_text, .jwks_url = jwks_url,
 			      .ca_file = ((cv_fhir_t *)ex->app)->cfg->outbound_ca_file };
+	cv_audit_companion_t rec = { .ex = ex, .status = 201, .type = CV_CLIENT_TYPE, .target_from_write = true };
+	cv_audit_companion_begin(&rec); /* the client and its record commit together */
 	cv_rc rc = cv_client_create(store_of(ex), &n, &c, secret, why, sizeof why);
+	cv_audit_companion_end();
 	if (rc) {
 		cv_fhir_error(ex, client_create_status(rc), NULL, "%s", why);
 		return;
@@ -444,7 +453,10 @@ void cv_admin_client_action(cv_exchange_t *ex)
 		return;
 	}
 	cv_client_t c;
+	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = CV_CLIENT_TYPE };
+	cv_audit_companion_begin(&rec);
 	cv_rc rc = cv_client_set_disabled(store_of(ex), ex->args[0], disable);
+	cv_audit_companion_end();
 	if (!rc)
 		rc = cv_client_get(store_of(ex), ex->args[0], &c);
 	if (rc) {
@@ -554,14 +566,17 @@ void cv_admin_erasures_create(cv_exchange_t *ex)
 	    !add(rec, "requested_us", json_object_new_int64(cv_time_now_us())) ||
 	    !add(rec, "state", json_object_new_string("pending")))
 		rc = CV_E_NOMEM;
+	cv_audit_target(ex, id);
+	cv_audit_companion_t companion = { .ex = ex, .status = 202, .type = ERASURE_TYPE };
+	cv_audit_companion_begin(&companion); /* the request and its record commit together */
 	if (!rc)
 		rc = erasure_put(store_of(ex), id, 0, rec);
+	cv_audit_companion_end();
 	if (rc) {
 		json_object_put(rec);
 		cv_fhir_fail(ex, rc, NULL, "the erasure request could not be stored");
 		return;
 	}
-	cv_audit_target(ex, id);
 	char *loc = cv_pool_printf(ex->pool, "/admin/erasures/%s", id);
 	if (loc)
 		cv_exchange_add_header(ex, "Location", loc);
@@ -651,7 +666,13 @@ void cv_admin_erasure_action(cv_exchange_t *ex)
 	json_object_object_add(rec, "decided_by", json_object_new_string(ex->principal.id ? ex->principal.id : ""));
 	json_object_object_add(rec, "decided_us", json_object_new_int64(cv_time_now_us()));
 	json_object_object_add(rec, "resources", json_object_new_int64(count));
+	/* a rejection and its record commit together; so do an erasure's record and its request's
+	 * decision (the erasure itself commits before: the ledger and the keys come first) */
+	cv_audit_companion_t companion = { .ex = ex, .status = 200, .type = ERASURE_TYPE };
+	if (!rc)
+		cv_audit_companion_begin(&companion);
 	cv_rc wrc = cv_record_put(store_of(ex), ERASURE_TYPE, ex->args[0], version, rec);
+	cv_audit_companion_end();
 	if (rc || (wrc && !approve)) {
 		json_object_put(rec);
 		cv_fhir_fail(ex, rc == CV_E_GONE ? CV_E_CONFLICT : rc ? rc : wrc, NULL,

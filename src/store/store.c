@@ -420,7 +420,7 @@ static void sync_done(cv_store_write_t *w)
 	pthread_mutex_unlock(&sw->mu);
 }
 
-cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w)
+static cv_rc write_wait(cv_store_t *s, cv_store_write_t *w)
 {
 	sync_wait_t sw = { .done = 0 };
 	pthread_mutex_init(&sw.mu, NULL);
@@ -439,6 +439,68 @@ cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w)
 	pthread_mutex_destroy(&sw.mu);
 	pthread_cond_destroy(&sw.cond);
 	return rc;
+}
+
+typedef struct companion {
+	cv_store_companion_fn fn;
+	void *arg;
+} companion_t;
+
+static _Thread_local companion_t companion;
+
+void cv_store_companion_set(cv_store_companion_fn fn, void *arg)
+{
+	companion = (companion_t){ .fn = fn, .arg = arg };
+}
+
+void cv_store_companion_clear(void)
+{
+	companion = (companion_t){ 0 };
+}
+
+const cv_store_write_t *cv_store_version_of(const cv_store_write_t *w, const char *type)
+{
+	size_t n = w->op == CV_STORE_GROUP ? w->nmembers : 1;
+	for (size_t i = 0; i < n; i++) {
+		const cv_store_write_t *m = w->op == CV_STORE_GROUP ? w->members[i] : w;
+		if (m->op == CV_STORE_PUT_VERSION && m->type && m->id && strcmp(m->type, type) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+#define COMPANION_MEMBERS_MAX 16
+
+/* w (a version, or a group's members) and rec as one group. */
+static cv_rc write_with_record(cv_store_t *s, cv_store_write_t *w, cv_store_write_t *rec)
+{
+	cv_store_write_t *members[COMPANION_MEMBERS_MAX + 1];
+	size_t n = w->op == CV_STORE_GROUP ? w->nmembers : 1;
+	if (n > COMPANION_MEMBERS_MAX || rec->op != CV_STORE_AUDIT)
+		return CV_E_INVALID;
+	for (size_t i = 0; i < n; i++)
+		members[i] = w->op == CV_STORE_GROUP ? w->members[i] : w;
+	members[n] = rec;
+	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = n + 1 };
+	cv_rc rc = write_wait(s, &g);
+	if (w->op == CV_STORE_GROUP)
+		w->result = g.result;
+	else if (w->result == CV_OK || w->result == CV_E_INTERNAL || w->result == CV_E_ABORTED)
+		w->result = rc; /* the group failed elsewhere (its record, the commit): so did w */
+	if (!rc)
+		cv_store_companion_clear();
+	return rc ? rc : w->result;
+}
+
+cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w)
+{
+	cv_store_write_t *rec = NULL;
+	if (companion.fn && (w->op == CV_STORE_PUT_VERSION || w->op == CV_STORE_GROUP)) {
+		cv_rc rc = companion.fn(companion.arg, w, &rec);
+		if (rc)
+			return w->result = rc;
+	}
+	return rec ? write_with_record(s, w, rec) : write_wait(s, w);
 }
 
 cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out)

@@ -338,8 +338,27 @@ cv_rc cv_store_ping(cv_store_t *s);
  * no call of done) if it cannot be queued. */
 cv_rc cv_store_submit(cv_store_t *s, cv_store_write_t *w);
 
-/* Submits w and waits for it; returns w->result. w->done must be NULL. */
+/* Submits w and waits for it; returns w->result. w->done must be NULL.
+ * With a companion set on this thread (below), a version or a group of them
+ * commits with the companion's record, or not at all. */
 cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w);
+
+/* A write's companion: "a write and its record commit in one transaction"
+ * for writes made below the layer that knows the request (an account, a
+ * client, an erasure request, written by auth/ for net/ or cli/). While one
+ * is set on the calling thread, cv_store_write_sync asks fn for the record
+ * of each version or group it is given: *rec an AUDIT write to commit in the
+ * same transaction, or NULL when w is not the write the record is about.
+ * An error from fn fails the write, unwritten. Once a record has committed
+ * the companion is cleared (one record a request); conflicting attempts
+ * retried by the caller ask again. */
+typedef cv_rc (*cv_store_companion_fn)(void *arg, const cv_store_write_t *w, cv_store_write_t **rec);
+void cv_store_companion_set(cv_store_companion_fn fn, void *arg);
+void cv_store_companion_clear(void);
+
+/* The version of internal type `type` that w writes (w itself, or a member
+ * of the group w), or NULL: what a companion's record is about. */
+const cv_store_write_t *cv_store_version_of(const cv_store_write_t *w, const char *type);
 
 /* Reads a meta value into out. CV_E_NOTFOUND if absent. */
 cv_rc cv_store_meta_get(cv_store_t *s, const char *name, cv_buf_t *out);

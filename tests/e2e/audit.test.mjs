@@ -239,6 +239,13 @@ test('every interaction produces its record, refused ones included', async (t) =
     newClient = r.json?.client_id ?? r.json?.id;
     return r;
   }, { status: 201, type: '110137', subtype: 'client-created', action: 'C', outcome: '0', targetOf: () => newClient });
+  // administration writes commit with their records (one each: the walk counts them); a refused one
+  // leaves the record of its refusal only
+  step('admin client disable', 'bootstrap-admin', () => server.req('POST', `/admin/clients/${newClient}/disable`, { headers: J, body: {} }),
+    { status: 200, type: '110137', subtype: 'client-disable', action: 'U', outcome: '0', targetOf: () => newClient });
+  step('admin user create, name taken', 'bootstrap-admin', () => server.req('POST', '/admin/users', { headers: J,
+    body: { username: `au.made.${TAG}`, role: 'billing', password: PASSWORD } }),
+  { status: 409, type: '110137', subtype: 'user-created', action: 'C', outcome: '4' });
   step('AuditEvent search', acct.auditor.id, () => p.auditor.call('GET', `/fhir/AuditEvent?agent=${dr}&_count=1`),
     { type: 'rest', subtype: 'search-type', action: 'E', outcome: '0', role: 'auditor', purpose: 'HOPERAT' });
   step('refused: another patient\'s id (404)', acct.patient1.id, () => p.patient1.call('GET', `/fhir/Patient/${ID.P2}`),

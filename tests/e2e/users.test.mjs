@@ -65,6 +65,33 @@ test('patients and clinicians are linked to resources that exist', async () => {
   assert.match(r.stderr, /Practitioner/);
 });
 
+// each change commits with its record (store.h, "a write's companion"): one record a command,
+// naming the account; a refused one has the record of its refusal
+test('each change is recorded once, naming the account; a refused one as refused', () => {
+  const since = new Date().toISOString(); // the server's clock is this machine's
+  const made = user(['add', '--username', 'rec.user', '--role', 'billing', '--password-stdin'], `${STRONG}\n`);
+  assert.equal(made.status, 0, made.stderr);
+  const id = /^user_id: (\S+)$/m.exec(made.stdout)[1];
+  assert.equal(user(['disable', '--username', 'rec.user']).status, 0);
+  assert.equal(user(['add', '--username', 'REC.user', '--role', 'billing', '--password-stdin'], `${STRONG}\n`).status, 1);
+  const out = path.join(server.dataDir, '..', `users-export-${process.pid}.ndjson`);
+  const x = spawnSync(server.bin, ['audit', 'export', '--data', server.dataDir, '--out', out],
+    { encoding: 'utf8', timeout: 60_000, env: server.env });
+  assert.equal(x.status, 0, x.stderr);
+  const events = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    .filter((e) => e.recorded >= since); // this test's (the file's other tests make accounts too)
+  fs.rmSync(out, { force: true });
+  const of = (subtype) => events.filter((e) => e.subtype?.some((c) => c.code === subtype));
+  const target = (e) => e.entity?.find((en) => en.what?.identifier?.value)?.what.identifier.value;
+  const outcome = (e) => e.outcome;
+  const created = of('user-created');
+  assert.deepEqual(created.map(outcome), ['0', '4'], `one record of the creation, one of the refused one: ${created.length}`);
+  assert.equal(target(created[0]), id, 'the creation names the new account');
+  const disabled = of('user-disable');
+  assert.equal(disabled.length, 1, 'one record of the change');
+  assert.equal(target(disabled[0]), id);
+});
+
 test('disable, enable, revoke-sessions and reset-mfa', () => {
   const before = user(['add', '--username', 'nurse1', '--role', 'billing', '--password-stdin'], `${STRONG}\n`);
   assert.equal(before.status, 0, before.stderr);

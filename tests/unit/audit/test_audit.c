@@ -346,6 +346,81 @@ static void a_conflicting_group_stores_neither_write_nor_record(void **state)
 	assert_chain(f->ts.s, 2);
 }
 
+/* A companion as net/ and cli/ set one (audit/note.c): a record for each
+ * version of Patient/p-grp; fails on demand. */
+typedef struct companion_fx {
+	fx_t *f;
+	int asked;          /* times the store asked for a record */
+	bool fail;          /* the record cannot be made */
+	bool bad_record;    /* the record is made but the store refuses it */
+	cv_store_write_t rec[4];
+} companion_fx_t;
+
+static cv_rc ghost_companion(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
+{
+	companion_fx_t *c = arg;
+	*rec = NULL;
+	if (w->op != CV_STORE_PUT_VERSION || strcmp(w->id, "p-grp") != 0)
+		return CV_OK; /* not the write the record is about */
+	if (c->fail)
+		return CV_E_NOMEM;
+	assert_true(c->asked < 4);
+	cv_store_write_t *r = &c->rec[c->asked++];
+	ghost_record(c->f, r);
+	if (c->bad_record)
+		r->audit = NULL; /* refused when the store prepares it */
+	*rec = r;
+	return CV_OK;
+}
+
+/* "A write and its record commit in one transaction" for writes made where
+ * the request is not known (an account written by auth/ for the admin API):
+ * the companion's record commits with the write, or neither does. */
+static void a_companion_record_commits_with_its_write_or_neither_does(void **state)
+{
+	fx_t *f = *state;
+	companion_fx_t c = { .f = f };
+	cv_store_write_t v;
+	/* a write the record is not about commits alone */
+	cv_store_write_t other = { .op = CV_STORE_PUT_VERSION, .type = "Patient", .id = "p-other",
+				   .updated_us = cv_time_now_us(), .body = (const uint8_t *)PATIENT_BODY,
+				   .body_len = sizeof PATIENT_BODY - 1 };
+	cv_store_companion_set(ghost_companion, &c);
+	assert_int_equal(cv_store_write_sync(f->ts.s, &other), CV_OK);
+	assert_int_equal(c.asked, 0);
+	/* the record cannot be made: the write fails, unwritten */
+	c.fail = true;
+	version_write(&v, 0);
+	assert_int_equal(cv_store_write_sync(f->ts.s, &v), CV_E_NOMEM);
+	/* the store refuses the record: the write fails with it */
+	c.fail = false;
+	c.bad_record = true;
+	version_write(&v, 0);
+	assert_int_not_equal(cv_store_write_sync(f->ts.s, &v), CV_OK);
+	assert_int_equal(ghost_records(f), 0);
+	cv_store_version_t cur;
+	assert_int_equal(cv_store_read(f->ts.s, "Patient", "p-grp", 0, &f->pool, &cur), CV_E_NOTFOUND);
+	/* a conflict (stale version): neither commits; the retry asks again and both commit */
+	c.bad_record = false;
+	version_write(&v, 3);
+	assert_int_equal(cv_store_write_sync(f->ts.s, &v), CV_E_CONFLICT);
+	assert_int_equal(c.rec[1].result, CV_E_ABORTED);
+	assert_int_equal(ghost_records(f), 0);
+	version_write(&v, 0);
+	assert_int_equal(cv_store_write_sync(f->ts.s, &v), CV_OK);
+	assert_int_equal(c.asked, 3);
+	assert_int_equal(c.rec[2].result, CV_OK);
+	assert_int_equal(current_version(f), 1);
+	assert_int_equal(ghost_records(f), 1);
+	/* one record a request: the companion is done */
+	version_write(&v, 1);
+	assert_int_equal(cv_store_write_sync(f->ts.s, &v), CV_OK);
+	assert_int_equal(c.asked, 3);
+	assert_int_equal(ghost_records(f), 1);
+	assert_chain(f->ts.s, 1);
+	cv_store_companion_clear();
+}
+
 static void a_conflicting_group_inside_a_batch_leaves_no_gap(void **state)
 {
 	fx_t *f = *state;
@@ -1559,6 +1634,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(concurrent_submissions_share_one_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_conflicting_group_stores_neither_write_nor_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_conflicting_group_inside_a_batch_leaves_no_gap, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_companion_record_commits_with_its_write_or_neither_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_trail_is_searched_by_patient_entity_and_agent, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_trail_is_searched_by_action_outcome_flags_and_date, setup, teardown),
 		cmocka_unit_test_setup_teardown(the_trail_pages_newest_first_with_before_pos, setup, teardown),
