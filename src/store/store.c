@@ -477,7 +477,7 @@ static cv_rc write_with_record(cv_store_t *s, cv_store_write_t *w, cv_store_writ
 	cv_store_write_t *members[COMPANION_MEMBERS_MAX + 1];
 	size_t n = w->op == CV_STORE_GROUP ? w->nmembers : 1;
 	if (n > COMPANION_MEMBERS_MAX || rec->op != CV_STORE_AUDIT)
-		return CV_E_INVALID;
+		return w->result = CV_E_INVALID;
 	for (size_t i = 0; i < n; i++)
 		members[i] = w->op == CV_STORE_GROUP ? w->members[i] : w;
 	members[n] = rec;

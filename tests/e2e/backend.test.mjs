@@ -11,12 +11,13 @@ import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { keyPair, rsaKeyPair } from './lib/keys.mjs';
 import { start } from './lib/server.mjs';
 
 let server;
-const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
-const other = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsa = rsaKeyPair();
+const ec = keyPair('ec', { namedCurve: 'secp384r1' });
+const other = rsaKeyPair();
 const jwk = (k, kid, alg) => ({ ...k.publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' });
 let full; // client id with system/*.cruds
 let reader; // client id with system/*.rs

@@ -10,13 +10,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import { rsaKeyPair } from './lib/keys.mjs';
 import { start } from './lib/server.mjs';
 import { base32Decode, totp } from './lib/totp.mjs';
 
 const J = { 'content-type': 'application/json' };
 const STRONG = 'an auditor passphrase of some length 9';
 const APP_SCOPE = 'launch/patient openid fhirUser offline_access patient/*.rs';
-const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsa = rsaKeyPair();
 const jwks = { keys: [{ ...rsa.publicKey.export({ format: 'jwk' }), kid: 'rsa1', alg: 'RS384', use: 'sig' }] };
 let server;
 

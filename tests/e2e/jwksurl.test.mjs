@@ -17,12 +17,13 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import { rsaKeyPair } from './lib/keys.mjs';
 import { start } from './lib/server.mjs';
 
 const J = { 'content-type': 'application/json' };
-const key1 = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const key2 = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const stranger = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const key1 = rsaKeyPair();
+const key2 = rsaKeyPair();
+const stranger = rsaKeyPair();
 const jwk = (k, kid) => ({ ...k.publicKey.export({ format: 'jwk' }), kid, alg: 'RS384', use: 'sig' });
 
 let server; // carevault

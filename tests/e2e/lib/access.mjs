@@ -41,6 +41,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Browser, parseForms } from './browser.mjs';
+import { rsaKeyPair } from './keys.mjs';
 import { E2E_DIR } from './server.mjs';
 import { loadSyntheaBundles, parseLocation } from './synthea.mjs';
 import { base32Decode, totp } from './totp.mjs';
@@ -342,7 +343,7 @@ export async function registerClients(server) {
 
 /** Registers a backend client (RS384 key) through admin(method, path, opts): {id, key, scope, res}. */
 export async function addBackend(server, admin, name, scope) {
-  const key = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const key = rsaKeyPair();
   const jwks = { keys: [{ ...key.publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS384', use: 'sig' }] };
   const res = await admin('POST', '/admin/clients', { headers: J, body: { name, type: 'backend', jwks, scope } });
   assert.equal(res.status, 201, `backend client ${name}: ${res.status} ${diag(res)}`);
