@@ -13,7 +13,7 @@
 #include "core/buf.h"
 #include "crypto/crypto.h"
 
-#define TOKEN_TYPE "~Token"
+#define TOKEN_TYPE CV_TOKEN_TYPE
 #define REFRESH_TYPE "~Refresh"
 #define CODE_TYPE "~Code"
 #define GRANT_TYPE "~Grant"

@@ -39,6 +39,8 @@
 #include "core/rc.h"
 #include "store/store.h"
 
+#define CV_TOKEN_TYPE "~Token" /* the internal type of access token records */
+
 #define CV_ACCESS_TOKEN_MAX 64 /* "cva_" + 43 base64url characters, and a NUL (same for cvr_, cvz_) */
 #define CV_ACCESS_TOKEN_LIFE_S 300
 #define CV_REFRESH_LIFE_S (30 * 86400) /* a refresh token's family lives 30 days at most */

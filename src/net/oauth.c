@@ -433,14 +433,20 @@ void cv_oauth_token(cv_exchange_t *ex)
 	const char *grant = fv(&f, "grant_type");
 	bool refresh = grant && strcmp(grant, "refresh_token") == 0;
 	cv_audit_kind(ex, CV_AUDIT_LOGIN, refresh ? "token-refreshed" : "token-issued", 'E');
+	/* the access token and the record of its issue commit together (a refresh token, a
+	 * redeemed code, commit before it: neither gives access alone) */
+	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = CV_TOKEN_TYPE };
+	cv_audit_companion_begin(&rec);
 	if (grant && strcmp(grant, "client_credentials") == 0)
-		return client_credentials(ex, &f);
-	if (grant && strcmp(grant, "authorization_code") == 0)
-		return authorization_code(ex, &f);
-	if (grant && strcmp(grant, "refresh_token") == 0)
-		return refresh_token(ex, &f);
-	oauth_error(ex, 400, "unsupported_grant_type",
-		    "grant_type is authorization_code, refresh_token or client_credentials");
+		client_credentials(ex, &f);
+	else if (grant && strcmp(grant, "authorization_code") == 0)
+		authorization_code(ex, &f);
+	else if (grant && strcmp(grant, "refresh_token") == 0)
+		refresh_token(ex, &f);
+	else
+		oauth_error(ex, 400, "unsupported_grant_type",
+			    "grant_type is authorization_code, refresh_token or client_credentials");
+	cv_audit_companion_end();
 }
 
 /* ---------------------------------------------------------------- introspection, revocation */
@@ -533,7 +539,10 @@ void cv_oauth_revoke(cv_exchange_t *ex)
 	if (authenticate_app(ex, &f, &c))
 		return;
 	cv_audit_agent(ex, c.id, NULL, NULL);
+	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = CV_TOKEN_TYPE };
+	cv_audit_companion_begin(&rec); /* an access token's revocation commits with its record */
 	cv_rc rc = cv_token_revoke(ctx(ex)->store, c.id, token);
+	cv_audit_companion_end();
 	if (rc) {
 		oauth_error(ex, 503, "temporarily_unavailable", "try again");
 	} else {
