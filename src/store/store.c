@@ -483,13 +483,13 @@ static cv_rc write_with_record(cv_store_t *s, cv_store_write_t *w, cv_store_writ
 	members[n] = rec;
 	cv_store_write_t g = { .op = CV_STORE_GROUP, .members = members, .nmembers = n + 1 };
 	cv_rc rc = write_wait(s, &g);
-	if (w->op == CV_STORE_GROUP)
-		w->result = g.result;
-	else if (w->result == CV_OK || w->result == CV_E_INTERNAL || w->result == CV_E_ABORTED)
-		w->result = rc; /* the group failed elsewhere (its record, the commit): so did w */
+	/* a group takes the group's result; a version keeps its own failure (the back end's, or the
+	 * group's: settle_group), but for CV_E_ABORTED: the group failed elsewhere (its record) */
+	if (w->op == CV_STORE_GROUP || w->result == CV_E_ABORTED)
+		w->result = rc;
 	if (!rc)
 		cv_store_companion_clear();
-	return rc ? rc : w->result;
+	return rc;
 }
 
 cv_rc cv_store_write_sync(cv_store_t *s, cv_store_write_t *w)
