@@ -159,8 +159,8 @@ cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out
  * an erasure request): between begin and end, the next write on this thread
  * of a version of internal type `type` (alone or in a group) carries ex's
  * record with `status` (cv_audit_attach), and with target_from_write, that
- * version's id as the target (an id made by the write). store.h, "a write's
- * companion". */
+ * version's id as the target (an id made by the write); no type: no write
+ * carries it (yet). store.h, "a write's companion". */
 typedef struct cv_audit_companion {
 	cv_exchange_t *ex;
 	unsigned status;

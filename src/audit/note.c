@@ -286,7 +286,7 @@ cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out
 static cv_rc companion_record(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
 {
 	const cv_audit_companion_t *c = arg;
-	const cv_store_write_t *m = cv_store_version_of(w, c->type);
+	const cv_store_write_t *m = c->type ? cv_store_version_of(w, c->type) : NULL;
 	*rec = NULL;
 	if (!m)
 		return CV_OK;

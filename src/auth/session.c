@@ -20,8 +20,8 @@
 #include "auth/record.h"
 #include "crypto/crypto.h"
 
-#define SESSION_TYPE "~Session"
-#define THROTTLE_TYPE "~Throttle"
+#define SESSION_TYPE CV_SESSION_TYPE
+#define THROTTLE_TYPE CV_THROTTLE_TYPE
 #define WRITE_TRIES 4
 #define LOCK_RETRY_S 3600 /* Retry-After for a lock only an administrator lifts */
 #define US 1000000LL
@@ -220,6 +220,12 @@ static cv_rc commit_account(cv_store_t *s, cv_account_t *a, const char *password
 	return cv_account_update(s, a);
 }
 
+static void settling(const cv_login_t *in, cv_login_result res, const cv_account_t *a)
+{
+	if (in->settling)
+		in->settling(in->settling_arg, res, a);
+}
+
 cv_rc cv_session_login(cv_store_t *s, const cv_login_t *in, cv_login_result *res, char token[CV_SESSION_TOKEN_MAX],
 		       cv_session_info_t *info, int64_t *retry_after)
 {
@@ -239,6 +245,7 @@ cv_rc cv_session_login(cv_store_t *s, const cv_login_t *in, cv_login_result *res
 	if (!d.permitted) {
 		*res = CV_LOGIN_THROTTLED;
 		*retry_after = d.wait > 0 ? d.wait : LOCK_RETRY_S;
+		settling(in, *res, NULL);
 		return CV_OK;
 	}
 	*res = attempt(s, in, &a, &rc);
@@ -249,9 +256,11 @@ cv_rc cv_session_login(cv_store_t *s, const cv_login_t *in, cv_login_result *res
 		*res = CV_LOGIN_DENIED;
 	}
 	if (!rc && *res == CV_LOGIN_OK)
-		rc = session_open(s, &a, in->now_us, token, info);
+		rc = record_success(s, &c); /* before the session: the login's last write carries its record */
+	if (!rc)
+		settling(in, *res, &a);
 	if (!rc && *res == CV_LOGIN_OK)
-		rc = record_success(s, &c);
+		rc = session_open(s, &a, in->now_us, token, info);
 	else if (!rc && *res == CV_LOGIN_DENIED)
 		rc = record_failure(s, &c, now);
 	if (rc)

@@ -30,6 +30,8 @@
 #include "core/rc.h"
 #include "store/store.h"
 
+#define CV_SESSION_TYPE "~Session"   /* the internal type of session records */
+#define CV_THROTTLE_TYPE "~Throttle" /* the internal type of login failure counters */
 #define CV_SESSION_TOKEN_MAX 64  /* "cvs_" + 43 base64url characters, and a NUL */
 #define CV_SESSION_CSRF_LEN 43   /* base64url of 32 random bytes */
 #define CV_SESSION_TOUCH_US (60LL * 1000000) /* last use is written at most once a minute
@@ -51,6 +53,21 @@ typedef struct cv_session_info {
 	int64_t created_us, seen_us;
 } cv_session_info_t;
 
+typedef enum {
+	CV_LOGIN_OK,           /* a session was opened */
+	CV_LOGIN_DENIED,       /* wrong name, password or code, or a disabled account: one answer for all */
+	CV_LOGIN_MFA_REQUIRED, /* the password was right; a code is needed */
+	CV_LOGIN_THROTTLED,    /* too many failures: wait retry_after seconds */
+} cv_login_result;
+
+/* The attempt's outcome as soon as it is known, before the write that
+ * settles it: a CV_SESSION_TYPE version (CV_LOGIN_OK) or the account's
+ * CV_THROTTLE_TYPE counter (CV_LOGIN_DENIED); MFA_REQUIRED and THROTTLED
+ * write nothing. a is the account the name found (its id "" when none), or
+ * NULL when it was not looked up (THROTTLED). So that a login and its audit
+ * record commit together (store.h, "a write's companion"). */
+typedef void (*cv_login_settling_fn)(void *arg, cv_login_result res, const cv_account_t *a);
+
 /* What a login attempt brings. code and recovery may be NULL or "". */
 typedef struct cv_login {
 	const char *username;
@@ -59,19 +76,15 @@ typedef struct cv_login {
 	const char *recovery;  /* or a recovery code */
 	const char *address;   /* the client's address, for throttling */
 	int64_t now_us;
+	cv_login_settling_fn settling; /* may be NULL */
+	void *settling_arg;
 } cv_login_t;
-
-typedef enum {
-	CV_LOGIN_OK,           /* a session was opened */
-	CV_LOGIN_DENIED,       /* wrong name, password or code, or a disabled account: one answer for all */
-	CV_LOGIN_MFA_REQUIRED, /* the password was right; a code is needed */
-	CV_LOGIN_THROTTLED,    /* too many failures: wait retry_after seconds */
-} cv_login_result;
 
 /* Tries a login. On CV_LOGIN_OK token gets the new session id (to set as
  * the cookie; never stored) and info the session. On CV_LOGIN_THROTTLED
  * *retry_after gets seconds. The return value is CV_OK unless the store
- * failed (then *res is CV_LOGIN_DENIED). */
+ * failed (then *res is CV_LOGIN_DENIED and no session was opened). The
+ * session is the login's last write. */
 cv_rc cv_session_login(cv_store_t *s, const cv_login_t *in, cv_login_result *res, char token[CV_SESSION_TOKEN_MAX],
 		       cv_session_info_t *info, int64_t *retry_after);
 

@@ -15,8 +15,8 @@
 
 #define TOKEN_TYPE CV_TOKEN_TYPE
 #define REFRESH_TYPE "~Refresh"
-#define CODE_TYPE "~Code"
-#define GRANT_TYPE "~Grant"
+#define CODE_TYPE CV_CODE_TYPE
+#define GRANT_TYPE CV_GRANT_TYPE
 #define JTI_TYPE "~Jti"
 #define WRITE_TRIES 8
 #define US 1000000LL
@@ -160,6 +160,12 @@ static cv_rc revoke_access(cv_store_t *s, const char *client, const char *id)
 		rc = cv_record_put(s, TOKEN_TYPE, id, version, NULL);
 	}
 	return rc;
+}
+
+const char *cv_token_revoke_type(const char *token)
+{
+	char id[65];
+	return token_id(token, "cva_", id) ? CV_TOKEN_TYPE : token_id(token, "cvr_", id) ? GRANT_TYPE : NULL;
 }
 
 cv_rc cv_token_revoke(cv_store_t *s, const char *client, const char *token)

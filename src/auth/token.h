@@ -40,6 +40,8 @@
 #include "store/store.h"
 
 #define CV_TOKEN_TYPE "~Token" /* the internal type of access token records */
+#define CV_GRANT_TYPE "~Grant" /* of grants (a refresh token's family) */
+#define CV_CODE_TYPE "~Code"   /* of authorization codes */
 
 #define CV_ACCESS_TOKEN_MAX 64 /* "cva_" + 43 base64url characters, and a NUL (same for cvr_, cvz_) */
 #define CV_ACCESS_TOKEN_LIFE_S 300
@@ -97,6 +99,11 @@ cv_rc cv_token_check(cv_store_t *s, const char *token, int64_t now_us, cv_token_
  * refresh token's grant is revoked (the whole family). A token that is not
  * valid, or not the client's, is ignored (RFC 7009: the answer is the same). */
 cv_rc cv_token_revoke(cv_store_t *s, const char *client, const char *token);
+
+/* The internal type cv_token_revoke writes for token (CV_TOKEN_TYPE or
+ * CV_GRANT_TYPE), or NULL when it is no token of ours: what the record of
+ * the revocation commits with. */
+const char *cv_token_revoke_type(const char *token);
 
 /* Stores a new grant (g->id, created_us and expires_us are set here). */
 cv_rc cv_grant_create(cv_store_t *s, cv_grant_t *g, int64_t now_us);

@@ -459,6 +459,20 @@ static cv_rc launch_patient(areq_t *r, const char *scope, const char **patient)
 	return rc == CV_E_NOTFOUND ? CV_E_INVALID : rc;
 }
 
+/* The code, committed with the record of the authorization (the grant
+ * commits just before it: without a code it gives nothing). */
+static cv_rc code_with_record(areq_t *r, const cv_grant_t *g, int64_t now, char code[CV_ACCESS_TOKEN_MAX])
+{
+	cv_exchange_t *ex = r->ex;
+	cv_audit_kind(ex, CV_AUDIT_SECURITY, "app-authorized", 'E');
+	cv_audit_target(ex, r->client.id);
+	cv_audit_companion_t rec = { .ex = ex, .status = 302, .type = CV_CODE_TYPE };
+	cv_audit_companion_begin(&rec);
+	cv_rc rc = cv_code_issue(ctx(ex)->store, g, r->q[Q_REDIRECT_URI], r->q[Q_CHALLENGE], now, code);
+	cv_audit_companion_end();
+	return rc;
+}
+
 /* Stores the grant and its code, and sends the person back to the app. */
 static void issue_code(areq_t *r, const char *scope, const char *patient)
 {
@@ -480,14 +494,12 @@ static void issue_code(areq_t *r, const char *scope, const char *patient)
 		int64_t now = cv_time_now_us();
 		rc = cv_grant_create(ctx(ex)->store, &g, now);
 		if (!rc)
-			rc = cv_code_issue(ctx(ex)->store, &g, r->q[Q_REDIRECT_URI], r->q[Q_CHALLENGE], now, code);
+			rc = code_with_record(r, &g, now, code);
 	}
 	if (rc) {
 		app_error(r, "temporarily_unavailable", "the authorization could not be stored; try again");
 		return;
 	}
-	cv_audit_kind(ex, CV_AUDIT_SECURITY, "app-authorized", 'E');
-	cv_audit_target(ex, r->client.id);
 	cv_log(CV_LOG_INFO, "auth.authorized",
 	       (cv_log_field_t[]){ CV_LS("user", p->id), CV_LS("client", r->client.id), CV_LS("grant", g.id) }, 3);
 	back_to_app(r, (const char *const[]){ "code", code, NULL });

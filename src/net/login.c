@@ -89,33 +89,57 @@ static int login_input(cv_exchange_t *ex, cv_login_t *in)
 }
 
 /* The login's audit record: whose account (by id: a user name is not
- * recorded), and how it went. */
-static void audit_login(cv_exchange_t *ex, const cv_login_t *in, cv_rc rc, cv_login_result res,
-			const cv_session_info_t *info)
+ * recorded), and how it went. Set as soon as the outcome is known, so that
+ * the write settling it (the session, or the failure count) commits with it. */
+typedef struct login_audit {
+	cv_exchange_t *ex;
+	const cv_login_t *in;
+	bool settled;             /* the outcome (and the agent) is known */
+	cv_audit_companion_t rec; /* no type (no record) until it is */
+} login_audit_t;
+
+static void login_agent(cv_exchange_t *ex, const char *username, const cv_account_t *a)
 {
-	bool code = (in->code && in->code[0]) || (in->recovery && in->recovery[0]);
-	const char *sub = rc ? "login-error" : res == CV_LOGIN_OK ? "login" : res == CV_LOGIN_MFA_REQUIRED
-			  ? "login-mfa-required" : res == CV_LOGIN_THROTTLED ? "login-throttled"
-			  : code ? "mfa-failed" : "login-failed";
-	cv_audit_kind(ex, CV_AUDIT_LOGIN, sub, 'E');
-	cv_account_t a;
-	if (!rc && res == CV_LOGIN_OK) {
-		cv_audit_agent(ex, info->user, info->role, info->link);
-	} else if (cv_account_find(ctx(ex)->store, in->username, &a) == CV_OK) {
-		cv_audit_agent(ex, a.id, cv_role_name(a.role), a.link);
-		cv_account_release(&a);
+	cv_account_t found;
+	if (!a && cv_account_find(ctx(ex)->store, username, &found) == CV_OK) {
+		cv_audit_agent(ex, found.id, cv_role_name(found.role), found.link);
+		cv_account_release(&found);
+	} else if (a && a->id[0]) {
+		cv_audit_agent(ex, a->id, cv_role_name(a->role), a->link);
 	} else {
 		cv_audit_agent(ex, "unknown-user", NULL, NULL);
 	}
+}
+
+static void login_settling(void *arg, cv_login_result res, const cv_account_t *a)
+{
+	login_audit_t *la = arg;
+	const cv_login_t *in = la->in;
+	bool code = (in->code && in->code[0]) || (in->recovery && in->recovery[0]);
+	const char *sub = res == CV_LOGIN_OK ? "login" : res == CV_LOGIN_MFA_REQUIRED ? "login-mfa-required"
+			  : res == CV_LOGIN_THROTTLED ? "login-throttled" : code ? "mfa-failed" : "login-failed";
+	cv_audit_kind(la->ex, CV_AUDIT_LOGIN, sub, 'E');
+	login_agent(la->ex, in->username, a);
+	la->settled = true;
+	la->rec.type = res == CV_LOGIN_OK ? CV_SESSION_TYPE : res == CV_LOGIN_DENIED ? CV_THROTTLE_TYPE : NULL;
+	la->rec.status = res == CV_LOGIN_OK ? 200 : 401;
 }
 
 cv_rc cv_login_attempt(cv_exchange_t *ex, cv_login_t *in, cv_login_result *res, cv_session_info_t *info)
 {
 	char token[CV_SESSION_TOKEN_MAX] = "";
 	int64_t retry = 0;
+	login_audit_t la = { .ex = ex, .in = in, .rec = { .ex = ex } };
+	in->settling = login_settling;
+	in->settling_arg = &la;
+	cv_audit_companion_begin(&la.rec);
 	cv_rc rc = cv_session_login(ctx(ex)->store, in, res, token, info, &retry);
+	cv_audit_companion_end();
 	sodium_memzero((void *)in->password, strlen(in->password));
-	audit_login(ex, in, rc, *res, info);
+	if (rc) /* the store failed: recorded as such (unless its record committed with a write) */
+		cv_audit_kind(ex, CV_AUDIT_LOGIN, "login-error", 'E');
+	if (rc && !la.settled)
+		login_agent(ex, in->username, NULL);
 	const char *after = !rc && *res == CV_LOGIN_THROTTLED ? cv_pool_printf(ex->pool, "%lld", (long long)retry) : NULL;
 	if (after)
 		cv_exchange_add_header(ex, "Retry-After", after);
@@ -215,11 +239,19 @@ static void logged_out(cv_exchange_t *ex, cv_rc rc)
 void cv_logout(cv_exchange_t *ex)
 {
 	cv_audit_kind(ex, CV_AUDIT_LOGIN, "logout", 'E');
-	logged_out(ex, cv_session_end(ctx(ex)->store, ex->principal.session));
+	cv_audit_companion_t rec = { .ex = ex, .status = 204, .type = CV_SESSION_TYPE };
+	cv_audit_companion_begin(&rec); /* the session's end commits with its record */
+	cv_rc rc = cv_session_end(ctx(ex)->store, ex->principal.session);
+	cv_audit_companion_end();
+	logged_out(ex, rc);
 }
 
 void cv_logout_all(cv_exchange_t *ex)
 {
 	cv_audit_kind(ex, CV_AUDIT_LOGIN, "logout-all", 'E');
-	logged_out(ex, cv_session_end_all(ctx(ex)->store, ex->principal.id));
+	cv_audit_companion_t rec = { .ex = ex, .status = 204, .type = CV_ACCOUNT_TYPE };
+	cv_audit_companion_begin(&rec); /* the account's new epoch commits with its record */
+	cv_rc rc = cv_session_end_all(ctx(ex)->store, ex->principal.id);
+	cv_audit_companion_end();
+	logged_out(ex, rc);
 }

@@ -539,8 +539,9 @@ void cv_oauth_revoke(cv_exchange_t *ex)
 	if (authenticate_app(ex, &f, &c))
 		return;
 	cv_audit_agent(ex, c.id, NULL, NULL);
-	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = CV_TOKEN_TYPE };
-	cv_audit_companion_begin(&rec); /* an access token's revocation commits with its record */
+	/* the revocation (an access token's record, or a refresh token's grant) commits with its record */
+	cv_audit_companion_t rec = { .ex = ex, .status = 200, .type = cv_token_revoke_type(token) };
+	cv_audit_companion_begin(&rec);
 	cv_rc rc = cv_token_revoke(ctx(ex)->store, c.id, token);
 	cv_audit_companion_end();
 	if (rc) {

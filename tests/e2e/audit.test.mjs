@@ -210,11 +210,20 @@ test('every interaction produces its record, refused ones included', async (t) =
     { status: [200, 204], type: '110114', subtype: 'logout', action: 'E', outcome: '0' });
   step('token (client_credentials)', backend.id, async () => (await backendTokenRes(server, backend)).res,
     { type: '110114', subtype: 'token-issued', action: 'E', outcome: '0', clientAgent: true });
-  step('token (SMART code flow)', app.id, async () => {
-    const f = await smartCodeFlow(server, app.id, acct.patient1, APP_SCOPE);
-    appTok = f.tok;
-    return f.res;
-  }, { type: '110114', subtype: 'token-issued', action: 'E', outcome: '0', clientAgent: true });
+  // the code flow's three requests: the sign-in on the authorization page (its session commits with
+  // its record), the consent (the code commits with its record), the token
+  let flow;
+  let flowStart;
+  step('sign-in on the authorization page', acct.patient1.id, async () => {
+    flowStart = Date.now();
+    flow = await smartCodeFlow(server, app.id, acct.patient1, APP_SCOPE);
+    appTok = flow.tok;
+    return flow.signIn;
+  }, { type: '110114', subtype: 'login', action: 'E', outcome: '0', role: 'patient' });
+  step('app authorized (the code)', acct.patient1.id, async () => flow.consent,
+    { status: 302, subtype: 'app-authorized', action: 'E', outcome: '0', sinceOf: () => flowStart });
+  step('token (SMART code flow)', app.id, async () => flow.res,
+    { type: '110114', subtype: 'token-issued', action: 'E', outcome: '0', clientAgent: true, sinceOf: () => flowStart });
   step('token refresh', app.id, async () => {
     assert.ok(appTok?.refresh_token, 'the SMART flow gave a refresh token');
     const r = await server.req('POST', '/auth/token', { token: '', headers: FORM, body: new URLSearchParams({
@@ -225,6 +234,19 @@ test('every interaction produces its record, refused ones included', async (t) =
   step('token revoke', app.id, () => server.req('POST', '/auth/revoke', { token: '', headers: FORM,
     body: new URLSearchParams({ token: appTok.access_token, client_id: app.id }).toString() }),
   { type: '110114', subtype: 'token-revoked', action: 'E', outcome: '0', clientAgent: true });
+  // a refresh token's revocation revokes its grant, which commits with the record
+  step('token revoke (refresh token)', app.id, () => server.req('POST', '/auth/revoke', { token: '', headers: FORM,
+    body: new URLSearchParams({ token: appTok.refresh_token, client_id: app.id }).toString() }),
+  { type: '110114', subtype: 'token-revoked', action: 'E', outcome: '0', clientAgent: true });
+  step('refresh after its revocation', app.id, () => server.req('POST', '/auth/token', { token: '', headers: FORM,
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: appTok.refresh_token, client_id: app.id }).toString() }),
+  { status: 400, type: '110114', subtype: 'token-refreshed', action: 'E', outcome: '4', clientAgent: true });
+  // logout everywhere: the account's new epoch commits with its record (patient2 signs in again after)
+  step('logout everywhere', acct.patient2.id, async () => {
+    const r = await p.patient2.call('POST', '/auth/logout-all');
+    Object.assign(p.patient2, await login(server, acct.patient2));
+    return r;
+  }, { status: [200, 204], type: '110114', subtype: 'logout-all', action: 'E', outcome: '0' });
   step('admin user create', 'bootstrap-admin', async () => {
     const r = await server.req('POST', '/admin/users', { headers: J, body: { username: `au.made.${TAG}`, role: 'billing', password: PASSWORD } });
     newUser = r.json?.id;
@@ -272,7 +294,7 @@ test('every interaction produces its record, refused ones included', async (t) =
       problems.push(`${s.name}: status ${res.status}, expected ${statuses.join('/')} ${diag(res)}`);
       if (!res.headers?.['x-request-id']) continue;
     }
-    const hits = await recordsOf(res, s.agent, t1 - 1500);
+    const hits = await recordsOf(res, s.agent, (s.want.sinceOf?.() ?? t1) - 1500);
     const rec = hits.map((ae) => ({ ae, f: facts(ae) })).find((h) => h.f.subtype === s.want.subtype) ?? (hits[0] && { ae: hits[0], f: facts(hits[0]) });
     if (!rec) { problems.push(`${s.name}: no record with X-Request-Id ${rid(res)} for agent ${s.agent}`); continue; }
     if (s.name !== 'batch' && hits.length !== 1) problems.push(`${s.name}: ${hits.length} records carry its X-Request-Id, expected 1`);

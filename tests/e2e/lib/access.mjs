@@ -403,7 +403,7 @@ export async function smartTokenRes(server, clientId, acct, { scope, patient }) 
   const r = await server.req('POST', '/auth/token', { token: '', headers: { ...FORM, accept: 'application/json' },
     body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: CB_URI, code_verifier: verifier, client_id: clientId }).toString() });
   assert.equal(r.status, 200, `token for ${acct.username}: ${r.status} ${r.json?.error ?? ''}`);
-  return { tok: r.json, res: r };
+  return { tok: r.json, res: r, signIn: consentPage, consent: done };
 }
 
 /**
