@@ -233,6 +233,8 @@ static int cmd_archive(audit_cmd_t *c)
 				   .checkpoint_file = c->cfg.audit_checkpoint_file };
 	cv_audit_archived_t res = { .what = "" };
 	cv_rc rc = cv_audit_new(s, master, &acfg, &a, err, sizeof err);
+	if (!rc && cv_cli_audit_intent(s, "audit-archive-started", "retention archive of the oldest records", NULL))
+		rc = CV_E_STORAGE;
 	if (!rc)
 		rc = cv_audit_archive(a, before, c->out, &res);
 	char agent[64], detail[400];

@@ -83,6 +83,13 @@ int cv_cli_audit(int argc, char **argv);
  * whether it worked. Returns 0, or -1 (and says so on stderr). */
 int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const char *target, bool ok);
 
+/* An operator's change that takes more than one transaction (a key
+ * rotation, an erasure, a retention archive): the record that it starts
+ * (subtype; detail without PHI; patient when it is about one) commits
+ * before its first write, so that no part of it is ever unrecorded; its
+ * outcome is recorded after it. -1 (said on stderr): refuse the change. */
+int cv_cli_audit_intent(cv_store_t *s, const char *subtype, const char *detail, const char *patient);
+
 /* A change the command makes through auth/ (an account, a client), its
  * record committed with the write (store.h, "a write's companion"):
  * begin before the call that writes the version of internal type `type`;

@@ -56,6 +56,20 @@ int cv_cli_audit_change(cv_store_t *s, const char *subtype, char action, const c
 	return -1;
 }
 
+int cv_cli_audit_intent(cv_store_t *s, const char *subtype, const char *detail, const char *patient)
+{
+	char agent[64];
+	const char *pats[1] = { patient };
+	cv_audit_event_t e = change_event(subtype, 'E', NULL, true, agent);
+	e.detail = detail;
+	e.patients = patient ? pats : NULL;
+	e.npatients = patient ? 1 : 0;
+	if (cv_audit_record(s, &e) == CV_OK)
+		return 0;
+	fprintf(stderr, "carevault: the change could not be recorded in the audit trail: nothing was changed\n");
+	return -1;
+}
+
 static cv_rc change_record(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
 {
 	cv_cli_change_t *c = arg;

@@ -121,6 +121,9 @@ static int rotate_master(keys_cmd_t *c, cv_key_t *master, cv_store_t *s, char *e
 	char retired[CV_PATH_MAX + 32], detail[128];
 	cv_cli_progress_t p = { .what = "re-wrapping", .unit = "keys" };
 	snprintf(retired, sizeof retired, "%s/master-retired.key", c->cfg.data_dir);
+	if (cv_cli_audit_intent(s, "master-key-rotation-started", c->destroy_old ? "old versions to be destroyed"
+									       : "old versions to be retired", NULL))
+		return -1;
 	cv_rc rc = cv_master_add_version(master, &next, err, errlen);
 	if (!rc && (rc = cv_store_master_version_set(s, next)))
 		snprintf(err, errlen, "cannot record the new master key version in the store: %s", cv_rc_str(rc));
@@ -208,6 +211,9 @@ static int rotate_data(keys_cmd_t *c, cv_store_t *s, char *err, size_t errlen)
 	uint64_t owners = 0, resealed = 0;
 	char detail[160];
 	cv_cli_progress_t p = { .what = "re-encrypting", .unit = "versions" };
+	if (cv_cli_audit_intent(s, "data-key-rotation-started", c->patient ? "one patient's keys" : "every data key",
+				c->patient))
+		return -1;
 	cv_rc rc = cv_store_rotate_keys(s, c->patient, &owners);
 	bool resuming = rc == CV_E_CONFLICT;
 	if (resuming) {

@@ -261,9 +261,12 @@ test('rotating a key file\'s master key under load loses and corrupts nothing; a
   await s.restart();
   assert.equal(await readAllEqual(s, model, 'after a restart'), model.size);
   // the rotations are in the audit trail
-  const r = await s.req('GET', '/fhir/AuditEvent?subtype=master-key-rotated');
+  const r = await s.req('GET', '/fhir/AuditEvent?subtype=master-key-rotated&_count=1000');
   assert.equal(r.status, 200);
   assert.ok((r.json.entry ?? []).length >= 1, 'the rotation is recorded');
+  // each was recorded before its first change too: the killed one shows as a start with no outcome
+  const started = await s.req('GET', '/fhir/AuditEvent?subtype=master-key-rotation-started&_count=1000');
+  assert.equal((started.json.entry ?? []).length, r.json.entry.length + 1, 'a record of intent per rotation, the killed one too');
 });
 
 // ---------------------------------------------------------------- data key rotation
@@ -339,6 +342,8 @@ test('rotating every data key under load re-encrypts everything, a killed rotati
   const none = cli(s, ['keys', 'rotate-data', '--data', s.dataDir, '--patient', 'nobody']);
   assert.equal(none.status, 1);
   assert.match(none.stderr, /no data of this patient/);
-  const r = await s.req('GET', '/fhir/AuditEvent?subtype=data-keys-rotated');
+  const r = await s.req('GET', '/fhir/AuditEvent?subtype=data-keys-rotated&_count=1000');
   assert.ok((r.json.entry ?? []).length >= 2, 'the rotations are recorded');
+  const started = await s.req('GET', '/fhir/AuditEvent?subtype=data-key-rotation-started&_count=1000');
+  assert.equal((started.json.entry ?? []).length, r.json.entry.length + 1, 'a record of intent per rotation, the killed one too');
 });

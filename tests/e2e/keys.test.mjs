@@ -254,6 +254,9 @@ test('the audit trail records the erasure and stays whole', async () => {
   const r = await req('GET', `/fhir/AuditEvent?patient=${a.id}&subtype=patient-erased`);
   statusOnly(r, 200, 'audit search');
   assert.equal(r.json.entry?.length, 1, 'one erasure record under the patient\'s pseudonym');
+  const started = await req('GET', `/fhir/AuditEvent?patient=${a.id}&subtype=patient-erasure-started`);
+  assert.equal(started.json.entry?.length, 1, 'the erasure was recorded before the keys were destroyed');
+  assert.ok(Date.parse(started.json.entry[0].resource.recorded) <= Date.parse(r.json.entry[0].resource.recorded), 'and before its outcome');
   const v = verify(server);
   assert.ok(v.whole, `audit verify: ${v.out.slice(0, 300)}`);
 });
