@@ -170,6 +170,13 @@ typedef struct cv_audit_companion {
 void cv_audit_companion_begin(cv_audit_companion_t *c);
 void cv_audit_companion_end(void);
 
+/* The record that the request's change starts, for a change that takes more
+ * than one transaction (an erasure: its ledger line, its keys, its request):
+ * the request's record as it stands with subtype and action 'E', outcome
+ * still 0 and no status, committed in store s before the change's first
+ * write. The request's own record (its outcome) still follows. */
+cv_rc cv_audit_intent(cv_exchange_t *ex, cv_store_t *s, const char *subtype);
+
 /* The record of one entry of a batch, for its own write's transaction
  * (the batch as a whole gets its record too): interaction subtype and
  * action, the status it will answer, the resource and its patients. */

@@ -283,6 +283,18 @@ cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out
 	return CV_OK;
 }
 
+cv_rc cv_audit_intent(cv_exchange_t *ex, cv_store_t *s, const char *subtype)
+{
+	note_t *n = note_of(ex);
+	if (!n)
+		return CV_E_NOMEM;
+	cv_audit_event_t e;
+	event_of(ex, n, 0, &e);
+	e.subtype = subtype;
+	e.action = 'E';
+	return cv_audit_record(s, &e);
+}
+
 static cv_rc companion_record(void *arg, const cv_store_write_t *w, cv_store_write_t **rec)
 {
 	const cv_audit_companion_t *c = arg;

@@ -661,7 +661,11 @@ void cv_admin_erasure_action(cv_exchange_t *ex)
 		cv_fhir_error(ex, status, status == 403 ? "forbidden" : "conflict", "%s", no);
 		return;
 	}
-	cv_rc rc = approve ? erase_now(ex, patient, &count, why, sizeof why) : CV_OK;
+	/* the erasure takes three commits (its ledger line, its keys, the request's decision with the
+	 * outcome's record): its start is recorded before the first, or it does not start */
+	cv_rc rc = approve ? cv_audit_intent(ex, store_of(ex), "patient-erasure-started") : CV_OK;
+	if (!rc && approve)
+		rc = erase_now(ex, patient, &count, why, sizeof why);
 	json_object_object_add(rec, "state", json_object_new_string(approve ? (rc ? "failed" : "done") : "rejected"));
 	json_object_object_add(rec, "decided_by", json_object_new_string(ex->principal.id ? ex->principal.id : ""));
 	json_object_object_add(rec, "decided_us", json_object_new_int64(cv_time_now_us()));

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { start } from './lib/server.mjs';
 import { mapLimit, sleep } from './lib/fhir.mjs';
-import { cli, verify } from './lib/audit.mjs';
+import { cli, facts, verify } from './lib/audit.mjs';
 import { PASSWORD, addAccount, addBackend, backendTokenRes, login, username } from './lib/access.mjs';
 import { base32Decode } from './lib/totp.mjs';
 import { loadSyntheaBundles, parseLocation, rewriteRefs } from './lib/synthea.mjs';
@@ -325,4 +325,11 @@ test('the admin API erases a patient only with a second administrator\'s approva
   const trail = await req('GET', `/fhir/AuditEvent?patient=${p.id}&subtype=patient-erased`);
   const outcomes = (trail.json.entry ?? []).map((e) => e.resource.outcome).sort();
   assert.deepEqual(outcomes, ['0', '4', '4'], 'the erasure, and the two refused approvals, are in the trail');
+  // the approved one was recorded before its ledger line and keys, with the same request id
+  const started = await req('GET', `/fhir/AuditEvent?patient=${p.id}&subtype=patient-erasure-started`);
+  assert.equal(started.json.entry?.length, 1, 'one start, for the approval that went ahead');
+  const done = trail.json.entry.find((e) => e.resource.outcome === '0').resource;
+  assert.ok(Date.parse(started.json.entry[0].resource.recorded) <= Date.parse(done.recorded), 'the start comes first');
+  assert.ok(facts(done).requestId, 'the erasure record carries its request id');
+  assert.equal(facts(started.json.entry[0].resource).requestId, facts(done).requestId, 'both are the approval request\'s');
 });
