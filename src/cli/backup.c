@@ -122,6 +122,11 @@ static int make_backup(bk_cmd_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create %.200s: %.60s (it must not exist)", c->out, strerror(errno));
 		rc = CV_E_IO;
 	}
+	/* the whole store leaves in the file: recorded before it does */
+	if (!rc && cv_cli_audit_intent(s, "backup-started", "a backup of the whole store", NULL)) {
+		snprintf(err, errlen, "no backup was made");
+		rc = CV_E_STORAGE;
+	}
 	if (!rc)
 		rc = cv_store_backup(s, fd, show, &p, &info, err, errlen);
 	if (fd >= 0 && close(fd) != 0 && !rc) {

@@ -273,6 +273,11 @@ static int cmd_revoke_all(user_cmd_t *u, char *err, size_t errlen)
 	unsigned done = 0;
 	if (open_store(u, err, errlen))
 		return -1;
+	if (cv_cli_audit_intent(u->store, "user-revoke-sessions-all-started", "every account's sessions and tokens",
+				NULL)) {
+		snprintf(err, errlen, "no session was revoked");
+		return -1;
+	}
 	cv_rc rc = cv_account_each(u->store, collect_name, &nm);
 	for (size_t i = 0; !rc && i < nm.n; i++) {
 		cv_users_enrolment_t enr;

@@ -155,6 +155,9 @@ test('a quiet backup restores to an identical dataset, history and audit trail i
   assert.ok(a.whole, `the restored audit trail is whole: ${a.out.slice(0, 300)}`);
   const rec = await s.req('GET', '/fhir/AuditEvent?subtype=store-restored');
   assert.equal(rec.json.entry?.length, 1, 'the restore is recorded in the restored trail');
+  // the backup was recorded before the store left in the file: its start is in the file's trail
+  const started = await s.req('GET', '/fhir/AuditEvent?subtype=backup-started');
+  assert.ok((started.json.entry?.length ?? 0) >= 1, 'the restored trail holds the start of the backup it came from');
   await s.stop();
   model.clear();
   for (const [k, res] of want) model.set(k, res);
