@@ -72,8 +72,10 @@ typedef struct cv_backend_ops {
 	cv_rc (*dump)(cv_backend_t *b, cv_rc (*fn)(void *arg, const cv_store_rec_t *r), void *arg);
 	/* Restores: stores n records as they are, in one transaction (versions
 	 * also make their current rows, audit rows their search keys). Into an
-	 * empty store only. NULL where not supported (PostgreSQL: restore into
-	 * the embedded store, then carevault migrate-store). */
+	 * empty store only. PostgreSQL loads the audit trail's records only
+	 * (AUDIT, AUDIT_HEAD, CHECKPOINT; CV_E_INVALID for others): migrate-store
+	 * copies the rest with apply, and a backup is restored into the embedded
+	 * store, then migrated. */
 	cv_rc (*load)(cv_backend_t *b, const cv_store_rec_t *recs, size_t n);
 } cv_backend_ops_t;
 

@@ -821,13 +821,10 @@ static bool has_audit(const cv_store_write_t *batch)
 	return false;
 }
 
-static cv_rc apply_audit(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
+/* Inserts a row as it is (chained by the caller) with its search keys. */
+static cv_rc insert_audit_row(PGconn *c, const cv_store_audit_row_t *a)
 {
-	cv_store_audit_row_t r;
-	if (!chain->loaded)
-		return CV_E_STORAGE;
-	cv_audit_chain_t before = *chain;
-	cv_audit_chain_next(chain, w, &r);
+	cv_store_audit_row_t r = *a;
 	char pos[24], at[24], outcome[24], flags[24], nres[24], npat[24], act[2] = { r.action, 0 };
 	snprintf(pos, sizeof pos, "%lld", (long long)r.pos);
 	snprintf(at, sizeof at, "%lld", (long long)r.at_us);
@@ -847,6 +844,17 @@ static cv_rc apply_audit(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w
 		int kl[2] = { (int)r.keys_len, 0 }, kf[2] = { 1, 0 };
 		rc = run_write(c, "audit_keys", 2, kv, kl, kf, NULL);
 	}
+	return rc;
+}
+
+static cv_rc apply_audit(PGconn *c, cv_audit_chain_t *chain, cv_store_write_t *w)
+{
+	cv_store_audit_row_t r;
+	if (!chain->loaded)
+		return CV_E_STORAGE;
+	cv_audit_chain_t before = *chain;
+	cv_audit_chain_next(chain, w, &r);
+	cv_rc rc = insert_audit_row(c, &r);
 	if (rc)
 		*chain = before;
 	return rc;
@@ -1644,6 +1652,42 @@ static cv_rc pg_dump(cv_backend_t *b, rec_fn fn, void *arg)
 	return rc;
 }
 
+/* ---- loading the audit trail (backend.h, "load") ------------------------------ */
+
+static cv_rc load_one(PGconn *c, const cv_store_rec_t *r)
+{
+	cv_audit_chain_t head = { .loaded = true, .pos = r->audit.pos };
+	cv_store_write_t w = { .checkpoint = &r->checkpoint };
+	switch (r->type) {
+	case CV_REC_AUDIT:
+		return insert_audit_row(c, &r->audit);
+	case CV_REC_AUDIT_HEAD:
+		memcpy(head.hash, r->audit.hash, CV_AUDIT_HASH_BYTES);
+		return chain_save(c, &head);
+	case CV_REC_CHECKPOINT:
+		return apply_checkpoint(c, &w);
+	default:
+		return CV_E_INVALID; /* versions, keys and meta are copied with apply (migrate-store) */
+	}
+}
+
+static cv_rc pg_load(cv_backend_t *b, const cv_store_rec_t *recs, size_t n)
+{
+	cv_rc rc = CV_E_STORAGE;
+	PGconn *c = writer_begin(b, &rc);
+	if (!c)
+		return rc;
+	rc = CV_OK;
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = load_one(c, &recs[i]);
+	if (rc) {
+		log_pg("load", c);
+		exec_ok(c, "ROLLBACK");
+		return rc;
+	}
+	return commit(c);
+}
+
 static const cv_backend_ops_t pg_ops = {
 	.apply = pg_apply,
 	.ping = pg_ping,
@@ -1669,6 +1713,7 @@ static const cv_backend_ops_t pg_ops = {
 	.key_current = pg_key_current,
 	.key_scan = pg_key_scan,
 	.dump = pg_dump,
+	.load = pg_load,
 };
 
 /* Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */

@@ -915,14 +915,130 @@ static cv_rc dest_hash(copy_t *c, uint8_t out[32])
 	return rc;
 }
 
+/* ---- the audit trail's copy: its rows as stored (still chained, still
+ * sealed), the head and the checkpoints, loaded in batches */
+
+typedef struct trail_copy {
+	copy_t *c;
+	cv_sha256_t hash;  /* over the rows, head and checkpoints handed over */
+	cv_pool_t pool;    /* the batch's copies */
+	cv_store_rec_t recs[COPY_BATCH];
+	size_t n;
+	uint64_t rows;
+} trail_copy_t;
+
+static bool trail_rec(const cv_store_rec_t *r)
+{
+	return r->type == CV_REC_AUDIT || r->type == CV_REC_AUDIT_HEAD || r->type == CV_REC_CHECKPOINT;
+}
+
+static void hash_trail_rec(cv_sha256_t *h, const cv_store_rec_t *r)
+{
+	int64_t pos = r->type == CV_REC_CHECKPOINT ? r->checkpoint.pos : r->audit.pos;
+	cv_sha256_update(h, &r->type, sizeof r->type);
+	cv_sha256_update(h, &pos, sizeof pos);
+	if (r->type == CV_REC_CHECKPOINT) {
+		cv_sha256_update(h, r->checkpoint.hash, CV_AUDIT_HASH_BYTES);
+		cv_sha256_update(h, r->checkpoint.key, sizeof r->checkpoint.key);
+		cv_sha256_update(h, r->checkpoint.sig, sizeof r->checkpoint.sig);
+		return;
+	}
+	cv_sha256_update(h, r->audit.hash, CV_AUDIT_HASH_BYTES); /* a row's hash covers its stored bytes */
+	if (r->type == CV_REC_AUDIT) {
+		cv_sha256_update(h, r->audit.keys, r->audit.keys_len); /* which the hash does not */
+		cv_sha256_update(h, r->audit.body, r->audit.body_len);
+	}
+}
+
+static const void *pool_copy(cv_pool_t *pool, const void *p, size_t n)
+{
+	void *d = cv_pool_alloc(pool, n ? n : 1);
+	if (d && n)
+		memcpy(d, p, n);
+	return d;
+}
+
+static cv_rc trail_flush(trail_copy_t *t)
+{
+	cv_rc rc = t->n ? t->c->dops->load(t->c->dst, t->recs, t->n) : CV_OK;
+	t->n = 0;
+	cv_pool_release(&t->pool);
+	cv_pool_init(&t->pool, 0);
+	return rc;
+}
+
+static cv_rc take_trail(void *arg, const cv_store_rec_t *r)
+{
+	trail_copy_t *t = arg;
+	if (!trail_rec(r))
+		return CV_OK;
+	hash_trail_rec(&t->hash, r);
+	cv_store_rec_t *d = &t->recs[t->n];
+	memset(d, 0, sizeof *d);
+	d->type = r->type;
+	d->audit = r->audit;
+	d->checkpoint = r->checkpoint;
+	if (r->type == CV_REC_AUDIT) {
+		cv_store_audit_row_t *a = &d->audit;
+		a->kind = cv_pool_strdup(&t->pool, r->audit.kind);
+		a->subtype = cv_pool_strdup(&t->pool, r->audit.subtype);
+		a->agent = cv_pool_strdup(&t->pool, r->audit.agent);
+		a->id = cv_pool_strdup(&t->pool, r->audit.id);
+		a->keys = pool_copy(&t->pool, r->audit.keys, r->audit.keys_len);
+		a->body = pool_copy(&t->pool, r->audit.body, r->audit.body_len);
+		if (!a->kind || !a->subtype || !a->agent || !a->id || !a->keys || !a->body)
+			return CV_E_NOMEM;
+		t->rows++;
+	}
+	return ++t->n == COPY_BATCH ? trail_flush(t) : CV_OK;
+}
+
+static cv_rc hash_dest_trail(void *arg, const cv_store_rec_t *r)
+{
+	if (trail_rec(r))
+		hash_trail_rec(arg, r);
+	return CV_OK;
+}
+
+/* Copies the trail into the destination and reads it back: the same rows,
+ * head and checkpoints, or CV_E_STORAGE. */
+static cv_rc copy_trail(copy_t *c, uint64_t *rows)
+{
+	trail_copy_t *t = calloc(1, sizeof *t);
+	if (!t)
+		return CV_E_NOMEM;
+	t->c = c;
+	cv_sha256_init(&t->hash);
+	cv_pool_init(&t->pool, 0);
+	cv_rc rc = c->sops->dump(c->src, take_trail, t);
+	if (!rc)
+		rc = trail_flush(t);
+	cv_pool_release(&t->pool);
+	uint8_t src_sum[32], dst_sum[32];
+	cv_sha256_t back;
+	cv_sha256_init(&back);
+	cv_sha256_final(&t->hash, src_sum);
+	if (!rc)
+		rc = c->dops->dump(c->dst, hash_dest_trail, &back);
+	cv_sha256_final(&back, dst_sum);
+	if (!rc && memcmp(src_sum, dst_sum, sizeof src_sum) != 0)
+		rc = CV_E_STORAGE;
+	*rows = t->rows;
+	free(t);
+	return rc;
+}
+
 static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), void *arg, char *err, size_t errlen)
 {
-	uint64_t total = 0, dst_count = 1, after = 0;
-	uint8_t src_sum[32], dst_sum[32];
+	uint64_t total = 0, dst_count = 1, after = 0, rows = 0;
+	int64_t dst_trail = 1;
+	uint8_t src_sum[32], dst_sum[32], head[CV_AUDIT_HASH_BYTES];
 	cv_rc rc = c->dops->count(c->dst, &dst_count);
-	if (!rc && dst_count) {
-		snprintf(err, errlen, "the destination store already holds %llu versions: copy only into an "
-			 "empty database", (unsigned long long)dst_count);
+	if (!rc)
+		rc = c->dops->audit_head(c->dst, &dst_trail, head);
+	if (!rc && (dst_count || dst_trail)) {
+		snprintf(err, errlen, "the destination store already holds %llu versions and %lld audit records: copy "
+			 "only into an empty database", (unsigned long long)dst_count, (long long)dst_trail);
 		return CV_E_CONFLICT;
 	}
 	if (!rc)
@@ -935,6 +1051,12 @@ static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), v
 	if (!rc)
 		rc = copy_versions(c, total, progress, arg);
 	cv_sha256_final(&c->hash, src_sum);
+	cv_rc trc = rc ? rc : copy_trail(c, &rows);
+	if (trc && !rc) {
+		snprintf(err, errlen, "the audit trail's copy failed or differs when read back: %s (empty the "
+			 "destination before trying again)", cv_rc_str(trc));
+		return trc;
+	}
 	if (!rc)
 		rc = c->dops->count(c->dst, &after);
 	if (!rc)
@@ -951,7 +1073,8 @@ static cv_rc copy_all(copy_t *c, void (*progress)(void *, uint64_t, uint64_t), v
 	}
 	char hex[65];
 	cv_crypto_hex(dst_sum, sizeof dst_sum, hex);
-	snprintf(err, errlen, "%llu versions copied and verified (sha256 %s)", (unsigned long long)total, hex);
+	snprintf(err, errlen, "%llu versions and %llu audit records copied and verified (sha256 %s)",
+		 (unsigned long long)total, (unsigned long long)rows, hex);
 	return CV_OK;
 }
 
