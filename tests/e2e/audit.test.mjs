@@ -863,6 +863,48 @@ test('alerts: failed logins, many patients, outside relationships, break-glass; 
   }
 });
 
+// ---------------------------------------------------------------- 7b. no unrecorded change
+
+test('an operator\'s change whose record cannot be stored does not happen: key rotation, erasure, backup, revoke-all', async () => {
+  const s = await start({ name: 'audit-refuse' });
+  servers.refuse = s;
+  assert.equal((await s.req('PUT', '/fhir/Patient/rf1', { body: { resourceType: 'Patient', id: 'rf1', active: true } })).status, 201);
+  await s.stop();
+  const h = storeHandle(s);
+  const refuse = h.pg
+    ? 'CREATE FUNCTION cv_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION \'the test refuses audit rows\'; END $$;'
+      + ' CREATE TRIGGER cv_test_refuse BEFORE INSERT ON cv_audit FOR EACH ROW EXECUTE FUNCTION cv_test_refuse();'
+    : 'CREATE TRIGGER cv_test_refuse BEFORE INSERT ON cv_audit BEGIN SELECT RAISE(ABORT, \'the test refuses audit rows\'); END;';
+  const head = h.head();
+  h.sql(refuse);
+  const read = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : null);
+  const masterBefore = read(path.join(s.dataDir, 'master.key'));
+  const ledgerBefore = read(path.join(s.dataDir, 'erasures'));
+  const out = path.join(s.dataDir, '..', `refused-${TAG}.cvbak`);
+  const runs = {
+    'keys rotate-master': cli(s, ['keys', 'rotate-master', '--data', s.dataDir]),
+    'keys rotate-data': cli(s, ['keys', 'rotate-data', '--data', s.dataDir]),
+    'patient erase': cli(s, ['patient', 'erase', '--data', s.dataDir, '--id', 'rf1', '--yes']),
+    backup: cli(s, ['backup', '--data', s.dataDir, '--out', out]),
+    'user revoke-sessions --all': cli(s, ['user', 'revoke-sessions', '--all', '--data', s.dataDir]),
+    'audit archive': cli(s, ['audit', 'archive', '--data', s.dataDir, '--out', `${out}.archive`, '--before', '2100-01-01']),
+  };
+  for (const [what, r] of Object.entries(runs)) {
+    assert.notEqual(r.status, 0, `${what} was refused: ${r.out.slice(0, 300)}`);
+    assert.match(r.stderr, /could not be recorded in the audit trail/, `${what} says why`);
+  }
+  assert.equal(read(path.join(s.dataDir, 'master.key')), masterBefore, 'no master key version was added');
+  assert.equal(read(path.join(s.dataDir, 'erasures')), ledgerBefore, 'no erasure ledger line');
+  assert.equal(fs.existsSync(out), false, 'no backup file');
+  assert.equal(fs.existsSync(`${out}.archive`), false, 'no archive file');
+  assert.deepEqual(h.head(), head, 'and nothing reached the trail');
+  h.sql(h.pg ? 'DROP TRIGGER cv_test_refuse ON cv_audit; DROP FUNCTION cv_test_refuse();' : 'DROP TRIGGER cv_test_refuse;');
+  await s.restart();
+  assert.equal((await s.req('GET', '/fhir/Patient/rf1')).status, 200, 'the patient was not erased');
+  await s.stop();
+  assert.ok(verify(s).whole, 'the trail is whole');
+});
+
 // ---------------------------------------------------------------- 8. no PHI in the clear
 
 test('no PHI in the clear: the store has no family name or break-glass reason, the log no patient id', async () => {
