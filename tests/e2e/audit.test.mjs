@@ -905,6 +905,37 @@ test('an operator\'s change whose record cannot be stored does not happen: key r
   assert.ok(verify(s).whole, 'the trail is whole');
 });
 
+test('a request whose record cannot be stored fails closed: no data read, no session opened, nothing written', async () => {
+  const s = await start({ name: 'audit-closed' });
+  servers.closed = s;
+  assert.equal((await s.req('PUT', '/fhir/Patient/fc1', { body: { resourceType: 'Patient', id: 'fc1', name: [{ family: FAMILY }] } })).status, 201);
+  const fx = { sym: new Map([['fc1', { type: 'Patient', id: 'fc1' }]]) };
+  const acct = await addAccount(s, fx, `closed.${TAG}`, { role: 'patient', link: 'fc1' });
+  const h = storeHandle(s);
+  const head = h.head();
+  h.sql(h.pg // the server keeps serving: PostgreSQL and SQLite both take the trigger live
+    ? 'CREATE FUNCTION cv_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION \'the test refuses audit rows\'; END $$;'
+      + ' CREATE TRIGGER cv_test_refuse BEFORE INSERT ON cv_audit FOR EACH ROW EXECUTE FUNCTION cv_test_refuse();'
+    : 'CREATE TRIGGER cv_test_refuse BEFORE INSERT ON cv_audit BEGIN SELECT RAISE(ABORT, \'the test refuses audit rows\'); END;');
+  const read = await s.req('GET', '/fhir/Patient/fc1');
+  assert.equal(read.status, 503, 'a read is not answered without its record');
+  assert.ok(!read.body.toString().includes(FAMILY), 'and carries none of the resource');
+  const li = await s.req('POST', '/auth/login', { token: '', headers: J, body: { username: acct.username, password: PASSWORD } });
+  assert.equal(li.status, 503, `a login without its record: ${li.status}`);
+  assert.equal([].concat(li.headers['set-cookie'] ?? []).length, 0, 'no session cookie');
+  const put = await s.req('PUT', '/fhir/Patient/fc2', { body: { resourceType: 'Patient', id: 'fc2', active: true } });
+  assert.equal(put.status, 503, 'a write without its record');
+  assert.deepEqual(h.head(), head, 'nothing reached the trail');
+  h.sql(h.pg ? 'DROP TRIGGER cv_test_refuse ON cv_audit; DROP FUNCTION cv_test_refuse();' : 'DROP TRIGGER cv_test_refuse;');
+  assert.equal((await s.req('GET', '/fhir/Patient/fc2')).status, 404, 'the write did not happen');
+  const p = principal(s, 'closed', await login(s, acct));
+  const list = await p.call('GET', '/auth/sessions');
+  assert.equal(list.status, 200);
+  assert.equal(list.json.sessions.length, 1, 'the refused login opened no session: only this one is live');
+  await s.stop();
+  assert.ok(verify(s).whole, 'the trail is whole');
+});
+
 // ---------------------------------------------------------------- 8. no PHI in the clear
 
 test('no PHI in the clear: the store has no family name or break-glass reason, the log no patient id', async () => {
