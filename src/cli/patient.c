@@ -97,8 +97,9 @@ static int erase(patient_cmd_t *c, char *err, size_t errlen)
 	/* the ledger line first: a crash after the erasure must not lose it (an extra line for an
 	 * erasure that then failed only erases the patient from a restored backup) */
 	cv_rc rc = cv_store_erase_check(s, c->id, owner);
-	if ((!rc && cv_cli_audit_intent(s, "patient-erasure-started", "crypto-shredding of the patient's keys", c->id)) ||
-	    (!rc && cv_ledger_append(ledger, owner, now, err, errlen))) {
+	bool refused = !rc && (cv_cli_audit_intent(s, "patient-erasure-started", "crypto-shredding of the patient's keys",
+						   c->id) || cv_ledger_append(ledger, owner, now, err, errlen));
+	if (refused) {
 		cv_store_close(s);
 		cv_key_free(master);
 		return -1;
