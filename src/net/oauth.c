@@ -316,9 +316,11 @@ static void grant_tokens(cv_exchange_t *ex, const cv_grant_t *g, const char *sco
 	unsigned life = ctx(ex)->cfg->access_token_life ? ctx(ex)->cfg->access_token_life : CV_ACCESS_TOKEN_LIFE_S;
 	int64_t now = cv_time_now_us();
 	char access[CV_ACCESS_TOKEN_MAX] = "", refresh[CV_ACCESS_TOKEN_MAX] = "";
-	cv_rc rc = cv_token_issue(s, g->client, scope ? scope : g->scope, g->id, now, life, access);
-	if (!rc && cv_scope_has(g->scope, CV_SCOPE_OFFLINE))
+	cv_rc rc = CV_OK;
+	if (cv_scope_has(g->scope, CV_SCOPE_OFFLINE)) /* first: the access token, last, carries the record */
 		rc = cv_refresh_issue(s, g, refresh);
+	if (!rc)
+		rc = cv_token_issue(s, g->client, scope ? scope : g->scope, g->id, now, life, access);
 	json_object *o = rc ? NULL : json_object_new_object();
 	if (o) {
 		json_object_object_add(o, "access_token", json_object_new_string(access));
