@@ -496,7 +496,8 @@ static void issue_code(areq_t *r, const char *scope, const char *patient)
 		if (!rc)
 			rc = code_with_record(r, &g, now, code);
 	}
-	if (rc) {
+	if (rc) { /* the record says so: the answer is a redirect, whatever happened */
+		cv_audit_kind(ex, CV_AUDIT_SECURITY, "app-authorization-failed", 'E');
 		app_error(r, "temporarily_unavailable", "the authorization could not be stored; try again");
 		return;
 	}
@@ -516,8 +517,10 @@ static void do_consent(areq_t *r)
 		return login_page(r, 401, "Your session has ended: sign in again.");
 	if (dup || !csrf || !p->csrf || strlen(csrf) != strlen(p->csrf) || !cv_crypto_equal(csrf, p->csrf, strlen(csrf)))
 		return error_page(r, 403, "The form did not come from this server's consent page.");
-	if (!decision || strcmp(decision, "approve") != 0)
+	if (!decision || strcmp(decision, "approve") != 0) {
+		cv_audit_kind(ex, CV_AUDIT_SECURITY, "app-authorization-refused", 'E');
 		return app_error(r, "access_denied", "the user did not allow the app");
+	}
 	cv_buf_t chosen;
 	cv_buf_init(&chosen, CV_CLIENT_SCOPE_MAX + 1);
 	pick_t k = { .r = r, .p = r->p, .np = r->np, .out = &chosen };

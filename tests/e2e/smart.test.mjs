@@ -560,6 +560,12 @@ test('consent: deny sends access_denied and the state back, and no code', async 
   assert.equal(l.loc.searchParams.get('error'), 'access_denied');
   assert.equal(l.loc.searchParams.get('state'), l.state);
   assert.equal(l.code, null);
+  // the trail says the app was refused, not authorized (the answer is a redirect either way)
+  const rid = l.done.headers['x-request-id'];
+  const trail = await server.req('GET', '/fhir/AuditEvent?subtype=app-authorization-refused&_count=100');
+  assert.equal(trail.status, 200);
+  const ids = (trail.json.entry ?? []).map((e) => e.resource.entity?.find((x) => x.type?.code === 'XrequestId')?.what?.identifier?.value);
+  assert.ok(ids.includes(rid), `the refusal's record (request ${rid})`);
 });
 
 test('consent: an unticked scope is not granted', async () => {
