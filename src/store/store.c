@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "store/backend.h"
 #include "store/internal.h"
+#include "store/query.h"
 
 #define CV_STORE_BATCH_MAX 1024
 
@@ -916,21 +917,19 @@ static cv_rc dest_hash(copy_t *c, uint8_t out[32])
 }
 
 /* ---- the audit trail's copy: its rows as stored (still chained, still
- * sealed), the head and the checkpoints, loaded in batches */
+ * sealed, with their search keys) in position order, then the head and the
+ * checkpoints. Each side is read the same way, trail only, with a SHA-256
+ * over what was read: the destination's, read back, must match. */
 
-typedef struct trail_copy {
-	copy_t *c;
-	cv_sha256_t hash;  /* over the rows, head and checkpoints handed over */
-	cv_pool_t pool;    /* the batch's copies */
+typedef struct trail_walk {
+	const cv_backend_ops_t *load; /* the destination to load what is read into, or NULL */
+	cv_backend_t *dst;
+	cv_sha256_t hash;
 	cv_store_rec_t recs[COPY_BATCH];
 	size_t n;
 	uint64_t rows;
-} trail_copy_t;
-
-static bool trail_rec(const cv_store_rec_t *r)
-{
-	return r->type == CV_REC_AUDIT || r->type == CV_REC_AUDIT_HEAD || r->type == CV_REC_CHECKPOINT;
-}
+	int64_t last;  /* the last row's position */
+} trail_walk_t;
 
 static void hash_trail_rec(cv_sha256_t *h, const cv_store_rec_t *r)
 {
@@ -950,81 +949,100 @@ static void hash_trail_rec(cv_sha256_t *h, const cv_store_rec_t *r)
 	}
 }
 
-static const void *pool_copy(cv_pool_t *pool, const void *p, size_t n)
+static cv_rc trail_flush(trail_walk_t *t)
 {
-	void *d = cv_pool_alloc(pool, n ? n : 1);
-	if (d && n)
-		memcpy(d, p, n);
-	return d;
-}
-
-static cv_rc trail_flush(trail_copy_t *t)
-{
-	cv_rc rc = t->n ? t->c->dops->load(t->c->dst, t->recs, t->n) : CV_OK;
+	cv_rc rc = t->load && t->n ? t->load->load(t->dst, t->recs, t->n) : CV_OK;
 	t->n = 0;
-	cv_pool_release(&t->pool);
-	cv_pool_init(&t->pool, 0);
 	return rc;
 }
 
-static cv_rc take_trail(void *arg, const cv_store_rec_t *r)
+/* Hashes r and queues it for loading (its pointers valid until the next flush). */
+static cv_rc trail_put(trail_walk_t *t, const cv_store_rec_t *r)
 {
-	trail_copy_t *t = arg;
-	if (!trail_rec(r))
-		return CV_OK;
 	hash_trail_rec(&t->hash, r);
-	cv_store_rec_t *d = &t->recs[t->n];
-	memset(d, 0, sizeof *d);
-	d->type = r->type;
-	d->audit = r->audit;
-	d->checkpoint = r->checkpoint;
-	if (r->type == CV_REC_AUDIT) {
-		cv_store_audit_row_t *a = &d->audit;
-		a->kind = cv_pool_strdup(&t->pool, r->audit.kind);
-		a->subtype = cv_pool_strdup(&t->pool, r->audit.subtype);
-		a->agent = cv_pool_strdup(&t->pool, r->audit.agent);
-		a->id = cv_pool_strdup(&t->pool, r->audit.id);
-		a->keys = pool_copy(&t->pool, r->audit.keys, r->audit.keys_len);
-		a->body = pool_copy(&t->pool, r->audit.body, r->audit.body_len);
-		if (!a->kind || !a->subtype || !a->agent || !a->id || !a->keys || !a->body)
-			return CV_E_NOMEM;
-		t->rows++;
-	}
-	return ++t->n == COPY_BATCH ? trail_flush(t) : CV_OK;
+	if (!t->load)
+		return CV_OK;
+	t->recs[t->n++] = *r;
+	return t->n == COPY_BATCH ? trail_flush(t) : CV_OK;
 }
 
-static cv_rc hash_dest_trail(void *arg, const cv_store_rec_t *r)
+static cv_rc take_row(void *arg, const cv_store_audit_row_t *r)
 {
-	if (trail_rec(r))
-		hash_trail_rec(arg, r);
-	return CV_OK;
+	trail_walk_t *t = arg;
+	t->rows++;
+	t->last = r->pos;
+	return trail_put(t, &(cv_store_rec_t){ .type = CV_REC_AUDIT, .audit = *r });
+}
+
+static cv_rc take_checkpoint(void *arg, const cv_store_checkpoint_t *c)
+{
+	return trail_put(arg, &(cv_store_rec_t){ .type = CV_REC_CHECKPOINT, .checkpoint = *c });
+}
+
+/* Up to COPY_BATCH rows after t->last, in pool, handed to take_row; then flushed. */
+static cv_rc trail_page(trail_walk_t *t, cv_backend_t *b, const cv_backend_ops_t *ops, int pg)
+{
+	cv_store_audit_query_t q = { .after_pos = t->last, .ascending = true, .limit = COPY_BATCH, .outcome = -1 };
+	cv_sql_t *sql = malloc(sizeof *sql);
+	if (!sql)
+		return CV_E_NOMEM;
+	cv_pool_t pool;
+	cv_pool_init(&pool, 0);
+	cv_sql_init(sql, pg);
+	cv_rc rc = cv_query_audit_sql(&q, true, sql);
+	if (!rc)
+		rc = ops->audit_rows(b, sql, &pool, take_row, t);
+	if (!rc)
+		rc = trail_flush(t); /* before the rows' memory goes */
+	cv_pool_release(&pool);
+	cv_sql_release(sql);
+	free(sql);
+	return rc;
+}
+
+/* Reads b's trail into t (and loads it where t says). */
+static cv_rc trail_walk(trail_walk_t *t, cv_backend_t *b, const cv_backend_ops_t *ops, int pg)
+{
+	cv_rc rc;
+	uint64_t got;
+	cv_sha256_init(&t->hash);
+	do {
+		uint64_t before = t->rows;
+		rc = trail_page(t, b, ops, pg);
+		got = t->rows - before;
+	} while (!rc && got == COPY_BATCH);
+	cv_store_rec_t head = { .type = CV_REC_AUDIT_HEAD };
+	if (!rc)
+		rc = ops->audit_head(b, &head.audit.pos, head.audit.hash);
+	if (!rc)
+		rc = trail_put(t, &head);
+	if (!rc)
+		rc = ops->audit_checkpoints(b, false, take_checkpoint, t);
+	return rc ? rc : trail_flush(t);
 }
 
 /* Copies the trail into the destination and reads it back: the same rows,
  * head and checkpoints, or CV_E_STORAGE. */
 static cv_rc copy_trail(copy_t *c, uint64_t *rows)
 {
-	trail_copy_t *t = calloc(1, sizeof *t);
-	if (!t)
-		return CV_E_NOMEM;
-	t->c = c;
-	cv_sha256_init(&t->hash);
-	cv_pool_init(&t->pool, 0);
-	cv_rc rc = c->sops->dump(c->src, take_trail, t);
-	if (!rc)
-		rc = trail_flush(t);
-	cv_pool_release(&t->pool);
+	trail_walk_t *src = calloc(1, sizeof *src), *dst = calloc(1, sizeof *dst);
+	cv_rc rc = src && dst ? CV_OK : CV_E_NOMEM;
 	uint8_t src_sum[32], dst_sum[32];
-	cv_sha256_t back;
-	cv_sha256_init(&back);
-	cv_sha256_final(&t->hash, src_sum);
+	if (!rc) {
+		*src = (trail_walk_t){ .load = c->dops, .dst = c->dst };
+		rc = trail_walk(src, c->src, c->sops, 0);
+	}
 	if (!rc)
-		rc = c->dops->dump(c->dst, hash_dest_trail, &back);
-	cv_sha256_final(&back, dst_sum);
-	if (!rc && memcmp(src_sum, dst_sum, sizeof src_sum) != 0)
-		rc = CV_E_STORAGE;
-	*rows = t->rows;
-	free(t);
+		rc = trail_walk(dst, c->dst, c->dops, 1);
+	if (!rc) {
+		cv_sha256_final(&src->hash, src_sum);
+		cv_sha256_final(&dst->hash, dst_sum);
+		*rows = src->rows;
+		if (memcmp(src_sum, dst_sum, sizeof src_sum) != 0)
+			rc = CV_E_STORAGE;
+	}
+	free(src);
+	free(dst);
 	return rc;
 }
 
