@@ -3,14 +3,18 @@
  * verifiable file (audit.h, "retention").
  *
  * File format (one JSON object per line):
- *   {"format":"carevault-audit-archive-1","first":F,"last":L,"prev":"hex"}
+ *   {"format":"carevault-audit-archive-2","first":F,"prev":"hex"}
  *   {"pos":..,"at_us":..,"action":"R","outcome":0,"flags":0,"kind":"rest","subtype":"read",
  *    "agent":"..","id":"..","nres":1,"npat":1,"keys":"b64url","body":"b64url","prev":"hex","hash":"hex"}
  *   ... one line per record, F to L, as stored (bodies stay sealed) ...
- *   a checkpoint line of record L, signed with the audit key
+ *   a checkpoint line of record L, signed with the audit key over the
+ *   archive's own message (cv_audit_archive_message: F, "prev", L, its hash)
  * The records chain from "prev" exactly as in the store, so the file checks
- * without any key but the public one; the store then starts its chain after
- * record L, from that signed checkpoint (its base).
+ * without any key but the public one; the signature covers both ends, so
+ * records cannot be cut from either. The store then starts its chain after
+ * record L, from a base signed likewise. Format 1 files (whose end was signed
+ * as an ordinary checkpoint, leaving the start unsigned) still verify, with
+ * that said.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +29,8 @@
 #include "core/time.h"
 #include "model/json.h"
 
-#define ARCHIVE_FORMAT "carevault-audit-archive-1"
+#define ARCHIVE_FORMAT "carevault-audit-archive-2"
+#define ARCHIVE_FORMAT_1 "carevault-audit-archive-1"
 #define ARCHIVE_BATCH 5000
 #define LINE_MAX_BYTES (64u << 20)
 
@@ -85,6 +90,8 @@ typedef struct collect {
 	int64_t expect;          /* the next position */
 	int64_t last;            /* the last written */
 	uint8_t last_hash[CV_AUDIT_HASH_BYTES];
+	int64_t first;           /* the first written, and the hash it follows */
+	uint8_t first_prev[CV_AUDIT_HASH_BYTES];
 	bool done;               /* a record too young was met */
 	bool header;
 	cv_buf_t line;
@@ -106,6 +113,8 @@ static cv_rc take_row(void *arg, const cv_store_audit_row_t *r)
 		rc = cv_buf_printf(&c->line, "{\"format\":\"" ARCHIVE_FORMAT "\",\"first\":%lld,\"prev\":\"%s\"}\n",
 				   (long long)r->pos, hex);
 		c->header = true;
+		c->first = r->pos;
+		memcpy(c->first_prev, r->prev, CV_AUDIT_HASH_BYTES);
 	}
 	if (!rc)
 		rc = row_line(r, &c->line);
@@ -151,7 +160,7 @@ static cv_rc write_archive(cv_audit_t *a, collect_t *c, cv_store_checkpoint_t *e
 		return CV_OK;
 	*end = (cv_store_checkpoint_t){ .pos = c->last, .at_us = cv_time_now_us() };
 	memcpy(end->hash, c->last_hash, CV_AUDIT_HASH_BYTES);
-	cv_audit_sign(a, end);
+	cv_audit_sign_archive(a, c->first, c->first_prev, end);
 	cv_buf_reset(&c->line);
 	cv_rc rc = cv_audit_checkpoint_line(end, &c->line);
 	if (!rc)
@@ -301,7 +310,8 @@ static const char *next_line(areader_t *r, size_t *len)
 	return NULL;
 }
 
-/* The header: the first record's position and the hash it follows. */
+/* The header: the format (1 or 2; 0 when it is not an archive's), the first
+ * record's position and the hash it follows. */
 static int read_header(areader_t *r, int64_t *first, uint8_t prev[CV_AUDIT_HASH_BYTES])
 {
 	size_t len;
@@ -310,73 +320,116 @@ static int read_header(areader_t *r, int64_t *first, uint8_t prev[CV_AUDIT_HASH_
 	const char *line = next_line(r, &len);
 	json_object *o = line ? parse_line(line, len, &pool) : NULL;
 	const char *format = o ? jstr(o, "format") : NULL;
-	int ok = format && strcmp(format, ARCHIVE_FORMAT) == 0 && cv_json_member_int(o, "first", first) && *first >= 1 &&
-		 !cv_crypto_unhex(jstr(o, "prev"), prev, CV_AUDIT_HASH_BYTES);
+	int version = !format ? 0 : strcmp(format, ARCHIVE_FORMAT) == 0 ? 2 : strcmp(format, ARCHIVE_FORMAT_1) == 0 ? 1 : 0;
+	if (!version || !cv_json_member_int(o, "first", first) || *first < 1 ||
+	    cv_crypto_unhex(jstr(o, "prev"), prev, CV_AUDIT_HASH_BYTES))
+		version = 0;
 	json_object_put(o);
 	cv_pool_release(&pool);
-	return ok;
+	return version;
+}
+
+typedef struct awalk {
+	int version;                       /* the file's format */
+	int64_t first, expect;             /* the first record, the next one */
+	uint8_t start[CV_AUDIT_HASH_BYTES]; /* the hash the first follows */
+	uint8_t prev[CV_AUDIT_HASH_BYTES];  /* the last record's */
+} awalk_t;
+
+/* Whether end is signed by the audit key (pub, or the one it names) over
+ * the archive's message: both ends (format 2), or the end alone (format 1). */
+static bool end_signed(const awalk_t *aw, const cv_store_checkpoint_t *end, const uint8_t *pub)
+{
+	char msg[320];
+	if (aw->version == 2)
+		cv_audit_archive_message(aw->first, aw->start, end, msg);
+	else
+		cv_audit_checkpoint_message(end, msg);
+	return (!pub || memcmp(pub, end->key, CV_SIGN_PUBLIC_BYTES) == 0) &&
+	       cv_crypto_sign_verify(end->key, msg, strlen(msg), end->sig) == CV_OK;
+}
+
+/* The signed end line, after the records: it must sign the last one, and
+ * nothing may follow it. */
+static void check_end_line(areader_t *r, const awalk_t *aw, const cv_store_checkpoint_t *end, const uint8_t *pub,
+			   cv_audit_verdict_t *out)
+{
+	size_t len;
+	out->bad_pos = end->pos;
+	if (end->pos != aw->expect - 1 || memcmp(end->hash, aw->prev, CV_AUDIT_HASH_BYTES) != 0) {
+		snprintf(out->what, sizeof out->what, "the archive's signed end does not match its last record");
+	} else if (!end_signed(aw, end, pub)) {
+		snprintf(out->what, sizeof out->what, "the archive is not signed by the audit key for its first and last "
+			 "records (records were cut from its start or end, or it was altered)");
+	} else if (next_line(r, &len)) {
+		snprintf(out->what, sizeof out->what, "the archive has lines after its signed end");
+	} else {
+		out->ok = true;
+		out->bad_pos = 0;
+		out->records = aw->expect - aw->first;
+		out->base = aw->first - 1;
+		cv_crypto_hex(aw->prev, CV_AUDIT_HASH_BYTES, out->head);
+		snprintf(out->what, sizeof out->what, "the archive is whole: records %lld to %lld, signed%s",
+			 (long long)aw->first, (long long)aw->expect - 1,
+			 aw->version == 2 ? "" : " at its end only (a format-1 archive: the signature does not cover "
+			 "where it starts)");
+	}
+}
+
+/* One record line: it must be the next record of the chain. */
+static bool record_follows(const cv_store_audit_row_t *row, awalk_t *aw, cv_audit_verdict_t *out)
+{
+	uint8_t h[CV_AUDIT_HASH_BYTES];
+	out->bad_pos = aw->expect;
+	if (row->pos != aw->expect)
+		snprintf(out->what, sizeof out->what, "record %lld is missing from the archive", (long long)aw->expect);
+	else if (memcmp(row->prev, aw->prev, CV_AUDIT_HASH_BYTES) != 0)
+		snprintf(out->what, sizeof out->what, "record %lld does not follow record %lld", (long long)aw->expect,
+			 (long long)aw->expect - 1);
+	else if ((cv_store_audit_hash(row, h), memcmp(h, row->hash, CV_AUDIT_HASH_BYTES) != 0))
+		snprintf(out->what, sizeof out->what, "record %lld was altered", (long long)aw->expect);
+	else
+		out->bad_pos = 0;
+	if (out->bad_pos)
+		return false;
+	memcpy(aw->prev, row->hash, CV_AUDIT_HASH_BYTES);
+	aw->expect++;
+	return true;
 }
 
 /* Checks the record lines and the signed end line. */
 static void check_lines(areader_t *r, const uint8_t *pub, cv_audit_verdict_t *out)
 {
-	int64_t expect;
-	uint8_t prev[CV_AUDIT_HASH_BYTES], h[CV_AUDIT_HASH_BYTES];
-	if (!read_header(r, &expect, prev)) {
+	awalk_t aw = { 0 };
+	aw.version = read_header(r, &aw.first, aw.start);
+	if (!aw.version) {
 		snprintf(out->what, sizeof out->what, "not a carevault audit archive (bad header)");
 		return;
 	}
+	aw.expect = aw.first;
+	memcpy(aw.prev, aw.start, CV_AUDIT_HASH_BYTES);
 	const char *line;
 	size_t len;
-	int64_t first = expect;
 	while ((line = next_line(r, &len))) {
 		cv_pool_t pool;
 		cv_store_audit_row_t row;
 		cv_store_checkpoint_t end;
 		cv_pool_init(&pool, 0);
 		cv_rc rc = cv_audit_archive_parse_row(line, len, &pool, &row);
+		bool go_on = false;
 		if (rc && cv_audit_checkpoint_parse(line, len, &end) == CV_OK) {
-			char msg[160];
-			cv_audit_checkpoint_message(&end, msg);
-			out->bad_pos = end.pos;
-			if (end.pos != expect - 1 || memcmp(end.hash, prev, CV_AUDIT_HASH_BYTES) != 0)
-				snprintf(out->what, sizeof out->what, "the archive's signed end does not match its last record");
-			else if ((pub && memcmp(pub, end.key, CV_SIGN_PUBLIC_BYTES) != 0) ||
-				 cv_crypto_sign_verify(end.key, msg, strlen(msg), end.sig) != CV_OK)
-				snprintf(out->what, sizeof out->what, "the archive's end is not signed by the audit key");
-			else if (!next_line(r, &len)) {
-				out->ok = true;
-				out->bad_pos = 0;
-				out->records = expect - first;
-				out->base = first - 1;
-				cv_crypto_hex(prev, CV_AUDIT_HASH_BYTES, out->head);
-				snprintf(out->what, sizeof out->what, "the archive is whole: records %lld to %lld, signed",
-					 (long long)first, (long long)expect - 1);
-			} else {
-				snprintf(out->what, sizeof out->what, "the archive has lines after its signed end");
-			}
-			cv_pool_release(&pool);
-			return;
-		}
-		out->bad_pos = expect;
-		if (rc)
+			check_end_line(r, &aw, &end, pub, out);
+		} else if (rc) {
+			out->bad_pos = aw.expect;
 			snprintf(out->what, sizeof out->what, "line %lld of the archive is not a record", r->lineno);
-		else if (row.pos != expect)
-			snprintf(out->what, sizeof out->what, "record %lld is missing from the archive", (long long)expect);
-		else if (memcmp(row.prev, prev, CV_AUDIT_HASH_BYTES) != 0)
-			snprintf(out->what, sizeof out->what, "record %lld does not follow record %lld",
-				 (long long)expect, (long long)expect - 1);
-		else if ((cv_store_audit_hash(&row, h), memcmp(h, row.hash, CV_AUDIT_HASH_BYTES) != 0))
-			snprintf(out->what, sizeof out->what, "record %lld was altered", (long long)expect);
-		else
-			out->bad_pos = 0;
+		} else {
+			go_on = record_follows(&row, &aw, out);
+		}
 		cv_pool_release(&pool);
-		if (out->bad_pos)
+		if (!go_on)
 			return;
-		memcpy(prev, row.hash, CV_AUDIT_HASH_BYTES);
-		expect++;
 	}
-	out->bad_pos = expect;
+	out->bad_pos = aw.expect;
 	snprintf(out->what, sizeof out->what, "the archive ends without its signed checkpoint (truncated)");
 }
 

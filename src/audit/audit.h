@@ -245,6 +245,15 @@ void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c);
 void cv_audit_sign_base(cv_audit_t *a, cv_store_checkpoint_t *c);
 void cv_audit_base_message(const cv_store_checkpoint_t *c, char out[160]);
 
+/* The same for an archive's end: its message binds the archive's first
+ * record and the hash it follows to the end (pos, hash), so that neither
+ * the start nor the end of an archive can be cut (no checkpoint, base or
+ * other archive's end stands in for it). */
+void cv_audit_sign_archive(cv_audit_t *a, int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES],
+			   cv_store_checkpoint_t *end);
+void cv_audit_archive_message(int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES], const cv_store_checkpoint_t *end,
+			      char out[320]);
+
 /* The store of the trail. */
 cv_store_t *cv_audit_store(cv_audit_t *a);
 
@@ -306,8 +315,11 @@ typedef struct cv_audit_archived {
 cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_audit_archived_t *out);
 
 /* Verifies an archive file on its own: the chain inside it, and its signed
- * last checkpoint (pub NULL: with the key the file names; else that key
- * must have signed it). */
+ * end, which covers its first record too (pub NULL: with the key the file
+ * names; else that key must have signed it). out->base is the position
+ * before its first record, out->records how many it holds, out->head the
+ * last one's hash. A file of format 1 (before the end covered the start)
+ * verifies with a caveat in out->what. */
 cv_rc cv_audit_verify_archive(const char *path, const uint8_t *pub, cv_audit_verdict_t *out);
 
 /* One record line of an archive, parsed (strings and bytes in pool). */

@@ -239,6 +239,25 @@ void cv_audit_sign_base(cv_audit_t *a, cv_store_checkpoint_t *c)
 	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
 }
 
+void cv_audit_archive_message(int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES], const cv_store_checkpoint_t *end,
+			      char out[320])
+{
+	char phex[2 * CV_AUDIT_HASH_BYTES + 1], hex[2 * CV_AUDIT_HASH_BYTES + 1];
+	cv_crypto_hex(prev, CV_AUDIT_HASH_BYTES, phex);
+	cv_crypto_hex(end->hash, CV_AUDIT_HASH_BYTES, hex);
+	snprintf(out, 320, "carevault audit archive 2\n%lld\n%s\n%lld\n%s\n%lld\n", (long long)first, phex,
+		 (long long)end->pos, hex, (long long)end->at_us);
+}
+
+void cv_audit_sign_archive(cv_audit_t *a, int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES],
+			   cv_store_checkpoint_t *end)
+{
+	char msg[320];
+	cv_audit_archive_message(first, prev, end, msg);
+	memcpy(end->key, a->pub, sizeof end->key);
+	cv_crypto_sign(a->sign, msg, strlen(msg), end->sig);
+}
+
 cv_store_t *cv_audit_store(cv_audit_t *a)
 {
 	return a->store;

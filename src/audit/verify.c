@@ -235,6 +235,53 @@ static void check_extra_keys(cv_store_t *s, walk_t *w)
 			 "it was changed", (long long)count, (long long)w->pairs);
 }
 
+/* The lookup table has no row outside the records walked: none at or before
+ * the base (an archive removed those with their records) and none past the
+ * last record (a serving server's newer records come with theirs, in one
+ * transaction: only a row with no record of its own is extra). */
+static void check_outside_keys(cv_store_t *s, walk_t *w)
+{
+	int64_t nbelow = 0, below = 0, above = 0;
+	if (w->bad)
+		return;
+	cv_rc rc = cv_store_audit_keys_count(s, INT64_MIN, w->out->base, &nbelow);
+	if (!rc && nbelow) /* every row there is extra: where the first is (0 is a position too) */
+		rc = cv_store_audit_keys_extra(s, INT64_MIN, w->out->base, &below);
+	if (!rc && !nbelow)
+		rc = cv_store_audit_keys_extra(s, w->expect, INT64_MAX, &above);
+	if (rc)
+		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
+	else if (nbelow || above)
+		snprintf(fail(w, nbelow ? below : above), WHAT, "the search-key table ties position %lld, %s, to a "
+			 "patient or resource (rows were added): a record put there would show in their searches and "
+			 "access reports", (long long)(nbelow ? below : above),
+			 nbelow ? "at or before the trail's start" : "past its last record");
+}
+
+static cv_rc first_row(void *arg, const cv_store_audit_row_t *r)
+{
+	*(int64_t *)arg = r->pos;
+	return CV_E_CONFLICT; /* one is enough */
+}
+
+/* No record lies at or before where the chain starts (the walk begins after
+ * it, but searches have no lower bound): after an archive, a row put below
+ * its base would be served and never checked. */
+static void check_below_base(cv_store_t *s, walk_t *w)
+{
+	int64_t pos = INT64_MAX;
+	cv_pool_t pool;
+	cv_pool_init(&pool, 0);
+	cv_rc rc = cv_store_audit_scan(s, 0, 1, false, &pool, first_row, &pos);
+	cv_pool_release(&pool);
+	if (rc && rc != CV_E_CONFLICT)
+		snprintf(fail(w, 0), WHAT, "the trail could not be read: %s", cv_rc_str(rc));
+	else if (pos <= w->out->base)
+		snprintf(fail(w, pos), WHAT, "record %lld lies at or before the trail's start (record %lld, where it "
+			 "begins after an archive or at 1): it was put there by hand, and searches would show it",
+			 (long long)pos, (long long)w->out->base + 1);
+}
+
 static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 {
 	walk_t *w = arg;
@@ -255,6 +302,11 @@ static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 	if (memcmp(h, r->hash, CV_AUDIT_HASH_BYTES) != 0) {
 		snprintf(fail(w, r->pos), WHAT, "record %lld was altered: its contents do not match its hash",
 			 (long long)r->pos);
+		return CV_E_CONFLICT;
+	}
+	if (r->malformed) {
+		snprintf(fail(w, r->pos), WHAT, "record %lld was altered: a field is stored as another type or with "
+			 "bytes its hash does not cover, so searches and access reports would miss it", (long long)r->pos);
 		return CV_E_CONFLICT;
 	}
 	meet_checkpoints(w, r);
@@ -424,8 +476,11 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 		if (!w.bad && cv_store_audit_head(s, &w.head, w.head_hash))
 			w.head = -1;
 		if (!w.bad)
+			check_below_base(s, &w);
+		if (!w.bad)
 			walk_chain(s, &w, progress, arg);
 		check_end(s, &w);
+		check_outside_keys(s, &w);
 	} else {
 		out->ok = false;
 		if (!out->what[0])

@@ -59,8 +59,10 @@ static void usage(FILE *out)
 		"archive (retention) moves the records older than DATE (default: audit-retention-days,\n"
 		"six years) to FILE: it writes them as stored, with a checkpoint signed by the audit key,\n"
 		"reads the file back and verifies it, and only then removes them from the store, which\n"
-		"starts its chain from that signed checkpoint. verify --archive checks such a file\n"
-		"(with --data, against that store's audit key). Keep archives as long as the law says.\n"
+		"starts its chain from that signed checkpoint. verify --archive checks such a file: its\n"
+		"chain, and its end's signature, which covers its first and last records (with --data,\n"
+		"by that store's audit key, and the store's trail must start after the archive's last\n"
+		"record when it is the newest archive). Keep archives as long as the law says.\n"
 		"checkpoint signs a checkpoint of the trail as it is now. pubkey prints the public key that\n"
 		"signs checkpoints: keep it with the copies of the checkpoints.\n"
 		"Every command takes --store URL and --config FILE as serve does.\n");
@@ -171,35 +173,80 @@ static int cmd_verify(audit_cmd_t *c)
 	return 0;
 }
 
-/* The public key of the store, when one is recorded (NULL otherwise). */
-/* The audit public key recorded in the store of c: CV_OK, CV_E_NOTFOUND
- * (no key yet), or the store's failure with err set. */
-static cv_rc store_pubkey(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES], char *err, size_t errlen)
+/* What an archive is checked against in the store of c: its audit public
+ * key (CV_OK, CV_E_NOTFOUND when there is none yet, or the store's failure
+ * with err set) and the base its chain starts after (base->pos 0: none). */
+static cv_rc store_anchor(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES], cv_store_checkpoint_t *base,
+			  char *err, size_t errlen)
 {
 	cv_store_t *s = NULL;
-	cv_buf_t pub;
+	cv_buf_t pub, line;
+	memset(base, 0, sizeof *base);
 	cv_rc rc = cv_store_open_raw(c->cfg.data_dir, c->cfg.store_url, &s, err, errlen);
 	if (rc)
 		return rc;
 	cv_buf_init(&pub, 64);
+	cv_buf_init(&line, 4096);
+	if (cv_store_meta_get(s, CV_AUDIT_META_BASE, &line) != CV_OK ||
+	    cv_audit_checkpoint_parse(line.data ? line.data : "", line.len, base))
+		memset(base, 0, sizeof *base);
 	rc = cv_store_meta_get(s, "audit.pubkey", &pub);
 	if (!rc && pub.len != CV_SIGN_PUBLIC_BYTES)
 		rc = CV_E_NOTFOUND;
 	if (!rc)
 		memcpy(out, pub.data, CV_SIGN_PUBLIC_BYTES);
+	cv_buf_release(&line);
 	cv_buf_release(&pub);
 	cv_store_close(s);
 	return rc;
 }
 
+/* An archive whose last record is where the store's trail starts must end
+ * with the record the store's base names. 0 when it does (or is another,
+ * older archive); else 1, said. */
+static int against_base(const cv_audit_verdict_t *v, const cv_store_checkpoint_t *base)
+{
+	char hex[2 * CV_AUDIT_HASH_BYTES + 1];
+	int64_t last = v->base + v->records;
+	if (!base->pos) {
+		printf("the store has no archived records: its trail starts at record 1\n");
+		return 0;
+	}
+	cv_crypto_hex(base->hash, CV_AUDIT_HASH_BYTES, hex);
+	if (base->pos == last && strcmp(hex, v->head) == 0) {
+		printf("the store's trail starts right after this archive's last record\n");
+		return 0;
+	}
+	if (base->pos == last) {
+		printf("AUDIT ARCHIVE NOT WHOLE: record %lld is not the one the store's trail starts after: the archive "
+		       "or the store was altered\nfirst bad record: %lld\n", (long long)last, (long long)last);
+		return 1;
+	}
+	printf("the store's trail starts after record %lld (this archive ends at %lld: %s)\n", (long long)base->pos,
+	       (long long)last, base->pos > last ? "an older archive holds the records between" :
+	       "the store's base is past it only if it was altered; verify the store");
+	return base->pos > last ? 0 : 1;
+}
+
 static int cmd_verify_archive(audit_cmd_t *c)
 {
 	uint8_t pub[CV_SIGN_PUBLIC_BYTES];
+	cv_store_checkpoint_t base = { .pos = 0 };
 	cv_audit_verdict_t v;
 	if (c->pubkey && !parse_pubkey(c->pubkey, pub))
 		return bad("--pubkey takes the 64 hex digits carevault audit pubkey printed");
 	char err[512];
-	bool pinned = c->pubkey || (c->cfg.data_dir[0] && store_pubkey(c, pub, err, sizeof err) == CV_OK);
+	uint8_t stored[CV_SIGN_PUBLIC_BYTES];
+	bool pinned = c->pubkey != NULL, have_store = false;
+	if (c->cfg.data_dir[0] || c->cfg.store_url[0]) {
+		/* the store is the archive's own when its key signs it: then where its trail starts is checked too */
+		cv_rc arc = store_anchor(c, stored, &base, err, sizeof err);
+		if (arc == CV_OK && !pinned) {
+			memcpy(pub, stored, sizeof pub);
+			pinned = true;
+		}
+		have_store = arc == CV_OK && memcmp(pub, stored, sizeof pub) == 0;
+	}
 	if (cv_audit_verify_archive(c->archive, pinned ? pub : NULL, &v)) {
 		fprintf(stderr, "carevault audit verify: %s\n", v.what);
 		return 1;
@@ -211,7 +258,7 @@ static int cmd_verify_archive(audit_cmd_t *c)
 		return 1;
 	}
 	printf("%s\nlast hash %s\n", v.what, v.head);
-	return 0;
+	return have_store ? against_base(&v, &base) : 0;
 }
 
 static int cmd_archive(audit_cmd_t *c)
@@ -382,7 +429,8 @@ static int cmd_pubkey(audit_cmd_t *c)
 {
 	char err[512] = "", hex[2 * CV_SIGN_PUBLIC_BYTES + 1];
 	uint8_t pub[CV_SIGN_PUBLIC_BYTES];
-	cv_rc rc = store_pubkey(c, pub, err, sizeof err);
+	cv_store_checkpoint_t base;
+	cv_rc rc = store_anchor(c, pub, &base, err, sizeof err);
 	if (rc == CV_E_NOTFOUND)
 		fprintf(stderr, "carevault audit pubkey: no audit key yet (serve once to make it)\n");
 	else if (rc)

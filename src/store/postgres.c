@@ -15,6 +15,7 @@
  * next call tries again, so nodes recover by themselves after a restart.
  */
 #include <endian.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1331,6 +1332,11 @@ static cv_rc pg_audit_row(const PGresult *r, int i, cv_pool_t *pool, cv_store_au
 	out->body = pg_blob(r, i, 11, pool, &out->body_len);
 	pg_hash(r, i, 12, out->prev);
 	pg_hash(r, i, 13, out->hash);
+	/* the columns are typed, but outcome and flags are bigint and action any text: a value C's
+	 * types would read as the original while SQL comparisons (the searches) see another */
+	int64_t outcome = get_i64(r, i, 3), flags = get_i64(r, i, 4);
+	out->malformed = PQgetlength(r, i, 2) != 1 || outcome < INT_MIN || outcome > INT_MAX || flags < 0 ||
+			 flags > (int64_t)UINT_MAX;
 	return out->kind && out->subtype && out->agent && out->id && out->keys && out->body ? CV_OK : CV_E_NOMEM;
 }
 

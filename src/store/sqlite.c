@@ -6,6 +6,7 @@
  * A bounded pool of read connections (query_only) serves reads from any
  * thread; WAL lets them run while the committer writes.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1250,9 +1251,38 @@ static const uint8_t *col_blob(sqlite3_stmt *st, int i, cv_pool_t *pool, size_t 
 	return copy;
 }
 
+/* The SQLite storage class each column of an audit SELECT must have. */
+static const int audit_col_type[15] = {
+	SQLITE_INTEGER, SQLITE_INTEGER, SQLITE_TEXT, SQLITE_INTEGER, SQLITE_INTEGER,
+	SQLITE_TEXT, SQLITE_TEXT, SQLITE_TEXT, SQLITE_TEXT, SQLITE_INTEGER,
+	SQLITE_BLOB, SQLITE_BLOB, SQLITE_BLOB, SQLITE_BLOB, SQLITE_INTEGER,
+};
+
+/* Whether the row's columns are stored as the store writes them: SQLite
+ * keeps whatever type an UPDATE gives a column, and a value read back
+ * through C's types could hash as the original while SQL comparisons (the
+ * searches) see another (a BLOB agent, text with a NUL and more bytes, an
+ * outcome past 32 bits, a two-letter action). */
+static bool audit_row_canonical(sqlite3_stmt *st)
+{
+	for (int i = 0; i < 15; i++) {
+		if (sqlite3_column_type(st, i) != audit_col_type[i])
+			return false;
+		if (audit_col_type[i] == SQLITE_TEXT) {
+			const unsigned char *t = sqlite3_column_text(st, i);
+			if (!t || strlen((const char *)t) != (size_t)sqlite3_column_bytes(st, i))
+				return false;
+		}
+	}
+	int64_t outcome = sqlite3_column_int64(st, 3), flags = sqlite3_column_int64(st, 4);
+	return sqlite3_column_bytes(st, 2) == 1 && outcome >= INT_MIN && outcome <= INT_MAX && flags >= 0 &&
+	       flags <= (int64_t)UINT_MAX;
+}
+
 /* A row of an audit SELECT (the columns of cv_query_audit_sql). */
 static cv_rc audit_row(sqlite3_stmt *st, cv_pool_t *pool, cv_store_audit_row_t *r)
 {
+	bool malformed = !audit_row_canonical(st); /* first: reading converts types */
 	const unsigned char *act = sqlite3_column_text(st, 2);
 	*r = (cv_store_audit_row_t){ .pos = sqlite3_column_int64(st, 0), .at_us = sqlite3_column_int64(st, 1),
 				     .action = act ? (char)act[0] : '?', .outcome = sqlite3_column_int(st, 3),
@@ -1275,6 +1305,7 @@ static cv_rc audit_row(sqlite3_stmt *st, cv_pool_t *pool, cv_store_audit_row_t *
 		r->prev[0] ^= 0xff;
 	if (hl != CV_AUDIT_HASH_BYTES)
 		r->hash[0] ^= 0xff;
+	r->malformed = malformed;
 	return CV_OK;
 }
 
@@ -1313,6 +1344,8 @@ static cv_rc sqlite_audit_head(cv_backend_t *b, int64_t *pos, uint8_t hash[CV_AU
 		memset(hash, 0, CV_AUDIT_HASH_BYTES);
 		size_t n = (size_t)sqlite3_column_bytes(st, 1);
 		memcpy(hash, sqlite3_column_blob(st, 1), n < CV_AUDIT_HASH_BYTES ? n : CV_AUDIT_HASH_BYTES);
+		if (n != CV_AUDIT_HASH_BYTES) /* a wrong length compares as a mismatch */
+			hash[0] ^= 0xff;
 	} else if (!rc) {
 		rc = db_error(r->db, "audit_head");
 	}

@@ -148,6 +148,9 @@ typedef struct cv_store_audit_row {
 	size_t body_len;
 	uint8_t prev[CV_AUDIT_HASH_BYTES]; /* the previous row's hash (zeros for the first) */
 	uint8_t hash[CV_AUDIT_HASH_BYTES]; /* this row's */
+	bool malformed;          /* a column is stored in a form the hash does not pin (another type, a NUL
+				  * and more bytes, a number past its C type): read back, it would hash as
+				  * the original while searches, which compare the stored value, miss it */
 } cv_store_audit_row_t;
 
 /* A signed checkpoint: the chain had `pos` records, the last one's hash `hash`. */

@@ -662,13 +662,17 @@ test('carevault audit verify: whole trail passes; every kind of tampering is nam
     }
   }
   // the tail, the head and the store's checkpoints cut together (after the first checkpoint, which
-  // stays): only the exported checkpoints tell
+  // stays): the cut records' search keys, if left behind, give it away; cut too, only the exported
+  // checkpoints tell
   const kc = cps[0] + 2;
   assert.ok(kc < H, `a cut after the first checkpoint (${cps[0]}) and before the end (${H})`);
   const c = orig.copy('t');
   try {
     c.sql(`DELETE FROM cv_audit WHERE pos > ${kc};\nUPDATE cv_audit_head SET pos = ${kc}, hash = ${c.blob(chain[kc - 1].hash)} WHERE one = 1;\n`
       + `DELETE FROM cv_audit_checkpoint WHERE pos > ${kc};`);
+    const keysLeft = verify(s, { dataDir: c.dataDir, store: c.store });
+    if (keysLeft.status !== 1 || !/past its last record/.test(keysLeft.stdout)) problems.push(`tail+head+checkpoints cut, search keys left: exit ${keysLeft.status}, expected 1 naming the keys past the last record: ${keysLeft.out.trim().slice(0, 300)}`);
+    c.sql(`DELETE FROM cv_audit_key WHERE pos > ${kc};`);
     const blind = verify(s, { dataDir: c.dataDir, store: c.store });
     if (blind.status !== 0) problems.push(`tail+head+checkpoints cut, without --checkpoints: exit ${blind.status} (the store alone cannot tell; expected 0): ${blind.out.trim().slice(0, 200)}`);
     const file = c.pg ? cpFile : path.join(c.dataDir, 'audit-checkpoints.jsonl');
@@ -699,6 +703,56 @@ test('carevault audit verify: whole trail passes; every kind of tampering is nam
   assert.deepEqual(problems, [], problems.join('\n'));
   // the original is untouched by all this
   assert.equal(verify(s).status, 0, 'the original trail still verifies');
+});
+
+test('retention: an archive verifies against its store; records cut from either end of it, or put below the base, are found', () => {
+  const s = servers.tamper;
+  assert.ok(s && s.exit !== null, 'the tamper server ran and stopped');
+  const c = storeHandle(s).copy('r');
+  const file = path.join(s.tmpDir, `retained-${TAG}.jsonl`);
+  const env = c.store ? { CAREVAULT_STORE: c.store } : {};
+  try {
+    const arch = cli(s, ['audit', 'archive', '--data', c.dataDir, '--out', file, '--before', '2100-01-01'], { env });
+    assert.equal(arch.status, 0, `archive: ${arch.out.slice(0, 300)}`);
+    const good = cli(s, ['audit', 'verify', '--archive', file, '--data', c.dataDir], { env });
+    assert.equal(good.status, 0, `the archive against its store: ${good.out.slice(0, 300)}`);
+    assert.match(good.stdout, /the archive is whole: records 1 to \d+, signed\n/);
+    assert.match(good.stdout, /starts right after this archive's last record/);
+    const rest = verify(s, { dataDir: c.dataDir, store: c.store });
+    assert.equal(rest.status, 0, `the store after the archive: ${rest.out.slice(0, 300)}`);
+    // the archive's lines: header, records, signed end
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    const recs = lines.slice(1, -1).map((l) => JSON.parse(l));
+    const last = recs.at(-1).pos;
+    const cut = path.join(s.tmpDir, `cut-${TAG}.jsonl`);
+    const checkCut = (what, text) => {
+      fs.writeFileSync(cut, `${text}\n`);
+      const v = cli(s, ['audit', 'verify', '--archive', cut, '--data', c.dataDir], { env });
+      assert.equal(v.status, 1, `${what}: ${v.out.slice(0, 300)}`);
+      assert.match(v.stdout, /AUDIT ARCHIVE NOT WHOLE: .*first and last/, what);
+    };
+    // records cut from its start: the header follows record 2
+    checkCut('the start cut', [JSON.stringify({ format: 'carevault-audit-archive-2', first: 3, prev: recs[1].hash }),
+      ...lines.slice(3)].join('\n'));
+    // records cut from its end: an earlier record's signed checkpoint as the end
+    const cps = fs.readFileSync(path.join(s.dataDir, 'audit-checkpoints.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l)).filter((cp) => cp.pos < last);
+    assert.ok(cps.length > 0, 'a checkpoint inside the archive');
+    const cp = cps.at(-1);
+    checkCut('the end cut', [...lines.slice(0, 1 + cp.pos), JSON.stringify(cp)].join('\n'));
+    // a record put below the base (a copy of a later one, under another agent): served by searches,
+    // so verify names it
+    c.sql(`INSERT INTO cv_audit (pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, keys, body, prev, hash, npat) `
+      + `SELECT 2, at_us, action, outcome, flags, kind, subtype, 'framed-${TAG}', id, nres, keys, body, prev, hash, npat `
+      + `FROM cv_audit WHERE pos = (SELECT max(pos) FROM cv_audit);`);
+    const below = verify(s, { dataDir: c.dataDir, store: c.store });
+    assert.equal(below.status, 1, `a record below the base: ${below.out.slice(0, 300)}`);
+    assert.equal(below.bad, 2);
+    assert.match(below.stdout, /at or before the trail's start/);
+  } finally {
+    c.drop();
+    fs.rmSync(file, { force: true });
+  }
 });
 
 // ---------------------------------------------------------------- 6. crash

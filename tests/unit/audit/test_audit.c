@@ -957,6 +957,85 @@ static void swapped_records_are_found(void **state)
 	assert_found(&v, 5, "moved");
 }
 
+/* A value stored in another form than the store writes (another SQLite
+ * type, a NUL and more bytes, a number past its C type, a longer action)
+ * reads back through C as the original, so its hash still matches, while
+ * SQL comparisons see the stored form: searches and access reports would
+ * miss the record. Each is named; undone, the next one is. */
+static void a_field_stored_in_another_form_is_found(void **state)
+{
+	fx_t *f = *state;
+	db_t d = db_open(f);
+	bool lite = d.lite != NULL;
+	typedef struct form {
+		int64_t pos;
+		const char *edit, *undo;
+		bool lite_only;
+	} form_t;
+	static const form_t forms[] = {
+		{ 12, "UPDATE cv_audit SET outcome = outcome + 4294967296 WHERE pos = 12",
+		  "UPDATE cv_audit SET outcome = outcome - 4294967296 WHERE pos = 12", false },
+		{ 13, "UPDATE cv_audit SET action = action || 'x' WHERE pos = 13",
+		  "UPDATE cv_audit SET action = substr(action, 1, 1) WHERE pos = 13", false },
+		{ 14, "UPDATE cv_audit SET flags = flags + 4294967296 WHERE pos = 14",
+		  "UPDATE cv_audit SET flags = flags - 4294967296 WHERE pos = 14", false },
+		{ 15, "UPDATE cv_audit SET agent = CAST(agent AS BLOB) WHERE pos = 15",
+		  "UPDATE cv_audit SET agent = CAST(agent AS TEXT) WHERE pos = 15", true },
+		{ 16, "UPDATE cv_audit SET id = id || char(0) || 'x' WHERE pos = 16",
+		  "UPDATE cv_audit SET id = CAST(substr(CAST(id AS BLOB), 1, 36) AS TEXT) WHERE pos = 16", true },
+		{ 17, "UPDATE cv_audit SET at_us = CAST(at_us AS TEXT) || 'x' WHERE pos = 17",
+		  "UPDATE cv_audit SET at_us = CAST(substr(at_us, 1, length(at_us) - 1) AS INTEGER) WHERE pos = 17", true },
+		{ 18, "UPDATE cv_audit SET body = CAST(body AS TEXT) WHERE pos = 18",
+		  "UPDATE cv_audit SET body = CAST(body AS BLOB) WHERE pos = 18", true },
+	};
+	size_t n = sizeof forms / sizeof forms[0];
+	for (size_t i = 0; i < n; i++)
+		if (lite || !forms[i].lite_only)
+			db_exec(&d, "%s", forms[i].edit);
+	db_close(&d);
+	for (size_t i = 0; i < n; i++) {
+		if (!lite && forms[i].lite_only)
+			continue;
+		cv_audit_verdict_t v = verify(f, true);
+		assert_found(&v, forms[i].pos, "stored as another type");
+		d = db_open(f);
+		db_exec(&d, "%s", forms[i].undo);
+		db_close(&d);
+	}
+	cv_audit_verdict_t v = verify(f, true);
+	if (!v.ok)
+		print_error("%s\n", v.what);
+	assert_true(v.ok);
+}
+
+/* After an archive the walk starts past its base, but searches have no
+ * lower bound: a record put at or before the base (a copy of a later one,
+ * say) would be served and never checked. So would a search-key row at or
+ * before the base, or past the last record. */
+static void a_record_below_the_base_or_a_key_past_the_end_is_found(void **state)
+{
+	fx_t *f = *state;
+	db_t d = db_open(f);
+	db_exec(&d, "INSERT INTO cv_audit_key (k, pos) SELECT k, %d FROM cv_audit_key WHERE pos = 5", TRAIL_N + 1);
+	db_close(&d);
+	cv_audit_verdict_t v = verify(f, true);
+	assert_found(&v, TRAIL_N + 1, "past its last record");
+	d = db_open(f);
+	db_exec(&d, "DELETE FROM cv_audit_key WHERE pos = %d", TRAIL_N + 1);
+	db_exec(&d, "INSERT INTO cv_audit_key (k, pos) SELECT k, 0 FROM cv_audit_key WHERE pos = 5");
+	db_close(&d);
+	v = verify(f, true);
+	assert_found(&v, 0, "at or before the trail's start");
+	d = db_open(f);
+	db_exec(&d, "DELETE FROM cv_audit_key WHERE pos = 0");
+	db_exec(&d, "INSERT INTO cv_audit (pos, at_us, action, outcome, flags, kind, subtype, agent, id, nres, keys, "
+		    "body, prev, hash, npat) SELECT -3, at_us, action, outcome, flags, kind, subtype, 'u-framed', id, nres, "
+		    "keys, body, prev, hash, npat FROM cv_audit WHERE pos = 9");
+	db_close(&d);
+	v = verify(f, true);
+	assert_found(&v, -3, "at or before the trail's start");
+}
+
 static void a_truncated_tail_is_found_by_the_head(void **state)
 {
 	fx_t *f = *state;
@@ -1006,12 +1085,18 @@ static void a_clean_truncation_is_found_only_by_the_checkpoint_file(void **state
 {
 	fx_t *f = *state;
 	cut_tail_cleanly(f, TRAIL_N - 3);
+	/* the cut records' search keys left behind give it away */
+	cv_audit_verdict_t v = verify(f, false);
+	assert_found(&v, TRAIL_N - 2, "past its last record");
+	db_t d = db_open(f);
+	db_exec(&d, "DELETE FROM cv_audit_key WHERE pos > %d", TRAIL_N - 3);
+	db_close(&d);
 	/* Everything in the database agrees with the shorter trail, and a hash
 	 * chain cannot tell a cut tail from a trail that ended there: only a
 	 * checkpoint the attacker could not reach shows it. That is why the
 	 * checkpoint file (and syslog, and the URL) is kept outside the
 	 * database, on another machine or medium. */
-	cv_audit_verdict_t v = verify(f, false);
+	v = verify(f, false);
 	assert_true(v.ok);
 	assert_int_equal(v.records, TRAIL_N - 3);
 	v = verify(f, true);
@@ -1627,6 +1712,131 @@ static void an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge(void 
 	assert_false(v.ok);
 }
 
+typedef struct lines {
+	char *v[64];
+	size_t n;
+} lines_t;
+
+static void read_lines(const char *path, lines_t *out)
+{
+	FILE *fp = fopen(path, "r");
+	assert_non_null(fp);
+	char *line = NULL;
+	size_t cap = 0;
+	out->n = 0;
+	while (getline(&line, &cap, fp) > 0) {
+		assert_true(out->n < 64);
+		out->v[out->n++] = strdup(line);
+	}
+	free(line);
+	fclose(fp);
+}
+
+static void free_lines(lines_t *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	l->n = 0;
+}
+
+/* Writes a header naming format, first and prev, lines [from, to) of src, then end. */
+static void write_cut(const char *path, const char *format, int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES],
+		      const lines_t *src, size_t from, size_t to, const char *end)
+{
+	char hex[2 * CV_AUDIT_HASH_BYTES + 1];
+	cv_crypto_hex(prev, CV_AUDIT_HASH_BYTES, hex);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "{\"format\":\"%s\",\"first\":%lld,\"prev\":\"%s\"}\n", format, (long long)first, hex);
+	for (size_t i = from; i < to; i++)
+		fputs(src->v[i], fp);
+	fputs(end, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static cv_rc keep_checkpoints(void *arg, const cv_store_checkpoint_t *c)
+{
+	cv_store_checkpoint_t *v = arg;
+	v[c->pos] = *c;
+	return CV_OK;
+}
+
+/* An archive signs both its ends: records cut from its start (the header
+ * rewritten to follow a later record) or from its end (the end line
+ * replaced by the signed checkpoint of an earlier record) are refused. A
+ * format-1 archive (its end signed as a checkpoint) still verifies, saying
+ * its start is not covered. */
+static void an_archive_cut_at_either_end_is_refused(void **state)
+{
+	fx_t *f = *state;
+	char path[200], cut[220];
+	cv_audit_t *a = open_trail(f);
+	for (int i = 1; i <= 12; i++) {
+		assert_int_equal(put_plain(f, i), i);
+		if (i == 4 || i == 8 || i == 12)
+			assert_int_equal(cv_audit_checkpoint_now(a), CV_OK);
+	}
+	snprintf(path, sizeof path, "%s/archive.jsonl", f->ts.dir);
+	snprintf(cut, sizeof cut, "%s/cut.jsonl", f->ts.dir);
+	cv_audit_archived_t res;
+	assert_int_equal(cv_audit_archive(a, cv_time_now_us() + 1000000, path, &res), CV_OK);
+	assert_int_equal(res.last, 12);
+	cv_store_checkpoint_t *cps = calloc(13, sizeof *cps);
+	assert_non_null(cps);
+	assert_int_equal(cv_store_audit_checkpoints(f->ts.s, keep_checkpoints, cps), CV_OK);
+	assert_int_equal(cps[8].pos, 8);
+	cv_audit_free(a);
+	lines_t l;
+	read_lines(path, &l);
+	assert_int_equal(l.n, 14); /* header, 12 records, the signed end */
+	rows_t *rs = calloc(1, sizeof *rs);
+	assert_non_null(rs);
+	for (size_t i = 1; i <= 12; i++) {
+		assert_int_equal(cv_audit_archive_parse_row(l.v[i], strlen(l.v[i]) - 1, &f->pool, &rs->v[i]), CV_OK);
+		assert_int_equal(rs->v[i].pos, (int64_t)i);
+	}
+	cv_audit_verdict_t v;
+	assert_int_equal(cv_audit_verify_archive(path, NULL, &v), CV_OK);
+	assert_true(v.ok);
+	/* the start cut: records 1 to 3 dropped, the header following record 3 */
+	write_cut(cut, "carevault-audit-archive-2", 4, rs->v[3].hash, &l, 4, 14, "");
+	assert_int_equal(cv_audit_verify_archive(cut, NULL, &v), CV_OK);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.what, "first and last"));
+	/* the end cut: records 9 to 12 dropped, ending with the signed checkpoint of record 8 */
+	cv_buf_t cp8;
+	cv_buf_init(&cp8, 4096);
+	assert_int_equal(cv_audit_checkpoint_line(&cps[8], &cp8), CV_OK);
+	assert_int_equal(cv_buf_puts(&cp8, "\n"), CV_OK);
+	write_cut(cut, "carevault-audit-archive-2", 1, rs->v[1].prev, &l, 1, 9, cp8.data);
+	assert_int_equal(cv_audit_verify_archive(cut, NULL, &v), CV_OK);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.what, "first and last"));
+	/* a format-1 archive (ending with record 12's checkpoint) verifies, with the caveat */
+	cv_buf_t cp12;
+	cv_buf_init(&cp12, 4096);
+	assert_int_equal(cv_audit_checkpoint_line(&cps[12], &cp12), CV_OK);
+	assert_int_equal(cv_buf_puts(&cp12, "\n"), CV_OK);
+	write_cut(cut, "carevault-audit-archive-1", 1, rs->v[1].prev, &l, 1, 13, cp12.data);
+	assert_int_equal(cv_audit_verify_archive(cut, NULL, &v), CV_OK);
+	if (!v.ok)
+		print_error("%s\n", v.what);
+	assert_true(v.ok);
+	assert_non_null(strstr(v.what, "format-1"));
+	/* but not the format-2 end under a format-1 header, nor the reverse */
+	write_cut(cut, "carevault-audit-archive-1", 1, rs->v[1].prev, &l, 1, 14, "");
+	assert_int_equal(cv_audit_verify_archive(cut, NULL, &v), CV_OK);
+	assert_false(v.ok);
+	write_cut(cut, "carevault-audit-archive-2", 1, rs->v[1].prev, &l, 1, 13, cp12.data);
+	assert_int_equal(cv_audit_verify_archive(cut, NULL, &v), CV_OK);
+	assert_false(v.ok);
+	cv_buf_release(&cp8);
+	cv_buf_release(&cp12);
+	free_lines(&l);
+	free(rs);
+	free(cps);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1642,6 +1852,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(an_untouched_trail_verifies, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_edited_body_byte_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_edited_field_is_found, trail_setup, teardown),
+		cmocka_unit_test_setup_teardown(a_field_stored_in_another_form_is_found, trail_setup, teardown),
+		cmocka_unit_test_setup_teardown(a_record_below_the_base_or_a_key_past_the_end_is_found, trail_setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(a_deleted_record_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(an_inserted_record_is_found, trail_setup, teardown),
 		cmocka_unit_test_setup_teardown(a_deleted_search_key_is_found, trail_setup, teardown),
@@ -1665,6 +1878,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(an_archive_during_verification_is_not_tampering, setup, teardown),
 		cmocka_unit_test_setup_teardown(an_archive_leaves_a_signed_base_that_a_checkpoint_cannot_forge, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(an_archive_cut_at_either_end_is_refused, setup, teardown),
 	};
 	return CV_TEST_RUN_ON_BOTH(tests, "audit trail", pg_base);
 }
