@@ -45,6 +45,12 @@ typedef enum {
 	CV_AUDIT_APPLICATION, /* start, stop, configuration and key changes (DICOM 110100) */
 } cv_audit_type;
 
+/* The code systems of a record's type and subtype codes. */
+#define CV_AUDIT_SYS_DCM "http://dicom.nema.org/resources/ontology/DCM"
+#define CV_AUDIT_SYS_EVENT_TYPE "http://terminology.hl7.org/CodeSystem/audit-event-type" /* "rest" */
+#define CV_AUDIT_SYS_INTERACTION "http://hl7.org/fhir/restful-interaction" /* a REST record's subtype */
+#define CV_AUDIT_SYS_SUBTYPE "https://carevault.dev/fhir/CodeSystem/audit-subtype" /* any other's */
+
 #define CV_AUDIT_ENTITIES_MAX 100  /* resources named in one record (nres counts them all) */
 #define CV_AUDIT_PATIENTS_MAX 1000 /* patients named (and searchable) in one record */
 

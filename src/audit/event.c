@@ -9,10 +9,10 @@
 #include "audit/audit.h"
 #include "core/time.h"
 
-#define SYS_DCM "http://dicom.nema.org/resources/ontology/DCM"
-#define SYS_EVENT_TYPE "http://terminology.hl7.org/CodeSystem/audit-event-type"
-#define SYS_INTERACTION "http://hl7.org/fhir/restful-interaction"
-#define SYS_SUBTYPE "https://carevault.dev/fhir/CodeSystem/audit-subtype"
+#define SYS_DCM CV_AUDIT_SYS_DCM
+#define SYS_EVENT_TYPE CV_AUDIT_SYS_EVENT_TYPE
+#define SYS_INTERACTION CV_AUDIT_SYS_INTERACTION
+#define SYS_SUBTYPE CV_AUDIT_SYS_SUBTYPE
 #define SYS_ENTITY_TYPE "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 #define SYS_OBJECT_ROLE "http://terminology.hl7.org/CodeSystem/object-role"
 #define SYS_BALP_ENTITY "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"

@@ -38,6 +38,34 @@ static const char *code_of(const char *v)
 	return bar ? bar + 1 : v;
 }
 
+/* The system a type (is_type) or subtype code belongs to: REST records'
+ * subtypes are FHIR's restful interactions, every other one is carevault's. */
+static const char *system_of(bool is_type, const char *code)
+{
+	static const char *const rest[] = { "read", "vread", "update", "patch", "delete", "history", "history-instance",
+					    "history-type", "history-system", "create", "search", "search-type",
+					    "search-system", "search-compartment", "capabilities", "transaction", "batch",
+					    "operation" };
+	if (is_type)
+		return strcmp(code, "rest") == 0 ? CV_AUDIT_SYS_EVENT_TYPE : CV_AUDIT_SYS_DCM;
+	for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+		if (strcmp(code, rest[i]) == 0)
+			return CV_AUDIT_SYS_INTERACTION;
+	return CV_AUDIT_SYS_SUBTYPE;
+}
+
+/* type= or subtype=[system|]code: the code; a system other than the code's
+ * matches nothing (no stored code has a '|'). */
+static const char *token_code(bool is_type, const char *v, cv_pool_t *pool)
+{
+	const char *code = code_of(v);
+	if (code == v || (size_t)(code - 1 - v) == 0)
+		return cv_pool_strdup(pool, code);
+	const char *sys = system_of(is_type, code);
+	bool same = strlen(sys) == (size_t)(code - 1 - v) && strncmp(v, sys, strlen(sys)) == 0;
+	return same ? cv_pool_strdup(pool, code) : "|no-such-system";
+}
+
 static cv_rc add_key(cv_store_audit_query_t *q, const char *key, char *why, size_t whylen)
 {
 	if (!key)
@@ -110,7 +138,7 @@ static cv_rc param(const cv_param_t *p, unsigned count_max, cv_pool_t *pool, cv_
 		}
 	} else if (strcmp(k, "type") == 0 || strcmp(k, "subtype") == 0) {
 		const char **slot = k[0] == 't' ? &q->kind : &q->subtype;
-		if (!*slot && valid_id(code_of(v)) && (*slot = cv_pool_strdup(pool, code_of(v))))
+		if (!*slot && valid_id(code_of(v)) && (*slot = token_code(k[0] == 't', v, pool)))
 			return CV_OK;
 	} else if (strcmp(k, "break-glass") == 0 || strcmp(k, "alert") == 0 || strcmp(k, "denied") == 0) {
 		if (is_true(v)) {

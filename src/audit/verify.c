@@ -492,7 +492,9 @@ cv_rc cv_audit_verify_key(cv_store_t *s, const char *checkpoints_path, const uin
 	if (out->ok)
 		snprintf(out->what, sizeof out->what, "the audit trail is whole: %lld records (%lld to %lld), %lld signed "
 			 "checkpoints checked%s", (long long)out->records, (long long)out->base + 1, (long long)w.expect - 1,
-			 (long long)out->checkpoints, have_pub ? "" : " (no audit key recorded yet)");
+			 (long long)out->checkpoints, !have_pub ? " (no audit key recorded yet)" :
+			 out->checkpoints || !out->records ? "" : " (none signed: only a copy of the checkpoints kept "
+			 "outside the database, --checkpoints, shows whether the records were rewritten)");
 	cv_buf_release(&pub);
 	cv_buf_release(&w.pairs_buf);
 	free(cps.v);

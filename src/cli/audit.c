@@ -54,6 +54,8 @@ static void usage(FILE *out)
 		"may run while the server serves. Exit 0 when the trail is whole, 1 when it is not.\n"
 		"--pubkey gives the audit public key you kept (carevault audit pubkey): the store's must be\n"
 		"it, so that someone who replaced the key in the database and signed again is found.\n"
+		"Someone who can write the database can also rewrite the chain and delete its stored\n"
+		"checkpoints: only --checkpoints with a copy they could not reach shows that.\n"
 		"export writes the records as NDJSON AuditEvents (oldest first) to FILE (0600) or standard\n"
 		"output; it needs the master key, is recorded in the trail and raises a bulk-export alert.\n"
 		"archive (retention) moves the records older than DATE (default: audit-retention-days,\n"

@@ -71,6 +71,7 @@ typedef struct req {
 	const cv_route_t *route;
 	int64_t t0;               /* monotonic µs at the request line */
 	size_t uri_len;           /* request target length, query included */
+	bool encoded_nul;         /* it holds %00: decoded, the path or a parameter would be cut there */
 	int started;              /* the access handler has seen it */
 	int ran;                  /* the pipeline has run */
 	int answered;             /* a response was queued */
@@ -204,6 +205,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 	r->conn = c;
 	r->t0 = cv_time_mono_us();
 	r->uri_len = strlen(uri);
+	r->encoded_nul = strstr(uri, "%00") != NULL;
 	cv_crypto_random(id, sizeof id);
 	cv_crypto_hex(id, sizeof id, r->rid);
 	cv_pool_init(&r->pool, REQ_POOL_CAP);
@@ -409,6 +411,14 @@ static int safe_method(const char *m)
 	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 }
 
+/* A create, update or delete of an AuditEvent (searching by POST is a read). */
+static bool audit_write(const req_t *r)
+{
+	cv_action a = r->route->action;
+	return (a == CV_ACT_FHIR_CREATE || a == CV_ACT_FHIR_UPDATE || a == CV_ACT_FHIR_DELETE) &&
+	       cv_fhir_is_audit(&r->ex);
+}
+
 static void authorize(req_t *r)
 {
 	cv_exchange_t *ex = &r->ex;
@@ -422,6 +432,12 @@ static void authorize(req_t *r)
 	    cv_auth_csrf(&ex->principal, ex_header(ex, "X-CSRF-Token"))) {
 		/* a cookie-authenticated change without its CSRF token: another site's form */
 		cv_fhir_error(ex, 403, "forbidden", "a change made with a session cookie needs its X-CSRF-Token header");
+		return;
+	}
+	if (!rc && audit_write(r)) {
+		/* nobody writes the trail, whatever they may do elsewhere: the method, not the caller, is refused */
+		ex->decision = "the audit trail is written by this server only";
+		cv_fhir_audit_readonly(ex);
 		return;
 	}
 	if (!rc)
@@ -605,6 +621,8 @@ static enum MHD_Result begin(req_t *r, const char *version)
 	r->started = 1;
 	if (r->uri_len > cfg->max_url)
 		return reject(r, 414, "too-costly", "the URL is too long");
+	if (r->encoded_nul)
+		return reject(r, 400, "structure", "the URL holds an encoded NUL character (%00)");
 	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &hdr);
 	if (hdr.total > cfg->max_header)
 		return reject(r, 431, "too-costly", "the request headers are too large");

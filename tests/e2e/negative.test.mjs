@@ -331,6 +331,17 @@ describe('size limits', () => {
     await assertHealthy();
   });
 
+  test('an encoded NUL (%00) in the path or a parameter → 400, not a cut-short id', async () => {
+    // decoded, "Patient/x%00y" would read Patient/x and "patient=x%00" match x
+    for (const p of ['/fhir/Patient/x%00y', '/fhir/Patient?_id=x%00', '/fhir/Patient/x%00/$everything']) {
+      const r = await server.req('GET', p);
+      assert.equal(r.status, 400, `${p}: ${r.status}`);
+      assertOperationOutcome(r);
+      assert.match(r.body, /encoded NUL/);
+    }
+    await assertHealthy();
+  });
+
   test('single header over 16 KiB → 431 (or connection closed)', async () => {
     let r;
     try { r = await server.req('GET', '/fhir/metadata', { headers: { 'x-big': 'h'.repeat(17 * 1024) } }); } catch (e) { r = { status: 'closed', error: e }; }
