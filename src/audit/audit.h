@@ -128,6 +128,12 @@ const char *cv_audit_key_entity(cv_pool_t *pool, const char *reference);
 
 /* ---- what a request touched (handlers) ----------------------------------- */
 
+/* A resource a refused request asked for (Type/id), with the patients of its
+ * compartments: the record says what was refused (nothing was shown, so it
+ * does not count in nres). */
+void cv_audit_asked(cv_exchange_t *ex, const char *type, const char *id, const char *const *patients,
+		    size_t npatients);
+
 /* A resource shown or changed, with the patients whose compartments it is in. */
 void cv_audit_resource(cv_exchange_t *ex, const char *type, const char *id, int64_t version,
 		       const char *const *patients, size_t npatients);

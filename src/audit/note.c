@@ -56,13 +56,10 @@ static void add_patient(cv_exchange_t *ex, note_t *n, const char *id)
 		n->npatients--;
 }
 
-void cv_audit_resource(cv_exchange_t *ex, const char *type, const char *id, int64_t version,
-		       const char *const *patients, size_t npatients)
+/* Names type/id (at version, when > 0) and its patients in the record. */
+static void note_entity(cv_exchange_t *ex, note_t *n, const char *type, const char *id, int64_t version,
+			const char *const *patients, size_t npatients)
 {
-	note_t *n = note_of(ex);
-	if (!n || !type || !id)
-		return;
-	n->nres++;
 	if (n->nentities < CV_AUDIT_ENTITIES_MAX) {
 		const char *ref = version > 0 ? cv_pool_printf(ex->pool, "%s/%s/_history/%lld", type, id, (long long)version)
 					      : cv_pool_printf(ex->pool, "%s/%s", type, id);
@@ -71,6 +68,24 @@ void cv_audit_resource(cv_exchange_t *ex, const char *type, const char *id, int6
 	}
 	for (size_t i = 0; i < npatients; i++)
 		add_patient(ex, n, patients[i]);
+}
+
+void cv_audit_resource(cv_exchange_t *ex, const char *type, const char *id, int64_t version,
+		       const char *const *patients, size_t npatients)
+{
+	note_t *n = note_of(ex);
+	if (!n || !type || !id)
+		return;
+	n->nres++;
+	note_entity(ex, n, type, id, version, patients, npatients);
+}
+
+void cv_audit_asked(cv_exchange_t *ex, const char *type, const char *id, const char *const *patients,
+		    size_t npatients)
+{
+	note_t *n = note_of(ex);
+	if (n && type && id)
+		note_entity(ex, n, type, id, 0, patients, npatients);
 }
 
 void cv_audit_patient(cv_exchange_t *ex, const char *patient_id)
@@ -210,14 +225,21 @@ static const char *purpose(const cv_principal_t *p, unsigned flags)
 	return NULL;
 }
 
-/* The query string of ex (sealed with the record: it may name patients). */
-static const char *query_text(cv_exchange_t *ex)
+/* The query of ex (sealed with the record: it may name patients): the path
+ * after the FHIR base and the parameters ("Observation?code=x"), for a
+ * search or any request with parameters; NULL for others. */
+static const char *query_text(cv_exchange_t *ex, const char *subtype)
 {
 	cv_buf_t b;
-	if (!ex->nparams)
+	bool search = subtype && strncmp(subtype, "search", 6) == 0;
+	if (!ex->nparams && !search)
 		return NULL;
+	const char *path = ex->path ? ex->path : "";
+	path += strncmp(path, "/fhir/", 6) == 0 ? 6 : strncmp(path, "/fhir", 5) == 0 ? 5 : 0;
 	cv_buf_init(&b, 64u << 10);
-	cv_rc rc = CV_OK;
+	cv_rc rc = cv_buf_puts(&b, path);
+	if (!rc && ex->nparams)
+		rc = cv_buf_puts(&b, "?");
 	for (size_t i = 0; !rc && i < ex->nparams && i < CV_EX_MAX_PARAMS; i++) {
 		if (i)
 			rc = cv_buf_puts(&b, "&");
@@ -263,7 +285,7 @@ static void event_of(cv_exchange_t *ex, note_t *n, unsigned status, cv_audit_eve
 		e->outcome_text = ex->decision;
 	e->purpose = purpose(p, e->flags);
 	if (e->type == CV_AUDIT_REST && ex->route && strncmp(ex->route, "/fhir", 5) == 0)
-		e->query = query_text(ex);
+		e->query = query_text(ex, e->subtype);
 }
 
 cv_rc cv_audit_attach(cv_exchange_t *ex, unsigned status, cv_store_write_t **out)

@@ -126,6 +126,24 @@ void cv_fhir_audit_patients_of(cv_exchange_t *ex, const cv_store_version_t *v, c
 			cv_audit_patient(ex, pats[i]);
 }
 
+void cv_fhir_audit_refused(cv_exchange_t *ex, const char *type, const char *id, const cv_store_version_t *v,
+			   json_object *obj)
+{
+	const char **pats = NULL;
+	size_t n = 0;
+	cv_store_version_t cur;
+	if (!type || !id || !cv_fhir_valid_id(id) || !ctx(ex) || !cv_model_is_resource(ctx(ex)->model, type))
+		return;
+	if (!v && !obj && cv_store_read(ctx(ex)->store, type, id, 0, ex->pool, &cur) == CV_OK)
+		v = &cur;
+	cv_rc rc = v && v->version > 0 ? stored_patients(ex, v, id, NULL, &pats, &n)
+				       : obj ? cv_policy_patients(ctx(ex)->policy, type, 0, obj, ex->pool, &pats, &n)
+					     : CV_E_NOTFOUND;
+	cv_audit_asked(ex, type, id, rc ? NULL : pats, rc ? 0 : n);
+	if (strcmp(type, "Patient") == 0)
+		cv_audit_patient(ex, id);
+}
+
 void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj)
 {
 	const char **pats = NULL;
@@ -311,10 +329,12 @@ static void answer_version(cv_exchange_t *ex, int64_t vid, const char *id)
 		rc = CV_E_NOTFOUND;
 	if (!rc)
 		rc = cv_fhir_visible(ex, acc, vid ? CV_ACT_FHIR_VREAD : CV_ACT_FHIR_READ, id, &v, &obj, &verdict);
-	if (!rc && verdict != CV_ACCESS_PERMIT)
+	if (!rc && verdict != CV_ACCESS_PERMIT) {
 		cv_audit_denied(ex);
-	else if (!rc)
+		cv_fhir_audit_refused(ex, v.type, id, &v, NULL);
+	} else if (!rc) {
 		cv_fhir_audit_shown(ex, &v, id, obj);
+	}
 	if (rc == CV_E_NOTFOUND || (!rc && verdict != CV_ACCESS_PERMIT))
 		return cv_fhir_error(ex, 404, "not-found", vid ? "no such version of this resource"
 							 : "no resource of this type has this id");
@@ -432,13 +452,15 @@ static int write_permitted(wctx_t *c, const cv_store_version_t *cur)
 		cv_fhir_fail(ex, rc, NULL, NULL);
 		return 0;
 	}
-	if (verdict == CV_ACCESS_HIDDEN) {
+	if (verdict == CV_ACCESS_HIDDEN || verdict == CV_ACCESS_FORBIDDEN) {
 		cv_audit_denied(ex);
+		cv_fhir_audit_refused(ex, c->type, c->id, exists ? cur : NULL, exists ? NULL : c->obj);
+	}
+	if (verdict == CV_ACCESS_HIDDEN) {
 		cv_fhir_error(ex, 404, "not-found", "no resource of this type has this id");
 		return 0;
 	}
 	if (verdict == CV_ACCESS_FORBIDDEN) {
-		cv_audit_denied(ex);
 		cv_fhir_error(ex, 403, "forbidden", "not permitted");
 		return 0;
 	}

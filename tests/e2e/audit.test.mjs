@@ -270,12 +270,18 @@ test('every interaction produces its record, refused ones included', async (t) =
   { status: 409, type: '110137', subtype: 'user-created', action: 'C', outcome: '4' });
   step('AuditEvent search', acct.auditor.id, () => p.auditor.call('GET', `/fhir/AuditEvent?agent=${dr}&_count=1`),
     { type: 'rest', subtype: 'search-type', action: 'E', outcome: '0', role: 'auditor', purpose: 'HOPERAT' });
+  // a refusal names what was asked for (the resource and its patients): patient=...&denied=true finds it
   step('refused: another patient\'s id (404)', acct.patient1.id, () => p.patient1.call('GET', `/fhir/Patient/${ID.P2}`),
-    { status: 404, type: 'rest', subtype: 'read', action: 'R', outcome: '4', role: 'patient', denied: true });
+    { status: 404, type: 'rest', subtype: 'read', action: 'R', outcome: '4', role: 'patient', denied: true, patient: pref(ID.P2), entity: pref(ID.P2) });
   step('refused: role without the interaction (403)', acct.auditor.id, () => p.auditor.call('GET', `/fhir/Patient/${ID.P1}`),
-    { status: 403, type: 'rest', subtype: 'read', action: 'R', outcome: '4', role: 'auditor', denied: true });
+    { status: 403, type: 'rest', subtype: 'read', action: 'R', outcome: '4', role: 'auditor', denied: true, patient: P1, entity: P1 });
+  step('refused: another patient\'s Observation (404)', acct.patient2.id, () => p.patient2.call('GET', `/fhir/Observation/${ID.O1}`),
+    { status: 404, type: 'rest', subtype: 'read', action: 'R', outcome: '4', role: 'patient', denied: true, patient: P1, entity: `Observation/${ID.O1}` });
+  step('refused: an update of another patient\'s Observation (404)', acct.patient2.id, () => p.patient2.call('PUT', `/fhir/Observation/${ID.O1}`,
+    { body: obs(ID.O1, P1) }),
+  { status: 404, type: 'rest', subtype: 'update', action: 'U', outcome: '4', role: 'patient', denied: true, patient: P1, entity: `Observation/${ID.O1}` });
   step('refused: no credential (401)', 'anonymous', () => server.req('GET', `/fhir/Patient/${ID.P1}`, { token: '' }),
-    { status: 401, type: 'rest', subtype: 'read', action: 'R', outcome: '4', denied: true });
+    { status: 401, type: 'rest', subtype: 'read', action: 'R', outcome: '4', denied: true, patient: P1, entity: P1 });
 
   const problems = [];
   const slow = [];
@@ -325,6 +331,20 @@ test('every interaction produces its record, refused ones included', async (t) =
     if (!w) continue;
     if (s.want.denied && !deniedIds.has(w.rid)) problems.push(`${s.name}: denied=true does not find its record`);
     if (!s.want.denied && deniedIds.has(w.rid)) problems.push(`${s.name}: an allowed access is found by denied=true`);
+  }
+  // a search's query names what was searched, the type with the parameters (BALP's query entity)
+  const sq = walked.get('search')?.ae.entity?.find((e) => e.query !== undefined)?.query;
+  if (!sq || Buffer.from(sq, 'base64').toString('utf8') !== `Observation?subject=${encodeURIComponent(P1)}`) {
+    problems.push(`search: the query entity is ${sq && Buffer.from(sq, 'base64').toString('utf8')}, expected Observation?subject=...`);
+  }
+  // an auditor asking who was refused a patient's record finds them
+  const refusedP1 = await searchTrail(W.p.auditor, `patient=${P1}&denied=true&date=ge${new Date(since).toISOString()}&_count=1000`);
+  const refusedIds = new Set(refusedP1.records.map((ae) => facts(ae).requestId));
+  for (const name of ['refused: role without the interaction (403)', 'refused: another patient\'s Observation (404)', 'refused: no credential (401)']) {
+    if (walked.get(name) && !refusedIds.has(walked.get(name).rid)) problems.push(`${name}: patient=...&denied=true does not find its record`);
+  }
+  if (walked.get('refused: another patient\'s id (404)') && refusedIds.has(walked.get('refused: another patient\'s id (404)').rid)) {
+    problems.push('a refusal about another patient is found under this one');
   }
   assert.deepEqual(problems, [], `${problems.length} problems:\n${problems.join('\n')}`);
 });
