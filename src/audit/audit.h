@@ -125,6 +125,7 @@ cv_rc cv_audit_search(cv_store_t *s, const cv_store_audit_query_t *q, cv_pool_t 
  * store indexes it (for cv_store_audit_query_t.keys). */
 const char *cv_audit_key_patient(cv_pool_t *pool, const char *patient_id);
 const char *cv_audit_key_entity(cv_pool_t *pool, const char *reference);
+const char *cv_audit_key_app(cv_pool_t *pool, const char *client_id); /* an app acting for a person */
 
 /* ---- what a request touched (handlers) ----------------------------------- */
 

@@ -287,7 +287,13 @@ const char *cv_audit_key_entity(cv_pool_t *pool, const char *reference)
 		 : cv_pool_printf(pool, "entity\n%s", reference);
 }
 
-/* The search keys: every patient and every resource named. */
+const char *cv_audit_key_app(cv_pool_t *pool, const char *client_id)
+{
+	return cv_pool_printf(pool, "app\n%s", client_id);
+}
+
+/* The search keys: every patient and every resource named, and the app
+ * acting for a person (agent= finds it as well as the person). */
 static cv_rc keys(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_audit_t *a)
 {
 	size_t ne = e->nentities < CV_AUDIT_ENTITIES_MAX ? e->nentities : CV_AUDIT_ENTITIES_MAX;
@@ -302,6 +308,9 @@ static cv_rc keys(const cv_audit_event_t *e, cv_pool_t *pool, cv_store_audit_t *
 	for (size_t i = 0; i < ne; i++)
 		if (!(k[n++] = cv_audit_key_entity(pool, e->entities[i])))
 			return CV_E_NOMEM;
+	if (e->client && e->client[0] && !(e->agent_kind && strcmp(e->agent_kind, "client") == 0) &&
+	    !(k[n++] = cv_audit_key_app(pool, e->client)))
+		return CV_E_NOMEM;
 	a->keys = k;
 	a->nkeys = n;
 	a->npat = np;

@@ -122,7 +122,8 @@ static cv_rc param(const cv_param_t *p, unsigned count_max, cv_pool_t *pool, cv_
 		if (valid_reference(v))
 			return add_key(q, cv_audit_key_entity(pool, v), why, whylen);
 	} else if (strcmp(k, "agent") == 0) {
-		if (!q->agent && valid_id(v) && (q->agent = cv_pool_strdup(pool, v)))
+		if (!q->agent && valid_id(v) && (q->agent = cv_pool_strdup(pool, v)) &&
+		    (q->agent_key = cv_audit_key_app(pool, v)))
 			return CV_OK;
 	} else if (strcmp(k, "date") == 0) {
 		return date_param(q, v, why, whylen);

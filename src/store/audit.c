@@ -240,9 +240,14 @@ cv_rc cv_store_audit_search(cv_store_t *s, const cv_store_audit_query_t *q, cv_p
 		return CV_E_INVALID;
 	cv_store_audit_query_t bq = *q;
 	uint8_t blinded[CV_AUDIT_QUERY_KEYS][CV_AUDIT_KEY_BYTES];
+	uint8_t agent_key[CV_AUDIT_KEY_BYTES];
 	for (size_t i = 0; i < q->nkeys; i++) {
 		blind_audit_key(s, q->keys[i], blinded[i]);
 		bq.keys[i] = (const char *)blinded[i];
+	}
+	if (q->agent_key) {
+		blind_audit_key(s, q->agent_key, agent_key);
+		bq.agent_key = (const char *)agent_key;
 	}
 	cv_sql_t *sql = malloc(sizeof *sql);
 	if (!sql)

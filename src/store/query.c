@@ -334,7 +334,11 @@ static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
 			rc = put(s, ")");
 	if (!rc && q->id && !(rc = audit_cond(s, "a.id", "=")))
 		rc = ph_text(s, q->id);
-	if (!rc && q->agent && !(rc = audit_cond(s, "a.agent", "=")))
+	if (!rc && q->agent && q->agent_key && !(rc = put(s, " AND (a.agent = ")) && !(rc = ph_text(s, q->agent)) &&
+	    !(rc = put(s, " OR a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ")) &&
+	    !(rc = ph_blob(s, q->agent_key, CV_AUDIT_KEY_BYTES)))
+		rc = put(s, "))");
+	else if (!rc && q->agent && !(rc = audit_cond(s, "a.agent", "=")))
 		rc = ph_text(s, q->agent);
 	if (!rc && q->from_us && !(rc = audit_cond(s, "a.at_us", ">=")))
 		rc = ph_int(s, q->from_us);

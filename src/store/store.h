@@ -628,6 +628,7 @@ typedef struct cv_store_audit_query {
 	size_t nkeys;
 	const char *id;          /* one record */
 	const char *agent;
+	const char *agent_key;   /* with agent: rows with this search key match too (an app acting for a person) */
 	int64_t from_us, to_us;  /* at_us within [from, to] */
 	char action;
 	int outcome;             /* -1: any */

@@ -594,6 +594,13 @@ test('Patient/$access-report: who read the record, when, how and why; disclosure
   const viaApp = await server.req('GET', url, { token: f.tok.access_token });
   assert.equal(viaApp.status, 200, `the report through the patient's app: ${diag(viaApp)}`);
   assert.ok(viaApp.json.entry.some((e) => e.resource.id === w('read').f.id), 'the app sees the doctor\'s read');
+  // agent= finds what an app did for a person, as well as the person
+  const since = new Date(Date.now() - 120_000).toISOString();
+  const byApp = (await searchTrail(p.auditor, `agent=${app.id}&date=ge${since}&_count=1000`)).records.map(facts);
+  assert.ok(byApp.some((f) => f.requestId === rid(viaApp) && f.agent === acct.patient1.id && f.client === app.id),
+    'agent=<the app> finds the report it read for the patient');
+  const byPerson = (await searchTrail(p.auditor, `agent=${acct.patient1.id}&date=ge${since}&_count=1000`)).records.map(facts);
+  assert.ok(byPerson.some((f) => f.requestId === rid(viaApp)), 'agent=<the patient> finds it too');
   // who else may ask
   assert.equal((await p.patient2.call('GET', url)).status, 403, 'another patient');
   assert.equal((await p.doctor.call('GET', url)).status, 403, 'the doctor');
