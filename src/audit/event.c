@@ -3,6 +3,7 @@
  * (its stored form: record.c) and the AuditEvent JSON (IHE BALP shape)
  * rendered from it.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@
 #define SYS_ACCOUNT "https://carevault.dev/fhir/sid/account"
 #define SYS_CLIENT "https://carevault.dev/fhir/sid/client"
 #define SYS_REQUEST "https://carevault.dev/fhir/sid/request"
+#define EXT_RESOURCE_COUNT "https://carevault.dev/fhir/StructureDefinition/resource-count"
 
 typedef struct type_code {
 	const char *system, *code, *display;
@@ -69,6 +71,9 @@ static cv_rc head(cv_buf_t *b, const cv_audit_event_t *e, const char *id, int64_
 	if (!rc && (e->flags & CV_AUDIT_F_BREAK_GLASS))
 		rc = cv_buf_puts(b, ",\"meta\":{\"security\":[{\"system\":\"" SYS_ACTCODE "\",\"code\":\"BTG\","
 				    "\"display\":\"break the glass\"}]}");
+	if (!rc && e->nres > (int64_t)e->nentities) /* more than the entities listed (at most CV_AUDIT_ENTITIES_MAX) */
+		rc = cv_buf_printf(b, ",\"extension\":[{\"url\":\"" EXT_RESOURCE_COUNT "\",\"valueInteger\":%lld}]",
+				   (long long)(e->nres > INT32_MAX ? INT32_MAX : e->nres));
 	if (!rc)
 		rc = cv_buf_printf(b, ",\"type\":{\"system\":\"%s\",\"code\":\"%s\",\"display\":\"%s\"},\"subtype\":[{",
 				   t.system, t.code, t.display);

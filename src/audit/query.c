@@ -97,6 +97,8 @@ static cv_rc date_param(cv_store_audit_query_t *q, const char *v, char *why, siz
 	}
 	int64_t from = which == 0 || which == 1 ? lo : which == 2 ? hi + 1 : 0;
 	int64_t to = which == 0 || which == 3 ? hi : which == 4 ? lo - 1 : 0;
+	if ((which == 0 || which == 3 || which == 4) && to == 0)
+		to = -1; /* an upper bound at the epoch itself: 0 would mean none (no record is that old) */
 	if (from && (!q->from_us || from > q->from_us))
 		q->from_us = from;
 	if (to && (!q->to_us || to < q->to_us))
@@ -178,6 +180,13 @@ cv_rc cv_audit_query_parse(const cv_param_t *params, size_t n, unsigned count_de
 	q->outcome = -1;
 	q->limit = count_default;
 	cv_rc rc = CV_OK;
+	for (size_t i = 0; !rc && i < n; i++)
+		for (size_t j = 0; !rc && j < i; j++)
+			if (params[i].name[0] == '_' && strcmp(params[i].name, params[j].name) == 0 &&
+			    (strcmp(params[i].name, "_count") == 0 || strcmp(params[i].name, "_cursor") == 0)) {
+				snprintf(why, whylen, "'%s' is repeated", params[i].name);
+				rc = CV_E_INVALID;
+			}
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = param(&params[i], count_max, pool, q, why, whylen);
 	if (!rc && q->from_us && q->to_us && q->from_us > q->to_us) {

@@ -242,6 +242,16 @@ static const char *staff_name(page_t *pg, const char *ref)
 	return name ? name : "";
 }
 
+/* How a patient is told of an agent with no name to show: its role's text
+ * ("auditor", "billing"...), else the server itself (an operator's command,
+ * the bootstrap administrator). */
+static const char *role_text(json_object *role, bool has_role)
+{
+	json_object *r0 = has_role && json_object_is_type(role, json_type_array) ? json_object_array_get_idx(role, 0) : NULL;
+	const char *text = r0 ? str_of(r0, "text") : NULL;
+	return text && text[0] ? text : "carevault (system)";
+}
+
 /* The person or app that acted, as the patient sees them: role and, for
  * staff, name; an app (backend client) is a disclosure outside the staff. */
 static json_object *report_agents(page_t *pg, json_object *rec, bool *disclosure)
@@ -259,11 +269,13 @@ static json_object *report_agents(page_t *pg, json_object *rec, bool *disclosure
 				      : app ? cv_pool_printf(pg->ex->pool, "application %s", str_of(ident, "value"))
 				      : ref && strncmp(ref, "Patient/", 8) == 0 && strcmp(ref + 8, pg->patient) == 0 ? "you"
 				      : ref && strncmp(ref, "Patient/", 8) == 0 ? "a patient" : NULL;
-		if (json_object_object_get_ex(a, "role", &role))
+		bool has_role = json_object_object_get_ex(a, "role", &role);
+		if (has_role)
 			json_object_object_add(na, "role", json_object_get(role));
+		if (!display || !display[0]) /* staff without a Practitioner, an operator's tool: by role */
+			display = role_text(role, has_role);
 		json_object *nw = json_object_new_object();
-		if (display && display[0])
-			json_object_object_add(nw, "display", json_object_new_string(display));
+		json_object_object_add(nw, "display", json_object_new_string(display));
 		json_object_object_add(na, "who", nw);
 		json_object *req;
 		json_object_object_add(na, "requestor", json_object_new_boolean(
@@ -272,6 +284,18 @@ static json_object *report_agents(page_t *pg, json_object *rec, bool *disclosure
 		*disclosure = *disclosure || (app && i == 0);
 	}
 	return out;
+}
+
+/* Whether the entities out name type already (as a type, not a reference). */
+static bool has_type(json_object *out, const char *type)
+{
+	for (size_t i = 0; i < json_object_array_length(out); i++) {
+		json_object *what;
+		if (json_object_object_get_ex(json_object_array_get_idx(out, i), "what", &what) &&
+		    str_of(what, "type") && strcmp(str_of(what, "type"), type) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* What was accessed, as the patient may see it: their own reference, and
@@ -290,14 +314,15 @@ static json_object *report_entities(page_t *pg, json_object *rec, int64_t npat)
 			    (ref[8 + strlen(pg->patient)] == '\0' || ref[8 + strlen(pg->patient)] == '/');
 		if (strncmp(ref, "Patient/", 8) == 0 && !mine)
 			continue;
+		const char *slash = strchr(ref, '/');
+		const char *type = cv_pool_strndup(pg->ex->pool, ref, slash ? (size_t)(slash - ref) : strlen(ref));
+		if (!mine && npat > 1 && (!type || has_type(out, type)))
+			continue; /* a search over several patients: each type once, not how many of each */
 		json_object *ne = json_object_new_object(), *nw = json_object_new_object();
-		if (mine || npat <= 1) {
+		if (mine || npat <= 1)
 			json_object_object_add(nw, "reference", json_object_new_string(ref));
-		} else { /* a search over several patients: the type only */
-			const char *slash = strchr(ref, '/');
-			json_object_object_add(nw, "type", json_object_new_string(
-				cv_pool_strndup(pg->ex->pool, ref, slash ? (size_t)(slash - ref) : strlen(ref))));
-		}
+		else
+			json_object_object_add(nw, "type", json_object_new_string(type));
 		json_object_object_add(ne, "what", nw);
 		if (json_object_object_get_ex(e, "role", &role))
 			json_object_object_add(ne, "role", json_object_get(role));
@@ -366,11 +391,19 @@ void cv_fhir_access_report(cv_exchange_t *ex)
 	if (!all_params(ex, &p, &np))
 		return;
 	const cv_config_t *cfg = ctx(ex)->cfg;
+	static const char *const allowed[] = { "date", "action", "type", "subtype", "_count", "_cursor", "_format",
+					       "_pretty" };
+	for (size_t i = 0; i < np; i++) {
+		size_t k = 0;
+		while (k < sizeof allowed / sizeof allowed[0] && strcmp(p[i].name, allowed[k]) != 0)
+			k++;
+		if (k == sizeof allowed / sizeof allowed[0])
+			return cv_fhir_error(ex, 400, "invalid", "$access-report takes date, action, type, subtype, _count "
+					     "and _cursor (not '%.40s'): it is about this patient, and lists the accesses "
+					     "that took place", p[i].name);
+	}
 	if (cv_audit_query_parse(p, np, cfg->search_default_count, cfg->search_max_count, ex->pool, &q, why, sizeof why))
 		return cv_fhir_error(ex, 400, "invalid", "%s", why);
-	if (q.nkeys || q.agent || q.flags || q.outcome >= 0)
-		return cv_fhir_error(ex, 400, "invalid", "$access-report takes date, action, type, subtype, _count and "
-				     "_cursor: it is about this patient, and lists the accesses that took place");
 	cv_audit_patient(ex, ex->args[1]);
 	q.keys[q.nkeys++] = cv_audit_key_patient(ex->pool, ex->args[1]);
 	q.outcome = 0; /* what took place: refused attempts are the auditors' */

@@ -467,6 +467,10 @@ test('AuditEvent search and read for the auditor; nobody writes the trail', asyn
   assert.ok(has(lf, 'login failed') && lf.every((f) => f.subtype === 'login-failed'), 'subtype=login-failed');
   const vr = await find(`subtype=${encodeURIComponent('http://hl7.org/fhir/restful-interaction|vread')}&date=ge${since}`);
   assert.ok(has(vr, 'vread') && vr.every((f) => f.subtype === 'vread'), 'subtype=system|vread');
+  // repeated paging parameters are refused; an upper bound at the epoch matches nothing (0 is not "no bound")
+  assert.equal((await aud.call('GET', '/fhir/AuditEvent?_count=1&_count=2')).status, 400, 'a repeated _count');
+  assert.equal((await aud.call('GET', '/fhir/AuditEvent?_cursor=5&_cursor=6')).status, 400, 'a repeated _cursor');
+  assert.equal((await find('date=lt1970-01-01T00:00:00.000001Z')).length, 0, 'date=lt just after the epoch');
   // a system other than the code's matches nothing
   for (const q of [`type=${encodeURIComponent('http://example.org/wrong|110114')}`, `type=${encodeURIComponent(`${DCM}|rest`)}`,
     `subtype=${encodeURIComponent('http://hl7.org/fhir/restful-interaction|login-failed')}`]) {
@@ -563,6 +567,15 @@ test('Patient/$access-report: who read the record, when, how and why; disclosure
   assert.equal(rep.json?.resourceType, 'Bundle');
   const entries = rep.json.entry.map((e) => e.resource);
   const byId = new Map(entries.map((e) => [e.id, e]));
+  // a search over several patients shows each resource type once, not how many of each came back
+  const repeated = entries.filter((e) => {
+    const types = (e.entity ?? []).map((x) => x.what?.type).filter(Boolean);
+    return new Set(types).size !== types.length;
+  });
+  assert.equal(repeated.length, 0, `records listing a type more than once: ${JSON.stringify(repeated.slice(0, 1).map((e) => e.entity))}`);
+  // every agent is named somehow (a who without display or reference is empty, invalid FHIR)
+  const unnamed = entries.filter((e) => (e.agent ?? []).some((a) => !a.who?.display));
+  assert.equal(unnamed.length, 0, `agents without a display: ${JSON.stringify(unnamed.slice(0, 2).map((e) => e.agent))}`);
   // the doctor's read
   const read = byId.get(w('read').f.id);
   assert.ok(read, 'the doctor\'s read is listed');
@@ -589,6 +602,9 @@ test('Patient/$access-report: who read the record, when, how and why; disclosure
   assert.ok(reads.json.entry.every((e) => e.resource.subtype?.[0]?.code === 'read'));
   assert.equal((await p.patient1.call('GET', `/fhir/Patient/${ID.P1}/$access-report?agent=${acct.doctor.id}`)).status, 400, 'no agent= in the report');
   assert.equal((await p.patient1.call('GET', `/fhir/Patient/${ID.P1}/$access-report?patient=${ID.P2}`)).status, 400, 'no patient= in the report');
+  const foo = await p.patient1.call('GET', `/fhir/Patient/${ID.P1}/$access-report?foo=1`);
+  assert.equal(foo.status, 400, 'an unknown parameter');
+  assert.match(foo.body, /\$access-report takes date, action, type, subtype, _count and _cursor \(not 'foo'\)/);
   // through a SMART patient app
   const f = await smartCodeFlow(server, app.id, acct.patient1, 'launch/patient openid fhirUser patient/*.rs');
   const viaApp = await server.req('GET', url, { token: f.tok.access_token });

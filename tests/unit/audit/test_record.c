@@ -94,6 +94,17 @@ static void the_most_entities_and_patients_render_the_same(void **state)
 			       .at_us = AT, .agent = "u-1", .entities = ents, .nentities = CV_AUDIT_ENTITIES_MAX,
 			       .patients = pats, .npatients = CV_AUDIT_PATIENTS_MAX, .nres = 5000 };
 	renders_as_its_event(&e);
+	/* the entities stop at CV_AUDIT_ENTITIES_MAX: the record says how many there were */
+	cv_buf_t json;
+	cv_buf_init(&json, 1u << 24);
+	assert_int_equal(cv_audit_json(&e, "id-1", AT, &json), CV_OK);
+	assert_non_null(strstr(json.data, "\"url\":\"https://carevault.dev/fhir/StructureDefinition/resource-count\","
+					  "\"valueInteger\":5000}"));
+	cv_buf_reset(&json);
+	e.nres = CV_AUDIT_ENTITIES_MAX; /* all listed: no count */
+	assert_int_equal(cv_audit_json(&e, "id-1", AT, &json), CV_OK);
+	assert_null(strstr(json.data, "resource-count"));
+	cv_buf_release(&json);
 }
 
 /* A read's record (what every GET writes) is a fraction of its JSON. */
