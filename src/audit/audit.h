@@ -80,6 +80,8 @@ typedef struct cv_audit_event {
 	size_t nentities;
 	const char *const *patients;  /* patient ids */
 	size_t npatients;
+	const char *const *glass;     /* those of them reached through break-glass alone */
+	size_t nglass;
 	int64_t nres;                 /* resources delivered or changed (may exceed nentities) */
 	const char *target;           /* an administered account or client id */
 	/* why */
@@ -147,6 +149,10 @@ void cv_audit_denied(cv_exchange_t *ex);
 
 /* The access relied on break-glass. */
 void cv_audit_break_glass(cv_exchange_t *ex);
+/* A patient the request reached through break-glass alone (of a search over
+ * several, which ones the emergency was about: their entities carry the BTG
+ * label, and only their access reports say so). */
+void cv_audit_glass_patient(cv_exchange_t *ex, const char *patient_id);
 
 /* A non-FHIR event: its type, subtype and action (logins, tokens, administration). */
 void cv_audit_kind(cv_exchange_t *ex, cv_audit_type type, const char *subtype, char action);

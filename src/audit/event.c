@@ -171,6 +171,14 @@ static cv_rc entity_open(cv_buf_t *b, bool *first, const char *etype_system, con
 	return rc ? rc : cv_buf_puts(b, "}");
 }
 
+static bool under_glass(const cv_audit_event_t *e, const char *patient)
+{
+	for (size_t i = 0; i < e->nglass; i++)
+		if (strcmp(e->glass[i], patient) == 0)
+			return true;
+	return false;
+}
+
 static cv_rc patient_entities(cv_buf_t *b, const cv_audit_event_t *e, bool *first)
 {
 	cv_rc rc = CV_OK;
@@ -182,6 +190,8 @@ static cv_rc patient_entities(cv_buf_t *b, const cv_audit_event_t *e, bool *firs
 			rc = cv_buf_json_escape(b, e->patients[i]);
 		if (!rc)
 			rc = cv_buf_puts(b, "\"}");
+		if (!rc && under_glass(e, e->patients[i])) /* reached through break-glass alone */
+			rc = cv_buf_puts(b, ",\"securityLabel\":[{\"system\":\"" SYS_ACTCODE "\",\"code\":\"BTG\"}]");
 		if (!rc && e->reason && i == 0) {
 			rc = cv_buf_puts(b, ",\"detail\":[{\"type\":\"reason\",\"valueString\":\"");
 			if (!rc)

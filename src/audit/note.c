@@ -6,6 +6,11 @@
 
 #include "audit/audit.h"
 
+typedef struct id_list {
+	const char **v;              /* in the pool, grown by doubling */
+	size_t n, cap;
+} id_list_t;
+
 typedef struct note {
 	bool typed;                  /* cv_audit_kind was called */
 	cv_audit_type type;
@@ -14,8 +19,8 @@ typedef struct note {
 	const char *entities[CV_AUDIT_ENTITIES_MAX];
 	size_t nentities;
 	int64_t nres;
-	const char **patients;       /* in the pool, grown by doubling */
-	size_t npatients, cap;
+	id_list_t patients;          /* the patients named */
+	id_list_t glass;             /* those reached through break-glass alone */
 	unsigned flags;
 	const char *target;
 	const char *reason;
@@ -34,26 +39,32 @@ static note_t *note_of(cv_exchange_t *ex)
 	return ex->audit;
 }
 
-static void add_patient(cv_exchange_t *ex, note_t *n, const char *id)
+/* Adds id to the list once (at most CV_AUDIT_PATIENTS_MAX). */
+static void add_id(cv_exchange_t *ex, id_list_t *l, const char *id)
 {
-	for (size_t i = 0; i < n->npatients; i++)
-		if (strcmp(n->patients[i], id) == 0)
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], id) == 0)
 			return;
-	if (n->npatients >= CV_AUDIT_PATIENTS_MAX)
+	if (l->n >= CV_AUDIT_PATIENTS_MAX)
 		return;
-	if (n->npatients == n->cap) {
-		size_t cap = n->cap ? n->cap * 2 : 8;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
 		const char **p = cv_pool_alloc(ex->pool, cap * sizeof *p);
 		if (!p)
 			return;
-		if (n->npatients)
-			memcpy(p, n->patients, n->npatients * sizeof *p);
-		n->patients = p;
-		n->cap = cap;
+		if (l->n)
+			memcpy(p, l->v, l->n * sizeof *p);
+		l->v = p;
+		l->cap = cap;
 	}
-	n->patients[n->npatients++] = cv_pool_strdup(ex->pool, id);
-	if (!n->patients[n->npatients - 1])
-		n->npatients--;
+	l->v[l->n++] = cv_pool_strdup(ex->pool, id);
+	if (!l->v[l->n - 1])
+		l->n--;
+}
+
+static void add_patient(cv_exchange_t *ex, note_t *n, const char *id)
+{
+	add_id(ex, &n->patients, id);
 }
 
 /* Names type/id (at version, when > 0) and its patients in the record. */
@@ -100,6 +111,15 @@ void cv_audit_denied(cv_exchange_t *ex)
 	note_t *n = note_of(ex);
 	if (n)
 		n->flags |= CV_AUDIT_F_DENIED;
+}
+
+void cv_audit_glass_patient(cv_exchange_t *ex, const char *patient_id)
+{
+	note_t *n = note_of(ex);
+	if (n && patient_id) {
+		add_patient(ex, n, patient_id);
+		add_id(ex, &n->glass, patient_id);
+	}
 }
 
 void cv_audit_break_glass(cv_exchange_t *ex)
@@ -263,8 +283,9 @@ static void event_of(cv_exchange_t *ex, note_t *n, unsigned status, cv_audit_eve
 				 .agent = p->id ? p->id : "anonymous", .agent_kind = agent_kind(p), .role = p->role,
 				 .link = p->link, .client = p->client, .address = ex->peer,
 				 .request_id = ex->request_id, .method = ex->method, .route = ex->route,
-				 .entities = n->entities, .nentities = n->nentities, .patients = n->patients,
-				 .npatients = n->npatients, .nres = n->nres, .target = n->target, .reason = n->reason };
+				 .entities = n->entities, .nentities = n->nentities, .patients = n->patients.v,
+				 .npatients = n->patients.n, .glass = n->glass.v, .nglass = n->glass.n, .nres = n->nres,
+				 .target = n->target, .reason = n->reason };
 	if (n->typed) {
 		e->type = n->type;
 		e->subtype = n->subtype;

@@ -11,7 +11,9 @@
  *   status, flags, nres           unsigned LEB128 varints
  *   (tag, length, bytes)*         to the end: tag one byte, length a varint;
  *                                 the strings of the event, none holding NUL;
- *                                 entities and patients repeat, in order
+ *                                 entities, patients and the patients
+ *                                 reached through break-glass alone
+ *                                 (T_GLASS) repeat, in order
  * Records stored before this format hold the AuditEvent JSON itself and are
  * served as they are.
  */
@@ -24,7 +26,7 @@
 
 enum {
 	T_SUBTYPE = 1, T_OUTCOME_TEXT, T_AGENT, T_AGENT_KIND, T_ROLE, T_LINK, T_CLIENT, T_ADDRESS, T_REQUEST_ID,
-	T_QUERY, T_ENTITY, T_PATIENT, T_TARGET, T_PURPOSE, T_REASON, T_DETAIL,
+	T_QUERY, T_ENTITY, T_PATIENT, T_TARGET, T_PURPOSE, T_REASON, T_DETAIL, T_GLASS,
 	T_END /* one past the last tag */
 };
 
@@ -74,6 +76,8 @@ cv_rc cv_audit_encode(const cv_audit_event_t *e, cv_buf_t *out)
 		rc = put_field(out, T_ENTITY, e->entities[i]);
 	for (size_t i = 0; !rc && i < e->npatients && i < CV_AUDIT_PATIENTS_MAX; i++)
 		rc = put_field(out, T_PATIENT, e->patients[i]);
+	for (size_t i = 0; !rc && i < e->nglass && i < CV_AUDIT_PATIENTS_MAX; i++)
+		rc = put_field(out, T_GLASS, e->glass[i]);
 	return rc;
 }
 
@@ -171,7 +175,7 @@ static bool fixed_fields(reader_t *r, cv_audit_event_t *e)
 cv_rc cv_audit_decode(const uint8_t *p, size_t len, cv_pool_t *pool, cv_audit_event_t *e)
 {
 	reader_t r = { p, p + len };
-	const char **entities = NULL, **patients = NULL;
+	const char **entities = NULL, **patients = NULL, **glass = NULL;
 	*e = (cv_audit_event_t){ .type = CV_AUDIT_REST };
 	if (!fixed_fields(&r, e))
 		return CV_E_INVALID;
@@ -189,9 +193,12 @@ cv_rc cv_audit_decode(const uint8_t *p, size_t len, cv_pool_t *pool, cv_audit_ev
 			return CV_E_INVALID;
 		else if (tag == T_PATIENT && !list_add(pool, &patients, &e->npatients, CV_AUDIT_PATIENTS_MAX, s))
 			return CV_E_INVALID;
+		else if (tag == T_GLASS && !list_add(pool, &glass, &e->nglass, CV_AUDIT_PATIENTS_MAX, s))
+			return CV_E_INVALID;
 	}
 	e->entities = entities;
 	e->patients = patients;
+	e->glass = glass;
 	return CV_OK;
 }
 

@@ -340,6 +340,48 @@ static void copy_member(json_object *from, json_object *to, const char *key)
 		json_object_object_add(to, key, json_object_get(v));
 }
 
+/* Whether the record's entity for the report's patient carries the BTG
+ * label: the request reached them through break-glass alone. */
+static bool glass_label_on_me(page_t *pg, json_object *rec)
+{
+	json_object *entities, *what, *labels;
+	const char *me = cv_pool_printf(pg->ex->pool, "Patient/%s", pg->patient);
+	if (!me || !json_object_object_get_ex(rec, "entity", &entities) || !json_object_is_type(entities, json_type_array))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(entities); i++) {
+		json_object *e = json_object_array_get_idx(entities, i);
+		const char *ref = json_object_object_get_ex(e, "what", &what) ? str_of(what, "reference") : NULL;
+		if (!ref || strcmp(ref, me) != 0 || !json_object_object_get_ex(e, "securityLabel", &labels) ||
+		    !json_object_is_type(labels, json_type_array))
+			continue;
+		for (size_t k = 0; k < json_object_array_length(labels); k++)
+			if (str_of(json_object_array_get_idx(labels, k), "code") &&
+			    strcmp(str_of(json_object_array_get_idx(labels, k), "code"), "BTG") == 0)
+				return true;
+	}
+	return false;
+}
+
+/* Why, as the patient is told: the record's purpose, but an emergency
+ * (ETREAT, break-glass) only when it was about them: a search over several
+ * patients under one patient's break-glass was ordinary treatment for the
+ * others (and they are not told of another's emergency). */
+static void report_purpose(page_t *pg, json_object *rec, const cv_store_audit_row_t *r, json_object *o,
+			   json_object *meta)
+{
+	bool glass = (r->flags & CV_AUDIT_F_BREAK_GLASS) && (r->npat <= 1 || glass_label_on_me(pg, rec));
+	if (glass) {
+		json_object_object_add(meta, "security", json_tokener_parse("[{\"system\":\"http://terminology.hl7.org/"
+			"CodeSystem/v3-ActCode\",\"code\":\"BTG\",\"display\":\"break the glass\"}]"));
+		copy_member(rec, o, "purposeOfEvent");
+	} else if (r->flags & CV_AUDIT_F_BREAK_GLASS) {
+		json_object_object_add(o, "purposeOfEvent", json_tokener_parse("[{\"coding\":[{\"system\":\"http://"
+			"terminology.hl7.org/CodeSystem/v3-ActReason\",\"code\":\"TREAT\"}]}]"));
+	} else {
+		copy_member(rec, o, "purposeOfEvent");
+	}
+}
+
 /* One record as the patient sees it (tagged SUBSETTED). */
 static cv_rc report_entry(page_t *pg, const cv_store_audit_row_t *r)
 {
@@ -362,9 +404,10 @@ static cv_rc report_entry(page_t *pg, const cv_store_audit_row_t *r)
 	json_object *agents = report_agents(pg, rec, &disclosure);
 	if (disclosure)
 		json_object_object_add(o, "extension", json_tokener_parse("[{\"url\":\"" DISCLOSURE_URL "\",\"valueBoolean\":true}]"));
-	const char *keys[] = { "type", "subtype", "action", "recorded", "outcome", "purposeOfEvent" };
+	const char *keys[] = { "type", "subtype", "action", "recorded", "outcome" };
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		copy_member(rec, o, keys[i]);
+	report_purpose(pg, rec, r, o, meta);
 	json_object_object_add(o, "agent", agents);
 	json_object_object_add(o, "source", json_tokener_parse("{\"observer\":{\"display\":\"carevault\"}}"));
 	json_object_object_add(o, "entity", report_entities(pg, rec, r->npat));

@@ -151,8 +151,12 @@ void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const c
 	cv_rc rc = v->seq > 0 || v->deleted ? stored_patients(ex, v, id, obj, &pats, &n)
 					    : cv_policy_patients(ctx(ex)->policy, v->type, 0, obj, ex->pool, &pats, &n);
 	cv_audit_resource(ex, v->type, id, v->version, rc ? NULL : pats, rc ? 0 : n);
-	if (cv_access_broke_glass(ex->access)) /* the decision on it relied on break-glass */
-		cv_audit_break_glass(ex);
+	if (!cv_access_broke_glass(ex->access))
+		return;
+	cv_audit_break_glass(ex); /* a decision of the request relied on break-glass */
+	for (size_t i = 0; !rc && i < n; i++)
+		if (cv_access_glass_for(ex->access, pats[i])) /* this resource's patient, through it alone */
+			cv_audit_glass_patient(ex, pats[i]);
 }
 
 int cv_fhir_valid_id(const char *id)

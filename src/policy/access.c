@@ -470,6 +470,11 @@ static bool token_allows(cv_access_t *a, cv_action act, const char *type, cv_gro
 	return inside && (!is_write(act) || inside == npats);
 }
 
+bool cv_access_glass_for(cv_access_t *a, const char *patient)
+{
+	return a && a->broke_glass && patient && relation(a, patient) == 'B';
+}
+
 /* The relationship rules: reads need one related patient, writes every one. */
 static cv_rc related_ok(cv_access_t *a, cv_action act, json_object *res, const char **pats, size_t npats, bool *ok,
 			const char **why)

@@ -160,6 +160,9 @@ bool cv_access_filters(cv_access_t *a, const char *type);
 
 /* True when some decision of this request relied on a break-glass declaration. */
 bool cv_access_broke_glass(const cv_access_t *a);
+/* Whether the caller reaches the patient through break-glass alone (after a
+ * decision about them loaded the caller's relationships). */
+bool cv_access_glass_for(cv_access_t *a, const char *patient);
 
 /* Declares an emergency: the principal (a nurse or doctor) gets its role's
  * rights on patient `patient_id` until *expires_us, whatever its

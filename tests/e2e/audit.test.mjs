@@ -623,6 +623,31 @@ test('Patient/$access-report: who read the record, when, how and why; disclosure
   const byAuditor = await p.auditor.call('GET', url);
   assert.equal(byAuditor.status, 200, 'an auditor');
   assert.ok(byAuditor.json.entry.some((e) => e.resource.id === w('read').f.id));
+  // a search over two patients, one reached through break-glass (the walk declared it on P2 for the
+  // second doctor), the other through a care team: only P2 is told of an emergency
+  const ct2 = { resourceType: 'CareTeam', id: `${ID.CT}-2`, status: 'active', subject: { reference: pref(ID.P1) },
+    participant: [{ member: { reference: `Practitioner/${ID.DR2}` } }] };
+  assert.equal((await server.req('PUT', `/fhir/CareTeam/${ct2.id}`, { body: ct2 })).status, 201);
+  const two = await p.doctor_bg.call('GET', `/fhir/Observation?_id=${ID.O1},${ID.O2}`);
+  assert.equal(two.status, 200, `the search over both: ${diag(two)}`);
+  assert.equal(two.json.entry?.length, 2, 'both Observations');
+  const [rec] = await findRecord(p.auditor, rid(two), { agent: acct.doctor_bg.id, since: Date.now() - 60_000 });
+  assert.ok(rec, 'the search has its record');
+  const label = (ref) => (rec.entity ?? []).find((e) => e.what?.reference === ref)?.securityLabel?.some((l) => l.code === 'BTG') ?? false;
+  assert.equal(label(pref(ID.P2)), true, 'the record marks P2, reached through break-glass, with BTG');
+  assert.equal(label(pref(ID.P1)), false, 'and not P1, reached through the care team');
+  const seen = async (who, pid) => (await p[who].call('GET', `/fhir/Patient/${pid}/$access-report?_count=1000`)).json.entry
+    .map((e) => e.resource).find((e) => e.id === rec.id);
+  const forP1 = await seen('patient1', ID.P1);
+  const forP2 = await seen('patient2', ID.P2);
+  assert.ok(forP1 && forP2, 'the search is in both reports');
+  assert.equal(forP1.purposeOfEvent?.[0]?.coding?.[0]?.code, 'TREAT', 'P1 is told of treatment');
+  assert.ok(!(forP1.meta?.security ?? []).some((x) => x.code === 'BTG'), 'P1 is not told of an emergency');
+  assert.equal(forP2.purposeOfEvent?.[0]?.coding?.[0]?.code, 'ETREAT', 'P2 is told of an emergency');
+  assert.ok((forP2.meta?.security ?? []).some((x) => x.code === 'BTG'), 'with the BTG label');
+  const p2read = (await p.patient2.call('GET', `/fhir/Patient/${ID.P2}/$access-report?_count=1000`)).json.entry
+    .map((e) => e.resource).find((e) => e.id === w('read under break-glass').f.id);
+  assert.ok(p2read && (p2read.meta?.security ?? []).some((x) => x.code === 'BTG'), 'P2\'s own break-glass read carries BTG');
 });
 
 // ---------------------------------------------------------------- 5. tampering

@@ -70,6 +70,21 @@ static void every_kind_of_record_renders_the_same(void **state)
 				   .flags = CV_AUDIT_F_BREAK_GLASS | CV_AUDIT_F_ALERT, .agent = "u-2", .patients = pats,
 				   .npatients = 1, .reason = "unconscious in the ER", .purpose = "ETREAT" };
 	renders_as_its_event(&glass);
+	const char *glass_pats[] = { "p2" }; /* a search over both, p2 reached through break-glass alone */
+	cv_audit_event_t search = { .type = CV_AUDIT_REST, .subtype = "search-type", .action = 'E', .status = 200,
+				    .at_us = AT, .flags = CV_AUDIT_F_BREAK_GLASS, .agent = "u-2", .patients = pats,
+				    .npatients = 2, .glass = glass_pats, .nglass = 1, .purpose = "ETREAT" };
+	renders_as_its_event(&search);
+	cv_buf_t json;
+	cv_buf_init(&json, 1u << 20);
+	assert_int_equal(cv_audit_json(&search, "id-2", AT, &json), CV_OK);
+	const char *p2 = strstr(json.data, "\"Patient/p2\"}");
+	assert_non_null(p2);
+	assert_true(strncmp(p2 + strlen("\"Patient/p2\"}"), ",\"securityLabel\":[{", 18) == 0);
+	const char *p1 = strstr(json.data, "\"Patient/p1\"}");
+	assert_non_null(p1);
+	assert_false(strncmp(p1 + strlen("\"Patient/p1\"}"), ",\"securityLabel\"", 16) == 0);
+	cv_buf_release(&json);
 	cv_audit_event_t alert = { .type = CV_AUDIT_ALERT, .subtype = "many-patients", .action = 'E', .at_us = AT,
 				   .outcome = 12, .flags = CV_AUDIT_F_ALERT, .agent = "", .detail = "120 patients in an hour" };
 	renders_as_its_event(&alert);
@@ -175,7 +190,8 @@ static void malformed_stored_forms_are_refused(void **state)
 	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 3)), CV_E_INVALID);          /* a tag alone */
 	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 3, 2, 'a', 0)), CV_E_INVALID); /* a NUL inside */
 	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 0, 1, 'a')), CV_E_INVALID);  /* tag 0 */
-	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 17, 1, 'a')), CV_E_INVALID); /* an unknown tag */
+	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 18, 1, 'a')), CV_E_INVALID); /* an unknown tag */
+	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 17, 1, 'a')), CV_OK);      /* a patient under break-glass */
 	assert_int_equal(decode(BYTES(1, 0, 'R', 0, 0, 0, 0, 3, 1, 'a', 3, 1, 'b')), CV_E_INVALID); /* agent twice */
 	/* entities repeat, up to the most a record names */
 	uint8_t many[8 + 4 * (CV_AUDIT_ENTITIES_MAX + 1)] = { 1, 0, 'R', 0, 0, 0, 0 };
