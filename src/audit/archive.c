@@ -331,6 +331,7 @@ static int read_header(areader_t *r, int64_t *first, uint8_t prev[CV_AUDIT_HASH_
 
 typedef struct awalk {
 	int version;                       /* the file's format */
+	bool accept_v1;                    /* a format-1 file may verify (with what it cannot show said) */
 	int64_t first, expect;             /* the first record, the next one */
 	uint8_t start[CV_AUDIT_HASH_BYTES]; /* the hash the first follows */
 	uint8_t prev[CV_AUDIT_HASH_BYTES];  /* the last record's */
@@ -358,6 +359,10 @@ static void check_end_line(areader_t *r, const awalk_t *aw, const cv_store_check
 	out->bad_pos = end->pos;
 	if (end->pos != aw->expect - 1 || memcmp(end->hash, aw->prev, CV_AUDIT_HASH_BYTES) != 0) {
 		snprintf(out->what, sizeof out->what, "the archive's signed end does not match its last record");
+	} else if (aw->version == 1 && !aw->accept_v1) {
+		snprintf(out->what, sizeof out->what, "a format-1 archive: its signature covers its end only (as an "
+			 "ordinary checkpoint), so records cut from its start, or from its end back to any checkpoint, "
+			 "would not show; check what it can show with --accept-format-1");
 	} else if (!end_signed(aw, end, pub)) {
 		snprintf(out->what, sizeof out->what, "the archive is not signed by the audit key for its first and last "
 			 "records (records were cut from its start or end, or it was altered)");
@@ -371,8 +376,8 @@ static void check_end_line(areader_t *r, const awalk_t *aw, const cv_store_check
 		cv_crypto_hex(aw->prev, CV_AUDIT_HASH_BYTES, out->head);
 		snprintf(out->what, sizeof out->what, "the archive is whole: records %lld to %lld, signed%s",
 			 (long long)aw->first, (long long)aw->expect - 1,
-			 aw->version == 2 ? "" : " at its end only (a format-1 archive: the signature does not cover "
-			 "where it starts)");
+			 aw->version == 2 ? "" : " at its end only (a format-1 archive: records cut from its start, or "
+			 "from its end back to a checkpoint, would not show)");
 	}
 }
 
@@ -398,9 +403,9 @@ static bool record_follows(const cv_store_audit_row_t *row, awalk_t *aw, cv_audi
 }
 
 /* Checks the record lines and the signed end line. */
-static void check_lines(areader_t *r, const uint8_t *pub, cv_audit_verdict_t *out)
+static void check_lines(areader_t *r, const uint8_t *pub, bool accept_v1, cv_audit_verdict_t *out)
 {
-	awalk_t aw = { 0 };
+	awalk_t aw = { .accept_v1 = accept_v1 };
 	aw.version = read_header(r, &aw.first, aw.start);
 	if (!aw.version) {
 		snprintf(out->what, sizeof out->what, "not a carevault audit archive (bad header)");
@@ -435,13 +440,18 @@ static void check_lines(areader_t *r, const uint8_t *pub, cv_audit_verdict_t *ou
 
 cv_rc cv_audit_verify_archive(const char *path, const uint8_t *pub, cv_audit_verdict_t *out)
 {
+	return cv_audit_verify_archive_as(path, pub, false, out);
+}
+
+cv_rc cv_audit_verify_archive_as(const char *path, const uint8_t *pub, bool accept_v1, cv_audit_verdict_t *out)
+{
 	memset(out, 0, sizeof *out);
 	areader_t r = { .f = fopen(path, "re") };
 	if (!r.f) {
 		snprintf(out->what, sizeof out->what, "cannot read %s", path);
 		return CV_E_IO;
 	}
-	check_lines(&r, pub, out);
+	check_lines(&r, pub, accept_v1, out);
 	free(r.line);
 	fclose(r.f);
 	return CV_OK;

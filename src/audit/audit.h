@@ -337,9 +337,12 @@ cv_rc cv_audit_archive(cv_audit_t *a, int64_t before_us, const char *path, cv_au
  * end, which covers its first record too (pub NULL: with the key the file
  * names; else that key must have signed it). out->base is the position
  * before its first record, out->records how many it holds, out->head the
- * last one's hash. A file of format 1 (before the end covered the start)
- * verifies with a caveat in out->what. */
+ * last one's hash. A file of format 1 (made before the end covered the
+ * start: any checkpoint line could end it) is not whole. */
 cv_rc cv_audit_verify_archive(const char *path, const uint8_t *pub, cv_audit_verdict_t *out);
+/* The same; with accept_v1, a format-1 file verifies as far as it can, with
+ * what it cannot show in out->what. */
+cv_rc cv_audit_verify_archive_as(const char *path, const uint8_t *pub, bool accept_v1, cv_audit_verdict_t *out);
 
 /* One record line of an archive, parsed (strings and bytes in pool). */
 cv_rc cv_audit_archive_parse_row(const char *line, size_t len, cv_pool_t *pool, cv_store_audit_row_t *out);

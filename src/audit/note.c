@@ -248,6 +248,14 @@ static const char *purpose(const cv_principal_t *p, unsigned flags)
 /* The query of ex (sealed with the record: it may name patients): the path
  * after the FHIR base and the parameters ("Observation?code=x"), for a
  * search or any request with parameters; NULL for others. */
+/* A search by POST with its parameters in a form body. */
+static bool form_search(const cv_exchange_t *ex)
+{
+	size_t n = ex->path ? strlen(ex->path) : 0;
+	return ex->method && strcmp(ex->method, "POST") == 0 && n >= 8 && strcmp(ex->path + n - 8, "/_search") == 0 &&
+	       ex->body && ex->body_len && ex->body_len <= 60000;
+}
+
 static const char *query_text(cv_exchange_t *ex, const char *subtype)
 {
 	cv_buf_t b;
@@ -270,6 +278,8 @@ static const char *query_text(cv_exchange_t *ex, const char *subtype)
 		if (!rc)
 			rc = cv_buf_url_encode(&b, ex->params[i].value);
 	}
+	if (!rc && form_search(ex)) /* POST .../_search: the form is the query (already URL-encoded) */
+		rc = cv_buf_printf(&b, "%s%.*s", ex->nparams ? "&" : "?", (int)strnlen(ex->body, ex->body_len), ex->body);
 	const char *q = rc ? NULL : cv_pool_strndup(ex->pool, b.data ? b.data : "", b.len);
 	cv_buf_release(&b);
 	return q;

@@ -61,8 +61,11 @@ static const char *token_code(bool is_type, const char *v, cv_pool_t *pool)
 	const char *code = code_of(v);
 	if (code == v || (size_t)(code - 1 - v) == 0)
 		return cv_pool_strdup(pool, code);
+	size_t slen = (size_t)(code - 1 - v);
 	const char *sys = system_of(is_type, code);
-	bool same = strlen(sys) == (size_t)(code - 1 - v) && strncmp(v, sys, strlen(sys)) == 0;
+	bool same = strlen(sys) == slen && strncmp(v, sys, slen) == 0;
+	if (!is_type && strcmp(code, "other") == 0) /* a subtype no one named: either system's records */
+		same = same || (strlen(CV_AUDIT_SYS_INTERACTION) == slen && strncmp(v, CV_AUDIT_SYS_INTERACTION, slen) == 0);
 	return same ? cv_pool_strdup(pool, code) : "|no-such-system";
 }
 

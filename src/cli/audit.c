@@ -31,6 +31,7 @@ typedef struct audit_cmd {
 	const char *checkpoints;  /* verify: an exported checkpoint file */
 	const char *archive;      /* verify: an archive file instead of the store */
 	const char *pubkey;       /* verify: the audit public key the operator kept (hex) */
+	bool accept_v1;           /* verify --archive: a format-1 archive verifies as far as it can */
 	const char *before;       /* archive: archive records older than this date */
 	const char *out;          /* export: the output file ("-": standard output) */
 	cv_param_t filter[16];    /* export: --since, --until, --patient as search parameters */
@@ -42,7 +43,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: carevault audit verify --data DIR [--checkpoints FILE] [--pubkey HEX]\n"
-		"       carevault audit verify --archive FILE [--data DIR | --pubkey HEX]\n"
+		"       carevault audit verify --archive FILE [--data DIR | --pubkey HEX] [--accept-format-1]\n"
 		"       carevault audit archive --data DIR --out FILE [--before DATE]\n"
 		"       carevault audit export --data DIR [--out FILE] [--since DATE] [--until DATE] [--patient ID]\n"
 		"       carevault audit checkpoint --data DIR\n"
@@ -64,7 +65,9 @@ static void usage(FILE *out)
 		"starts its chain from that signed checkpoint. verify --archive checks such a file: its\n"
 		"chain, and its end's signature, which covers its first and last records (with --data,\n"
 		"by that store's audit key, and the store's trail must start after the archive's last\n"
-		"record when it is the newest archive). Keep archives as long as the law says.\n"
+		"record when it is the newest archive). An archive made before format 2 (its end signed as\n"
+		"an ordinary checkpoint) is not whole: --accept-format-1 checks what it can show.\n"
+		"Keep archives as long as the law says.\n"
 		"checkpoint signs a checkpoint of the trail as it is now. pubkey prints the public key that\n"
 		"signs checkpoints: keep it with the copies of the checkpoints.\n"
 		"Every command takes --store URL and --config FILE as serve does.\n");
@@ -97,6 +100,8 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 			c->out = argv[++i];
 		} else if (strcmp(a, "--quiet") == 0) {
 			c->quiet = true;
+		} else if (strcmp(a, "--accept-format-1") == 0) {
+			c->accept_v1 = true;
 		} else if (filter && v && c->nfilter < 16) {
 			char *value = NULL; /* --since D: date=geD, --until D: date=leD (freed at exit) */
 			if (asprintf(&value, "%s%s", strcmp(a, "--since") == 0 ? "ge" : strcmp(a, "--until") == 0 ? "le" : "",
@@ -203,16 +208,25 @@ static cv_rc store_anchor(const audit_cmd_t *c, uint8_t out[CV_SIGN_PUBLIC_BYTES
 	return rc;
 }
 
-/* An archive whose last record is where the store's trail starts must end
- * with the record the store's base names. 0 when it does (or is another,
- * older archive); else 1, said. */
-static int against_base(const cv_audit_verdict_t *v, const cv_store_checkpoint_t *base)
+/* Where the store's trail starts, against the archive: the base must be
+ * signed by the archive's key, and when it is at the archive's last record
+ * it must name that record (the newest archive ends where the trail
+ * starts). 0 when it holds; else 1, said. */
+static int against_base(const cv_audit_verdict_t *v, const cv_store_checkpoint_t *base, const uint8_t *pub)
 {
-	char hex[2 * CV_AUDIT_HASH_BYTES + 1];
+	char hex[2 * CV_AUDIT_HASH_BYTES + 1], msg[160];
 	int64_t last = v->base + v->records;
 	if (!base->pos) {
-		printf("the store has no archived records: its trail starts at record 1\n");
+		printf("the store has no archived records (its trail starts at record 1): this archive was made and "
+		       "not pruned, or the store's base was removed; verify the store\n");
 		return 0;
+	}
+	cv_audit_base_message(base, msg);
+	if (memcmp(base->key, pub, CV_SIGN_PUBLIC_BYTES) != 0 ||
+	    cv_crypto_sign_verify(base->key, msg, strlen(msg), base->sig) != CV_OK) {
+		printf("AUDIT ARCHIVE NOT CHECKED AGAINST THE STORE: the store's base is not signed by the audit key; "
+		       "verify the store\n");
+		return 1;
 	}
 	cv_crypto_hex(base->hash, CV_AUDIT_HASH_BYTES, hex);
 	if (base->pos == last && strcmp(hex, v->head) == 0) {
@@ -224,10 +238,13 @@ static int against_base(const cv_audit_verdict_t *v, const cv_store_checkpoint_t
 		       "or the store was altered\nfirst bad record: %lld\n", (long long)last, (long long)last);
 		return 1;
 	}
-	printf("the store's trail starts after record %lld (this archive ends at %lld: %s)\n", (long long)base->pos,
-	       (long long)last, base->pos > last ? "an older archive holds the records between" :
-	       "the store's base is past it only if it was altered; verify the store");
-	return base->pos > last ? 0 : 1;
+	if (base->pos > last)
+		printf("the store's trail starts after record %lld: later archives hold records %lld to %lld\n",
+		       (long long)base->pos, (long long)last + 1, (long long)base->pos);
+	else
+		printf("the store's trail starts after record %lld, inside this archive (its records after that are "
+		       "still in the store: the archive was made and not pruned)\n", (long long)base->pos);
+	return 0;
 }
 
 static int cmd_verify_archive(audit_cmd_t *c)
@@ -249,7 +266,7 @@ static int cmd_verify_archive(audit_cmd_t *c)
 		}
 		have_store = arc == CV_OK && memcmp(pub, stored, sizeof pub) == 0;
 	}
-	if (cv_audit_verify_archive(c->archive, pinned ? pub : NULL, &v)) {
+	if (cv_audit_verify_archive_as(c->archive, pinned ? pub : NULL, c->accept_v1, &v)) {
 		fprintf(stderr, "carevault audit verify: %s\n", v.what);
 		return 1;
 	}
@@ -260,7 +277,7 @@ static int cmd_verify_archive(audit_cmd_t *c)
 		return 1;
 	}
 	printf("%s\nlast hash %s\n", v.what, v.head);
-	return have_store ? against_base(&v, &base) : 0;
+	return have_store ? against_base(&v, &base, pub) : 0;
 }
 
 static int cmd_archive(audit_cmd_t *c)

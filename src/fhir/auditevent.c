@@ -340,9 +340,10 @@ static void copy_member(json_object *from, json_object *to, const char *key)
 		json_object_object_add(to, key, json_object_get(v));
 }
 
-/* Whether the record's entity for the report's patient carries the BTG
- * label: the request reached them through break-glass alone. */
-static bool glass_label_on_me(page_t *pg, json_object *rec)
+/* Whether a patient entity of the record carries the BTG label (me: the
+ * report's patient's; else any): the request reached them under
+ * break-glass. */
+static bool glass_label(page_t *pg, json_object *rec, bool me_only)
 {
 	json_object *entities, *what, *labels;
 	const char *me = cv_pool_printf(pg->ex->pool, "Patient/%s", pg->patient);
@@ -351,7 +352,7 @@ static bool glass_label_on_me(page_t *pg, json_object *rec)
 	for (size_t i = 0; i < json_object_array_length(entities); i++) {
 		json_object *e = json_object_array_get_idx(entities, i);
 		const char *ref = json_object_object_get_ex(e, "what", &what) ? str_of(what, "reference") : NULL;
-		if (!ref || strcmp(ref, me) != 0 || !json_object_object_get_ex(e, "securityLabel", &labels) ||
+		if (!ref || (me_only && strcmp(ref, me) != 0) || !json_object_object_get_ex(e, "securityLabel", &labels) ||
 		    !json_object_is_type(labels, json_type_array))
 			continue;
 		for (size_t k = 0; k < json_object_array_length(labels); k++)
@@ -369,7 +370,9 @@ static bool glass_label_on_me(page_t *pg, json_object *rec)
 static void report_purpose(page_t *pg, json_object *rec, const cv_store_audit_row_t *r, json_object *o,
 			   json_object *meta)
 {
-	bool glass = (r->flags & CV_AUDIT_F_BREAK_GLASS) && (r->npat <= 1 || glass_label_on_me(pg, rec));
+	/* a record made before the patients under break-glass were marked (none is) tells them all, as it did */
+	bool glass = (r->flags & CV_AUDIT_F_BREAK_GLASS) &&
+		     (r->npat <= 1 || glass_label(pg, rec, true) || !glass_label(pg, rec, false));
 	if (glass) {
 		json_object_object_add(meta, "security", json_tokener_parse("[{\"system\":\"http://terminology.hl7.org/"
 			"CodeSystem/v3-ActCode\",\"code\":\"BTG\",\"display\":\"break the glass\"}]"));

@@ -131,15 +131,21 @@ void cv_fhir_audit_refused(cv_exchange_t *ex, const char *type, const char *id, 
 {
 	const char **pats = NULL;
 	size_t n = 0;
-	cv_store_version_t cur;
 	if (!type || !id || !cv_fhir_valid_id(id) || !ctx(ex) || !cv_model_is_resource(ctx(ex)->model, type))
 		return;
-	if (!v && !obj && cv_store_read(ctx(ex)->store, type, id, 0, ex->pool, &cur) == CV_OK)
-		v = &cur;
 	cv_rc rc = v && v->version > 0 ? stored_patients(ex, v, id, NULL, &pats, &n)
 				       : obj ? cv_policy_patients(ctx(ex)->policy, type, 0, obj, ex->pool, &pats, &n)
 					     : CV_E_NOTFOUND;
 	cv_audit_asked(ex, type, id, rc ? NULL : pats, rc ? 0 : n);
+	if (strcmp(type, "Patient") == 0)
+		cv_audit_patient(ex, id);
+}
+
+void cv_fhir_audit_asked(cv_exchange_t *ex, const char *type, const char *id)
+{
+	if (!type || !id || !cv_fhir_valid_id(id) || !ctx(ex) || !cv_model_is_resource(ctx(ex)->model, type))
+		return;
+	cv_audit_asked(ex, type, id, NULL, 0);
 	if (strcmp(type, "Patient") == 0)
 		cv_audit_patient(ex, id);
 }

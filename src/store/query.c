@@ -325,7 +325,12 @@ static const char *action_text(char a)
 	return p && a ? letters + 2 * (p - "CRUDE") : "?";
 }
 
-static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
+/* Which rows of an agent= search a SELECT takes: those whose agent column
+ * names it, or (AGENT_BY_KEY) the others whose search keys name it as the
+ * app acting for a person. */
+enum { AGENT_BY_COLUMN, AGENT_BY_KEY };
+
+static cv_rc audit_where(const cv_store_audit_query_t *q, int arm, cv_sql_t *s)
 {
 	cv_rc rc = put(s, " WHERE 1 = 1");
 	for (size_t i = 0; !rc && i < q->nkeys; i++)
@@ -334,11 +339,11 @@ static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
 			rc = put(s, ")");
 	if (!rc && q->id && !(rc = audit_cond(s, "a.id", "=")))
 		rc = ph_text(s, q->id);
-	if (!rc && q->agent && q->agent_key && !(rc = put(s, " AND (a.agent = ")) && !(rc = ph_text(s, q->agent)) &&
-	    !(rc = put(s, " OR a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ")) &&
-	    !(rc = ph_blob(s, q->agent_key, CV_AUDIT_KEY_BYTES)))
-		rc = put(s, "))");
-	else if (!rc && q->agent && !(rc = audit_cond(s, "a.agent", "=")))
+	if (!rc && q->agent && arm == AGENT_BY_KEY && !(rc = put(s, " AND a.pos IN (SELECT pos FROM cv_audit_key WHERE k = ")) &&
+	    !(rc = ph_blob(s, q->agent_key, CV_AUDIT_KEY_BYTES)) && !(rc = put(s, ")")) &&
+	    !(rc = audit_cond(s, "a.agent", "<>")))
+		rc = ph_text(s, q->agent);
+	else if (!rc && q->agent && arm == AGENT_BY_COLUMN && !(rc = audit_cond(s, "a.agent", "=")))
 		rc = ph_text(s, q->agent);
 	if (!rc && q->from_us && !(rc = audit_cond(s, "a.at_us", ">=")))
 		rc = ph_int(s, q->from_us);
@@ -362,15 +367,37 @@ static cv_rc audit_where(const cv_store_audit_query_t *q, cv_sql_t *s)
 	return rc;
 }
 
-cv_rc cv_query_audit_sql(const cv_store_audit_query_t *q, bool bodies, cv_sql_t *s)
+/* One SELECT of the rows (arm: which of an agent= search's). */
+static cv_rc audit_select(const cv_store_audit_query_t *q, bool bodies, int arm, cv_sql_t *s)
 {
 	cv_rc rc = cv_buf_printf(&s->text, "SELECT a.pos, a.at_us, a.action, a.outcome, a.flags, a.kind, a.subtype, "
 				 "a.agent, a.id, a.nres, a.keys, %s, a.prev, a.hash, a.npat FROM cv_audit a",
 				 bodies ? "a.body" : (s->pg ? "''::bytea" : "x''"));
 	if (!rc)
-		rc = audit_where(q, s);
+		rc = audit_where(q, arm, s);
 	if (!rc)
 		rc = cv_buf_printf(&s->text, " ORDER BY a.pos %s LIMIT ", q->ascending ? "ASC" : "DESC");
+	if (!rc)
+		rc = ph_int(s, q->limit ? q->limit : 100);
+	return rc;
+}
+
+/* With an app's key, agent= is two SELECTs, each taking its page along an
+ * index (the agent column's; the search key's), merged: one "agent = ? OR
+ * pos IN (...)" would scan the trail for a rare agent. */
+cv_rc cv_query_audit_sql(const cv_store_audit_query_t *q, bool bodies, cv_sql_t *s)
+{
+	if (!q->agent || !q->agent_key)
+		return audit_select(q, bodies, AGENT_BY_COLUMN, s);
+	cv_rc rc = put(s, "SELECT * FROM (");
+	if (!rc)
+		rc = audit_select(q, bodies, AGENT_BY_COLUMN, s);
+	if (!rc)
+		rc = put(s, ") ua UNION ALL SELECT * FROM (");
+	if (!rc)
+		rc = audit_select(q, bodies, AGENT_BY_KEY, s);
+	if (!rc)
+		rc = cv_buf_printf(&s->text, ") ub ORDER BY 1 %s LIMIT ", q->ascending ? "ASC" : "DESC");
 	if (!rc)
 		rc = ph_int(s, q->limit ? q->limit : 100);
 	return rc;

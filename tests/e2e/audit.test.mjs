@@ -152,6 +152,8 @@ test('every interaction produces its record, refused ones included', async (t) =
     { type: 'rest', subtype: 'history-instance', action: 'R', outcome: '0', role: 'doctor', patient: P1 });
   step('search', dr, () => doc.call('GET', `/fhir/Observation?subject=${P1}`),
     { type: 'rest', subtype: 'search-type', action: 'E', outcome: '0', role: 'doctor', patient: P1 });
+  step('search by POST', dr, () => doc.call('POST', '/fhir/Observation/_search', { headers: FORM, body: `subject=${encodeURIComponent(P1)}` }),
+    { type: 'rest', subtype: 'search-type', action: 'E', outcome: '0', role: 'doctor', patient: P1 });
   step('create', dr, async () => {
     const r = await doc.call('POST', '/fhir/Observation', { body: obs(null, P1, { performer: [{ reference: `Practitioner/${ID.DR}` }] }) });
     made = r.json?.id;
@@ -336,6 +338,10 @@ test('every interaction produces its record, refused ones included', async (t) =
   const sq = walked.get('search')?.ae.entity?.find((e) => e.query !== undefined)?.query;
   if (!sq || Buffer.from(sq, 'base64').toString('utf8') !== `Observation?subject=${encodeURIComponent(P1)}`) {
     problems.push(`search: the query entity is ${sq && Buffer.from(sq, 'base64').toString('utf8')}, expected Observation?subject=...`);
+  }
+  const pq = walked.get('search by POST')?.ae.entity?.find((e) => e.query !== undefined)?.query;
+  if (!pq || Buffer.from(pq, 'base64').toString('utf8') !== `Observation/_search?subject=${encodeURIComponent(P1)}`) {
+    problems.push(`search by POST: the query entity is ${pq && Buffer.from(pq, 'base64').toString('utf8')}, expected Observation/_search?subject=...`);
   }
   // an auditor asking who was refused a patient's record finds them
   const refusedP1 = await searchTrail(W.p.auditor, `patient=${P1}&denied=true&date=ge${new Date(since).toISOString()}&_count=1000`);
