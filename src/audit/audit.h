@@ -298,7 +298,8 @@ typedef struct cv_audit_verdict {
 	int64_t records;       /* records in the chain (after the base) */
 	int64_t base;          /* records before it were archived (retention) */
 	int64_t checkpoints;   /* checkpoints checked (store and file) */
-	int64_t bad_pos;       /* the first bad record's position (0: none named) */
+	int64_t bad_pos;       /* the first bad record's position (when named) */
+	bool named;            /* bad_pos names a position (it may be 0 or below: a record put there) */
 	char head[65];         /* the head hash, hex */
 	char what[400];        /* what is wrong, or a summary */
 } cv_audit_verdict_t;

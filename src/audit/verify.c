@@ -71,10 +71,19 @@ static char *fail(walk_t *w, int64_t pos)
 	w->bad = true;
 	w->out->ok = false;
 	w->out->bad_pos = pos;
+	w->out->named = pos != 0;
 	return w->out->what;
 }
 
 #define WHAT sizeof ((cv_audit_verdict_t *)0)->what
+
+/* The same, naming pos even when it is 0 or below (a record or key put there). */
+static char *fail_at(walk_t *w, int64_t pos)
+{
+	char *what = fail(w, pos);
+	w->out->named = true;
+	return what;
+}
 
 /* Reads the checkpoint file: one line each (blank lines skipped). */
 static cv_rc from_file(const char *path, cps_t *c, cv_audit_verdict_t *out)
@@ -262,7 +271,7 @@ static void check_outside_keys(cv_store_t *s, walk_t *w)
 	if (rc)
 		snprintf(fail(w, 0), WHAT, "the search-key table could not be read: %s", cv_rc_str(rc));
 	else if (nbelow || above)
-		snprintf(fail(w, nbelow ? below : above), WHAT, "the search-key table ties position %lld, %s, to a "
+		snprintf(fail_at(w, nbelow ? below : above), WHAT, "the search-key table ties position %lld, %s, to a "
 			 "patient or resource (rows were added): a record put there would show in their searches and "
 			 "access reports", (long long)(nbelow ? below : above),
 			 nbelow ? "at or before the trail's start" : "past its last record");
@@ -287,7 +296,7 @@ static void check_below_base(cv_store_t *s, walk_t *w)
 	if (rc && rc != CV_E_CONFLICT)
 		snprintf(fail(w, 0), WHAT, "the trail could not be read: %s", cv_rc_str(rc));
 	else if (pos <= w->out->base)
-		snprintf(fail(w, pos), WHAT, "record %lld lies at or before the trail's start (record %lld, where it "
+		snprintf(fail_at(w, pos), WHAT, "record %lld lies at or before the trail's start (record %lld, where it "
 			 "begins after an archive or at 1): it was put there by hand, and searches would show it",
 			 (long long)pos, (long long)w->out->base + 1);
 }
@@ -298,6 +307,12 @@ static cv_rc one(void *arg, const cv_store_audit_row_t *r)
 	uint8_t h[CV_AUDIT_HASH_BYTES];
 	if (w->bad)
 		return CV_E_CONFLICT;
+	if (r->pos != w->expect && w->head >= 0 && w->expect - 1 >= w->head) {
+		/* the chain reached the store's head: a later row after a gap was put there */
+		snprintf(fail(w, r->pos), WHAT, "record %lld lies past the store's head (%lld), after a gap: it was added "
+			 "by hand", (long long)r->pos, (long long)w->head);
+		return CV_E_CONFLICT;
+	}
 	if (r->pos != w->expect) {
 		snprintf(fail(w, w->expect), WHAT, "record %lld is missing: the chain goes on at record %lld "
 			 "(records were deleted)", (long long)w->expect, (long long)r->pos);

@@ -84,10 +84,17 @@ static int parse_args(audit_cmd_t *c, int argc, char **argv, char *err, size_t e
 	cv_config_defaults(&c->cfg);
 	if (cv_config_load_env(&c->cfg, err, errlen))
 		return -1;
+	unsigned seen = 0; /* --since, --until, --patient: once each */
 	for (int i = 2; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		const char *filter = strcmp(a, "--since") == 0 ? "date" : strcmp(a, "--until") == 0 ? "date"
 				   : strcmp(a, "--patient") == 0 ? "patient" : NULL;
+		unsigned bit = !filter ? 0 : strcmp(a, "--since") == 0 ? 1 : strcmp(a, "--until") == 0 ? 2 : 4;
+		if (bit & seen) {
+			snprintf(err, errlen, "%s is given twice", a);
+			return -1;
+		}
+		seen |= bit;
 		if (strcmp(a, "--checkpoints") == 0 && v) {
 			c->checkpoints = argv[++i];
 		} else if (strcmp(a, "--archive") == 0 && v) {
@@ -171,7 +178,7 @@ static int cmd_verify(audit_cmd_t *c)
 	}
 	if (rc || !v.ok) {
 		printf("AUDIT TRAIL NOT WHOLE: %s\n", v.what);
-		if (v.bad_pos)
+		if (v.named || v.bad_pos)
 			printf("first bad record: %lld\n", (long long)v.bad_pos);
 		return 1;
 	}
@@ -272,7 +279,7 @@ static int cmd_verify_archive(audit_cmd_t *c)
 	}
 	if (!v.ok) {
 		printf("AUDIT ARCHIVE NOT WHOLE: %s\n", v.what);
-		if (v.bad_pos)
+		if (v.named || v.bad_pos)
 			printf("first bad record: %lld\n", (long long)v.bad_pos);
 		return 1;
 	}
@@ -311,6 +318,10 @@ static int cmd_archive(audit_cmd_t *c)
 			       .agent_kind = "operator", .nres = res.last ? res.last - res.first + 1 : 0, .detail = detail };
 	if (a && cv_audit_record(s, &e))
 		fprintf(stderr, "carevault audit archive: warning: the archive could not be recorded in the trail\n");
+	/* a checkpoint after its own records, copied to the sinks: cutting them (the evidence that an archive
+	 * took place) is then found against the copies outside the database */
+	else if (a && cv_audit_checkpoint_now(a))
+		fprintf(stderr, "carevault audit archive: warning: no checkpoint could be signed after the archive\n");
 	if (rc)
 		fprintf(stderr, "carevault audit archive: %s\n", res.what[0] ? res.what : err[0] ? err : cv_rc_str(rc));
 	else
@@ -346,21 +357,60 @@ static FILE *open_out(const char *path)
 }
 
 /* The operator's own record of the export, and its alert. */
-static void record_export(cv_store_t *s, int64_t n, bool ok)
+/* What an export takes, for its records: its filters ("patient=p1
+ * date=ge2026-01-01"), and the patient it is about (NULL: none named). */
+static void export_scope(const audit_cmd_t *c, char *out, size_t outlen, const char **patient)
 {
-	char agent[64], detail[128];
+	size_t used = (size_t)snprintf(out, outlen, "the audit trail");
+	*patient = NULL;
+	for (size_t i = 0; i < c->nfilter && used < outlen; i++) {
+		used += (size_t)snprintf(out + used, outlen - used, "%s%s=%s", i ? " " : ", where ", c->filter[i].name,
+					 c->filter[i].value);
+		if (strcmp(c->filter[i].name, "patient") == 0)
+			*patient = strncmp(c->filter[i].value, "Patient/", 8) == 0 ? c->filter[i].value + 8 : c->filter[i].value;
+	}
+}
+
+/* Records that the export starts, before it writes anything: no export
+ * leaves without its record. 0, or -1 (said) when it cannot be recorded. */
+static int record_export_start(const audit_cmd_t *c, cv_store_t *s)
+{
+	char agent[64], detail[400];
+	const char *patient, *pats[1];
 	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
-	snprintf(detail, sizeof detail, "%lld audit records exported with carevault audit export", (long long)n);
+	export_scope(c, detail, sizeof detail, &patient);
+	pats[0] = patient;
+	cv_audit_event_t e = { .type = CV_AUDIT_EXPORT, .subtype = "audit-export-started", .action = 'E',
+			       .flags = CV_AUDIT_F_EXPORT | CV_AUDIT_F_SECURITY, .agent = agent, .agent_kind = "operator",
+			       .detail = detail, .patients = patient ? pats : NULL, .npatients = patient ? 1 : 0 };
+	if (cv_audit_record(s, &e) == CV_OK)
+		return 0;
+	fprintf(stderr, "carevault audit export: the export could not be recorded in the audit trail: nothing was "
+		"exported\n");
+	return -1;
+}
+
+static void record_export(const audit_cmd_t *c, cv_store_t *s, int64_t n, bool ok)
+{
+	char agent[64], detail[512], scope[400], count[96];
+	const char *patient, *pats[1];
+	snprintf(agent, sizeof agent, "operator-uid-%u", (unsigned)getuid());
+	export_scope(c, scope, sizeof scope, &patient);
+	pats[0] = patient;
+	snprintf(count, sizeof count, "%lld audit records exported with carevault audit export", (long long)n);
+	snprintf(detail, sizeof detail, "%.95s: %.399s", count, scope); /* the filters may name a patient: the record only */
 	cv_audit_event_t e = { .type = CV_AUDIT_EXPORT, .subtype = "audit-export", .action = 'E', .outcome = ok ? 0 : 8,
 			       .flags = CV_AUDIT_F_EXPORT | CV_AUDIT_F_SECURITY, .agent = agent,
-			       .agent_kind = "operator", .nres = n, .detail = detail };
+			       .agent_kind = "operator", .nres = n, .detail = detail, .patients = patient ? pats : NULL,
+			       .npatients = patient ? 1 : 0 };
 	cv_audit_event_t alert = { .type = CV_AUDIT_ALERT, .subtype = "bulk-export", .action = 'E',
 				   .flags = CV_AUDIT_F_ALERT | CV_AUDIT_F_SECURITY, .agent = agent,
-				   .agent_kind = "operator", .detail = detail };
+				   .agent_kind = "operator", .detail = count };
 	if (cv_audit_record(s, &e) || cv_audit_record(s, &alert))
-		fprintf(stderr, "carevault audit export: warning: the export could not be recorded in the trail\n");
+		fprintf(stderr, "carevault audit export: warning: the export's outcome could not be recorded in the trail "
+			"(its start was)\n");
 	cv_log(CV_LOG_WARN, "security alert", (cv_log_field_t[]){ CV_LS("alert", "bulk-export"), CV_LS("agent", agent),
-								 CV_LS("detail", detail) }, 3);
+								 CV_LS("detail", count) }, 3);
 }
 
 static int cmd_export(audit_cmd_t *c)
@@ -373,11 +423,19 @@ static int cmd_export(audit_cmd_t *c)
 	cv_pool_init(&qpool, 0);
 	if (cv_audit_query_parse(c->filter, c->nfilter, 1000, 1000, &qpool, &q, why, sizeof why)) {
 		cv_pool_release(&qpool);
-		return bad(why);
+		return bad(strncmp(why, "date takes", 10) == 0 ? "--since and --until take a FHIR date, dateTime or instant "
+			   "(2026-01-31, 2026-01-31T08:00:00Z); each covers its whole precision (--until 2026-01-31: "
+			   "to the end of that day)" : why);
 	}
 	if (cv_cli_open_store(&c->cfg, 1, &master, &s, err, sizeof err)) {
 		cv_pool_release(&qpool);
 		fprintf(stderr, "carevault audit export: %s\n", err);
+		return 1;
+	}
+	if (record_export_start(c, s)) {
+		cv_store_close(s);
+		cv_key_free(master);
+		cv_pool_release(&qpool);
 		return 1;
 	}
 	FILE *f = open_out(c->out);
@@ -399,7 +457,7 @@ static int cmd_export(audit_cmd_t *c)
 	if (f && f != stdout && (fflush(f) || fsync(fileno(f)) || fclose(f)))
 		rc = rc ? rc : CV_E_IO;
 	if (f)
-		record_export(s, x.n, rc == CV_OK);
+		record_export(c, s, x.n, rc == CV_OK);
 	if (rc)
 		fprintf(stderr, "carevault audit export: failed after %lld records: %s\n", (long long)x.n, cv_rc_str(rc));
 	else

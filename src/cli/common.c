@@ -35,6 +35,10 @@ int cv_cli_open_store(const cv_config_t *cfg, unsigned read_conns, cv_key_t **ma
 		rc = cv_cli_master_load(cfg, master, err, errlen);
 	if (!rc)
 		rc = cv_store_open(cfg->data_dir, cfg->store_url, read_conns, *master, store, err, errlen);
+	if (rc && *master) { /* the key does not outlive a failure: callers free it only with the store */
+		cv_key_free(*master);
+		*master = NULL;
+	}
 	return rc ? -1 : 0;
 }
 

@@ -808,9 +808,10 @@ cv_rc cv_policy_break_glass(cv_policy_t *pol, const cv_principal_t *p, const cha
 			rc = CV_E_STORAGE; /* not a race to retry */
 		cv_buf_release(&grant);
 		if (!rc) /* the account id only: the patient and the reason stay in the sealed records */
-			cv_log(CV_LOG_WARN, "security alert: break-glass",
-			       (cv_log_field_t[]){ CV_LS("account", p->id), CV_LS("role", p->role ? p->role : ""),
-						   CV_LI("minutes", (*expires_us - now) / 60000000) }, 3);
+			cv_log(CV_LOG_WARN, "security alert",
+			       (cv_log_field_t[]){ CV_LS("alert", "break-glass"), CV_LS("agent", p->id),
+						   CV_LS("role", p->role ? p->role : ""),
+						   CV_LI("minutes", (*expires_us - now) / 60000000) }, 4);
 	}
 	return rc;
 }

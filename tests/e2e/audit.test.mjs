@@ -996,7 +996,7 @@ test('alerts: failed logins, many patients, outside relationships, break-glass; 
 
 // ---------------------------------------------------------------- 7b. no unrecorded change
 
-test('an operator\'s change whose record cannot be stored does not happen: key rotation, erasure, backup, revoke-all', async () => {
+test('an operator\'s change whose record cannot be stored does not happen: key rotation, erasure, backup, revoke-all, an export', async () => {
   const s = await start({ name: 'audit-refuse' });
   servers.refuse = s;
   assert.equal((await s.req('PUT', '/fhir/Patient/rf1', { body: { resourceType: 'Patient', id: 'rf1', active: true } })).status, 201);
@@ -1019,6 +1019,8 @@ test('an operator\'s change whose record cannot be stored does not happen: key r
     backup: cli(s, ['backup', '--data', s.dataDir, '--out', out]),
     'user revoke-sessions --all': cli(s, ['user', 'revoke-sessions', '--all', '--data', s.dataDir]),
     'audit archive': cli(s, ['audit', 'archive', '--data', s.dataDir, '--out', `${out}.archive`, '--before', '2100-01-01']),
+    // an export takes the trail away: recorded before anything is written, or not made
+    'audit export': cli(s, ['audit', 'export', '--data', s.dataDir, '--patient', 'rf1', '--out', `${out}.ndjson`]),
   };
   for (const [what, r] of Object.entries(runs)) {
     assert.notEqual(r.status, 0, `${what} was refused: ${r.out.slice(0, 300)}`);
@@ -1028,10 +1030,18 @@ test('an operator\'s change whose record cannot be stored does not happen: key r
   assert.equal(read(path.join(s.dataDir, 'erasures')), ledgerBefore, 'no erasure ledger line');
   assert.equal(fs.existsSync(out), false, 'no backup file');
   assert.equal(fs.existsSync(`${out}.archive`), false, 'no archive file');
+  assert.equal(fs.existsSync(`${out}.ndjson`), false, 'no export file');
   assert.deepEqual(h.head(), head, 'and nothing reached the trail');
   h.sql(h.pg ? 'DROP TRIGGER cv_test_refuse ON cv_audit; DROP FUNCTION cv_test_refuse();' : 'DROP TRIGGER cv_test_refuse;');
+  // once it can be recorded, the export's records say whose trail was taken
+  const exp = cli(s, ['audit', 'export', '--data', s.dataDir, '--patient', 'rf1', '--out', `${out}.ndjson`]);
+  assert.equal(exp.status, 0, `the export: ${exp.out.slice(0, 300)}`);
+  fs.rmSync(`${out}.ndjson`, { force: true });
+  assert.equal(cli(s, ['audit', 'export', '--data', s.dataDir, '--patient', 'rf1', '--patient', 'x']).status, 2, 'a repeated --patient');
   await s.restart();
   assert.equal((await s.req('GET', '/fhir/Patient/rf1')).status, 200, 'the patient was not erased');
+  const taken = (await searchTrail({ call: (m, u) => s.req(m, u) }, 'patient=Patient/rf1&type=110106&_count=100')).records.map(facts);
+  assert.deepEqual(taken.map((f) => f.subtype).sort(), ['audit-export', 'audit-export-started'], 'the export\'s start and outcome name the patient');
   await s.stop();
   assert.ok(verify(s).whole, 'the trail is whole');
 });
