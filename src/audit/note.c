@@ -245,9 +245,6 @@ static const char *purpose(const cv_principal_t *p, unsigned flags)
 	return NULL;
 }
 
-/* The query of ex (sealed with the record: it may name patients): the path
- * after the FHIR base and the parameters ("Observation?code=x"), for a
- * search or any request with parameters; NULL for others. */
 /* A search by POST with its parameters in a form body. */
 static bool form_search(const cv_exchange_t *ex)
 {
@@ -256,6 +253,9 @@ static bool form_search(const cv_exchange_t *ex)
 	       ex->body && ex->body_len && ex->body_len <= 60000;
 }
 
+/* The query of ex (sealed with the record: it may name patients): the path
+ * after the FHIR base and the parameters ("Observation?code=x"), for a
+ * search or any request with parameters; NULL for others. */
 static const char *query_text(cv_exchange_t *ex, const char *subtype)
 {
 	cv_buf_t b;

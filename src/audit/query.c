@@ -176,6 +176,15 @@ static cv_rc param(const cv_param_t *p, unsigned count_max, cv_pool_t *pool, cv_
 	return CV_E_INVALID;
 }
 
+/* Whether one of the first i parameters is called name. */
+static bool named_before(const cv_param_t *params, size_t i, const char *name)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(params[j].name, name) == 0)
+			return true;
+	return false;
+}
+
 cv_rc cv_audit_query_parse(const cv_param_t *params, size_t n, unsigned count_default, unsigned count_max,
 			   cv_pool_t *pool, cv_store_audit_query_t *q, char *why, size_t whylen)
 {
@@ -184,12 +193,11 @@ cv_rc cv_audit_query_parse(const cv_param_t *params, size_t n, unsigned count_de
 	q->limit = count_default;
 	cv_rc rc = CV_OK;
 	for (size_t i = 0; !rc && i < n; i++)
-		for (size_t j = 0; !rc && j < i; j++)
-			if (params[i].name[0] == '_' && strcmp(params[i].name, params[j].name) == 0 &&
-			    (strcmp(params[i].name, "_count") == 0 || strcmp(params[i].name, "_cursor") == 0)) {
-				snprintf(why, whylen, "'%s' is repeated", params[i].name);
-				rc = CV_E_INVALID;
-			}
+		if ((strcmp(params[i].name, "_count") == 0 || strcmp(params[i].name, "_cursor") == 0) &&
+		    named_before(params, i, params[i].name)) {
+			snprintf(why, whylen, "'%s' is repeated", params[i].name);
+			rc = CV_E_INVALID;
+		}
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = param(&params[i], count_max, pool, q, why, whylen);
 	if (!rc && q->from_us && q->to_us && q->from_us > q->to_us) {

@@ -216,12 +216,18 @@ static void sinks(const cv_audit_t *a, const cv_store_checkpoint_t *c)
 	cv_buf_release(&line);
 }
 
+/* Signs msg for c with the audit key: fills c's key and sig. */
+static void sign_message(cv_audit_t *a, const char *msg, cv_store_checkpoint_t *c)
+{
+	memcpy(c->key, a->pub, sizeof c->key);
+	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
+}
+
 void cv_audit_sign(cv_audit_t *a, cv_store_checkpoint_t *c)
 {
 	char msg[160];
 	cv_audit_checkpoint_message(c, msg);
-	memcpy(c->key, a->pub, sizeof c->key);
-	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
+	sign_message(a, msg, c);
 }
 
 void cv_audit_base_message(const cv_store_checkpoint_t *c, char out[160])
@@ -235,8 +241,7 @@ void cv_audit_sign_base(cv_audit_t *a, cv_store_checkpoint_t *c)
 {
 	char msg[160];
 	cv_audit_base_message(c, msg);
-	memcpy(c->key, a->pub, sizeof c->key);
-	cv_crypto_sign(a->sign, msg, strlen(msg), c->sig);
+	sign_message(a, msg, c);
 }
 
 void cv_audit_archive_message(int64_t first, const uint8_t prev[CV_AUDIT_HASH_BYTES], const cv_store_checkpoint_t *end,
@@ -254,8 +259,7 @@ void cv_audit_sign_archive(cv_audit_t *a, int64_t first, const uint8_t prev[CV_A
 {
 	char msg[320];
 	cv_audit_archive_message(first, prev, end, msg);
-	memcpy(end->key, a->pub, sizeof end->key);
-	cv_crypto_sign(a->sign, msg, strlen(msg), end->sig);
+	sign_message(a, msg, end);
 }
 
 cv_store_t *cv_audit_store(cv_audit_t *a)

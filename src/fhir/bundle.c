@@ -782,12 +782,7 @@ static void audit_entry(txn_t *t, tentry_t *e, const char ***pats, size_t *n)
 	cv_audit_resource(t->ex, e->type, e->id, e->cur + 1, *pats, *n);
 	if (!del && e->cur > 0 && !e->curv.deleted) /* an update that moves it: the patients it leaves too */
 		cv_fhir_audit_patients_of(t->ex, &e->curv, e->id);
-	if (!cv_access_broke_glass(t->acc))
-		return;
-	cv_audit_break_glass(t->ex);
-	for (size_t i = 0; i < *n; i++)
-		if (cv_access_glass_for(t->acc, (*pats)[i]))
-			cv_audit_glass_patient(t->ex, (*pats)[i]);
+	cv_fhir_audit_glass(t->ex, t->acc, *pats, *n);
 }
 
 /* A batch entry's write, with its claim and its own audit record. */

@@ -110,16 +110,17 @@ void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const c
 /* Notes the patients of stored version v of id (a tombstone: of the version
  * it deleted) for the audit trail, without naming the resource. */
 void cv_fhir_audit_patients_of(cv_exchange_t *ex, const cv_store_version_t *v, const char *id);
-/* A refused request's record names what it asked for: type/id and the
- * patients of v (the version the handler read), or of obj (a refused
- * create's content). Nothing of it reaches the caller. */
+/* A refused request's record names what it asked for: type/id (and the id
+ * of a Patient) and the patients of v (the version the handler read), or of
+ * obj (a refused create's content). With neither (a request refused before
+ * its handler), the store is not read: the refusal costs nothing more and
+ * takes no longer whether the resource exists or not. Nothing of it reaches
+ * the caller. */
 void cv_fhir_audit_refused(cv_exchange_t *ex, const char *type, const char *id, const cv_store_version_t *v,
 			   json_object *obj);
-/* The same for a request refused before its handler (no credential, or a
- * role that never has the interaction): type/id alone, and the id when it
- * is a Patient's; the store is not read, so the refusal costs nothing more
- * and takes no longer whether the resource exists or not. */
-void cv_fhir_audit_asked(cv_exchange_t *ex, const char *type, const char *id);
+/* Notes that the request relied on break-glass (when it did), and which of
+ * pats (a resource's patients) it reached through the grant. */
+void cv_fhir_audit_glass(cv_exchange_t *ex, cv_access_t *acc, const char *const *pats, size_t n);
 
 cv_rc cv_fhir_parse_stored(const cv_store_version_t *v, cv_pool_t *pool, json_object **out);
 

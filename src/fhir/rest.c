@@ -141,15 +141,6 @@ void cv_fhir_audit_refused(cv_exchange_t *ex, const char *type, const char *id, 
 		cv_audit_patient(ex, id);
 }
 
-void cv_fhir_audit_asked(cv_exchange_t *ex, const char *type, const char *id)
-{
-	if (!type || !id || !cv_fhir_valid_id(id) || !ctx(ex) || !cv_model_is_resource(ctx(ex)->model, type))
-		return;
-	cv_audit_asked(ex, type, id, NULL, 0);
-	if (strcmp(type, "Patient") == 0)
-		cv_audit_patient(ex, id);
-}
-
 void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const char *id, json_object *obj)
 {
 	const char **pats = NULL;
@@ -157,11 +148,16 @@ void cv_fhir_audit_shown(cv_exchange_t *ex, const cv_store_version_t *v, const c
 	cv_rc rc = v->seq > 0 || v->deleted ? stored_patients(ex, v, id, obj, &pats, &n)
 					    : cv_policy_patients(ctx(ex)->policy, v->type, 0, obj, ex->pool, &pats, &n);
 	cv_audit_resource(ex, v->type, id, v->version, rc ? NULL : pats, rc ? 0 : n);
-	if (!cv_access_broke_glass(ex->access))
+	cv_fhir_audit_glass(ex, ex->access, rc ? NULL : pats, rc ? 0 : n);
+}
+
+void cv_fhir_audit_glass(cv_exchange_t *ex, cv_access_t *acc, const char *const *pats, size_t n)
+{
+	if (!cv_access_broke_glass(acc))
 		return;
 	cv_audit_break_glass(ex); /* a decision of the request relied on break-glass */
-	for (size_t i = 0; !rc && i < n; i++)
-		if (cv_access_glass_for(ex->access, pats[i])) /* this resource's patient, through it alone */
+	for (size_t i = 0; i < n; i++)
+		if (cv_access_glass_for(acc, pats[i])) /* this resource's patient, through the grant */
 			cv_audit_glass_patient(ex, pats[i]);
 }
 

@@ -446,7 +446,7 @@ static void authorize(req_t *r)
 		rc = CV_OK; /* a public route: a bad credential does not matter */
 	ex->decision = reason;
 	if ((rc == CV_E_UNAUTH || rc == CV_E_DENIED) && ex->route && strncmp(ex->route, "/fhir", 5) == 0)
-		cv_fhir_audit_asked(ex, ex->args[0], ex->args[1]); /* what was asked for, in the record */
+		cv_fhir_audit_refused(ex, ex->args[0], ex->args[1], NULL, NULL); /* what was asked for, in the record */
 	if (rc && rc != CV_E_UNAUTH && rc != CV_E_DENIED) {
 		/* the credential could not be checked (the store did not answer): not a refusal */
 		cv_exchange_add_header(ex, "Retry-After", "1");
